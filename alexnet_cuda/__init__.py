@@ -1,0 +1,65 @@
+"""alexnet_cuda: AlexNet (Krizhevsky, Sutskever, Hinton, NIPS 2012) from scratch.
+
+Hand-written CUDA kernels and a C++/OpenMP CPU backend behind one op API (:mod:`alexnet_cuda.ops`), a NumPy
+float64 reference of every layer (:mod:`alexnet_cuda.reference`), and the paper's two-tower network.
+"""
+
+from __future__ import annotations
+
+try:
+    from . import _C
+except ImportError as exc:  # pragma: no cover - only when the extension was not built
+    raise ImportError(
+        "alexnet_cuda's compiled extension (alexnet_cuda._C) is missing. Install the package with "
+        "'pip install .' from the repository root (tests import the installed package, so run them from a "
+        "checkout after installing, or build in place with tools/dev_build.sh)."
+    ) from exc
+
+from . import ops, reference  # noqa: E402
+from ._C import Tensor  # noqa: E402
+
+__version__ = "0.1.0"
+
+
+def build_info() -> dict:
+    """Which backends were compiled, the CUDA versions, and the GPUs visible now.
+
+    ``gpus`` is an empty list on a machine without a GPU or driver: that is a normal answer, not an error.
+    """
+    return dict(_C.build_info())
+
+
+def cuda_available() -> bool:
+    """True when the CUDA backend was built and at least one GPU is visible."""
+    info = _C.build_info()
+    return bool(info["cuda"]) and len(info["gpus"]) > 0
+
+
+def tensor(array, device: str = "cpu") -> Tensor:
+    """A :class:`Tensor` on ``device`` holding a copy of a NumPy array (float32, int32 or uint8, C-contiguous)."""
+    return ops.to_tensor(array, device, "tensor")
+
+
+def memory_stats(device: str) -> dict:
+    """Bytes allocated now, the peak since the last reset, and bytes reserved, for 'cpu' or 'cuda:N'."""
+    return dict(_C.memory_stats(device))
+
+
+def reset_peak_memory(device: str) -> None:
+    _C.reset_peak_memory(device)
+
+
+def synchronize(device: str) -> None:
+    """Wait for the work queued on ``device`` (a no-op on the CPU)."""
+    _C.synchronize(device)
+
+
+__all__ = ["Tensor", "build_info", "cuda_available", "memory_stats", "ops", "reference", "reset_peak_memory",
+           "synchronize", "tensor"]
+
+try:  # the network and its API come with the network issue
+    from .model import AlexNet  # noqa: E402,F401
+
+    __all__.append("AlexNet")
+except ImportError:  # pragma: no cover
+    pass

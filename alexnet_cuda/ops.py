@@ -1,0 +1,242 @@
+"""Every AlexNet op, forward and backward, on the CPU or a GPU.
+
+Each function takes NumPy arrays (and returns NumPy arrays) or :class:`alexnet_cuda.Tensor` objects (and returns
+Tensors, with no host copies). With NumPy inputs, ``device`` says where the op runs ('cpu', 'cuda', 'cuda:N');
+with Tensor inputs the op runs where the tensors are. Float data must be float32, labels and crop offsets int32,
+images uint8; arrays must be C-contiguous. Bad input raises TypeError or ValueError naming the op.
+
+The maths of each op, with the paper's section, is in ``csrc/ops.h`` and ``csrc/cpu/kernels.h``; the NumPy float64
+reference is :mod:`alexnet_cuda.reference`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _C
+
+Tensor = _C.Tensor
+_ACTIVATIONS = {"none": 0, None: 0, "relu": 1, "tanh": 2}
+_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.int32): "int32", np.dtype(np.uint8): "uint8"}
+
+
+def _activation(op: str, act: Any) -> int:
+    if act not in _ACTIVATIONS:
+        raise ValueError(f"{op}: activation must be 'none', 'relu' or 'tanh', got {act!r}")
+    return _ACTIVATIONS[act]
+
+
+def to_tensor(a: Any, device: str, op: str, name: str = "x", dtype: str = "float32") -> Tensor:
+    """Checks one argument of ``op`` and returns it as a Tensor on ``device`` (a Tensor is passed through)."""
+    if isinstance(a, Tensor):
+        if a.dtype != dtype:
+            raise TypeError(f"{op}: expected {name} of dtype {dtype}, got a {a.dtype} Tensor")
+        return a
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{op}: expected {name} as a numpy.ndarray or alexnet_cuda.Tensor, got {type(a).__name__}")
+    if _DTYPES.get(a.dtype) != dtype:
+        raise TypeError(f"{op}: expected {name} of dtype {dtype}, got {a.dtype} (convert with .astype(np.{dtype}))")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{op}: expected {name} to be C-contiguous (use numpy.ascontiguousarray)")
+    return Tensor.from_numpy(a, device, f"{op}: {name}")
+
+
+class _Call:
+    """Converts one op call's arguments and converts the results back to NumPy when the inputs were NumPy."""
+
+    def __init__(self, op: str, device: str | None, first: Any):
+        self.op = op
+        self.numpy = not isinstance(first, Tensor)
+        if self.numpy:
+            self.device = _C.parse_device(device or "cpu")
+        else:
+            self.device = first.device
+            if device is not None and _C.parse_device(device) != self.device:
+                raise ValueError(f"{op}: device={device!r} but the input Tensor is on {self.device}")
+
+    def t(self, a: Any, name: str, dtype: str = "float32") -> Tensor:
+        if isinstance(a, Tensor) and a.device != self.device:
+            raise ValueError(f"{self.op}: {name} is on {a.device} but the other inputs are on {self.device}")
+        return to_tensor(a, self.device, self.op, name, dtype)
+
+    def opt(self, a: Any, name: str) -> Tensor | None:
+        return None if a is None else self.t(a, name)
+
+    def out(self, r: Any) -> Any:
+        if not self.numpy:
+            return r
+        if isinstance(r, Tensor):
+            return r.numpy()
+        if isinstance(r, tuple):
+            return tuple(self.out(v) for v in r)
+        return r
+
+
+def _labels(c: _Call, labels: Any) -> Tensor:
+    if isinstance(labels, np.ndarray) and labels.dtype.kind in "iu" and labels.dtype != np.int32:
+        if labels.size and (labels.min() < np.iinfo(np.int32).min or labels.max() > np.iinfo(np.int32).max):
+            raise ValueError(f"{c.op}: labels out of the int32 range")
+        labels = np.ascontiguousarray(labels, dtype=np.int32)
+    return c.t(labels, "labels", "int32")
+
+
+# ---- conv2d -------------------------------------------------------------------------------------------------------
+def conv2d_forward(x, weight, bias=None, stride=1, padding=0, groups=1, activation=None, *, device=None):
+    """y = act(conv2d(x, weight) + bias). x (n, c_in, h, w), weight (c_out, c_in/groups, kh, kw)."""
+    c = _Call("conv2d_forward", device, x)
+    act = _activation(c.op, activation)
+    return c.out(_C.ops.conv2d_forward(c.t(x, "x"), c.t(weight, "weight"), c.opt(bias, "bias"), stride, padding,
+                                       groups, act))
+
+
+def conv2d_backward_input(dy, weight, input_size, stride=1, padding=0, groups=1, *, device=None):
+    """dL/dx for an input of spatial size input_size = (h, w)."""
+    c = _Call("conv2d_backward_input", device, dy)
+    h, w = input_size
+    return c.out(_C.ops.conv2d_backward_input(c.t(dy, "dy"), c.t(weight, "weight"), h, w, stride, padding, groups))
+
+
+def conv2d_backward_weight(x, dy, kernel_size, stride=1, padding=0, groups=1, *, device=None):
+    """dL/dweight for kernel_size = (kh, kw)."""
+    c = _Call("conv2d_backward_weight", device, x)
+    kh, kw = kernel_size
+    return c.out(_C.ops.conv2d_backward_weight(c.t(x, "x"), c.t(dy, "dy"), kh, kw, stride, padding, groups))
+
+
+def bias_backward(dy, *, device=None):
+    """dL/dbias: dy summed over every dim but 1 (conv2d and linear)."""
+    c = _Call("bias_backward", device, dy)
+    return c.out(_C.ops.bias_backward(c.t(dy, "dy")))
+
+
+# ---- linear -------------------------------------------------------------------------------------------------------
+def linear_forward(x, weight, bias=None, activation=None, *, device=None):
+    """y = act(x @ weight.T + bias). x (n, in), weight (out, in)."""
+    c = _Call("linear_forward", device, x)
+    act = _activation(c.op, activation)
+    return c.out(_C.ops.linear_forward(c.t(x, "x"), c.t(weight, "weight"), c.opt(bias, "bias"), act))
+
+
+def linear_backward_input(dy, weight, *, device=None):
+    c = _Call("linear_backward_input", device, dy)
+    return c.out(_C.ops.linear_backward_input(c.t(dy, "dy"), c.t(weight, "weight")))
+
+
+def linear_backward_weight(x, dy, *, device=None):
+    c = _Call("linear_backward_weight", device, x)
+    return c.out(_C.ops.linear_backward_weight(c.t(x, "x"), c.t(dy, "dy")))
+
+
+# ---- activation ---------------------------------------------------------------------------------------------------
+def activation_forward(x, activation="relu", *, device=None):
+    c = _Call("activation_forward", device, x)
+    return c.out(_C.ops.activation_forward(c.t(x, "x"), _activation(c.op, activation)))
+
+
+def activation_backward(y, dy, activation="relu", *, device=None):
+    """Gradient through the activation, from its output y."""
+    c = _Call("activation_backward", device, y)
+    return c.out(_C.ops.activation_backward(c.t(y, "y"), c.t(dy, "dy"), _activation(c.op, activation)))
+
+
+def relu_forward(x, *, device=None):
+    return activation_forward(x, "relu", device=device)
+
+
+def relu_backward(y, dy, *, device=None):
+    return activation_backward(y, dy, "relu", device=device)
+
+
+def tanh_forward(x, *, device=None):
+    return activation_forward(x, "tanh", device=device)
+
+
+def tanh_backward(y, dy, *, device=None):
+    return activation_backward(y, dy, "tanh", device=device)
+
+
+# ---- lrn ----------------------------------------------------------------------------------------------------------
+def lrn_forward(x, size=5, alpha=1e-4, beta=0.75, k=2.0, *, device=None):
+    """Local response normalization across channels (paper Section 3.3). Returns (y, scale)."""
+    c = _Call("lrn_forward", device, x)
+    return c.out(_C.ops.lrn_forward(c.t(x, "x"), size, alpha, beta, k))
+
+
+def lrn_backward(x, y, scale, dy, size=5, alpha=1e-4, beta=0.75, k=2.0, *, device=None):
+    c = _Call("lrn_backward", device, x)
+    return c.out(_C.ops.lrn_backward(c.t(x, "x"), c.t(y, "y"), c.t(scale, "scale"), c.t(dy, "dy"), size, alpha,
+                                     beta, k))
+
+
+# ---- maxpool ------------------------------------------------------------------------------------------------------
+def maxpool_forward(x, kernel=3, stride=2, *, device=None):
+    """Max pooling (paper Section 3.4: overlapping with kernel 3, stride 2)."""
+    c = _Call("maxpool_forward", device, x)
+    return c.out(_C.ops.maxpool_forward(c.t(x, "x"), kernel, stride))
+
+
+def maxpool_backward(x, y, dy, kernel=3, stride=2, *, device=None):
+    """Each output gradient goes to its window's maximum; ties go to the first maximum in scan order."""
+    c = _Call("maxpool_backward", device, x)
+    return c.out(_C.ops.maxpool_backward(c.t(x, "x"), c.t(y, "y"), c.t(dy, "dy"), kernel, stride))
+
+
+# ---- dropout ------------------------------------------------------------------------------------------------------
+def dropout_forward(x, p=0.5, seed=0, offset=0, training=True, *, device=None):
+    """Inverted dropout (paper Section 4.2) with a Philox mask keyed by (seed, offset); identity when not training."""
+    c = _Call("dropout_forward", device, x)
+    return c.out(_C.ops.dropout_forward(c.t(x, "x"), p, seed, offset, training))
+
+
+def dropout_backward(dy, p=0.5, seed=0, offset=0, training=True, *, device=None):
+    c = _Call("dropout_backward", device, dy)
+    return c.out(_C.ops.dropout_backward(c.t(dy, "dy"), p, seed, offset, training))
+
+
+# ---- softmax cross-entropy ----------------------------------------------------------------------------------------
+def softmax_xent_forward(logits, labels, *, device=None):
+    """Mean softmax cross-entropy over the batch. Returns (loss: float, probs)."""
+    c = _Call("softmax_xent_forward", device, logits)
+    return c.out(_C.ops.softmax_xent_forward(c.t(logits, "logits"), _labels(c, labels)))
+
+
+def softmax_xent_backward(probs, labels, *, device=None):
+    """dL/dlogits = (probs - onehot(labels)) / n."""
+    c = _Call("softmax_xent_backward", device, probs)
+    return c.out(_C.ops.softmax_xent_backward(c.t(probs, "probs"), _labels(c, labels)))
+
+
+def topk_correct(scores, labels, *, device=None):
+    """(top-1 correct count, top-5 correct count); ties count in the label's favour."""
+    c = _Call("topk_correct", device, scores)
+    return tuple(_C.ops.topk_correct(c.t(scores, "scores"), _labels(c, labels)))
+
+
+# ---- sgd ----------------------------------------------------------------------------------------------------------
+def sgd_update(weight, momentum_buffer, grad, lr, momentum=0.9, weight_decay=5e-4, *, device=None):
+    """The paper's update (Section 5), in place: v = mu*v - wd*lr*w - lr*grad; w += v.
+
+    With NumPy arrays the update runs on ``device`` and the results are written back into ``weight`` and
+    ``momentum_buffer``; with Tensors it happens in place on the device.
+    """
+    c = _Call("sgd_update", device, weight)
+    w, v, g = c.t(weight, "weight"), c.t(momentum_buffer, "momentum_buffer"), c.t(grad, "grad")
+    if c.numpy and (not weight.flags.writeable or not momentum_buffer.flags.writeable):
+        raise ValueError("sgd_update: weight and momentum_buffer must be writeable arrays (updated in place)")
+    _C.ops.sgd_update(w, v, g, lr, momentum, weight_decay)
+    if c.numpy:
+        weight[...] = w.numpy()
+        momentum_buffer[...] = v.numpy()
+
+
+# ---- prepare_batch ------------------------------------------------------------------------------------------------
+def prepare_batch(images, mean, crop_y, crop_x, flip, rgb_shift, crop, scale=1.0, *, device=None):
+    """uint8 NHWC images -> float32 NCHW crops: (pixel - mean + rgb_shift) * scale, cropped at (crop_y, crop_x)
+    and mirrored where flip is non-zero. mean is (3, h, w) or (3,); rgb_shift (n, 3) is the paper's PCA colour
+    noise (Section 4.1)."""
+    c = _Call("prepare_batch", device, images)
+    return c.out(_C.ops.prepare_batch(c.t(images, "images", "uint8"), c.t(mean, "mean"),
+                                      c.t(crop_y, "crop_y", "int32"), c.t(crop_x, "crop_x", "int32"),
+                                      c.t(flip, "flip", "int32"), c.t(rgb_shift, "rgb_shift"), crop, scale))

@@ -1,0 +1,63 @@
+// CPU kernels (C++17 + OpenMP), one file per layer: conv2d.cpp, linear.cpp, activation.cpp, lrn.cpp,
+// maxpool.cpp, dropout.cpp, softmax_xent.cpp, sgd.cpp, prepare_batch.cpp, elementwise.cpp; gemm.h is the blocked
+// matrix product under conv2d and linear. Raw pointers to contiguous row-major memory; shapes were checked by the
+// op layer (ops.cpp) before any of these run. Outputs are overwritten, never accumulated into, unless stated.
+#pragma once
+
+#include <cstdint>
+
+#include "shapes.h"
+
+namespace alexnet::cpu {
+
+// conv2d.cpp. bias may be null. y = act(conv(x, w) + bias).
+void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* bias, Activation act, float* y);
+void conv2d_backward_input(const ConvShape& s, const float* dy, const float* w, float* dx);
+void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw);
+// db[c] = sum over n and the spatial positions of dy[n, c, :]; dy is (n, c, spatial). Used by conv2d and linear.
+void bias_backward(int n, int c, int64_t spatial, const float* dy, float* db);
+
+// linear.cpp: x (n, in), w (out, in), y (n, out) = act(x w^T + bias); bias may be null.
+void linear_forward(int n, int in, int out, const float* x, const float* w, const float* bias, Activation act, float* y);
+void linear_backward_input(int n, int in, int out, const float* dy, const float* w, float* dx);    // dx = dy w
+void linear_backward_weight(int n, int in, int out, const float* x, const float* dy, float* dw);  // dw = dy^T x
+
+// activation.cpp. Backward takes the forward's output y: relu' = (y > 0), tanh' = 1 - y^2.
+void activation_forward(Activation act, int64_t count, const float* x, float* y);
+void activation_backward(Activation act, int64_t count, const float* y, const float* dy, float* dx);
+
+// lrn.cpp: x, y, scale are (n, c, spatial). Forward writes y and scale (the base k + alpha/size * sum a^2).
+void lrn_forward(int n, int c, int64_t spatial, const LrnParams& p, const float* x, float* y, float* scale);
+void lrn_backward(int n, int c, int64_t spatial, const LrnParams& p, const float* x, const float* y,
+                  const float* scale, const float* dy, float* dx);
+
+// maxpool.cpp. Backward routes each output gradient to its window's maximum; ties go to the first maximum in
+// scan order (row by row, left to right), so the gradient is deterministic.
+void maxpool_forward(const PoolShape& s, const float* x, float* y);
+void maxpool_backward(const PoolShape& s, const float* x, const float* y, const float* dy, float* dx);
+
+// dropout.cpp (inverted dropout, philox.h): element i is kept when uniform(seed, offset, i) >= p, and kept
+// elements are scaled by 1/(1-p). Backward regenerates the same mask from (seed, offset).
+void dropout_forward(int64_t count, float p, uint64_t seed, uint64_t offset, const float* x, float* y);
+void dropout_backward(int64_t count, float p, uint64_t seed, uint64_t offset, const float* dy, float* dx);
+
+// softmax_xent.cpp: logits (n, classes), labels in [0, classes). Forward writes probs and the mean loss.
+void softmax_xent_forward(int n, int classes, const float* logits, const int32_t* labels, float* probs, float* loss);
+// dlogits = (probs - onehot(labels)) / n
+void softmax_xent_backward(int n, int classes, const float* probs, const int32_t* labels, float* dlogits);
+// correct[0] = top-1 count, correct[1] = top-5 count. A sample is top-k correct when fewer than k classes score
+// strictly higher than its label (ties count in the label's favour).
+void topk_correct(int n, int classes, const float* scores, const int32_t* labels, int32_t* correct);
+
+// sgd.cpp: the paper's update (Section 5): v = momentum*v - weight_decay*lr*w - lr*dw; w = w + v.
+void sgd_update(int64_t count, float lr, float momentum, float weight_decay, float* w, float* v, const float* dw);
+
+// prepare_batch.cpp: out[i, c, y, x] = (img[i, sy, sx, c] - mean[c(, sy, sx)] + rgb_shift[i, c]) * scale with
+// sy = crop_y[i] + y, sx = crop_x[i] + (flip[i] ? crop - 1 - x : x).
+void prepare_batch(const BatchShape& s, const uint8_t* images, const float* mean, const int32_t* crop_y,
+                   const int32_t* crop_x, const int32_t* flip, const float* rgb_shift, float scale, float* out);
+
+// elementwise.cpp
+void add_inplace(int64_t count, float* dst, const float* src);  // dst += src
+
+}  // namespace alexnet::cpu

@@ -1,0 +1,509 @@
+// The op boundary: checks every argument once, allocates outputs, and dispatches to cpu:: or cuda:: kernels.
+#include "ops.h"
+
+#include <cstring>
+#include <vector>
+
+#include "cpu/kernels.h"
+#ifdef ALEXNET_WITH_CUDA
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
+#endif
+
+namespace alexnet::ops {
+
+// Runs cpu_call on the CPU, or cuda_call with `stream` (the device's current stream) on the tensor's GPU.
+#ifdef ALEXNET_WITH_CUDA
+#define AX_DISPATCH(device, cpu_call, cuda_call)                      \
+  do {                                                                \
+    if ((device).is_cpu()) {                                          \
+      cpu_call;                                                       \
+    } else {                                                          \
+      cuda::DeviceGuard ax_guard_((device).index);                    \
+      cudaStream_t stream = cuda::current_stream((device).index);     \
+      cuda_call;                                                      \
+    }                                                                 \
+  } while (0)
+#else
+#define AX_DISPATCH(device, cpu_call, cuda_call) \
+  do {                                           \
+    cpu_call;                                    \
+  } while (0)
+#endif
+
+namespace {
+
+void check_tensor(const char* op, const char* name, const Tensor& t, int ndim, DType dtype = DType::F32) {
+  AX_CHECK(t.defined(), op, ": ", name, " is missing");
+  AX_CHECK_TYPE(t.dtype() == dtype, op, ": expected ", name, " of dtype ", dtype_name(dtype), ", got ",
+                dtype_name(t.dtype()));
+  AX_CHECK(ndim < 0 || t.ndim() == ndim, op, ": expected ", name, " with ", ndim, " dimensions, got shape ",
+           shape_str(t.shape()));
+}
+
+void check_shape(const char* op, const char* name, const Tensor& t, const Shape& expected) {
+  AX_CHECK(t.shape() == expected, op, ": expected ", name, " of shape ", shape_str(expected), ", got ",
+           shape_str(t.shape()));
+}
+
+void check_device(const char* op, const char* name, const Tensor& t, const Tensor& ref) {
+  AX_CHECK(t.device() == ref.device(), op, ": ", name, " is on ", t.device().str(), " but the other inputs are on ",
+           ref.device().str());
+}
+
+int to_int(const char* op, const char* what, int64_t v) {
+  AX_CHECK(v >= 0 && v <= 0x7fffffff, op, ": ", what, " = ", v, " is out of the supported range");
+  return static_cast<int>(v);
+}
+
+// Copies labels to the host (a few hundred bytes) and checks each is in [0, classes).
+void check_labels(const char* op, const Tensor& labels, int64_t n, int64_t classes) {
+  check_tensor(op, "labels", labels, 1, DType::I32);
+  AX_CHECK(labels.size(0) == n, op, ": expected ", n, " labels (one per row of scores), got ", labels.size(0));
+  std::vector<int32_t> host(static_cast<size_t>(n));
+  labels.copy_to_host(host.data());
+  for (int64_t i = 0; i < n; ++i) {
+    AX_CHECK(host[i] >= 0 && host[i] < classes, op, ": label ", host[i], " at index ", i, " is out of range [0, ",
+             classes, ")");
+  }
+}
+
+ConvShape conv_shape(const char* op, const Shape& x, const Shape& w, int stride, int pad, int groups) {
+  AX_CHECK(stride >= 1, op, ": stride must be >= 1, got ", stride);
+  AX_CHECK(pad >= 0, op, ": padding must be >= 0, got ", pad);
+  AX_CHECK(groups >= 1, op, ": groups must be >= 1, got ", groups);
+  ConvShape s{};
+  s.n = to_int(op, "batch", x[0]);
+  s.c_in = to_int(op, "input channels", x[1]);
+  s.h_in = to_int(op, "input height", x[2]);
+  s.w_in = to_int(op, "input width", x[3]);
+  s.c_out = to_int(op, "output channels", w[0]);
+  s.kh = to_int(op, "kernel height", w[2]);
+  s.kw = to_int(op, "kernel width", w[3]);
+  s.stride = stride;
+  s.pad = pad;
+  s.groups = groups;
+  AX_CHECK(s.c_in % groups == 0, op, ": groups=", groups, " does not divide the ", s.c_in, " input channels");
+  AX_CHECK(s.c_out % groups == 0, op, ": groups=", groups, " does not divide the ", s.c_out, " output channels");
+  AX_CHECK(w[1] == s.c_in / groups, op, ": expected weight of shape (c_out, c_in/groups, kh, kw) with c_in/groups = ",
+           s.c_in / groups, ", got weight ", shape_str(w));
+  AX_CHECK(s.kh >= 1 && s.kw >= 1, op, ": kernel must be at least 1x1, got ", s.kh, "x", s.kw);
+  AX_CHECK(s.h_in + 2 * pad >= s.kh && s.w_in + 2 * pad >= s.kw, op, ": kernel ", s.kh, "x", s.kw,
+           " is larger than the padded input ", s.h_in + 2 * pad, "x", s.w_in + 2 * pad);
+  s.h_out = (s.h_in + 2 * pad - s.kh) / stride + 1;
+  s.w_out = (s.w_in + 2 * pad - s.kw) / stride + 1;
+  return s;
+}
+
+PoolShape pool_shape(const char* op, const Tensor& x, int kernel, int stride) {
+  check_tensor(op, "x", x, 4);
+  AX_CHECK(kernel >= 1, op, ": kernel must be >= 1, got ", kernel);
+  AX_CHECK(stride >= 1, op, ": stride must be >= 1, got ", stride);
+  PoolShape s{};
+  s.n = to_int(op, "batch", x.size(0));
+  s.c = to_int(op, "channels", x.size(1));
+  s.h_in = to_int(op, "height", x.size(2));
+  s.w_in = to_int(op, "width", x.size(3));
+  s.kernel = kernel;
+  s.stride = stride;
+  AX_CHECK(s.h_in >= kernel && s.w_in >= kernel, op, ": window ", kernel, "x", kernel, " is larger than the input ",
+           s.h_in, "x", s.w_in);
+  s.h_out = (s.h_in - kernel) / stride + 1;
+  s.w_out = (s.w_in - kernel) / stride + 1;
+  return s;
+}
+
+void check_lrn(const char* op, const Tensor& x, const LrnParams& p) {
+  check_tensor(op, "x", x, -1);
+  AX_CHECK(x.ndim() >= 2, op, ": expected x of shape (n, c, ...), got ", shape_str(x.shape()));
+  AX_CHECK(p.size >= 1, op, ": size must be >= 1, got ", p.size);
+  AX_CHECK(p.k > 0.0f, op, ": k must be > 0 (it keeps the denominator positive), got ", p.k);
+  AX_CHECK(p.alpha >= 0.0f && p.beta >= 0.0f, op, ": alpha and beta must be >= 0");
+}
+
+int64_t spatial_of(const Tensor& t) {
+  int64_t s = 1;
+  for (int d = 2; d < t.ndim(); ++d) s *= t.size(d);
+  return s;
+}
+
+}  // namespace
+
+Activation parse_activation(const std::string& name) {
+  if (name == "none" || name.empty()) return Activation::None;
+  if (name == "relu") return Activation::ReLU;
+  if (name == "tanh") return Activation::Tanh;
+  throw ValueError(str_cat("activation: expected 'none', 'relu' or 'tanh', got '", name, "'"));
+}
+
+// ---- conv2d --------------------------------------------------------------------------------------------------
+Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, int pad, int groups,
+                      Activation act) {
+  const char* op = "conv2d_forward";
+  check_tensor(op, "x", x, 4);
+  check_tensor(op, "weight", w, 4);
+  check_device(op, "weight", w, x);
+  ConvShape s = conv_shape(op, x.shape(), w.shape(), stride, pad, groups);
+  if (bias.defined()) {
+    check_tensor(op, "bias", bias, 1);
+    check_shape(op, "bias", bias, {s.c_out});
+    check_device(op, "bias", bias, x);
+  }
+  Tensor y = Tensor::empty({s.n, s.c_out, s.h_out, s.w_out}, x.device());
+  const float* b = bias.defined() ? bias.data() : nullptr;
+  AX_DISPATCH(x.device(), cpu::conv2d_forward(s, x.data(), w.data(), b, act, y.data()),
+              cuda::conv2d_forward(s, x.data(), w.data(), b, act, y.data(), stream));
+  return y;
+}
+
+Tensor conv2d_backward_input(const Tensor& dy, const Tensor& w, int in_h, int in_w, int stride, int pad,
+                             int groups) {
+  const char* op = "conv2d_backward_input";
+  check_tensor(op, "dy", dy, 4);
+  check_tensor(op, "weight", w, 4);
+  check_device(op, "weight", w, dy);
+  AX_CHECK(in_h >= 1 && in_w >= 1, op, ": input size must be positive, got ", in_h, "x", in_w);
+  const int64_t c_in = w.size(1) * groups;
+  ConvShape s = conv_shape(op, {dy.size(0), c_in, in_h, in_w}, w.shape(), stride, pad, groups);
+  check_shape(op, "dy", dy, {s.n, s.c_out, s.h_out, s.w_out});
+  Tensor dx = Tensor::empty({s.n, s.c_in, s.h_in, s.w_in}, dy.device());
+  AX_DISPATCH(dy.device(), cpu::conv2d_backward_input(s, dy.data(), w.data(), dx.data()),
+              cuda::conv2d_backward_input(s, dy.data(), w.data(), dx.data(), stream));
+  return dx;
+}
+
+Tensor conv2d_backward_weight(const Tensor& x, const Tensor& dy, int kh, int kw, int stride, int pad, int groups) {
+  const char* op = "conv2d_backward_weight";
+  check_tensor(op, "x", x, 4);
+  check_tensor(op, "dy", dy, 4);
+  check_device(op, "dy", dy, x);
+  AX_CHECK(groups >= 1, op, ": groups must be >= 1, got ", groups);
+  AX_CHECK(x.size(1) % groups == 0, op, ": groups=", groups, " does not divide the ", x.size(1), " input channels");
+  ConvShape s = conv_shape(op, x.shape(), {dy.size(1), x.size(1) / groups, kh, kw}, stride, pad, groups);
+  check_shape(op, "dy", dy, {s.n, s.c_out, s.h_out, s.w_out});
+  Tensor dw = Tensor::empty({s.c_out, s.c_in / groups, s.kh, s.kw}, x.device());
+  AX_DISPATCH(x.device(), cpu::conv2d_backward_weight(s, x.data(), dy.data(), dw.data()),
+              cuda::conv2d_backward_weight(s, x.data(), dy.data(), dw.data(), stream));
+  return dw;
+}
+
+Tensor bias_backward(const Tensor& dy) {
+  const char* op = "bias_backward";
+  check_tensor(op, "dy", dy, -1);
+  AX_CHECK(dy.ndim() >= 2, op, ": expected dy of shape (n, c, ...), got ", shape_str(dy.shape()));
+  const int n = to_int(op, "batch", dy.size(0)), c = to_int(op, "channels", dy.size(1));
+  const int64_t spatial = spatial_of(dy);
+  Tensor db = Tensor::empty({c}, dy.device());
+  AX_DISPATCH(dy.device(), cpu::bias_backward(n, c, spatial, dy.data(), db.data()),
+              cuda::bias_backward(n, c, spatial, dy.data(), db.data(), stream));
+  return db;
+}
+
+// ---- linear --------------------------------------------------------------------------------------------------
+Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, Activation act) {
+  const char* op = "linear_forward";
+  check_tensor(op, "x", x, 2);
+  check_tensor(op, "weight", w, 2);
+  check_device(op, "weight", w, x);
+  AX_CHECK(w.size(1) == x.size(1), op, ": expected weight of shape (out, ", x.size(1), ") to match x ",
+           shape_str(x.shape()), ", got weight ", shape_str(w.shape()));
+  const int n = to_int(op, "batch", x.size(0)), in = to_int(op, "in", x.size(1)), out = to_int(op, "out", w.size(0));
+  if (bias.defined()) {
+    check_tensor(op, "bias", bias, 1);
+    check_shape(op, "bias", bias, {out});
+    check_device(op, "bias", bias, x);
+  }
+  Tensor y = Tensor::empty({n, out}, x.device());
+  const float* b = bias.defined() ? bias.data() : nullptr;
+  AX_DISPATCH(x.device(), cpu::linear_forward(n, in, out, x.data(), w.data(), b, act, y.data()),
+              cuda::linear_forward(n, in, out, x.data(), w.data(), b, act, y.data(), stream));
+  return y;
+}
+
+Tensor linear_backward_input(const Tensor& dy, const Tensor& w) {
+  const char* op = "linear_backward_input";
+  check_tensor(op, "dy", dy, 2);
+  check_tensor(op, "weight", w, 2);
+  check_device(op, "weight", w, dy);
+  AX_CHECK(dy.size(1) == w.size(0), op, ": dy ", shape_str(dy.shape()), " does not match weight ",
+           shape_str(w.shape()), " (expected dy of shape (n, out))");
+  const int n = to_int(op, "batch", dy.size(0)), in = to_int(op, "in", w.size(1)), out = to_int(op, "out", w.size(0));
+  Tensor dx = Tensor::empty({n, in}, dy.device());
+  AX_DISPATCH(dy.device(), cpu::linear_backward_input(n, in, out, dy.data(), w.data(), dx.data()),
+              cuda::linear_backward_input(n, in, out, dy.data(), w.data(), dx.data(), stream));
+  return dx;
+}
+
+Tensor linear_backward_weight(const Tensor& x, const Tensor& dy) {
+  const char* op = "linear_backward_weight";
+  check_tensor(op, "x", x, 2);
+  check_tensor(op, "dy", dy, 2);
+  check_device(op, "dy", dy, x);
+  AX_CHECK(dy.size(0) == x.size(0), op, ": x ", shape_str(x.shape()), " and dy ", shape_str(dy.shape()),
+           " have different batch sizes");
+  const int n = to_int(op, "batch", x.size(0)), in = to_int(op, "in", x.size(1)), out = to_int(op, "out", dy.size(1));
+  Tensor dw = Tensor::empty({out, in}, x.device());
+  AX_DISPATCH(x.device(), cpu::linear_backward_weight(n, in, out, x.data(), dy.data(), dw.data()),
+              cuda::linear_backward_weight(n, in, out, x.data(), dy.data(), dw.data(), stream));
+  return dw;
+}
+
+// ---- activation ----------------------------------------------------------------------------------------------
+Tensor activation_forward(const Tensor& x, Activation act) {
+  const char* op = "activation_forward";
+  check_tensor(op, "x", x, -1);
+  Tensor y = Tensor::empty(x.shape(), x.device());
+  AX_DISPATCH(x.device(), cpu::activation_forward(act, x.numel(), x.data(), y.data()),
+              cuda::activation_forward(act, x.numel(), x.data(), y.data(), stream));
+  return y;
+}
+
+Tensor activation_backward(const Tensor& y, const Tensor& dy, Activation act) {
+  const char* op = "activation_backward";
+  check_tensor(op, "y", y, -1);
+  check_tensor(op, "dy", dy, -1);
+  check_shape(op, "dy", dy, y.shape());
+  check_device(op, "dy", dy, y);
+  Tensor dx = Tensor::empty(y.shape(), y.device());
+  AX_DISPATCH(y.device(), cpu::activation_backward(act, y.numel(), y.data(), dy.data(), dx.data()),
+              cuda::activation_backward(act, y.numel(), y.data(), dy.data(), dx.data(), stream));
+  return dx;
+}
+
+// ---- lrn -----------------------------------------------------------------------------------------------------
+std::pair<Tensor, Tensor> lrn_forward(const Tensor& x, const LrnParams& p) {
+  const char* op = "lrn_forward";
+  check_lrn(op, x, p);
+  const int n = to_int(op, "batch", x.size(0)), c = to_int(op, "channels", x.size(1));
+  const int64_t spatial = spatial_of(x);
+  Tensor y = Tensor::empty(x.shape(), x.device()), scale = Tensor::empty(x.shape(), x.device());
+  AX_DISPATCH(x.device(), cpu::lrn_forward(n, c, spatial, p, x.data(), y.data(), scale.data()),
+              cuda::lrn_forward(n, c, spatial, p, x.data(), y.data(), scale.data(), stream));
+  return {y, scale};
+}
+
+Tensor lrn_backward(const Tensor& x, const Tensor& y, const Tensor& scale, const Tensor& dy, const LrnParams& p) {
+  const char* op = "lrn_backward";
+  check_lrn(op, x, p);
+  for (auto [name, t] : {std::pair<const char*, const Tensor*>{"y", &y}, {"scale", &scale}, {"dy", &dy}}) {
+    check_tensor(op, name, *t, -1);
+    check_shape(op, name, *t, x.shape());
+    check_device(op, name, *t, x);
+  }
+  const int n = to_int(op, "batch", x.size(0)), c = to_int(op, "channels", x.size(1));
+  const int64_t spatial = spatial_of(x);
+  Tensor dx = Tensor::empty(x.shape(), x.device());
+  AX_DISPATCH(x.device(),
+              cpu::lrn_backward(n, c, spatial, p, x.data(), y.data(), scale.data(), dy.data(), dx.data()),
+              cuda::lrn_backward(n, c, spatial, p, x.data(), y.data(), scale.data(), dy.data(), dx.data(), stream));
+  return dx;
+}
+
+// ---- maxpool -------------------------------------------------------------------------------------------------
+Tensor maxpool_forward(const Tensor& x, int kernel, int stride) {
+  const char* op = "maxpool_forward";
+  PoolShape s = pool_shape(op, x, kernel, stride);
+  Tensor y = Tensor::empty({s.n, s.c, s.h_out, s.w_out}, x.device());
+  AX_DISPATCH(x.device(), cpu::maxpool_forward(s, x.data(), y.data()),
+              cuda::maxpool_forward(s, x.data(), y.data(), stream));
+  return y;
+}
+
+Tensor maxpool_backward(const Tensor& x, const Tensor& y, const Tensor& dy, int kernel, int stride) {
+  const char* op = "maxpool_backward";
+  PoolShape s = pool_shape(op, x, kernel, stride);
+  const Shape out_shape{s.n, s.c, s.h_out, s.w_out};
+  check_tensor(op, "y", y, 4);
+  check_shape(op, "y", y, out_shape);
+  check_device(op, "y", y, x);
+  check_tensor(op, "dy", dy, 4);
+  check_shape(op, "dy", dy, out_shape);
+  check_device(op, "dy", dy, x);
+  Tensor dx = Tensor::empty(x.shape(), x.device());
+  AX_DISPATCH(x.device(), cpu::maxpool_backward(s, x.data(), y.data(), dy.data(), dx.data()),
+              cuda::maxpool_backward(s, x.data(), y.data(), dy.data(), dx.data(), stream));
+  return dx;
+}
+
+// ---- dropout -------------------------------------------------------------------------------------------------
+Tensor dropout_forward(const Tensor& x, float p, uint64_t seed, uint64_t offset, bool training) {
+  const char* op = "dropout_forward";
+  check_tensor(op, "x", x, -1);
+  AX_CHECK(p >= 0.0f && p < 1.0f, op, ": p must be in [0, 1), got ", p);
+  if (!training || p == 0.0f) return x.clone();
+  Tensor y = Tensor::empty(x.shape(), x.device());
+  AX_DISPATCH(x.device(), cpu::dropout_forward(x.numel(), p, seed, offset, x.data(), y.data()),
+              cuda::dropout_forward(x.numel(), p, seed, offset, x.data(), y.data(), stream));
+  return y;
+}
+
+Tensor dropout_backward(const Tensor& dy, float p, uint64_t seed, uint64_t offset, bool training) {
+  const char* op = "dropout_backward";
+  check_tensor(op, "dy", dy, -1);
+  AX_CHECK(p >= 0.0f && p < 1.0f, op, ": p must be in [0, 1), got ", p);
+  if (!training || p == 0.0f) return dy.clone();
+  Tensor dx = Tensor::empty(dy.shape(), dy.device());
+  AX_DISPATCH(dy.device(), cpu::dropout_backward(dy.numel(), p, seed, offset, dy.data(), dx.data()),
+              cuda::dropout_backward(dy.numel(), p, seed, offset, dy.data(), dx.data(), stream));
+  return dx;
+}
+
+// ---- softmax cross-entropy -----------------------------------------------------------------------------------
+std::pair<float, Tensor> softmax_xent_forward(const Tensor& logits, const Tensor& labels) {
+  const char* op = "softmax_xent_forward";
+  check_tensor(op, "logits", logits, 2);
+  check_device(op, "labels", labels, logits);
+  const int n = to_int(op, "batch", logits.size(0)), classes = to_int(op, "classes", logits.size(1));
+  AX_CHECK(n >= 1 && classes >= 1, op, ": expected a non-empty (n, classes) logits, got ", shape_str(logits.shape()));
+  check_labels(op, labels, n, classes);
+  Tensor probs = Tensor::empty(logits.shape(), logits.device());
+  Tensor loss = Tensor::empty({1}, logits.device());
+  AX_DISPATCH(logits.device(),
+              cpu::softmax_xent_forward(n, classes, logits.data(), labels.data<int32_t>(), probs.data(), loss.data()),
+              cuda::softmax_xent_forward(n, classes, logits.data(), labels.data<int32_t>(), probs.data(),
+                                         loss.data(), stream));
+  float host_loss = 0.0f;
+  loss.copy_to_host(&host_loss);
+  return {host_loss, probs};
+}
+
+Tensor softmax_xent_backward(const Tensor& probs, const Tensor& labels) {
+  const char* op = "softmax_xent_backward";
+  check_tensor(op, "probs", probs, 2);
+  check_device(op, "labels", labels, probs);
+  const int n = to_int(op, "batch", probs.size(0)), classes = to_int(op, "classes", probs.size(1));
+  check_labels(op, labels, n, classes);
+  Tensor dlogits = Tensor::empty(probs.shape(), probs.device());
+  AX_DISPATCH(probs.device(),
+              cpu::softmax_xent_backward(n, classes, probs.data(), labels.data<int32_t>(), dlogits.data()),
+              cuda::softmax_xent_backward(n, classes, probs.data(), labels.data<int32_t>(), dlogits.data(), stream));
+  return dlogits;
+}
+
+std::pair<int64_t, int64_t> topk_correct(const Tensor& scores, const Tensor& labels) {
+  const char* op = "topk_correct";
+  check_tensor(op, "scores", scores, 2);
+  check_device(op, "labels", labels, scores);
+  const int n = to_int(op, "batch", scores.size(0)), classes = to_int(op, "classes", scores.size(1));
+  check_labels(op, labels, n, classes);
+  Tensor correct = Tensor::empty({2}, scores.device(), DType::I32);
+  AX_DISPATCH(scores.device(),
+              cpu::topk_correct(n, classes, scores.data(), labels.data<int32_t>(), correct.data<int32_t>()),
+              cuda::topk_correct(n, classes, scores.data(), labels.data<int32_t>(), correct.data<int32_t>(), stream));
+  int32_t host[2] = {0, 0};
+  correct.copy_to_host(host);
+  return {host[0], host[1]};
+}
+
+// ---- sgd -----------------------------------------------------------------------------------------------------
+void sgd_update(Tensor& w, Tensor& v, const Tensor& dw, float lr, float momentum, float weight_decay) {
+  const char* op = "sgd_update";
+  check_tensor(op, "weight", w, -1);
+  for (auto [name, t] : {std::pair<const char*, const Tensor*>{"momentum buffer", &v}, {"gradient", &dw}}) {
+    check_tensor(op, name, *t, -1);
+    check_shape(op, name, *t, w.shape());
+    check_device(op, name, *t, w);
+  }
+  AX_CHECK(lr >= 0.0f, op, ": learning rate must be >= 0, got ", lr);
+  AX_CHECK(momentum >= 0.0f && momentum < 1.0f, op, ": momentum must be in [0, 1), got ", momentum);
+  AX_CHECK(weight_decay >= 0.0f, op, ": weight decay must be >= 0, got ", weight_decay);
+  AX_DISPATCH(w.device(), cpu::sgd_update(w.numel(), lr, momentum, weight_decay, w.data(), v.data(), dw.data()),
+              cuda::sgd_update(w.numel(), lr, momentum, weight_decay, w.data(), v.data(), dw.data(), stream));
+}
+
+// ---- prepare_batch -------------------------------------------------------------------------------------------
+Tensor prepare_batch(const Tensor& images, const Tensor& mean, const Tensor& crop_y, const Tensor& crop_x,
+                     const Tensor& flip, const Tensor& rgb_shift, int crop, float scale) {
+  const char* op = "prepare_batch";
+  check_tensor(op, "images", images, 4, DType::U8);
+  AX_CHECK(images.size(3) == 3, op, ": expected images of shape (n, h, w, 3) (NHWC, RGB), got ",
+           shape_str(images.shape()));
+  BatchShape s{};
+  s.n = to_int(op, "batch", images.size(0));
+  s.h_in = to_int(op, "height", images.size(1));
+  s.w_in = to_int(op, "width", images.size(2));
+  s.crop = crop;
+  AX_CHECK(crop >= 1 && crop <= s.h_in && crop <= s.w_in, op, ": crop ", crop, " must be in [1, min(h, w)] for images ",
+           shape_str(images.shape()));
+  check_tensor(op, "mean", mean, -1);
+  check_device(op, "mean", mean, images);
+  s.per_pixel_mean = mean.ndim() == 3;
+  if (s.per_pixel_mean) {
+    check_shape(op, "mean", mean, {3, s.h_in, s.w_in});
+  } else {
+    check_shape(op, "mean", mean, {3});
+  }
+  for (auto [name, t] :
+       {std::pair<const char*, const Tensor*>{"crop_y", &crop_y}, {"crop_x", &crop_x}, {"flip", &flip}}) {
+    check_tensor(op, name, *t, 1, DType::I32);
+    check_shape(op, name, *t, {s.n});
+    check_device(op, name, *t, images);
+  }
+  check_tensor(op, "rgb_shift", rgb_shift, 2);
+  check_shape(op, "rgb_shift", rgb_shift, {s.n, 3});
+  check_device(op, "rgb_shift", rgb_shift, images);
+  // Crop offsets are read on the host: they are tiny and a bad one would read out of bounds.
+  std::vector<int32_t> ys(s.n), xs(s.n);
+  crop_y.copy_to_host(ys.data());
+  crop_x.copy_to_host(xs.data());
+  for (int i = 0; i < s.n; ++i) {
+    AX_CHECK(ys[i] >= 0 && ys[i] + crop <= s.h_in && xs[i] >= 0 && xs[i] + crop <= s.w_in, op, ": crop offset (",
+             ys[i], ", ", xs[i], ") of image ", i, " puts a ", crop, "x", crop, " crop outside the ", s.h_in, "x",
+             s.w_in, " image");
+  }
+  Tensor out = Tensor::empty({s.n, 3, crop, crop}, images.device());
+  AX_DISPATCH(images.device(),
+              cpu::prepare_batch(s, images.data<uint8_t>(), mean.data(), crop_y.data<int32_t>(),
+                                 crop_x.data<int32_t>(), flip.data<int32_t>(), rgb_shift.data(), scale, out.data()),
+              cuda::prepare_batch(s, images.data<uint8_t>(), mean.data(), crop_y.data<int32_t>(),
+                                  crop_x.data<int32_t>(), flip.data<int32_t>(), rgb_shift.data(), scale, out.data(),
+                                  stream));
+  return out;
+}
+
+// ---- plumbing ------------------------------------------------------------------------------------------------
+void add_(Tensor& dst, const Tensor& src) {
+  const char* op = "add_";
+  check_tensor(op, "dst", dst, -1);
+  check_tensor(op, "src", src, -1);
+  check_shape(op, "src", src, dst.shape());
+  check_device(op, "src", src, dst);
+  AX_DISPATCH(dst.device(), cpu::add_inplace(dst.numel(), dst.data(), src.data()),
+              cuda::add_inplace(dst.numel(), dst.data(), src.data(), stream));
+}
+
+void copy_channels(const Tensor& src, int64_t src_c0, Tensor& dst, int64_t dst_c0, int64_t count) {
+  const char* op = "copy_channels";
+  check_tensor(op, "src", src, -1);
+  check_tensor(op, "dst", dst, -1);
+  AX_CHECK(src.ndim() >= 2 && dst.ndim() >= 2 && src.size(0) == dst.size(0) && spatial_of(src) == spatial_of(dst),
+           op, ": src ", shape_str(src.shape()), " and dst ", shape_str(dst.shape()),
+           " must agree in every dim but 1");
+  AX_CHECK(src_c0 >= 0 && count >= 0 && src_c0 + count <= src.size(1) && dst_c0 >= 0 && dst_c0 + count <= dst.size(1),
+           op, ": channel range out of bounds");
+  const size_t plane = static_cast<size_t>(spatial_of(src)) * sizeof(float);
+  const size_t rows = static_cast<size_t>(src.size(0)), row_bytes = plane * count;
+  const size_t src_pitch = plane * src.size(1), dst_pitch = plane * dst.size(1);
+  const char* s = static_cast<const char*>(src.raw()) + plane * src_c0;
+  char* d = static_cast<char*>(dst.raw()) + plane * dst_c0;
+  if (rows == 0 || row_bytes == 0) return;
+  if (src.device().is_cpu() && dst.device().is_cpu()) {
+    for (size_t r = 0; r < rows; ++r) std::memcpy(d + r * dst_pitch, s + r * src_pitch, row_bytes);
+    return;
+  }
+#ifdef ALEXNET_WITH_CUDA
+  if (src.device().is_cpu() || dst.device().is_cpu()) {
+    // Host <-> device channel slices are not on any hot path: stage through a contiguous tensor.
+    Tensor staged = Tensor::empty({src.size(0), count, spatial_of(src)}, src.device());
+    Tensor src_flat = src.view({src.size(0), src.size(1), spatial_of(src)});
+    copy_channels(src_flat, src_c0, staged, 0, count);
+    Tensor moved = staged.to(dst.device());
+    Tensor dst_flat = dst.view({dst.size(0), dst.size(1), spatial_of(dst)});
+    copy_channels(moved, 0, dst_flat, dst_c0, count);
+    return;
+  }
+  cuda::copy_2d(dst.device().index, d, dst_pitch, src.device().index, s, src_pitch, row_bytes, rows);
+#endif
+}
+
+}  // namespace alexnet::ops

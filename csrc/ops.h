@@ -1,0 +1,69 @@
+// The op layer: every AlexNet op on Tensors, CPU or CUDA. This is the boundary where shapes, dtypes and devices
+// are checked once (ops.cpp); a bad argument throws ValueError/TypeError naming the op and what was expected.
+// Outputs are freshly allocated (the CUDA caching allocator makes that cheap). CUDA ops run asynchronously on the
+// current stream of the tensors' device (cuda/runtime.h); ops returning host scalars synchronize that stream.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+
+#include "shapes.h"
+#include "tensor.h"
+
+namespace alexnet::ops {
+
+Activation parse_activation(const std::string& name);  // "none", "relu", "tanh"
+
+// conv2d (conv2d.cpp / conv2d.cu). x (n, c_in, h, w), w (c_out, c_in/groups, kh, kw), bias (c_out) or undefined.
+Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, int pad, int groups,
+                      Activation act = Activation::None);
+// dx for an input of spatial size (in_h, in_w) (stride need not divide it evenly).
+Tensor conv2d_backward_input(const Tensor& dy, const Tensor& w, int in_h, int in_w, int stride, int pad, int groups);
+Tensor conv2d_backward_weight(const Tensor& x, const Tensor& dy, int kh, int kw, int stride, int pad, int groups);
+// Sum of dy over every dim but 1: the bias gradient of conv2d (n, c, h, w) and linear (n, c).
+Tensor bias_backward(const Tensor& dy);
+
+// linear (linear.cpp / linear.cu). x (n, in), w (out, in), bias (out) or undefined.
+Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, Activation act = Activation::None);
+Tensor linear_backward_input(const Tensor& dy, const Tensor& w);
+Tensor linear_backward_weight(const Tensor& x, const Tensor& dy);
+
+// activation (activation.cpp / activation.cu): ReLU (paper Section 3.1) or tanh. Backward takes the output y.
+Tensor activation_forward(const Tensor& x, Activation act);
+Tensor activation_backward(const Tensor& y, const Tensor& dy, Activation act);
+
+// lrn (lrn.cpp / lrn.cu), paper Section 3.3. Returns (y, scale); backward needs x, y and scale.
+std::pair<Tensor, Tensor> lrn_forward(const Tensor& x, const LrnParams& p);
+Tensor lrn_backward(const Tensor& x, const Tensor& y, const Tensor& scale, const Tensor& dy, const LrnParams& p);
+
+// maxpool (maxpool.cpp / maxpool.cu), paper Section 3.4: overlapping when stride < kernel.
+Tensor maxpool_forward(const Tensor& x, int kernel, int stride);
+Tensor maxpool_backward(const Tensor& x, const Tensor& y, const Tensor& dy, int kernel, int stride);
+
+// dropout (dropout.cpp / dropout.cu), paper Section 4.2, inverted. Identity when training is false.
+Tensor dropout_forward(const Tensor& x, float p, uint64_t seed, uint64_t offset, bool training = true);
+Tensor dropout_backward(const Tensor& dy, float p, uint64_t seed, uint64_t offset, bool training = true);
+
+// softmax_xent (softmax_xent.cpp / softmax_xent.cu). logits (n, classes) f32, labels (n) i32 on the same device.
+// Returns (mean loss, probs).
+std::pair<float, Tensor> softmax_xent_forward(const Tensor& logits, const Tensor& labels);
+Tensor softmax_xent_backward(const Tensor& probs, const Tensor& labels);
+// (top-1 correct count, top-5 correct count); see cpu/kernels.h for ties.
+std::pair<int64_t, int64_t> topk_correct(const Tensor& scores, const Tensor& labels);
+
+// sgd (sgd.cpp / sgd.cu), paper Section 5, in place on w and v.
+void sgd_update(Tensor& w, Tensor& v, const Tensor& dw, float lr, float momentum, float weight_decay);
+
+// prepare_batch (prepare_batch.cpp / prepare_batch.cu): uint8 (n, h, w, 3) -> float (n, 3, crop, crop) with mean
+// subtraction, crop, flip and a per-image RGB shift (the paper's PCA colour noise, Section 4.1). mean f32 (3, h, w)
+// or (3,); crop_y, crop_x, flip i32 (n); rgb_shift f32 (n, 3). All on one device.
+Tensor prepare_batch(const Tensor& images, const Tensor& mean, const Tensor& crop_y, const Tensor& crop_x,
+                     const Tensor& flip, const Tensor& rgb_shift, int crop, float scale);
+
+// Plumbing for the two-tower network (elementwise.cpp / elementwise.cu and copies).
+void add_(Tensor& dst, const Tensor& src);  // dst += src, same shape and device
+// Copies channels [src_c0, src_c0 + count) of src into channels [dst_c0, dst_c0 + count) of dst, where both are
+// (n, c, ...) with equal n and trailing dims. Devices may differ (peer or host-staged copy).
+void copy_channels(const Tensor& src, int64_t src_c0, Tensor& dst, int64_t dst_c0, int64_t count);
+
+}  // namespace alexnet::ops

@@ -1,0 +1,46 @@
+// Plain shape/parameter structs shared by the CPU and CUDA kernels. All tensors are dense NCHW float32
+// (or (N, F) for fully connected layers). The op layer (ops.cpp) fills these once, after checking shapes.
+#pragma once
+
+#include <cstdint>
+
+namespace alexnet {
+
+// Activation fused into conv/linear epilogues and used by the standalone activation op.
+enum class Activation : int { None = 0, ReLU = 1, Tanh = 2 };
+
+// conv2d: x (n, c_in, h_in, w_in), w (c_out, c_in/groups, kh, kw), y (n, c_out, h_out, w_out),
+// h_out = (h_in + 2*pad - kh) / stride + 1. Group g connects input channels [g*c_in/groups, (g+1)*c_in/groups)
+// to output channels [g*c_out/groups, (g+1)*c_out/groups).
+struct ConvShape {
+  int n, c_in, h_in, w_in;
+  int c_out, kh, kw;
+  int stride, pad, groups;
+  int h_out, w_out;
+};
+
+// Local response normalization across channels (paper Section 3.3):
+//   scale_i = k + (alpha/size) * sum_{j in window(i)} a_j^2,  b_i = a_i * scale_i^(-beta)
+// window(i) = channels [i - size/2, i + (size-1)/2] clipped to [0, c): PyTorch's convention, equal to
+// cuda-convnet's and Caffe's for odd sizes.
+struct LrnParams {
+  int size = 5;
+  float alpha = 1e-4f;
+  float beta = 0.75f;
+  float k = 2.0f;
+};
+
+// max pooling without padding: h_out = (h_in - kernel) / stride + 1.
+struct PoolShape {
+  int n, c, h_in, w_in;
+  int kernel, stride;
+  int h_out, w_out;
+};
+
+// prepare_batch: uint8 images (n, h_in, w_in, 3) NHWC -> float (n, 3, crop, crop) NCHW.
+struct BatchShape {
+  int n, h_in, w_in, crop;
+  bool per_pixel_mean;  // mean is (3, h_in, w_in) when true, (3,) when false
+};
+
+}  // namespace alexnet

@@ -1,0 +1,178 @@
+#include "tensor.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "memory_stats.h"
+#ifdef ALEXNET_WITH_CUDA
+#include "cuda/runtime.h"
+#endif
+
+namespace alexnet {
+
+const char* dtype_name(DType d) {
+  switch (d) {
+    case DType::F32: return "float32";
+    case DType::I32: return "int32";
+    case DType::U8: return "uint8";
+  }
+  return "?";
+}
+
+size_t dtype_size(DType d) { return d == DType::U8 ? 1 : 4; }
+
+std::string shape_str(const Shape& s) {
+  std::string out = "(";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + (s.size() == 1 ? ",)" : ")");
+}
+
+// ---- CPU memory: 64-byte aligned (one cache line, a full AVX-512 vector), with the same statistics as CUDA's.
+namespace {
+std::atomic<size_t> g_cpu_allocated{0}, g_cpu_peak{0};
+}  // namespace
+
+MemoryStats cpu_memory_stats() { return MemoryStats{g_cpu_allocated.load(), g_cpu_peak.load(), g_cpu_allocated.load()}; }
+void reset_cpu_peak_memory() { g_cpu_peak.store(g_cpu_allocated.load()); }
+
+struct Storage {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  Device device;
+
+  Storage(size_t nbytes, Device dev) : bytes(nbytes), device(dev) {
+    const size_t rounded = ((nbytes + 63) / 64) * 64;
+    if (device.is_cpu()) {
+      ptr = rounded ? std::aligned_alloc(64, rounded) : nullptr;
+      if (rounded && !ptr) throw OutOfMemory(str_cat("cpu: out of memory allocating ", nbytes, " bytes"));
+      const size_t now = (g_cpu_allocated += rounded);
+      size_t peak = g_cpu_peak.load();
+      while (now > peak && !g_cpu_peak.compare_exchange_weak(peak, now)) {
+      }
+      bytes = rounded;
+    } else {
+#ifdef ALEXNET_WITH_CUDA
+      ptr = rounded ? cuda::allocate(device.index, rounded) : nullptr;
+#endif
+    }
+  }
+  ~Storage() {
+    if (!ptr) return;
+    if (device.is_cpu()) {
+      g_cpu_allocated -= bytes;
+      std::free(ptr);
+    } else {
+#ifdef ALEXNET_WITH_CUDA
+      cuda::release(device.index, ptr);
+#endif
+    }
+  }
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+};
+
+Tensor Tensor::empty(const Shape& shape, Device device, DType dtype) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    AX_CHECK(d >= 0, "tensor: negative dimension in shape ", shape_str(shape));
+    n *= d;
+  }
+  Tensor t;
+  // Always allocate (even 0 bytes) so an empty tensor is still defined().
+  t.storage_ = std::make_shared<Storage>(static_cast<size_t>(n) * dtype_size(dtype), device);
+  t.shape_ = shape;
+  t.device_ = device;
+  t.dtype_ = dtype;
+  return t;
+}
+
+Tensor Tensor::zeros(const Shape& shape, Device device, DType dtype) {
+  Tensor t = empty(shape, device, dtype);
+  t.fill_zero();
+  return t;
+}
+
+Tensor Tensor::from_host(const void* src, const Shape& shape, Device device, DType dtype) {
+  Tensor t = empty(shape, device, dtype);
+  if (t.nbytes() == 0) return t;
+  if (device.is_cpu()) {
+    std::memcpy(t.raw(), src, t.nbytes());
+  } else {
+#ifdef ALEXNET_WITH_CUDA
+    cuda::copy_host_to_device(device.index, t.raw(), src, t.nbytes());
+#endif
+  }
+  return t;
+}
+
+int64_t Tensor::size(int dim) const {
+  const int nd = ndim();
+  const int d = dim < 0 ? dim + nd : dim;
+  AX_CHECK(d >= 0 && d < nd, "tensor: dim ", dim, " out of range for shape ", shape_str(shape_));
+  return shape_[d];
+}
+
+int64_t Tensor::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape_) n *= d;
+  return n;
+}
+
+void* Tensor::raw() const { return storage_ ? storage_->ptr : nullptr; }
+
+Tensor Tensor::view(const Shape& shape) const {
+  Tensor t = *this;
+  t.shape_ = shape;
+  AX_CHECK(t.numel() == numel(), "view: cannot view ", shape_str(shape_), " as ", shape_str(shape));
+  return t;
+}
+
+Tensor Tensor::to(Device device) const {
+  Tensor t = empty(shape_, device, dtype_);
+  t.copy_from(*this);
+  return t;
+}
+
+void Tensor::copy_to_host(void* dst) const {
+  if (nbytes() == 0) return;
+  if (device_.is_cpu()) {
+    std::memcpy(dst, raw(), nbytes());
+  } else {
+#ifdef ALEXNET_WITH_CUDA
+    cuda::copy_device_to_host(device_.index, dst, raw(), nbytes());
+#endif
+  }
+}
+
+void Tensor::copy_from(const Tensor& src) {
+  AX_CHECK(src.shape_ == shape_ && src.dtype_ == dtype_, "copy: shape/dtype mismatch ", shape_str(src.shape_), " ",
+           dtype_name(src.dtype_), " -> ", shape_str(shape_), " ", dtype_name(dtype_));
+  if (nbytes() == 0) return;
+  if (device_.is_cpu() && src.device_.is_cpu()) {
+    std::memcpy(raw(), src.raw(), nbytes());
+    return;
+  }
+#ifdef ALEXNET_WITH_CUDA
+  if (device_.is_cpu()) {
+    cuda::copy_device_to_host(src.device_.index, raw(), src.raw(), nbytes());
+  } else if (src.device_.is_cpu()) {
+    cuda::copy_host_to_device(device_.index, raw(), src.raw(), nbytes());
+  } else {
+    cuda::copy_device_to_device(device_.index, raw(), src.device_.index, src.raw(), nbytes());
+  }
+#endif
+}
+
+void Tensor::fill_zero() {
+  if (nbytes() == 0) return;
+  if (device_.is_cpu()) {
+    std::memset(raw(), 0, nbytes());
+  } else {
+#ifdef ALEXNET_WITH_CUDA
+    cuda::memset_zero(device_.index, raw(), nbytes());
+#endif
+  }
+}
+
+}  // namespace alexnet

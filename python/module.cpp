@@ -1,0 +1,236 @@
+// The extension module alexnet_cuda._C: Tensor, every op of csrc/ops.h, build and device information.
+// The Python package wraps these (alexnet_cuda/ops.py) so ops also take and return NumPy arrays.
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <thread>
+
+#include "bindings.h"
+#include "memory_stats.h"
+#include "ops.h"
+#ifdef ALEXNET_WITH_CUDA
+#include "cuda/runtime.h"
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace alexnet::py_bindings {
+
+Tensor tensor_from_numpy(const py::array& array, const Device& device, const std::string& what) {
+  DType dtype;
+  if (array.dtype().kind() == 'f' && array.itemsize() == 4) {
+    dtype = DType::F32;
+  } else if (array.dtype().kind() == 'i' && array.itemsize() == 4) {
+    dtype = DType::I32;
+  } else if (array.dtype().kind() == 'u' && array.itemsize() == 1) {
+    dtype = DType::U8;
+  } else {
+    throw TypeError(str_cat(what, ": expected a float32, int32 or uint8 array, got dtype ",
+                            std::string(py::str(array.dtype()))));
+  }
+  AX_CHECK(array.flags() & py::array::c_style, what,
+           ": expected a C-contiguous array (use numpy.ascontiguousarray), got a strided view");
+  Shape shape(array.shape(), array.shape() + array.ndim());
+  return Tensor::from_host(array.data(), shape, device, dtype);
+}
+
+py::array tensor_to_numpy(const Tensor& t) {
+  std::vector<py::ssize_t> shape(t.shape().begin(), t.shape().end());
+  py::array out;
+  switch (t.dtype()) {
+    case DType::F32: out = py::array_t<float>(shape); break;
+    case DType::I32: out = py::array_t<int32_t>(shape); break;
+    case DType::U8: out = py::array_t<uint8_t>(shape); break;
+  }
+  if (t.nbytes()) {
+    py::gil_scoped_release release;
+    t.copy_to_host(out.mutable_data());
+  }
+  return out;
+}
+
+static py::dict build_info() {
+  py::dict info;
+  info["cpu"] = true;
+#ifdef _OPENMP
+  info["openmp_threads"] = omp_get_max_threads();
+#else
+  info["openmp_threads"] = 1;
+#endif
+  py::list gpus;
+#ifdef ALEXNET_WITH_CUDA
+  info["cuda"] = true;
+  info["cuda_compiler_version"] = ALEXNET_CUDA_VERSION_STRING;
+  info["cuda_runtime_version"] = cuda::runtime_version();
+  std::string driver = cuda::driver_version();
+  info["cuda_driver_version"] = driver.empty() || driver == "0.0" ? py::object(py::none()) : py::object(py::str(driver));
+  const int count = cuda::device_count();
+  for (int i = 0; i < count; ++i) gpus.append(cuda::device_name(i));
+#else
+  info["cuda"] = false;
+  info["cuda_compiler_version"] = py::none();
+  info["cuda_runtime_version"] = py::none();
+  info["cuda_driver_version"] = py::none();
+#endif
+  info["gpus"] = gpus;
+  return info;
+}
+
+static py::dict memory_stats(const std::string& device) {
+  Device d = Device::parse(device);
+  MemoryStats s;
+  if (d.is_cpu()) {
+    s = cpu_memory_stats();
+  } else {
+#ifdef ALEXNET_WITH_CUDA
+    s = cuda::memory_stats(d.index);
+#endif
+  }
+  py::dict out;
+  out["allocated"] = s.allocated;
+  out["peak_allocated"] = s.peak_allocated;
+  out["reserved"] = s.reserved;
+  return out;
+}
+
+static void reset_peak_memory(const std::string& device) {
+  Device d = Device::parse(device);
+  if (d.is_cpu()) {
+    reset_cpu_peak_memory();
+  } else {
+#ifdef ALEXNET_WITH_CUDA
+    cuda::reset_peak_memory(d.index);
+#endif
+  }
+}
+
+static void synchronize(const std::string& device) {
+  [[maybe_unused]] Device d = Device::parse(device);
+#ifdef ALEXNET_WITH_CUDA
+  if (d.is_cuda()) {
+    py::gil_scoped_release release;
+    cuda::synchronize_stream(cuda::current_stream(d.index));
+  }
+#endif
+}
+
+static LrnParams lrn_params(int size, float alpha, float beta, float k) { return LrnParams{size, alpha, beta, k}; }
+
+static void bind_ops(py::module_& m) {
+  using namespace ops;
+  using py::arg;
+  // Kernels run with the GIL released so the Python data loader threads keep working.
+  auto nogil = py::call_guard<py::gil_scoped_release>();
+  m.def("parse_activation", [](const std::string& s) { return static_cast<int>(parse_activation(s)); });
+  m.def(
+      "conv2d_forward",
+      [](const Tensor& x, const Tensor& w, std::optional<Tensor> b, int stride, int pad, int groups, int act) {
+        return conv2d_forward(x, w, b.value_or(Tensor()), stride, pad, groups, static_cast<Activation>(act));
+      },
+      arg("x"), arg("weight"), arg("bias"), arg("stride"), arg("padding"), arg("groups"), arg("activation") = 0, nogil);
+  m.def("conv2d_backward_input", &conv2d_backward_input, arg("dy"), arg("weight"), arg("in_h"), arg("in_w"),
+        arg("stride"), arg("padding"), arg("groups"), nogil);
+  m.def("conv2d_backward_weight", &conv2d_backward_weight, arg("x"), arg("dy"), arg("kh"), arg("kw"), arg("stride"),
+        arg("padding"), arg("groups"), nogil);
+  m.def("bias_backward", &bias_backward, arg("dy"), nogil);
+  m.def(
+      "linear_forward",
+      [](const Tensor& x, const Tensor& w, std::optional<Tensor> b, int act) {
+        return linear_forward(x, w, b.value_or(Tensor()), static_cast<Activation>(act));
+      },
+      arg("x"), arg("weight"), arg("bias"), arg("activation") = 0, nogil);
+  m.def("linear_backward_input", &linear_backward_input, arg("dy"), arg("weight"), nogil);
+  m.def("linear_backward_weight", &linear_backward_weight, arg("x"), arg("dy"), nogil);
+  m.def(
+      "activation_forward", [](const Tensor& x, int act) { return activation_forward(x, static_cast<Activation>(act)); },
+      arg("x"), arg("activation"), nogil);
+  m.def(
+      "activation_backward",
+      [](const Tensor& y, const Tensor& dy, int act) { return activation_backward(y, dy, static_cast<Activation>(act)); },
+      arg("y"), arg("dy"), arg("activation"), nogil);
+  m.def(
+      "lrn_forward",
+      [](const Tensor& x, int size, float alpha, float beta, float k) {
+        return lrn_forward(x, lrn_params(size, alpha, beta, k));
+      },
+      arg("x"), arg("size"), arg("alpha"), arg("beta"), arg("k"), nogil);
+  m.def(
+      "lrn_backward",
+      [](const Tensor& x, const Tensor& y, const Tensor& scale, const Tensor& dy, int size, float alpha, float beta,
+         float k) { return lrn_backward(x, y, scale, dy, lrn_params(size, alpha, beta, k)); },
+      arg("x"), arg("y"), arg("scale"), arg("dy"), arg("size"), arg("alpha"), arg("beta"), arg("k"), nogil);
+  m.def("maxpool_forward", &maxpool_forward, arg("x"), arg("kernel"), arg("stride"), nogil);
+  m.def("maxpool_backward", &maxpool_backward, arg("x"), arg("y"), arg("dy"), arg("kernel"), arg("stride"), nogil);
+  m.def("dropout_forward", &dropout_forward, arg("x"), arg("p"), arg("seed"), arg("offset"), arg("training"), nogil);
+  m.def("dropout_backward", &dropout_backward, arg("dy"), arg("p"), arg("seed"), arg("offset"), arg("training"), nogil);
+  m.def("softmax_xent_forward", &softmax_xent_forward, arg("logits"), arg("labels"), nogil);
+  m.def("softmax_xent_backward", &softmax_xent_backward, arg("probs"), arg("labels"), nogil);
+  m.def("topk_correct", &topk_correct, arg("scores"), arg("labels"), nogil);
+  m.def("sgd_update", &sgd_update, arg("weight"), arg("momentum_buffer"), arg("grad"), arg("lr"), arg("momentum"),
+        arg("weight_decay"), nogil);
+  m.def("prepare_batch", &prepare_batch, arg("images"), arg("mean"), arg("crop_y"), arg("crop_x"), arg("flip"),
+        arg("rgb_shift"), arg("crop"), arg("scale"), nogil);
+  m.def("add_", &add_, arg("dst"), arg("src"), nogil);
+  m.def("copy_channels", &copy_channels, arg("src"), arg("src_c0"), arg("dst"), arg("dst_c0"), arg("count"), nogil);
+}
+
+}  // namespace alexnet::py_bindings
+
+PYBIND11_MODULE(_C, m) {
+  namespace py = pybind11;
+  using namespace alexnet;
+  using namespace alexnet::py_bindings;
+  m.doc() = "alexnet_cuda native core: CPU (OpenMP) and CUDA kernels for AlexNet";
+
+  py::register_exception<OutOfMemory>(m, "OutOfMemoryError", PyExc_MemoryError);
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const TypeError& e) {
+      PyErr_SetString(PyExc_TypeError, e.what());
+    } catch (const ValueError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
+
+  py::class_<Tensor>(m, "Tensor", "A dense float32/int32/uint8 tensor on 'cpu' or 'cuda:N'.")
+      .def_static(
+          "from_numpy",
+          [](const py::array& a, const std::string& device, const std::string& what) {
+            return tensor_from_numpy(a, Device::parse(device), what);
+          },
+          py::arg("array"), py::arg("device") = "cpu", py::arg("what") = "array")
+      .def_static(
+          "zeros",
+          [](const std::vector<int64_t>& shape, const std::string& device, const std::string& dtype) {
+            DType d = dtype == "float32" ? DType::F32 : dtype == "int32" ? DType::I32 : dtype == "uint8" ? DType::U8
+                      : throw ValueError("Tensor.zeros: dtype must be 'float32', 'int32' or 'uint8', got '" + dtype + "'");
+            return Tensor::zeros(shape, Device::parse(device), d);
+          },
+          py::arg("shape"), py::arg("device") = "cpu", py::arg("dtype") = "float32")
+      .def("numpy", &tensor_to_numpy, "A NumPy copy of the data (waits for pending GPU work).")
+      .def("to", [](const Tensor& t, const std::string& device) { return t.to(Device::parse(device)); },
+           py::arg("device"), py::call_guard<py::gil_scoped_release>())
+      .def("clone", &Tensor::clone)
+      .def("view", [](const Tensor& t, const std::vector<int64_t>& shape) { return t.view(shape); })
+      .def_property_readonly("shape", [](const Tensor& t) { return py::tuple(py::cast(t.shape())); })
+      .def_property_readonly("device", [](const Tensor& t) { return t.device().str(); })
+      .def_property_readonly("dtype", [](const Tensor& t) { return std::string(dtype_name(t.dtype())); })
+      .def_property_readonly("ndim", &Tensor::ndim)
+      .def("numel", &Tensor::numel)
+      .def("__repr__", [](const Tensor& t) {
+        return str_cat("Tensor(shape=", shape_str(t.shape()), ", dtype=", dtype_name(t.dtype()),
+                       ", device='", t.device().str(), "')");
+      });
+
+  py::module_ ops_module = m.def_submodule("ops", "Every AlexNet op on Tensors (see csrc/ops.h)");
+  bind_ops(ops_module);
+
+  m.def("build_info", &build_info);
+  m.def("memory_stats", &memory_stats, py::arg("device"));
+  m.def("reset_peak_memory", &reset_peak_memory, py::arg("device"));
+  m.def("synchronize", &synchronize, py::arg("device"));
+  m.def("parse_device", [](const std::string& d) { return Device::parse(d).str(); });
+  bind_network(m);
+}
