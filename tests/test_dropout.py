@@ -84,6 +84,18 @@ def test_forward_backward_match_reference(device, rng, shape, p, seed, offset):
     np.testing.assert_array_equal(dx != 0, y != 0)
 
 
+def test_threshold_is_inclusive(device):
+    """keep when uniform >= p: pick p equal to some element's uniform (an exact float32), which must be kept."""
+    seed, offset, count = 31, 4, 203
+    u = ref.philox_uniform(seed, offset, count)
+    for k in (0, 5, 202):
+        p = float(u[k])
+        assert 0 < p < 1 and np.float32(p) == p
+        y = ops.dropout_forward(np.ones(count, np.float32), p, seed, offset, device=device)
+        np.testing.assert_array_equal(y != 0, u >= p)
+        assert y[k] != 0
+
+
 def test_device_equals_cpu_exactly(device, rng):
     x = rng.standard_normal((3, 1001)).astype(np.float32)
     y_cpu = ops.dropout_forward(x, 0.5, 99, 5, device="cpu")
