@@ -77,15 +77,20 @@ def device_description(device: str) -> dict[str, Any]:
     if device == "cpu":
         cores = os.cpu_count() or 1
         name = f"{cpu_name()} ({cores} cores)"
+        try:  # other work on the machine skews CPU timings: recorded so a reader can tell
+            load = list(os.getloadavg())
+        except OSError:
+            load = None
         return {"kind": "cpu", "name": name, "cores": cores, "openmp_threads": info.get("openmp_threads"),
-                "platform": platform.platform(), "build_info": info}
+                "load_average_at_start": load, "platform": platform.platform(), "build_info": info,
+                "alexnet_cuda": str(Path(alexnet_cuda.__file__).parent)}
     index = int(device.split(":", 1)[1]) if ":" in device else 0
     gpus = info.get("gpus") or []
     name = gpus[index] if index < len(gpus) else f"cuda:{index}"
     return {"kind": "cuda", "name": name, "index": index, "driver_version": info.get("cuda_driver_version"),
             "runtime_version": info.get("cuda_runtime_version"),
             "compiler_version": info.get("cuda_compiler_version"), "platform": platform.platform(),
-            "build_info": info}
+            "build_info": info, "alexnet_cuda": str(Path(alexnet_cuda.__file__).parent)}
 
 
 def slugify(name: str) -> str:

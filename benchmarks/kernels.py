@@ -29,8 +29,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks.common` and the checkout's alexnet_cuda importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a script: make `benchmarks.common` importable. Appended, not prepended, so an
+    # installed alexnet_cuda wins over the checkout's sources (which have no compiled _C after a plain `pip install .`);
+    # to benchmark an in-place build (tools/dev_build.sh) run with PYTHONPATH=.
+    sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import common  # noqa: E402
 
@@ -540,6 +542,7 @@ def run_case(case: Case, device: str, clock: Any, torch: Any, torch_clock: Any, 
         if case.baseline is None:
             r["times_s"] = _measure(lambda: case.ours(device), clock, reps, warmup)
             r["median_s"] = common.median(r["times_s"])
+            r["min_s"] = min(r["times_s"])
         else:
             with_t = _measure(lambda: case.ours(device), clock, reps, warmup)
             without_t = _measure(lambda: case.baseline(device), clock, reps, warmup)
@@ -560,7 +563,7 @@ def run_case(case: Case, device: str, clock: Any, torch: Any, torch_clock: Any, 
             with torch.no_grad() if "autograd" not in case.theirs_what else _nullcontext():
                 times = _measure(lambda: case.theirs(torch, device), torch_clock, reps, warmup)
             tmed = common.median(times)
-            r["torch"] = {"what": case.theirs_what, "times_s": times, "median_s": tmed}
+            r["torch"] = {"what": case.theirs_what, "times_s": times, "median_s": tmed, "min_s": min(times)}
             if tmed > 0 and med:
                 r["ratio_ours_over_theirs"] = med / tmed
         except Exception as exc:  # noqa: BLE001
@@ -629,8 +632,8 @@ def _rate_text(r: dict) -> str:
     if not r.get("rate"):
         return "—"
     if r["rate_unit"] == "FLOP/s":
-        return f"{r['rate'] / 1e9:.1f} GFLOP/s"
-    return f"{r['rate'] / 1e9:.2f} GB/s"
+        return f"{r['rate'] / 1e9:.4g} GFLOP/s"
+    return f"{r['rate'] / 1e9:.4g} GB/s"
 
 
 def _line(r: dict) -> str:
@@ -660,7 +663,8 @@ def _markdown(payload: dict) -> str:
         lines.append(f"- driver / runtime / nvcc: {dev.get('driver_version')} / {dev.get('runtime_version')} / "
                      f"{dev.get('compiler_version')}")
     else:
-        lines.append(f"- OpenMP threads: {dev.get('openmp_threads')}; platform: {dev.get('platform')}")
+        lines.append(f"- OpenMP threads: {dev.get('openmp_threads')}; load average at start (1/5/15 min): "
+                     f"{dev.get('load_average_at_start')}; platform: {dev.get('platform')}")
     lines += [f"- git commit: `{payload['git_commit']}`", f"- date (UTC): {payload['date_utc']}",
               f"- command: `{payload['command']}`",
               f"- batch: {payload['batch']} per tower{' (' + payload['batch_note'] + ')' if payload.get('batch_note') else ''}; "
