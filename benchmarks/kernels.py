@@ -764,6 +764,7 @@ def main(argv: list[str] | None = None) -> dict:
         if on_gpu and not torch.cuda.is_available():
             torch_status, torch = f"torch {torch.__version__} has no CUDA: no cuDNN comparison", None
         elif on_gpu:
+            torch.cuda.set_device(torch.device(device))  # torch's events and ops on the same GPU as ours
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cudnn.benchmark = True  # cuDNN picks its fastest algorithm per shape: the strongest baseline
