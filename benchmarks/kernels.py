@@ -730,7 +730,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--batch", type=int, help="images per tower (default: 128 on a GPU, 16 on the CPU)")
     p.add_argument("--op", help="comma-separated filter: op kinds (" + ",".join(GROUPS) + "), layers (conv1, fc6, "
                                 "...) or case names")
-    p.add_argument("--reps", type=int, help="timed repetitions (default: 20 on a GPU, 5 on the CPU)")
+    p.add_argument("--reps", type=int, help="timed repetitions (default: 20 on a GPU, 9 on the CPU)")
     p.add_argument("--warmup", type=int, help="untimed repetitions first (default: 3 on a GPU, 1 on the CPU)")
     p.add_argument("--out", default=str(common.RESULTS_DIR), help="results folder (default: benchmarks/results)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
@@ -749,7 +749,7 @@ def main(argv: list[str] | None = None) -> dict:
     on_gpu = device != "cpu"
     batch = args.batch or (128 if on_gpu else 16)
     batch_note = "" if on_gpu or args.batch else "CPU default; the paper's network runs 128 per tower"
-    reps = args.reps or (20 if on_gpu else 5)
+    reps = args.reps or (20 if on_gpu else 9)
     warmup = args.warmup if args.warmup is not None else (3 if on_gpu else 1)
     net = tiny_net() if args.tiny else paper_net()
     cases = select(build_cases(net, batch), args.op)
