@@ -22,6 +22,11 @@ namespace {
 
 constexpr int kThreads = 256;  // with __launch_bounds__(256, 4): <= 64 registers, >= 50% occupancy
 
+// Channel steps unrolled per thread: with V = 1 four steps' loads can be in flight at once; with V = 4 each load
+// already moves 16 bytes, and more unrolling would spill under the 64-register bound.
+template <int V>
+constexpr int kChannelUnroll = V == 1 ? 4 : 1;
+
 template <int V>
 struct Pack {
   float v[V];
@@ -63,18 +68,23 @@ __global__ void __launch_bounds__(kThreads, 4)
     double sum[V];
 #pragma unroll
     for (int q = 0; q < V; ++q) sum[q] = 0.0;
+    // Adds sign * a_ch^2 when 0 <= ch < c, and exactly nothing otherwise. The load is unconditional, from a
+    // clamped (valid) row, so the unrolled channel loop below has no branches and the compiler can issue several
+    // channels' loads before their results are needed: that memory-level parallelism is what keeps a
+    // one-thread-per-position kernel near full bandwidth.
     auto add_squares = [&](int ch, double sign) {
-      const Pack<V> a = load<V>(x + base + ch * spatial);
+      const bool inside = ch >= 0 && ch < c;
+      const Pack<V> a = load<V>(x + base + static_cast<int64_t>(min(max(ch, 0), c - 1)) * spatial);
 #pragma unroll
-      for (int q = 0; q < V; ++q) sum[q] += sign * (static_cast<double>(a.v[q]) * a.v[q]);
+      for (int q = 0; q < V; ++q) sum[q] += inside ? sign * (static_cast<double>(a.v[q]) * a.v[q]) : 0.0;
     };
     // Channel 0's window is [0, after]; pre-load all but its last channel, which the loop adds.
-    const int preload = after < c ? after : c;
-    for (int ch = 0; ch < preload; ++ch) add_squares(ch, 1.0);
+    for (int ch = 0; ch < after; ++ch) add_squares(ch, 1.0);
+#pragma unroll(kChannelUnroll<V>)
     for (int i = 0; i < c; ++i) {
-      if (i + after < c) add_squares(i + after, 1.0);            // entering the window
-      if (i - before - 1 >= 0) add_squares(i - before - 1, -1.0);  // leaving it (an L1/L2 hit)
-      const int64_t off = base + i * spatial;
+      add_squares(i + after, 1.0);         // entering the window
+      add_squares(i - before - 1, -1.0);  // leaving it (an L1/L2 hit)
+      const int64_t off = base + static_cast<int64_t>(i) * spatial;
       const Pack<V> a = load<V>(x + off);
       Pack<V> s, b;
 #pragma unroll
@@ -101,20 +111,23 @@ __global__ void __launch_bounds__(kThreads, 4)
     double sum[V];
 #pragma unroll
     for (int q = 0; q < V; ++q) sum[q] = 0.0;
-    // sign * dy_j * b_j / scale_j, computed identically when channel j enters and when it leaves.
+    // Adds sign * dy_j * b_j / scale_j, computed identically when channel j enters and when it leaves; nothing
+    // for j outside [0, c). Unconditional clamped loads, as in the forward.
     auto add_ratios = [&](int ch, double sign) {
-      const int64_t off = base + ch * spatial;
+      const bool inside = ch >= 0 && ch < c;
+      const int64_t off = base + static_cast<int64_t>(min(max(ch, 0), c - 1)) * spatial;
       const Pack<V> g = load<V>(dy + off), b = load<V>(y + off), s = load<V>(scale + off);
 #pragma unroll
-      for (int q = 0; q < V; ++q) sum[q] += sign * (static_cast<double>(g.v[q]) * b.v[q] / s.v[q]);
+      for (int q = 0; q < V; ++q)
+        sum[q] += inside ? sign * (static_cast<double>(g.v[q]) * b.v[q] / s.v[q]) : 0.0;
     };
     // Here (before, after) is the mirrored window [i - after, i + before] of backward_window().
-    const int preload = after < c ? after : c;
-    for (int ch = 0; ch < preload; ++ch) add_ratios(ch, 1.0);
+    for (int ch = 0; ch < after; ++ch) add_ratios(ch, 1.0);
+#pragma unroll(kChannelUnroll<V>)
     for (int i = 0; i < c; ++i) {
-      if (i + after < c) add_ratios(i + after, 1.0);
-      if (i - before - 1 >= 0) add_ratios(i - before - 1, -1.0);
-      const int64_t off = base + i * spatial;
+      add_ratios(i + after, 1.0);
+      add_ratios(i - before - 1, -1.0);
+      const int64_t off = base + static_cast<int64_t>(i) * spatial;
       const Pack<V> a = load<V>(x + off), g = load<V>(dy + off), s = load<V>(scale + off);
       Pack<V> d;
 #pragma unroll
