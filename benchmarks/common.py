@@ -78,7 +78,7 @@ def device_description(device: str) -> dict[str, Any]:
         cores = os.cpu_count() or 1
         name = f"{cpu_name()} ({cores} cores)"
         try:  # other work on the machine skews CPU timings: recorded so a reader can tell
-            load = list(os.getloadavg())
+            load = [round(v, 2) for v in os.getloadavg()]
         except OSError:
             load = None
         return {"kind": "cpu", "name": name, "cores": cores, "openmp_threads": info.get("openmp_threads"),
