@@ -66,3 +66,19 @@ def test_paper_shapes_per_tower():
     net = kernels.paper_net()
     assert [c.h_out for c in net.convs] == [55, 27, 13, 13, 13]
     assert net.fcs() == [("fc6", 9216, 2048, "relu"), ("fc7", 4096, 2048, "relu"), ("fc8", 4096, 500, "none")]
+
+
+def test_gpu_targets_are_judged_against_this_runs_measurements():
+    # Logic only (no GPU here): made-up inputs to judge(), never written to a results file.
+    peaks = {"copy_bytes_per_s": 1000.0, "fma_flops_per_s": 1000.0}
+    timed = {"status": "ok", "rate": 800.0, "ratio_ours_over_theirs": 1.1}
+    assert kernels.judge(timed, "bandwidth", peaks, on_gpu=True)["met"] is True          # 80% >= 70%
+    miss = kernels.judge(dict(timed, rate=600.0), "fma", peaks, on_gpu=True)             # 60% < 70%
+    assert miss["met"] is False and miss["why"].startswith("TODO(human)")
+    assert kernels.judge(timed, "cudnn", peaks, on_gpu=True)["met"] is True              # 1/1.1 >= 0.8
+    assert kernels.judge(dict(timed, ratio_ours_over_theirs=1.3), "cudnn", peaks, on_gpu=True)["met"] is False
+    no_cudnn = kernels.judge(dict(timed, ratio_ours_over_theirs=None), "cudnn", peaks, on_gpu=True)
+    assert no_cudnn["met"] is None and "no cuDNN" in no_cudnn["why"]
+    assert kernels.judge(timed, "bandwidth", {"error": "no CUDA"}, on_gpu=True)["met"] is None
+    assert kernels.judge(timed, "bandwidth", peaks, on_gpu=False)["met"] is None           # CPU: report only
+    assert kernels.judge({"status": "not implemented"}, "fma", peaks, on_gpu=True)["met"] is None
