@@ -25,15 +25,28 @@
 namespace alexnet::cpu {
 namespace {
 
+#ifdef AX_GEMM_AVX2
 // Micro-tile: 6 x 16 floats = 12 AVX2 accumulators, plus 2 registers for the B row and 1 for the broadcast A
 // value: 15 of the 16 ymm registers, and 12 independent FMA chains hide the FMA latency on two FMA pipes.
 constexpr int MR = 6;
 constexpr int NR = 16;
+#else
+// Portable micro-tile: 4 rows x 2 native vectors (8 accumulators), small enough to stay in registers on SSE/AVX
+// without FMA or on NEON.
+#if defined(__AVX__)
+constexpr int VW = 8;
+#else
+constexpr int VW = 4;
+#endif
+constexpr int MR = 4;
+constexpr int NR = 2 * VW;
+#endif
 // Cache blocks: a KC x NR panel of B is 16 KiB (half of L1d), an MC x KC block of A is 144 KiB (within a 512 KiB+
 // L2), a KC x NC block of B is 4 MiB (L3).
 constexpr int64_t KC = 256;
-constexpr int64_t MC = 24 * MR;
-constexpr int64_t NC = 256 * NR;
+constexpr int64_t MC = 144;  // a multiple of MR
+constexpr int64_t NC = 4096;  // a multiple of NR
+static_assert(MC % MR == 0 && NC % NR == 0, "cache blocks must hold whole micro-panels");
 // Below this many multiply-adds the OpenMP fork/join costs more than it saves.
 constexpr double kParallelMinMacs = 1 << 18;
 
@@ -78,6 +91,32 @@ void pack_a_panel(Trans trans, const float* a, int64_t lda, int64_t i0, int mr, 
     for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = 0.0f;
 }
 
+#ifdef AX_GEMM_AVX2
+// In-register transpose of the 8x8 block r[0..7] (rows in, columns out).
+inline void transpose_8x8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+#endif
+
 // Packs rows [p0, p0+kc) x columns [j0, j0+nr) of op(B) as dst[k*NR + j], zero-padding columns nr..NR-1.
 void pack_b_panel(Trans trans, const float* b, int64_t ldb, int64_t p0, int64_t kc, int64_t j0, int nr, float* dst) {
   if (trans == Trans::No) {
@@ -91,14 +130,28 @@ void pack_b_panel(Trans trans, const float* b, int64_t ldb, int64_t p0, int64_t 
         for (int j = nr; j < NR; ++j) d[j] = 0.0f;
       }
     }
-  } else {
-    for (int j = 0; j < nr; ++j) {
-      const float* src = b + (j0 + j) * ldb + p0;
-      for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = src[k];
-    }
-    for (int j = nr; j < NR; ++j)
-      for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = 0.0f;
+    return;
   }
+  // Transposed: column j of the panel is a contiguous run of row j0 + j of b.
+  int64_t k_done = 0;
+#ifdef AX_GEMM_AVX2
+  if (nr == NR) {  // 8x8 blocks through registers: contiguous 32-byte loads and stores
+    for (; k_done + 8 <= kc; k_done += 8) {
+      for (int jh = 0; jh < NR; jh += 8) {
+        __m256 r[8];
+        for (int t = 0; t < 8; ++t) r[t] = _mm256_loadu_ps(b + (j0 + jh + t) * ldb + p0 + k_done);
+        transpose_8x8(r);
+        for (int t = 0; t < 8; ++t) _mm256_store_ps(dst + (k_done + t) * NR + jh, r[t]);
+      }
+    }
+  }
+#endif
+  for (int j = 0; j < nr; ++j) {
+    const float* src = b + (j0 + j) * ldb + p0;
+    for (int64_t k = k_done; k < kc; ++k) dst[k * NR + j] = src[k];
+  }
+  for (int j = nr; j < NR; ++j)
+    for (int64_t k = k_done; k < kc; ++k) dst[k * NR + j] = 0.0f;
 }
 
 // c[0..MR) x [0..NR) (+)= sum_k a[k*MR + i] * b[k*NR + j]; c has row stride ldc.
@@ -111,6 +164,11 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
   __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
   __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
   __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  // The C tile is far from anything recently touched: start its cache misses now, under the k loop.
+  for (int i = 0; i < MR; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
+  }
   for (int64_t k = 0; k < kc; ++k) {
     const __m256 b0 = _mm256_load_ps(b);
     const __m256 b1 = _mm256_load_ps(b + 8);
@@ -152,22 +210,40 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
   store(5, c50, c51);
 }
 #else
-// Portable version: fixed trip counts so GCC keeps acc in vector registers and vectorizes the j loop.
-inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc,
+// Portable version with GCC/Clang vector extensions (native vector width), named accumulators so they stay in
+// registers.
+typedef float vecf __attribute__((vector_size(VW * sizeof(float))));
+typedef float vecf_unaligned __attribute__((vector_size(VW * sizeof(float)), aligned(4), may_alias));
+inline vecf load_vec(const float* p) { return *reinterpret_cast<const vecf_unaligned*>(p); }
+inline void store_row(float* row, vecf lo, vecf hi, bool add) {
+  if (add) {
+    lo += load_vec(row);
+    hi += load_vec(row + VW);
+  }
+  *reinterpret_cast<vecf_unaligned*>(row) = lo;
+  *reinterpret_cast<vecf_unaligned*>(row + VW) = hi;
+}
+// Not inlined: inside the big OpenMP body the register allocator spills the accumulators.
+__attribute__((noinline)) void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc,
                          bool add) {
-  float acc[MR][NR] = {};
+  vecf c00 = {}, c01 = {}, c10 = {}, c11 = {}, c20 = {}, c21 = {}, c30 = {}, c31 = {};
   for (int64_t k = 0; k < kc; ++k) {
-    for (int i = 0; i < MR; ++i) {
-      const float av = a[i];
-      for (int j = 0; j < NR; ++j) acc[i][j] += av * b[j];
-    }
+    const vecf b0 = load_vec(b), b1 = load_vec(b + VW);
+    c00 += a[0] * b0;
+    c01 += a[0] * b1;
+    c10 += a[1] * b0;
+    c11 += a[1] * b1;
+    c20 += a[2] * b0;
+    c21 += a[2] * b1;
+    c30 += a[3] * b0;
+    c31 += a[3] * b1;
     a += MR;
     b += NR;
   }
-  for (int i = 0; i < MR; ++i) {
-    float* row = c + i * ldc;
-    for (int j = 0; j < NR; ++j) row[j] = add ? row[j] + acc[i][j] : acc[i][j];
-  }
+  store_row(c, c00, c01, add);
+  store_row(c + ldc, c10, c11, add);
+  store_row(c + 2 * ldc, c20, c21, add);
+  store_row(c + 3 * ldc, c30, c31, add);
 }
 #endif
 
