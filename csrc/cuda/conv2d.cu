@@ -153,7 +153,7 @@ struct Im2colByPixel {
     AX_HD Tile(const Im2colByPixel& params, int group, int row0, int tid_)
         : p(params), tid(tid_) {
       const ConvGeometry& g = p.geo;
-AX_UNROLL
+      AX_UNROLL
       for (int j = 0; j < kCols; ++j) {
         const int n = row0 + L::col(tid, j);
         if (n < p.N) {
@@ -173,7 +173,7 @@ AX_UNROLL
 
     AX_HD void load(int k0) {
       const ConvGeometry& g = p.geo;
-AX_UNROLL
+      AX_UNROLL
       for (int kr = 0; kr < kKRows; ++kr) {
         const int k = k0 + L::krow(tid, kr);
         int c, rs, r, s;
@@ -181,7 +181,7 @@ AX_UNROLL
         g.div_kw.divmod(rs, r, s);
         const bool k_ok = k < p.K;
         const int koff = c * g.hw + r * g.w + s;
-AX_UNROLL
+        AX_UNROLL
         for (int j = 0; j < kCols; ++j) {
           const int ih = ih0[j] + r, iw = iw0[j] + s;
           const bool ok = k_ok && static_cast<unsigned>(ih) < static_cast<unsigned>(g.h) &&
@@ -193,9 +193,9 @@ AX_UNROLL
 
     template <int LD>
     AX_HD void store(float (*s)[LD]) const {
-AX_UNROLL
+      AX_UNROLL
       for (int kr = 0; kr < kKRows; ++kr) {
-AX_UNROLL
+        AX_UNROLL
         for (int j = 0; j < kCols; ++j) s[L::krow(tid, kr)][L::col(tid, j)] = v[kr][j];
       }
     }
@@ -224,7 +224,7 @@ struct Col2imByPixel {
     AX_HD Tile(const Col2imByPixel& params, int group, int row0, int tid_)
         : p(params), tid(tid_) {
       const ConvGeometry& g = p.geo;
-AX_UNROLL
+      AX_UNROLL
       for (int j = 0; j < kCols; ++j) {
         const int n = row0 + L::col(tid, j);
         if (n < p.N) {
@@ -244,7 +244,7 @@ AX_UNROLL
 
     AX_HD void load(int k0) {
       const ConvGeometry& g = p.geo;
-AX_UNROLL
+      AX_UNROLL
       for (int kr = 0; kr < kKRows; ++kr) {
         const int k = k0 + L::krow(tid, kr);
         int co, rs, r, s;
@@ -252,7 +252,7 @@ AX_UNROLL
         g.div_kw.divmod(rs, r, s);
         const bool k_ok = k < p.K;
         const int koff = co * g.p;
-AX_UNROLL
+        AX_UNROLL
         for (int j = 0; j < kCols; ++j) {
           int oh = ihp[j] - r, ow = iwp[j] - s;
           bool ok = k_ok;
@@ -275,9 +275,9 @@ AX_UNROLL
 
     template <int LD>
     AX_HD void store(float (*s)[LD]) const {
-AX_UNROLL
+      AX_UNROLL
       for (int kr = 0; kr < kKRows; ++kr) {
-AX_UNROLL
+        AX_UNROLL
         for (int j = 0; j < kCols; ++j) s[L::krow(tid, kr)][L::col(tid, j)] = v[kr][j];
       }
     }
@@ -322,7 +322,7 @@ struct WeightsByInputChannel {
       g.div_khkw.divmod(k, co, rs);
       const bool k_ok = k < p.K;
       const int off = (group * g.mg + co) * g.cg * g.khkw + rs;
-AX_UNROLL
+      AX_UNROLL
       for (int i = 0; i < L::kRows; ++i) {
         const int c = row0 + rbase + i * L::kPass;
         v[i] = (k_ok && c < g.cg) ? ldg(p.w + (off + c * g.khkw)) : 0.0f;
@@ -331,7 +331,7 @@ AX_UNROLL
 
     template <int LD>
     AX_HD void store(float (*s)[LD]) const {
-AX_UNROLL
+      AX_UNROLL
       for (int i = 0; i < L::kRows; ++i) s[klane][rbase + i * L::kPass] = v[i];
     }
   };
@@ -360,7 +360,7 @@ struct OutputGradByChannel {
       g.div_p.divmod(k, img, pix);
       const bool k_ok = k < p.K;
       const int off = (img * g.c_out + group * g.mg) * g.p + pix;
-AX_UNROLL
+      AX_UNROLL
       for (int i = 0; i < L::kRows; ++i) {
         const int co = row0 + rbase + i * L::kPass;
         v[i] = (k_ok && co < g.mg) ? ldg(p.dy + (off + co * g.p)) : 0.0f;
@@ -369,7 +369,7 @@ AX_UNROLL
 
     template <int LD>
     AX_HD void store(float (*s)[LD]) const {
-AX_UNROLL
+      AX_UNROLL
       for (int i = 0; i < L::kRows; ++i) s[klane][rbase + i * L::kPass] = v[i];
     }
   };
@@ -464,11 +464,13 @@ struct ConvOutputStore {
     int off = (img * channels + ch) * plane + pix;
     for (int j = 0; j < count; ++j) {
       out[off] = activate(act, v[j] + b);
-      ++pix;
-      ++off;
-      if (pix == plane) {  // the next column is pixel 0 of the next image, same channel
-        pix = 0;
-        off += (channels - 1) * plane;
+      if (j + 1 < count) {
+        ++pix;
+        ++off;
+        if (pix == plane) {  // the next column is pixel 0 of the next image, same channel
+          pix = 0;
+          off += (channels - 1) * plane;
+        }
       }
     }
   }
@@ -542,10 +544,16 @@ __global__ void __launch_bounds__(kColumnsX * kColumnsY)
 
 // Images per launch so that every tensor of the launch has fewer than 2^31 elements (32-bit offsets).
 inline int images_per_chunk(const char* op, int n, int64_t per_image_a, int64_t per_image_b) {
+#ifdef AX_GEMM_HOST_EMULATION
+  const int64_t limit = gemm::emulated_index_limit();  // small, to exercise the chunked paths
+#else
+  const int64_t limit = INT_MAX;
+#endif
   const int64_t per_image = std::max<int64_t>({per_image_a, per_image_b, 1});
   AX_CHECK(per_image <= INT_MAX, op, ": one image's tensor has ", per_image,
            " elements; the CUDA kernels support at most 2^31 - 1");
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(n, INT_MAX / per_image)));
+  // One image of headroom: the loaders form (but never dereference) offsets up to one image past the chunk.
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(n, limit / per_image - 1)));
 }
 
 }  // namespace conv_detail

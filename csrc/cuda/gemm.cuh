@@ -40,6 +40,10 @@
 //   * Winograd F(2x2, 3x3) for the 3x3 stride-1 convolutions (2.25x fewer multiplies; exact in exact arithmetic,
 //     but FP32 rounding differs slightly from direct summation) - the main lever if conv3-5 fall short.
 //   (TF32/tensor-core MMA would be far faster but is excluded: the comparison is against cuDNN with TF32 off.)
+//
+// Test seam: AX_GEMM_HOST_EMULATION (never defined by the build) replaces the two kernel launches and the
+// occupancy query by functions of a host harness, which runs the very same loader / multiply / epilogue code
+// (all __host__ __device__) block by block on the CPU to check the index arithmetic without a GPU.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -57,11 +61,17 @@
 // #pragma unroll inside AX_HD code: only the device compiler knows it (the host pass of the emulation would warn).
 #if defined(__CUDA_ARCH__)
 #define AX_UNROLL _Pragma("unroll")
+#define AX_PRAGMA(x) _Pragma(#x)
+#define AX_UNROLL_N(n) AX_PRAGMA(unroll n)
 #else
 #define AX_UNROLL
+#define AX_UNROLL_N(n)
 #endif
 
 // AX_CUDA_CHECK_LAUNCH with the op's name known only at run time (the GEMM launches serve several ops).
+#ifdef AX_GEMM_HOST_EMULATION
+#define AX_GEMM_CHECK_LAUNCH(op_name) (void)(op_name)
+#else
 #define AX_GEMM_CHECK_LAUNCH(op_name)                                                                         \
   do {                                                                                                        \
     cudaError_t ax_err_ = cudaGetLastError();                                                                 \
@@ -69,6 +79,7 @@
       ::alexnet::cuda::throw_cuda_error(ax_err_, ::alexnet::str_cat(op_name, " kernel launch").c_str(), __FILE__, \
                                         __LINE__);                                                            \
   } while (0)
+#endif
 
 namespace alexnet::cuda::gemm {
 
@@ -287,14 +298,14 @@ struct MatrixStore {
   AX_HD void store(int batch, int m, int n, const float* v, int count) const {
     float* dst = ptr + batch * batch_stride + m * ld + n;
     float out[4];
-AX_UNROLL
+    AX_UNROLL
     for (int j = 0; j < 4; ++j) {
       if (j < count) out[j] = activate(act, v[j] + (col_bias ? ldg(col_bias + n + j) : 0.0f));
     }
     if (count == 4 && vec4) {
       *reinterpret_cast<float4*>(dst) = make_float4(out[0], out[1], out[2], out[3]);
     } else {
-AX_UNROLL
+      AX_UNROLL
       for (int j = 0; j < 4; ++j) {
         if (j < count) dst[j] = out[j];
       }
@@ -354,20 +365,20 @@ AX_HD void load_fragment(const float* s, float* dst) {
 template <class Cfg>
 AX_HD void multiply_tile(float (&acc)[Cfg::TM][Cfg::TN], const float (*As)[Cfg::kLdA], const float (*Bs)[Cfg::kLdB],
                          int tx, int ty) {
-AX_UNROLL
+  AX_UNROLL
   for (int kk = 0; kk < Cfg::BK; ++kk) {
     float a[Cfg::TM], b[Cfg::TN];
-AX_UNROLL
+    AX_UNROLL
     for (int c = 0; c < Cfg::kChunksM; ++c) {
       load_fragment<Cfg::VM>(&As[kk][c * Cfg::kChunkStrideM + ty * Cfg::VM], &a[c * Cfg::VM]);
     }
-AX_UNROLL
+    AX_UNROLL
     for (int c = 0; c < Cfg::kChunksN; ++c) {
       load_fragment<Cfg::VN>(&Bs[kk][c * Cfg::kChunkStrideN + tx * Cfg::VN], &b[c * Cfg::VN]);
     }
-AX_UNROLL
+    AX_UNROLL
     for (int i = 0; i < Cfg::TM; ++i) {
-AX_UNROLL
+      AX_UNROLL
       for (int j = 0; j < Cfg::TN; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
     }
   }
@@ -391,11 +402,11 @@ AX_HD void store_tile(const float (&acc)[Cfg::TM][Cfg::TN], const Ep& ep, const 
                        ? g.partial + (static_cast<int64_t>(g.split0 + bc.split) * g.batches + bc.batch) * slice
                        : nullptr;
   const bool partial_vec4 = (g.N % 4) == 0;  // the partial buffer itself is 256-byte aligned
-AX_UNROLL
+  AX_UNROLL
   for (int i = 0; i < Cfg::TM; ++i) {
     const int m = bc.m0 + thread_row<Cfg>(i, ty);
     if (m >= g.M) continue;
-AX_UNROLL
+    AX_UNROLL
     for (int c = 0; c < Cfg::kChunksN; ++c) {
       const int n = bc.n0 + thread_col<Cfg>(c * Cfg::VN, tx);
       if (n >= g.N) continue;
@@ -430,9 +441,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
   typename LB::template Tile<Cfg::BN, Cfg::kThreads> lb(b, bc.batch, bc.n0, tid);
 
   float acc[Cfg::TM][Cfg::TN];
-AX_UNROLL
+  AX_UNROLL
   for (int i = 0; i < Cfg::TM; ++i) {
-AX_UNROLL
+    AX_UNROLL
     for (int j = 0; j < Cfg::TN; ++j) acc[i][j] = 0.0f;
   }
 
@@ -460,20 +471,45 @@ AX_UNROLL
   store_tile<Cfg>(acc, ep, g, bc, tx, ty);
 }
 
-// Adds the partial slices in slice order (deterministic) and applies the epilogue. One thread per output.
+// Split-K reduction: out[idx] = epilogue(sum over slices of partial[slice * total + idx]) with a fixed summation
+// order (deterministic, independent of timing). A block covers 32 consecutive outputs (coalesced) x 8 slice
+// groups: group ty adds slices ty, ty + 8, ... in order, then a fixed tree adds the 8 groups. Splitting the slices
+// over 8 threads keeps enough loads in flight when there are few outputs and many slices (conv1's weight gradient:
+// 17K outputs x 176 slices).
+constexpr int kReduceX = 32, kReduceY = 8;
+
+AX_HD float sum_slice_group(const float* partial, int64_t total, int64_t idx, int group, int slices) {
+  float sum = 0.0f;
+  AX_UNROLL_N(4)
+  for (int s = group; s < slices; s += kReduceY) sum += partial[s * total + idx];
+  return sum;
+}
+
 template <class Ep>
-__global__ void splitk_reduce_kernel(const float* __restrict__ partial, int slices, int batches, int M, int N,
-                                     const Ep ep) {
+AX_HD void store_reduced(const Ep& ep, int64_t idx, int64_t mn, int N, float value) {
+  const int batch = static_cast<int>(idx / mn);
+  const int64_t rem = idx - batch * mn;
+  const int m = static_cast<int>(rem / N), n = static_cast<int>(rem - static_cast<int64_t>(m) * N);
+  ep.store(batch, m, n, &value, 1);
+}
+
+template <class Ep>
+__global__ void __launch_bounds__(kReduceX * kReduceY)
+    splitk_reduce_kernel(const float* __restrict__ partial, int slices, int batches, int M, int N, const Ep ep) {
+  __shared__ float sums[kReduceY][kReduceX + 1];
   const int64_t mn = static_cast<int64_t>(M) * N;
   const int64_t total = mn * batches;
-  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    float sum = 0.0f;
-    for (int s = 0; s < slices; ++s) sum += partial[s * total + idx];
-    const int batch = static_cast<int>(idx / mn);
-    const int64_t rem = idx - batch * mn;
-    const int m = static_cast<int>(rem / N), n = static_cast<int>(rem - static_cast<int64_t>(m) * N);
-    ep.store(batch, m, n, &sum, 1);
+  for (int64_t base = static_cast<int64_t>(blockIdx.x) * kReduceX; base < total;
+       base += static_cast<int64_t>(gridDim.x) * kReduceX) {
+    const int64_t idx = base + threadIdx.x;
+    sums[threadIdx.y][threadIdx.x] = idx < total ? sum_slice_group(partial, total, idx, threadIdx.y, slices) : 0.0f;
+    __syncthreads();
+    for (int width = kReduceY / 2; width > 0; width /= 2) {
+      if (threadIdx.y < width) sums[threadIdx.y][threadIdx.x] += sums[threadIdx.y + width][threadIdx.x];
+      __syncthreads();
+    }
+    if (threadIdx.y == 0 && idx < total) store_reduced(ep, idx, mn, N, sums[0][threadIdx.x]);
+    __syncthreads();  // sums is rewritten by the next iteration
   }
 }
 
@@ -507,7 +543,11 @@ inline double gemm_cost(const ConfigCost& c, int sms, int64_t M, int64_t N, int 
   const int64_t slots = static_cast<int64_t>(sms) * c.occupancy;
   const double block_fmas = static_cast<double>(c.bm) * c.bn * (k_tiles_per_split * kBK + 2 * kBK);
   const int warps_per_block = c.threads / 32;
-  auto utilization = [](int warps) { return warps >= 8 ? 1.0 : warps >= 4 ? 0.8 : warps >= 2 ? 0.55 : 0.35; };
+  // Resident warps per SM -> fraction of peak: the FMA loop has ample ILP, but the barrier per k-step and the
+  // global loads need a second block (or more warps) to overlap.
+  auto utilization = [](int warps) {
+    return warps >= 16 ? 1.0 : warps >= 12 ? 0.95 : warps >= 8 ? 0.85 : warps >= 4 ? 0.6 : warps >= 2 ? 0.35 : 0.2;
+  };
   const double rate = 128.0 * c.efficiency;
   const int64_t full_waves = blocks / slots, rest = blocks % slots;
   double t = static_cast<double>(full_waves) * c.occupancy * block_fmas / (rate * utilization(c.occupancy * warps_per_block));
@@ -559,6 +599,9 @@ inline GemmPlan plan_gemm(const ConfigCost* configs, int n_configs, int sms, int
 constexpr int kMaxDevices = 64;
 
 inline int sm_count(int device) {
+#ifdef AX_GEMM_HOST_EMULATION
+  return emulated_sm_count();
+#endif
   static std::atomic<int> cache[kMaxDevices];
   const int slot = device >= 0 && device < kMaxDevices ? device : 0;
   int v = cache[slot].load(std::memory_order_relaxed);
@@ -569,6 +612,12 @@ inline int sm_count(int device) {
   return v;
 }
 
+#ifdef AX_GEMM_HOST_EMULATION
+template <class Cfg, class LA, class LB, class Ep>
+int kernel_occupancy(int) {
+  return emulated_occupancy<Cfg>();
+}
+#else
 template <class Cfg, class LA, class LB, class Ep>
 int kernel_occupancy(int device) {
   static std::atomic<int> cache[kMaxDevices];
@@ -580,6 +629,7 @@ int kernel_occupancy(int device) {
   cache[slot].store(v, std::memory_order_relaxed);
   return v;
 }
+#endif
 
 // ---- launching ------------------------------------------------------------------------------------------------
 template <class... Cfgs>
@@ -600,8 +650,12 @@ template <class LA, class LB, class Ep, class... Cfgs>
 GemmPlan plan_problem(TileList<Cfgs...>, const Problem<LA, LB, Ep>& pr, int device, bool force_partial) {
   const ConfigCost costs[] = {ConfigCost{Cfgs::BM, Cfgs::BN, Cfgs::kThreads, kernel_occupancy<Cfgs, LA, LB, Ep>(device),
                                          tile_efficiency<Cfgs>()}...};
-  return plan_gemm(costs, static_cast<int>(sizeof...(Cfgs)), sm_count(device), pr.M, pr.N, pr.K, pr.batches,
-                   force_partial);
+  GemmPlan plan = plan_gemm(costs, static_cast<int>(sizeof...(Cfgs)), sm_count(device), pr.M, pr.N, pr.K,
+                            pr.batches, force_partial);
+#ifdef AX_GEMM_HOST_EMULATION
+  emulated_adjust_plan(plan, static_cast<int>(sizeof...(Cfgs)), pr.K);
+#endif
+  return plan;
 }
 
 template <class Cfg, class LA, class LB, class Ep>
@@ -626,7 +680,11 @@ void launch_with(const char* op, const Problem<LA, LB, Ep>& pr, const GemmPlan& 
     g.batch0 = b0;
     const int nb = std::min(batches_per_launch, pr.batches - b0);
     dim3 grid(static_cast<unsigned>(blocks_x), 1, static_cast<unsigned>(nb * plan.splits));
+#ifdef AX_GEMM_HOST_EMULATION
+    emulate_gemm_kernel<Cfg>(grid, pr.a, pr.b, pr.ep, g);
+#else
     gemm_kernel<Cfg, LA, LB, Ep><<<grid, Cfg::kThreads, 0, stream>>>(pr.a, pr.b, pr.ep, g);
+#endif
     AX_GEMM_CHECK_LAUNCH(op);
   }
 }
@@ -653,8 +711,12 @@ template <class Ep>
 void launch_reduce(const char* op, const float* partial, int slices, int batches, int M, int N, const Ep& ep,
                    cudaStream_t stream) {
   const int64_t total = static_cast<int64_t>(M) * N * batches;
-  const int threads = 256;
-  splitk_reduce_kernel<Ep><<<grid_for(total, threads), threads, 0, stream>>>(partial, slices, batches, M, N, ep);
+  const unsigned blocks = grid_for(total, kReduceX);
+#ifdef AX_GEMM_HOST_EMULATION
+  emulate_reduce_kernel(blocks, partial, slices, batches, M, N, ep);
+#else
+  splitk_reduce_kernel<Ep><<<blocks, dim3(kReduceX, kReduceY), 0, stream>>>(partial, slices, batches, M, N, ep);
+#endif
   AX_GEMM_CHECK_LAUNCH(op);
 }
 
@@ -680,7 +742,9 @@ class Scratch {
 
 inline int current_device() {
   int device = 0;
+#ifndef AX_GEMM_HOST_EMULATION
   AX_CUDA_CHECK(cudaGetDevice(&device));
+#endif
   return device;
 }
 
