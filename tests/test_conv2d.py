@@ -184,3 +184,14 @@ def _f32(*shape):
 def test_bad_input_raises_naming_the_op(call, error, op):
     with pytest.raises(error, match=op):
         call()
+
+
+def test_empty_batch(device):
+    x = np.zeros((0, 3, 8, 8), np.float32)
+    weight = np.ones((4, 3, 3, 3), np.float32)
+    dy = np.zeros((0, 4, 6, 6), np.float32)
+    assert ops.conv2d_forward(x, weight, device=device).shape == (0, 4, 6, 6)
+    assert ops.conv2d_backward_input(dy, weight, input_size=(8, 8), device=device).shape == (0, 3, 8, 8)
+    np.testing.assert_array_equal(ops.conv2d_backward_weight(x, dy, kernel_size=(3, 3), device=device),
+                                  np.zeros_like(weight))  # an empty sum
+    np.testing.assert_array_equal(ops.bias_backward(dy, device=device), np.zeros(4, np.float32))
