@@ -27,6 +27,7 @@ CASES = [
     pytest.param((1, 2, 4, 5, 3, 2, 2, 1, 3, 1), id="padding-wider-than-kernel"),  # all-padding rows and columns
     pytest.param((1, 2, 3, 3, 2, 5, 5, 1, 1, 1), id="kernel-fills-padded-input"),  # a 1x1 output
     pytest.param((1, 16, 20, 20, 32, 3, 3, 1, 1, 1), id="batch1-threaded-gemm"),  # big enough to thread each GEMM
+    pytest.param((1, 64, 5, 5, 96, 3, 3, 1, 1, 1), id="batch1-threaded-gemm-split-by-rows"),  # many channels, 5x5 map
     pytest.param((4, 16, 13, 13, 24, 3, 3, 1, 1, 2), id="batch4-groups2-pairs-across-threads"),
 ]
 
