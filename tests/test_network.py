@@ -242,7 +242,8 @@ def test_resume_reproduces_the_run():
         net.train_step(images, labels, 0.01)
     saved = (net.state_dict(), net.optimizer_state_dict(), net.step)
     continued = [net.train_step(images, labels, 0.01).loss for _ in range(2)]
-    resumed = tiny(seed=99)  # different initial weights, replaced by the checkpoint
+    resumed = tiny()  # the same configuration (seed included: it keys the dropout streams) ...
+    resumed.train_step(*batch(n=4, seed=9), 0.5)  # ... in another state, which the checkpoint replaces
     resumed.load_state_dict(saved[0])
     resumed.load_optimizer_state_dict(saved[1])
     resumed.step = saved[2]

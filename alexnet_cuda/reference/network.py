@@ -5,9 +5,14 @@ which conv2, conv4 and conv5 are grouped convolutions (groups = towers: each hal
 the previous layer's maps) and conv3, fc6, fc7 and fc8 are fully connected to the previous layer. Comparing the C++
 towers against this dense net therefore checks the exchanges as well as the layers.
 
-The only place the towers show through is dropout: each tower drops its own half of fc6's and fc7's neurons with its
-own Philox stream, so the dense mask of an fc layer with W neurons is the concatenation, along the neurons, of the
-towers' (n, W/towers) masks, drawn with offset ``dropout_offset(step, layer, tower)``.
+Two things are local to a tower and show through:
+
+- Local response normalization (Section 3.3) sums over adjacent kernel maps OF THE SAME TOWER: each GPU normalized
+  its own maps in cuda-convnet, so the window stops at the tower boundary. Here LRN is applied to each tower's block
+  of channels separately.
+- Dropout: each tower drops its own half of fc6's and fc7's neurons with its own Philox stream, so the dense mask of
+  an fc layer with W neurons is the concatenation, along the neurons, of the towers' (n, W/towers) masks, drawn with
+  offset ``dropout_offset(step, layer, tower)``.
 
 Layout of ``params`` (see :func:`merge_towers`): '<layer>.weight' / '<layer>.bias' for conv1..conv5, fc6..fc8, with
 conv weights (out, in/groups, k, k) and fc weights (out, in), like PyTorch.
@@ -63,6 +68,25 @@ def _dropout_blocks(fn, a: np.ndarray, p: float, seed: int, step: int, layer: in
     return out
 
 
+def _lrn_blocks_forward(x: np.ndarray, towers: int, lrn_args) -> tuple[np.ndarray, np.ndarray]:
+    """LRN of each tower's block of channels on its own (the window never crosses towers)."""
+    width = x.shape[1] // towers
+    y, scale = np.empty_like(x), np.empty_like(x)
+    for t in range(towers):
+        block = slice(t * width, (t + 1) * width)
+        y[:, block], scale[:, block] = lrn_forward(x[:, block], *lrn_args)
+    return y, scale
+
+
+def _lrn_blocks_backward(x, y, scale, dy, towers: int, lrn_args) -> np.ndarray:
+    width = x.shape[1] // towers
+    dx = np.empty_like(x)
+    for t in range(towers):
+        b = slice(t * width, (t + 1) * width)
+        dx[:, b] = lrn_backward(x[:, b], y[:, b], scale[:, b], dy[:, b], *lrn_args)
+    return dx
+
+
 def forward_backward(params: dict, config: dict, images: np.ndarray, labels: np.ndarray, *, training: bool = True,
                      seed: int = 0, step: int = 0, backward: bool = True):
     """Loss, logits and (when ``backward``) the gradient of every dense parameter.
@@ -88,7 +112,7 @@ def forward_backward(params: dict, config: dict, images: np.ndarray, labels: np.
         y = conv2d_forward(x, w[f"{layer}.weight"], w[f"{layer}.bias"], stride, pad, groups, act)
         c = {"x": x, "y": y, "groups": groups, "stride": stride, "pad": pad}
         if layer in LRN_AFTER and config["lrn"]:
-            y_lrn, scale = lrn_forward(y, *lrn_args)
+            y_lrn, scale = _lrn_blocks_forward(y, towers, lrn_args)
             c["lrn"] = (y_lrn, scale)
             y = y_lrn
         if layer in POOL_AFTER:
@@ -131,7 +155,7 @@ def forward_backward(params: dict, config: dict, images: np.ndarray, labels: np.
             g = maxpool_backward(c["pool_in"], g, pk, ps)
         if "lrn" in c:
             y_lrn, scale = c["lrn"]
-            g = lrn_backward(c["y"], y_lrn, scale, g, *lrn_args)
+            g = _lrn_blocks_backward(c["y"], y_lrn, scale, g, towers, lrn_args)
         g = activation_backward(c["y"], g, act)
         weight = w[f"{layer}.weight"]
         kernel = weight.shape[2:]
