@@ -16,6 +16,9 @@ Layers (totals; each tower has half, fc8's classes split ceil/floor between the 
     fc6 4096, fc7 4096 (inputs from both towers) -> ReLU -> dropout 0.5
     fc8 num_classes -> softmax cross-entropy
 
+Tower-local details: LRN sums over adjacent kernel maps of the same tower (each GPU normalized its own maps in
+cuda-convnet: the window stops at the tower boundary), and each tower draws its own dropout mask.
+
 Why 227 and not the paper's 224: conv1 has 11x11 kernels at stride 4 and the paper reports 55x55 maps;
 (227 - 11) / 4 + 1 = 55 exactly, while (224 - 11) / 4 + 1 = 54.25 does not divide. 60,965,224 parameters at 1000
 classes.

@@ -389,6 +389,8 @@ struct Network::Impl {
   // training: dropout on (Train always; Gradients as the caller asks). probs_out: host copy of the probabilities.
   StepStats run(const HostBatch& b, Mode mode, bool training, float lr, float momentum, float weight_decay,
                 float* probs_out);
+  StepStats schedule(const HostBatch& b, Mode mode, bool training, float lr, float momentum, float weight_decay,
+                     float* probs_out);
   void update(Tower& t, float lr, float momentum, float weight_decay);
   void finish(bool backward, bool update);
 };
@@ -405,6 +407,27 @@ void Network::Impl::update(Tower& t, float lr, float momentum, float weight_deca
 StepStats Network::Impl::run(const HostBatch& b, Mode mode, bool training, float lr, float momentum,
                              float weight_decay, float* probs_out) {
   net.check_batch(b);
+  try {
+    return schedule(b, mode, training, lr, momentum, weight_decay, probs_out);
+  } catch (...) {
+    // Let whatever was queued finish before the step's tensors can be freed or reused, then report the error.
+#ifdef ALEXNET_WITH_CUDA
+    for (Tower& t : towers) {
+      if (!gpu) break;
+      try {
+        cuda::synchronize_stream(t.stream);
+      } catch (...) {
+      }
+    }
+#endif
+    for (Tower& t : towers) t.clear();
+    net.logits_ = probs = dlogits = labels = Tensor();
+    throw;
+  }
+}
+
+StepStats Network::Impl::schedule(const HostBatch& b, Mode mode, bool training, float lr, float momentum,
+                                  float weight_decay, float* probs_out) {
   const bool backward = mode == Mode::Train || mode == Mode::Gradients;
   const int64_t n = b.images_shape[0];
   const int T = static_cast<int>(towers.size());
@@ -419,6 +442,11 @@ StepStats Network::Impl::run(const HostBatch& b, Mode mode, bool training, float
     Scope scope(t);
     timing(t, kStart);
     prepare_input(t, b);
+    if (t.index == 0) {
+      // Uploaded now, while tower 0's stream is idle: a host-to-device copy waits for its stream.
+      labels = b.labels ? Tensor::from_host(b.labels, {n}, t.device, DType::I32)
+                        : Tensor::zeros({n}, t.device, DType::I32);  // predict: softmax needs some valid label
+    }
   }
   for (Tower& t : towers) {
     Scope scope(t);
@@ -454,11 +482,6 @@ StepStats Network::Impl::run(const HostBatch& b, Mode mode, bool training, float
   {
     Scope scope(t0);
     net.logits_ = gather(t0, parts([](Tower& s) { return s.fc_out[kFcLayers - 1]; }), kLogits);
-    if (b.labels) {
-      labels = Tensor::from_host(b.labels, {n}, t0.device, DType::I32);
-    } else {
-      labels = Tensor::zeros({n}, t0.device, DType::I32);  // predict: softmax needs some valid label
-    }
     auto [loss, p] = ops::softmax_xent_forward(net.logits_, labels);
     stats.loss = loss;
     probs = p;

@@ -12,6 +12,9 @@
 //   fc8 num_classes                                    (tower 0: ceil(C/2) classes, tower 1: floor(C/2), on both
 //                                                       towers' fc7 outputs: exchange; logits gathered on tower 0)
 //   softmax cross-entropy on tower 0's device.
+// LRN normalizes over adjacent maps of the SAME tower (each GPU normalized its own maps in cuda-convnet), and each
+// tower draws its own dropout mask; everything else equals one dense net with groups=2 in conv2, conv4, conv5
+// (alexnet_cuda/reference/network.py is that dense net, and the tests compare the two).
 // Inputs are 227x227, not the paper's 224: (227 - 11) / 4 + 1 = 55 gives the paper's 55x55 conv1 maps, while
 // (224 - 11) / 4 + 1 = 54.25 does not divide (cuda-convnet really used 224 + its own padding; 227 is the size
 // that makes the stated layer sizes exact, as in Caffe). At 1000 classes the net has 60,965,224 parameters.
