@@ -148,7 +148,11 @@ def _markdown(p: dict) -> str:
              f"{' (tiny widths: smoke test)' if p['tiny'] else ''}; batch {p['batch']} (every tower sees the whole "
              f"batch, as in the paper); input {p['input']}; {p['reps']} timed steps after {p['warmup']} warm-up, "
              f"medians shown", "- step time: wall clock around `train_step` (host copies, preparation, forward, "
-             "backward, update, end-of-step synchronization); tower times: CUDA events on each tower's stream", ""]
+             "backward, update, end-of-step synchronization); tower times: CUDA events on each tower's stream"]
+    if p["device"].get("kind") == "cpu":
+        lines.append(f"- CPU load average at the start (1, 5, 15 min): {p['device'].get('load_average_at_start')} on "
+                     f"{p['device'].get('cores')} cores: other work on a shared machine slows these timings")
+    lines.append("")
     rows = []
     for r in p["results"]:
         if r["status"] != "ok":
