@@ -35,22 +35,31 @@
 // images whose tensors stay below 2^31 elements (one chunk for AlexNet); backward-weight adds the chunks' partial
 // sums in the same fixed-order reduction.
 //
-// Tiling per layer (AlexNet, one tower, batch 128; the planner in gemm.cuh picks from 128x128, 64x128, 48x128
-// and 64x64 tiles and a split-K factor using the SM count and occupancy):
-//   conv1 fwd  M=48  N=387200 K=363   -> 48x128 tiles (no wasted rows), 3025 blocks.
-//   conv2 fwd  M=128 N=93312  K=1200  -> 128x128, 729 blocks.
-//   conv3 fwd  M=192 N=21632  K=2304  -> 64x128 (192 = 3 x 64) ~507 blocks, or split-K.
-//   conv5 fwd  M=128 N=21632  K=1728  -> only 169 128x128 tiles for 132 SMs: smaller tiles or split-K.
-//   backward-weight: M x N is 48x363 .. 192x2304 -> split-K by 10-100+.
+// Tiling per layer (AlexNet, one tower, batch 128). The planner in gemm.cuh picks from 128x128, 64x128, 48x128
+// and 64x64 tiles and a split-K factor with a small cost model (SM count, occupancy from the runtime, wave
+// quantization, partial-buffer traffic). Its choices for a 132-SM H100, from a host run of plan_gemm with the
+// register counts ptxas reports (2, 3, 4, 6 resident blocks per SM for the four shapes):
+//   conv1 fwd   M=48  N=387200 K=363     48x128 (no wasted rows)        3025 blocks
+//   conv2 fwd   M=128 N=93312  K=1200    128x128                          729 blocks
+//   conv3 fwd   M=192 N=21632  K=2304    48x128 (192 = 4 x 48), split 3  2028 blocks
+//   conv4 fwd   M=192 N=21632  K=1728    64x128, split 2                 1014 blocks
+//   conv5 fwd   M=128 N=21632  K=1728    128x128, split 3 (169 tiles alone would leave SMs idle)
+//   conv2-5 bwd-data: 48x128 / 128x128 / 64x128 with split 1-3, ~500-1500 blocks
+//   bwd-weight  M x N = 48x363 .. 192x2304, K = 21632 .. 387200: split 7 (conv3) .. 176 (conv1), ~250-650 blocks
+// Every choice is only a model's guess until measured; the constants in gemm_cost are the knob.
 //
 // What would make these faster if they fall short of cuDNN (all FP32):
-//   * Winograd F(2x2,3x3) / F(4x4,3x3) for conv3-5 (3x3, stride 1): 2.25-4x fewer multiplies.
-//   * A precomputed tap-offset table (kh*kw entries in shared/constant memory) instead of the two fast divisions
-//     per k-row in the gathers; an NHWC copy of the activations so gathers become contiguous float4 loads and
-//     can go through cp.async (sm_80+) / TMA im2col mode (sm_90) into a 3-4 stage pipeline.
+//   * Winograd F(2x2,3x3) / F(4x4,3x3) for conv3-5 (3x3, stride 1): 2.25-4x fewer multiplies (rounding differs
+//     slightly from direct summation). cuDNN may pick it for these layers; implicit GEMM cannot match that.
+//   * Cheaper gathers: about a quarter of the main loop's instructions are loader work (the FMA pipe and the
+//     issue slot are shared, so that is FMA time lost). A precomputed tap table (k -> channel offset, r, s) in
+//     shared or constant memory would replace the two fast divisions per k-row; iterating K as (r, s, c) with
+//     c innermost (CUTLASS's "optimized" iterators) makes the bounds test constant over a k-tile; an NHWC copy
+//     of the activations turns gathers into float4 loads that can go through cp.async (sm_80+) or TMA im2col
+//     mode (sm_90) into a 3-4 stage pipeline.
 //   * backward-data with stride > 1 (only conv1, whose input gradient AlexNet never needs): split into
 //     stride^2 dense sub-convolutions instead of gathering mostly-zero taps.
-//   * bias_backward fused into the backward-weight epilogue (it is dy summed over the same K).
+//   * bias_backward fused into the backward-weight epilogue (it is dy summed over the same pixels).
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -477,6 +486,8 @@ struct ConvOutputStore {
 };
 
 // ---- bias gradient --------------------------------------------------------------------------------------------
+// Bandwidth-bound (conv1: 74 MB of dy per tower, ~25 us at 3 TB/s). Faster: float4 loads where a plane is
+// 16-byte aligned, or no separate pass at all (fused into backward-weight, which already reads dy).
 constexpr int kBiasThreads = 256;
 
 // Block (c, chunk) sums dy[img][c][:] over the images [chunk * per_chunk, ...): each thread a fixed strided subset

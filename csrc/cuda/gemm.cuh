@@ -475,7 +475,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
 // order (deterministic, independent of timing). A block covers 32 consecutive outputs (coalesced) x 8 slice
 // groups: group ty adds slices ty, ty + 8, ... in order, then a fixed tree adds the 8 groups. Splitting the slices
 // over 8 threads keeps enough loads in flight when there are few outputs and many slices (conv1's weight gradient:
-// 17K outputs x 176 slices).
+// 17K outputs x 176 slices). Faster: no second pass - the last block of each tile (found with a per-tile
+// counter) adds the slices in order itself ("serial split-K" / stream-K fix-up), saving a launch and a
+// round trip of the partials through L2.
 constexpr int kReduceX = 32, kReduceY = 8;
 
 AX_HD float sum_slice_group(const float* partial, int64_t total, int64_t idx, int group, int slices) {
