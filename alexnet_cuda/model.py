@@ -23,13 +23,15 @@ Why 227 and not the paper's 224: conv1 has 11x11 kernels at stride 4 and the pap
 (227 - 11) / 4 + 1 = 55 exactly, while (224 - 11) / 4 + 1 = 54.25 does not divide. 60,965,224 parameters at 1000
 classes.
 
-Parameter names (``state_dict``): ``'<layer>.tower<T>.weight'`` and ``'<layer>.tower<T>.bias'`` with layer in
-conv1..conv5, fc6, fc7, fc8 and T the tower (0, 1; only 0 when towers=1). The tower split is explicit: tower T's
-``conv2`` weight is (128, 48, 5, 5) and sees only tower T's conv1 maps; its ``conv3`` weight is (192, 256, 3, 3) over
-both towers' conv2 maps in tower order (tower 0's 128 maps first); ``fc6`` weights are (2048, 9216) over the
-flattened (channel, y, x) conv5 maps of tower 0 then tower 1; ``fc8.tower0`` holds classes [0, ceil(C/2)) and
-``fc8.tower1`` the rest. :func:`alexnet_cuda.reference.network.merge_towers` turns this into the equivalent one-tower
-(grouped-convolution) layout.
+Parameter names (``state_dict``) follow torchvision's AlexNet positions, with the tower split explicit:
+``'<module>.tower<T>.weight'`` / ``'.bias'`` where module is ``features.0`` (conv1), ``features.3`` (conv2),
+``features.6`` (conv3), ``features.8`` (conv4), ``features.10`` (conv5), ``classifier.1`` (fc6), ``classifier.4``
+(fc7), ``classifier.6`` (fc8), and T the tower (0, 1; only 0 when towers=1). Tower T's conv2 weight
+(``features.3.towerT.weight``) is (128, 48, 5, 5) and sees only tower T's conv1 maps; its conv3 weight is
+(192, 256, 3, 3) over both towers' conv2 maps in tower order (tower 0's 128 maps first); fc6 weights are
+(2048, 9216) over the flattened (channel, y, x) conv5 maps of tower 0 then tower 1; ``classifier.6.tower0`` holds
+classes [0, ceil(C/2)) and ``classifier.6.tower1`` the rest. :func:`alexnet_cuda.reference.network.merge_towers`
+turns this into the equivalent one-tower (grouped-convolution) layout.
 
 Ablations (constructor options): ``lrn=False`` drops both LRN layers; ``overlapping_pool=False`` pools 2x2 with
 stride 2 (the paper's s = z = 2 baseline; at 227 the maps are 55 -> 27 -> 13 -> 6 exactly as with 3/2 pooling, so fc6

@@ -18,6 +18,10 @@ namespace {
 
 const char* const kConvNames[kConvLayers] = {"conv1", "conv2", "conv3", "conv4", "conv5"};
 const char* const kFcNames[kFcLayers] = {"fc6", "fc7", "fc8"};
+// Parameter names follow torchvision's AlexNet (features.<i> / classifier.<i> at the positions of its conv and linear
+// modules), with the tower made explicit: "features.0.tower1.weight" is conv1's weight on tower 1.
+const char* const kConvParamNames[kConvLayers] = {"features.0", "features.3", "features.6", "features.8", "features.10"};
+const char* const kFcParamNames[kFcLayers] = {"classifier.1", "classifier.4", "classifier.6"};
 // Section 3.5: response normalization follows conv1 and conv2; max pooling follows both of them and conv5.
 constexpr bool kLrnAfter[kConvLayers] = {true, true, false, false, false};
 constexpr bool kPoolAfter[kConvLayers] = {true, true, false, false, true};
@@ -638,16 +642,16 @@ Network::Network(const NetworkConfig& cfg) : cfg_(cfg) {
     const int k = cfg_.conv_kernel[l];
     for (int t = 0; t < T; ++t) {
       Impl::Tower& tw = impl_->towers[t];
-      tw.conv_w[l] = add(kConvNames[l], l, t, false, {tw.conv_c[l], in_c, k, k}, false);
-      tw.conv_b[l] = add(kConvNames[l], l, t, true, {tw.conv_c[l]}, kConvBiasOne[l]);
+      tw.conv_w[l] = add(kConvParamNames[l], l, t, false, {tw.conv_c[l], in_c, k, k}, false);
+      tw.conv_b[l] = add(kConvParamNames[l], l, t, true, {tw.conv_c[l]}, kConvBiasOne[l]);
     }
   }
   for (int k = 0; k < kFcLayers; ++k) {
     const int in = k == 0 ? geo_.fc6_inputs : cfg_.fc_width[k - 1];
     for (int t = 0; t < T; ++t) {
       Impl::Tower& tw = impl_->towers[t];
-      tw.fc_w[k] = add(kFcNames[k], kConvLayers + k, t, false, {tw.fc_n[k], in}, false);
-      tw.fc_b[k] = add(kFcNames[k], kConvLayers + k, t, true, {tw.fc_n[k]}, kFcBiasOne[k]);
+      tw.fc_w[k] = add(kFcParamNames[k], kConvLayers + k, t, false, {tw.fc_n[k], in}, false);
+      tw.fc_b[k] = add(kFcParamNames[k], kConvLayers + k, t, true, {tw.fc_n[k]}, kFcBiasOne[k]);
     }
   }
 
@@ -710,7 +714,7 @@ std::vector<std::string> Network::parameter_names() const {
 Parameter& Network::parameter(const std::string& name) {
   for (Parameter& p : params_)
     if (p.name == name) return p;
-  throw ValueError(str_cat("AlexNet: no parameter named '", name, "' (names look like 'conv1.tower0.weight')"));
+  throw ValueError(str_cat("AlexNet: no parameter named '", name, "' (names look like 'features.0.tower0.weight'; see AlexNet.parameter_names())"));
 }
 
 void Network::set_normalization(const float* mean, const Shape& mean_shape, float scale) {

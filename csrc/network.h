@@ -110,7 +110,7 @@ struct TowerTiming {
 
 // One trainable tensor of one tower, with its momentum buffer and last gradient.
 struct Parameter {
-  std::string name;  // "conv1.tower0.weight", ..., "fc8.tower1.bias"
+  std::string name;  // "features.0.tower0.weight" (conv1), ..., "classifier.6.tower1.bias" (fc8)
   int tower = 0;
   bool is_bias = false;
   Tensor value, momentum, grad;

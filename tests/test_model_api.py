@@ -189,19 +189,19 @@ def test_normalization_checks(net):
 def test_state_dict_checks(net):
     sd = net.state_dict()
     bad = dict(sd)
-    del bad["fc8.tower1.bias"]
+    del bad["classifier.6.tower1.bias"]
     with pytest.raises(ValueError, match=r"AlexNet.load_state_dict: state does not match this network: missing "
-                                         r"\['fc8.tower1.bias'\]"):
+                                         r"\['classifier.6.tower1.bias'\]"):
         net.load_state_dict(bad)
     bad = dict(sd, extra=np.zeros(1, np.float32))
     with pytest.raises(ValueError, match=r"unexpected \['extra'\]"):
         net.load_state_dict(bad)
     bad = dict(sd)
-    bad["conv1.tower0.weight"] = np.zeros((1, 2), np.float32)
-    with pytest.raises(ValueError, match=r"AlexNet.load_state_dict: conv1.tower0.weight has shape \(1, 2\), expected"):
+    bad["features.0.tower0.weight"] = np.zeros((1, 2), np.float32)
+    with pytest.raises(ValueError, match=r"AlexNet.load_state_dict: features.0.tower0.weight has shape \(1, 2\), expected"):
         net.load_state_dict(bad)
-    bad["conv1.tower0.weight"] = sd["conv1.tower0.weight"].astype(np.int32)
-    with pytest.raises(TypeError, match="conv1.tower0.weight must be a float array"):
+    bad["features.0.tower0.weight"] = sd["features.0.tower0.weight"].astype(np.int32)
+    with pytest.raises(TypeError, match="features.0.tower0.weight must be a float array"):
         net.load_optimizer_state_dict(bad)
     with pytest.raises(TypeError, match="expected a dict"):
         net.load_state_dict([1, 2])

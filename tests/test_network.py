@@ -75,14 +75,14 @@ def test_parameter_count_is_the_papers():
     net = AlexNet(1000, "cpu")
     assert net.num_parameters() == 60_965_224
     shapes = {k: v.shape for k, v in net.state_dict().items()}
-    assert shapes["conv1.tower0.weight"] == (48, 3, 11, 11)
-    assert shapes["conv2.tower1.weight"] == (128, 48, 5, 5)    # own tower's 48 maps
-    assert shapes["conv3.tower0.weight"] == (192, 256, 3, 3)   # both towers' maps
-    assert shapes["conv4.tower1.weight"] == (192, 192, 3, 3)
-    assert shapes["conv5.tower0.weight"] == (128, 192, 3, 3)
-    assert shapes["fc6.tower1.weight"] == (2048, 9216)          # both towers' 256x6x6
-    assert shapes["fc7.tower0.weight"] == (2048, 4096)
-    assert shapes["fc8.tower0.weight"] == (500, 4096)
+    assert shapes["features.0.tower0.weight"] == (48, 3, 11, 11)
+    assert shapes["features.3.tower1.weight"] == (128, 48, 5, 5)    # own tower's 48 maps
+    assert shapes["features.6.tower0.weight"] == (192, 256, 3, 3)   # both towers' maps
+    assert shapes["features.8.tower1.weight"] == (192, 192, 3, 3)
+    assert shapes["features.10.tower0.weight"] == (128, 192, 3, 3)
+    assert shapes["classifier.1.tower1.weight"] == (2048, 9216)          # both towers' 256x6x6
+    assert shapes["classifier.4.tower0.weight"] == (2048, 4096)
+    assert shapes["classifier.6.tower0.weight"] == (500, 4096)
     c = net.config
     assert c["conv_out"] == [55, 27, 13, 13, 13] and c["block_out"] == [27, 13, 13, 13, 6]
     assert c["fc6_inputs"] == 9216
@@ -92,11 +92,11 @@ def test_one_tower_net_of_the_footnote():
     # Half the kernels of conv1-conv4, conv5 and the fc layers not halved (paper, footnote in Section 6.1).
     net = AlexNet(1000, "cpu", towers=1, widths=None)
     shapes = {k: v.shape for k, v in net.state_dict().items()}
-    assert set(k.split(".")[1] for k in shapes) == {"tower0"}
-    assert shapes["conv1.tower0.weight"] == (48, 3, 11, 11)
-    assert shapes["conv3.tower0.weight"] == (192, 128, 3, 3)
-    assert shapes["conv5.tower0.weight"] == (256, 192, 3, 3)
-    assert shapes["fc6.tower0.weight"] == (4096, 9216)
+    assert set(k.split(".")[2] for k in shapes) == {"tower0"}
+    assert shapes["features.0.tower0.weight"] == (48, 3, 11, 11)
+    assert shapes["features.6.tower0.weight"] == (192, 128, 3, 3)
+    assert shapes["features.10.tower0.weight"] == (256, 192, 3, 3)
+    assert shapes["classifier.1.tower0.weight"] == (4096, 9216)
     assert net.num_parameters() == 59_798_312
 
 
@@ -111,12 +111,12 @@ def test_geometry(arch, size, overlap, block_out, fc6):
     net = AlexNet(10, "cpu", arch, size, overlapping_pool=overlap, widths={"conv": [4, 4, 4, 4, 256], "fc": [2, 2]})
     assert net.config["block_out"] == block_out
     assert net.config["fc6_inputs"] == fc6
-    assert net.state_dict()["fc6.tower0.weight"].shape == (1, fc6)
+    assert net.state_dict()["classifier.1.tower0.weight"].shape == (1, fc6)
 
 
 def test_fc8_classes_split_ceil_floor():
     sd = tiny(num_classes=5).state_dict()
-    assert sd["fc8.tower0.weight"].shape[0] == 3 and sd["fc8.tower1.weight"].shape[0] == 2
+    assert sd["classifier.6.tower0.weight"].shape[0] == 3 and sd["classifier.6.tower1.weight"].shape[0] == 2
 
 
 # ---- initialization ------------------------------------------------------------------------------------------------
@@ -124,23 +124,24 @@ def test_initialization_follows_section_5():
     net = AlexNet(10, "cpu", "alexnet-small", 32, widths={"conv": [32, 32, 32, 32, 32], "fc": [64, 64]})
     sd = net.state_dict()
     for name, v in sd.items():
-        layer, _, kind = name.split(".")
+        prefix, _, kind = name.rsplit(".", 2)
         if kind == "weight":
             assert abs(v.mean()) < 3e-3 and 0.0085 < v.std() < 0.0115, name
         else:
-            expected = 1.0 if layer in ("conv2", "conv4", "conv5", "fc6", "fc7") else 0.0
+            biased = ("features.3", "features.8", "features.10", "classifier.1", "classifier.4")  # conv2/4/5, fc6/7
+            expected = 1.0 if prefix in biased else 0.0
             assert np.all(v == expected), name
     caffe = AlexNet(10, "cpu", "alexnet-small", 32, bias_init=0.1, widths={"conv": [4] * 5, "fc": [4, 4]})
-    assert np.all(caffe.state_dict()["conv2.tower0.bias"] == np.float32(0.1))
-    assert np.all(caffe.state_dict()["conv3.tower0.bias"] == 0)
+    assert np.all(caffe.state_dict()["features.3.tower0.bias"] == np.float32(0.1))
+    assert np.all(caffe.state_dict()["features.6.tower0.bias"] == 0)
 
 
 def test_initialization_is_deterministic_per_seed():
     a, b, c = tiny(seed=7).state_dict(), tiny(seed=7).state_dict(), tiny(seed=8).state_dict()
     assert all(np.array_equal(a[k], b[k]) for k in a)
-    assert not np.array_equal(a["conv1.tower0.weight"], c["conv1.tower0.weight"])
+    assert not np.array_equal(a["features.0.tower0.weight"], c["features.0.tower0.weight"])
     # Towers draw distinct streams.
-    assert not np.array_equal(a["conv1.tower0.weight"], a["conv1.tower1.weight"])
+    assert not np.array_equal(a["features.0.tower0.weight"], a["features.0.tower1.weight"])
 
 
 # ---- against the reference network ---------------------------------------------------------------------------------

@@ -37,6 +37,9 @@ FC_LAYERS = ("fc6", "fc7", "fc8")
 LRN_AFTER = ("conv1", "conv2")           # Section 3.3
 POOL_AFTER = ("conv1", "conv2", "conv5")  # Section 3.4
 GROUPED = ("conv2", "conv4", "conv5")     # own-tower connections (Section 3.5, Figure 2)
+# The network's parameter names: torchvision's AlexNet positions (features.<i>, classifier.<i>) plus the tower.
+PARAM_PREFIX = {"conv1": "features.0", "conv2": "features.3", "conv3": "features.6", "conv4": "features.8",
+                "conv5": "features.10", "fc6": "classifier.1", "fc7": "classifier.4", "fc8": "classifier.6"}
 
 
 def dropout_offset(step: int, layer: int, tower: int) -> int:
@@ -45,7 +48,7 @@ def dropout_offset(step: int, layer: int, tower: int) -> int:
 
 
 def merge_towers(state: dict, towers: int) -> dict:
-    """Tower parameters ('<layer>.tower<T>.<kind>') -> the dense layout ('<layer>.<kind>').
+    """Tower parameters ('features.0.tower<T>.<kind>', ...) -> the dense layout by layer ('conv1.<kind>', ...).
 
     Every tower parameter holds a block of its layer's output units, in tower order, so the dense parameter is the
     towers' parameters concatenated along axis 0 (for conv2/4/5 this is exactly the grouped-convolution weight).
@@ -53,7 +56,7 @@ def merge_towers(state: dict, towers: int) -> dict:
     dense = {}
     for layer in CONV_LAYERS + FC_LAYERS:
         for kind in ("weight", "bias"):
-            parts = [np.asarray(state[f"{layer}.tower{t}.{kind}"], np.float64) for t in range(towers)]
+            parts = [np.asarray(state[f"{PARAM_PREFIX[layer]}.tower{t}.{kind}"], np.float64) for t in range(towers)]
             dense[f"{layer}.{kind}"] = np.concatenate(parts, axis=0)
     return dense
 
