@@ -27,6 +27,7 @@ CASES = [
     pytest.param((1, 2, 4, 5, 3, 2, 2, 1, 3, 1), id="padding-wider-than-kernel"),  # all-padding rows and columns
     pytest.param((1, 2, 3, 3, 2, 5, 5, 1, 1, 1), id="kernel-fills-padded-input"),  # a 1x1 output
     pytest.param((1, 16, 20, 20, 32, 3, 3, 1, 1, 1), id="batch1-threaded-gemm"),  # big enough to thread each GEMM
+    pytest.param((1, 64, 5, 5, 96, 3, 3, 1, 1, 1), id="batch1-threaded-gemm-split-by-rows"),  # many channels, 5x5 map
     pytest.param((4, 16, 13, 13, 24, 3, 3, 1, 1, 2), id="batch4-groups2-pairs-across-threads"),
 ]
 
@@ -184,3 +185,14 @@ def _f32(*shape):
 def test_bad_input_raises_naming_the_op(call, error, op):
     with pytest.raises(error, match=op):
         call()
+
+
+def test_empty_batch(device):
+    x = np.zeros((0, 3, 8, 8), np.float32)
+    weight = np.ones((4, 3, 3, 3), np.float32)
+    dy = np.zeros((0, 4, 6, 6), np.float32)
+    assert ops.conv2d_forward(x, weight, device=device).shape == (0, 4, 6, 6)
+    assert ops.conv2d_backward_input(dy, weight, input_size=(8, 8), device=device).shape == (0, 3, 8, 8)
+    np.testing.assert_array_equal(ops.conv2d_backward_weight(x, dy, kernel_size=(3, 3), device=device),
+                                  np.zeros_like(weight))  # an empty sum
+    np.testing.assert_array_equal(ops.bias_backward(dy, device=device), np.zeros(4, np.float32))

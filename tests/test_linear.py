@@ -126,3 +126,12 @@ def _f32(*shape):
 def test_bad_input_raises_naming_the_op(call, error, op):
     with pytest.raises(error, match=op):
         call()
+
+
+def test_empty_batch(device):
+    x = np.zeros((0, 5), np.float32)
+    weight = np.ones((3, 5), np.float32)
+    assert ops.linear_forward(x, weight, np.ones(3, np.float32), device=device).shape == (0, 3)
+    assert ops.linear_backward_input(np.zeros((0, 3), np.float32), weight, device=device).shape == (0, 5)
+    np.testing.assert_array_equal(ops.linear_backward_weight(x, np.zeros((0, 3), np.float32), device=device),
+                                  np.zeros((3, 5), np.float32))  # an empty sum

@@ -1,11 +1,12 @@
-// Blocked SGEMM (see gemm.h for the contract). Loop nest, outermost first (Goto & van de Geijn, "Anatomy of
-// high-performance matrix multiplication", 2008; the BLIS layout):
-//   jc over N in NC columns   - the packed K x NC block of op(B) lives in L3
-//   pc over K in KC steps     - pack op(A) (all M rows) and op(B) for this KC slice, threads sharing the work
-//   tasks over (MC rows x a run of NR panels), shared among threads:
+// Blocked SGEMM (see gemm.h for the contract). The serial loop nest, outermost first (Goto & van de Geijn,
+// "Anatomy of high-performance matrix multiplication", 2008; the BLIS layout):
+//   jc over N in NC columns   - pack the KC x NC block of op(B) (lives in L3) ...
+//   pc over K in KC steps     - ... for each KC slice of K
+//   ic over M in MC rows      - pack the MC x KC block of op(A) (lives in L2)
 //     jr over NR-wide panels  - one KC x NR panel of B stays in L1 across the ir loop
-//     ir over MR-high panels  - the MC x KC block of A stays in L2 across the jr loop
-//       micro-kernel: MR x NR outer products accumulated in registers over kc
+//       ir over MR-high panels
+//         micro-kernel: MR x NR outer products accumulated in registers over kc
+// Threads each take one block of C (gemm() at the bottom).
 #include "cpu/gemm.h"
 
 #include <omp.h>
@@ -265,86 +266,119 @@ void apply_epilogue(const GemmEpilogue& ep, float* c, int64_t ldc, int64_t i0, i
   }
 }
 
+// The whole product on the calling thread: the classic five loops around the micro-kernel.
+void gemm_serial(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                 const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate, const GemmEpilogue& epilogue) {
+  const bool with_epilogue = epilogue.active();
+  // Even block sizes (e.g. K = 363 -> two slices of 182, not 256 + 107). The K slices depend on k alone, so every
+  // element of C is summed in the same order however the caller splits M and N.
+  const int64_t kc_max = ceil_div(k, ceil_div(k, KC));
+  const int64_t nc_max = std::min(NC, ceil_div(n, NR) * NR);
+  const int64_t mc_max = std::min(MC, ceil_div(m, MR) * MR);
+  float* packed_a = tls_packed_a.get(static_cast<size_t>(mc_max * kc_max));
+  float* packed_b = tls_packed_b.get(static_cast<size_t>(nc_max * kc_max));
+  alignas(64) float tile[MR * NR];
+
+  for (int64_t jc = 0; jc < n; jc += nc_max) {
+    const int64_t nc = std::min(nc_max, n - jc);
+    for (int64_t pc = 0; pc < k; pc += kc_max) {
+      const int64_t kc = std::min(kc_max, k - pc);
+      const bool add = accumulate || pc > 0;
+      const bool last = pc + kc == k;
+      for (int64_t jp = 0; jp * NR < nc; ++jp) {
+        const int64_t j0 = jc + jp * NR;
+        pack_b_panel(trans_b, b, ldb, pc, kc, j0, static_cast<int>(std::min<int64_t>(NR, n - j0)),
+                     packed_b + jp * NR * kc);
+      }
+      for (int64_t ic = 0; ic < m; ic += mc_max) {
+        const int64_t mc = std::min(mc_max, m - ic);
+        for (int64_t ip = 0; ip * MR < mc; ++ip) {
+          const int64_t i0 = ic + ip * MR;
+          pack_a_panel(trans_a, a, lda, i0, static_cast<int>(std::min<int64_t>(MR, m - i0)), pc, kc,
+                       packed_a + ip * MR * kc);
+        }
+        for (int64_t jp = 0; jp * NR < nc; ++jp) {  // one B panel stays in L1 ...
+          const int64_t j0 = jc + jp * NR;
+          const int nr = static_cast<int>(std::min<int64_t>(NR, n - j0));
+          const float* bp = packed_b + jp * NR * kc;
+          for (int64_t ip = 0; ip * MR < mc; ++ip) {  // ... while the A block streams from L2
+            const int64_t i0 = ic + ip * MR;
+            const int mr = static_cast<int>(std::min<int64_t>(MR, m - i0));
+            const float* ap = packed_a + ip * MR * kc;
+            float* cp = c + i0 * ldc + j0;
+            if (mr == MR && nr == NR) {
+              micro_kernel(kc, ap, bp, cp, ldc, add);
+            } else {  // edge tile: compute the full tile aside, keep the part inside C
+              micro_kernel(kc, ap, bp, tile, NR, false);
+              for (int i = 0; i < mr; ++i)
+                for (int j = 0; j < nr; ++j) cp[i * ldc + j] = (add ? cp[i * ldc + j] : 0.0f) + tile[i * NR + j];
+            }
+            if (last && with_epilogue) apply_epilogue(epilogue, cp, ldc, i0, j0, mr, nr);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Splits C into a tm x tn grid of blocks, one per thread, minimising the per-thread cost: the padded block area
+// (multiply-adds per k) plus the packing of its rows of A and columns of B (weighted: packing is slower per float).
+void thread_grid(int threads, int64_t m, int64_t n, int* tm, int* tn) {
+  double best = -1.0;
+  for (int rows = 1; rows <= threads; ++rows) {
+    if (threads % rows) continue;
+    const int cols = threads / rows;
+    const double mb = static_cast<double>(ceil_div(ceil_div(m, MR), rows) * MR);
+    const double nb = static_cast<double>(ceil_div(ceil_div(n, NR), cols) * NR);
+    const double cost = mb * nb + 4.0 * (mb + nb);
+    if (best < 0.0 || cost < best) {
+      best = cost;
+      *tm = rows;
+      *tn = cols;
+    }
+  }
+}
+
 }  // namespace
 
 void gemm(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
           int64_t ldb, float* c, int64_t ldc, bool accumulate, const GemmEpilogue& epilogue, bool parallel) {
   if (m <= 0 || n <= 0) return;
-  const bool with_epilogue = epilogue.active();
   if (k <= 0) {  // empty sum: C = act(C or 0, plus bias)
     for (int64_t i = 0; i < m; ++i) {
       if (!accumulate) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
-      if (with_epilogue) apply_epilogue(epilogue, c + i * ldc, ldc, i, 0, 1, static_cast<int>(n));
+      if (epilogue.active()) apply_epilogue(epilogue, c + i * ldc, ldc, i, 0, 1, static_cast<int>(n));
     }
     return;
   }
-
   int threads = (parallel && !omp_in_parallel()) ? omp_get_max_threads() : 1;
   if (static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) < kParallelMinMacs) threads = 1;
+  if (threads == 1) {
+    gemm_serial(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, accumulate, epilogue);
+    return;
+  }
 
-  // Even block sizes (e.g. K = 363 -> two slices of 182, not 256 + 107).
-  const int64_t k_blocks = ceil_div(k, KC);
-  const int64_t kc_max = ceil_div(k, k_blocks);
-  const int64_t n_blocks = ceil_div(n, NC);
-  const int64_t nc_max = ceil_div(ceil_div(n, n_blocks), NR) * NR;
-  const int64_t m_panels = ceil_div(m, MR);
-  const int64_t m_blocks = ceil_div(m, MC);
-  const int64_t panels_per_mc = MC / MR;
-  float* packed_a = tls_packed_a.get(static_cast<size_t>(m_panels * MR * kc_max));
-  float* packed_b = tls_packed_b.get(static_cast<size_t>(ceil_div(nc_max, NR) * NR * kc_max));
-
-#pragma omp parallel num_threads(threads) if (threads > 1)
+  // Each thread owns one block of C and runs the serial product on it with its own packed copies of the rows of
+  // A and columns of B it needs: no shared buffers and no barriers (a barrier per K slice costs dearly when the
+  // cores are shared with other work), at the price of packing A tn times and B tm times.
+  int tm = 1, tn = threads;
+  thread_grid(threads, m, n, &tm, &tn);
+  const int64_t m_panels = ceil_div(m, MR), n_panels = ceil_div(n, NR);
+#pragma omp parallel num_threads(tm * tn)
   {
-    alignas(64) float tile[MR * NR];
-    for (int64_t j_begin = 0; j_begin < n; j_begin += nc_max) {
-      const int64_t nc = std::min(nc_max, n - j_begin);
-      const int64_t n_panels = ceil_div(nc, NR);
-      // Split each MC row block across runs of NR panels so every thread has work even when M is small.
-      const int64_t j_chunks = threads == 1 ? 1 : std::clamp<int64_t>(ceil_div(4 * threads, m_blocks), 1, n_panels);
-      for (int64_t p0 = 0; p0 < k; p0 += kc_max) {
-        const int64_t kc = std::min(kc_max, k - p0);
-        const bool add = accumulate || p0 > 0;
-        const bool last = p0 + kc == k;
-
-#pragma omp for schedule(static)
-        for (int64_t t = 0; t < m_panels + n_panels; ++t) {
-          if (t < m_panels) {
-            const int64_t i0 = t * MR;
-            pack_a_panel(trans_a, a, lda, i0, static_cast<int>(std::min<int64_t>(MR, m - i0)), p0, kc,
-                         packed_a + t * MR * kc);
-          } else {
-            const int64_t jp = t - m_panels, j0 = j_begin + jp * NR;
-            pack_b_panel(trans_b, b, ldb, p0, kc, j0, static_cast<int>(std::min<int64_t>(NR, n - j0)),
-                         packed_b + jp * NR * kc);
-          }
-        }  // implicit barrier: packing done before anyone computes
-
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t task = 0; task < m_blocks * j_chunks; ++task) {
-          const int64_t ib = task / j_chunks, jch = task % j_chunks;
-          const int64_t jp_begin = jch * n_panels / j_chunks, jp_end = (jch + 1) * n_panels / j_chunks;
-          const int64_t ip_begin = ib * panels_per_mc, ip_end = std::min(m_panels, ip_begin + panels_per_mc);
-          for (int64_t jp = jp_begin; jp < jp_end; ++jp) {
-            const int64_t j0 = j_begin + jp * NR;
-            const int nr = static_cast<int>(std::min<int64_t>(NR, n - j0));
-            const float* bp = packed_b + jp * NR * kc;
-            for (int64_t ip = ip_begin; ip < ip_end; ++ip) {
-              const int64_t i0 = ip * MR;
-              const int mr = static_cast<int>(std::min<int64_t>(MR, m - i0));
-              const float* ap = packed_a + ip * MR * kc;
-              float* cp = c + i0 * ldc + j0;
-              if (mr == MR && nr == NR) {
-                micro_kernel(kc, ap, bp, cp, ldc, add);
-              } else {
-                micro_kernel(kc, ap, bp, tile, NR, false);
-                for (int i = 0; i < mr; ++i)
-                  for (int j = 0; j < nr; ++j) cp[i * ldc + j] = add ? cp[i * ldc + j] + tile[i * NR + j] : tile[i * NR + j];
-              }
-              if (last && with_epilogue) apply_epilogue(epilogue, cp, ldc, i0, j0, mr, nr);
-            }
-          }
-        }  // implicit barrier: the packed buffers are reused by the next slice
-      }
+    const int team = omp_get_num_threads();
+    for (int block = omp_get_thread_num(); block < tm * tn; block += team) {
+      const int bi = block / tn, bj = block % tn;
+      const int64_t i0 = bi * m_panels / tm * MR, i1 = std::min(m, (bi + 1) * m_panels / tm * MR);
+      const int64_t j0 = bj * n_panels / tn * NR, j1 = std::min(n, (bj + 1) * n_panels / tn * NR);
+      if (i0 >= i1 || j0 >= j1) continue;
+      GemmEpilogue ep = epilogue;
+      if (ep.row_bias) ep.row_bias += i0;
+      if (ep.col_bias) ep.col_bias += j0;
+      const float* a_block = trans_a == Trans::No ? a + i0 * lda : a + i0;
+      const float* b_block = trans_b == Trans::No ? b + j0 : b + j0 * ldb;
+      gemm_serial(trans_a, trans_b, i1 - i0, j1 - j0, k, a_block, lda, b_block, ldb, c + i0 * ldc + j0, ldc,
+                  accumulate, ep);
     }
   }
 }

@@ -10,10 +10,11 @@
 // per-output-feature bias a column bias).
 //
 // Structure (Goto/BLIS): the K x N operand is packed into KC x NR column panels, the M x K operand into MR x KC
-// row panels, and a register-blocked MR x NR micro-kernel (AVX2/FMA intrinsics when compiled for them, otherwise a
-// plain loop GCC vectorizes) runs over them. With `parallel`, the packed tiles of C are shared out among the
-// OpenMP threads; each element of C is always computed by one thread with the same K order, so results do not
-// depend on the thread count. Called from inside a parallel region it runs on the calling thread.
+// row panels, and a register-blocked MR x NR micro-kernel (AVX2/FMA intrinsics when compiled for them, otherwise
+// GCC/Clang vector extensions) runs over them. With `parallel`, C is cut into one block per OpenMP thread and each
+// thread runs the same serial loops on its block (no barriers); every element of C is computed by one thread with
+// the same K order, so results are bit-identical for any thread count. Called from inside a parallel region, or
+// with parallel = false, it runs on the calling thread (the conv layers do that when they thread over images).
 #pragma once
 
 #include <cstdint>
