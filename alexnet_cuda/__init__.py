@@ -11,8 +11,8 @@ try:
 except ImportError as exc:  # pragma: no cover - only when the extension was not built
     raise ImportError(
         "alexnet_cuda's compiled extension (alexnet_cuda._C) is missing. Install the package with "
-        "'pip install .' from the repository root (tests import the installed package, so run them from a "
-        "checkout after installing, or build in place with tools/dev_build.sh)."
+        "'pip install .' from the repository root (the build also places the module in the checkout's "
+        "alexnet_cuda/), or build in place with tools/dev_build.sh."
     ) from exc
 
 from . import ops, reference  # noqa: E402
