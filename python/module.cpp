@@ -106,6 +106,17 @@ static void reset_peak_memory(const std::string& device) {
   }
 }
 
+static void empty_cache(const std::string& device) {
+  Device d = Device::parse(device);
+  if (d.is_cpu()) {
+    cpu_empty_cache();
+  } else {
+#ifdef ALEXNET_WITH_CUDA
+    cuda::empty_cache(d.index);
+#endif
+  }
+}
+
 static void synchronize(const std::string& device) {
   [[maybe_unused]] Device d = Device::parse(device);
 #ifdef ALEXNET_WITH_CUDA
@@ -284,6 +295,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("memory_stats", &memory_stats, py::arg("device"));
   m.def("reset_peak_memory", &reset_peak_memory, py::arg("device"));
   m.def("synchronize", &synchronize, py::arg("device"));
+  m.def("empty_cache", &empty_cache, py::arg("device"), "Frees the allocator's cached, unused blocks on a device.");
   m.def("parse_device", [](const std::string& d) { return Device::parse(d).str(); });
   bind_network(m);
   bind_bench(m);
