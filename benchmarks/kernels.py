@@ -16,7 +16,7 @@ yet (or fails) is reported as such and the run goes on.
     python3 benchmarks/kernels.py --device cpu --op conv2d,lrn
     python3 benchmarks/kernels.py --device cuda --batch 128 --reps 20
 
-Results: benchmarks/results/<device-name-slug>.md and .json (``--out DIR`` to change). See benchmarks/README.md.
+Results: benchmarks/results/kernels_<device-name-slug>.md and .json (``--out DIR`` to change). See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -820,7 +820,7 @@ def main(argv: list[str] | None = None) -> dict:
                                     "fma_fraction": FMA_FRACTION},
         "results": results,
     }
-    json_path, md_path = common.write_results(args.out, common.slugify(dev["name"]), payload, _markdown(payload))
+    json_path, md_path = common.write_results(args.out, "kernels_" + common.slugify(dev["name"]), payload, _markdown(payload))
     counts = {s: sum(r["status"] == s for r in results) for s in ("ok", "not implemented", "error")}
     print(f"{counts['ok']} timed, {counts['not implemented']} not implemented, {counts['error']} failed; "
           f"wrote {json_path} and {md_path}")
