@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import os
 import signal
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from dataclasses import dataclass
@@ -124,20 +126,21 @@ RESUME_OVERRIDES_IF_SET = ("epochs",)
 # --------------------------------------------------------------------------------------------------------------------
 
 def detect_dataset(path: Path) -> str:
-    """Which kind of dataset directory ``path`` is, for choosing defaults (the data package decides how to read it)."""
+    """Which kind of dataset directory ``path`` is (for choosing the defaults); 'folder' when unrecognised (opening
+    it then fails with the data package's explanation)."""
     try:
-        from .data import detect_kind  # the data package's own detector, when it has one
-        return str(detect_kind(path))
-    except (ImportError, AttributeError):
-        pass
-    except Exception as exc:  # noqa: BLE001 - its own error message is the clearest
-        raise ConfigError(f"--data {path}: {exc}") from None
-    names = {p.name for p in path.iterdir()}
-    if names & {"cifar-10-batches-py", "data_batch_1", "test_batch"}:
+        from .data.datasets import _detect  # the data package's own detector: one set of rules
+    except ImportError:  # pragma: no cover - a data package without it
+        _detect = None
+    if _detect is not None:
+        kind = _detect(str(path.resolve()), "train")
+        return kind if kind in DATASETS else "folder"
+    names = {p.name for p in path.iterdir()}  # pragma: no cover
+    if names & {"cifar-10-batches-py", "cifar-10-batches-bin", "data_batch_1"}:  # pragma: no cover
         return "cifar10"
-    if "wnids.txt" in names or (path / "tiny-imagenet-200").is_dir():
+    if "wnids.txt" in names:  # pragma: no cover
         return "tinyimagenet"
-    return "folder"
+    return "folder"  # pragma: no cover
 
 
 def resolve(config: TrainConfig) -> TrainConfig:
@@ -344,7 +347,9 @@ def open_datasets(c: TrainConfig):
         train_set = data.open_dataset(c.data, kind=c.dataset, split="train", image_size=c.image_size)
         val_set = data.open_dataset(c.data, kind=c.dataset, split="val", image_size=c.image_size)
     except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"--data {c.data}: {exc}") from None
+        # The data package's messages go on with the supported layouts, which --help lists: keep the first line.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"--data {c.data}: {first} (--help lists the supported layouts)") from None
     if len(train_set) == 0:
         raise ConfigError(f"--data {c.data}: no training images found")
     if len(val_set) == 0:
@@ -452,12 +457,6 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
     """
     from . import data
 
-    if model_class is None:
-        try:
-            from . import AlexNet as model_class  # noqa: N813
-        except ImportError:
-            raise ConfigError("alexnet_cuda.AlexNet is not available in this build") from None
-
     # ---- settings: fresh, or the checkpoint's when resuming --------------------------------------------------------
     resumed = None
     if config.resume:
@@ -483,11 +482,11 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
     if not c.resume and (out / "last.npz").exists():
         raise ConfigError(f"--out {out} already holds a run (last.npz): pass --resume to continue it, or choose "
                           f"another --out")
-    out.mkdir(parents=True, exist_ok=True)
     devices = resolve_devices(c.device, c.gpus, c.towers)
 
     # ---- data ------------------------------------------------------------------------------------------------------
     train_set, val_set = open_datasets(c)
+    out.mkdir(parents=True, exist_ok=True)
     classes, class_ids = list(train_set.classes), list(train_set.class_ids)
     s = int(train_set.image_size)
     if s < c.input_size:
@@ -499,6 +498,11 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
         mean, eigvals, eigvecs = _input_statistics(c, train_set, out)
 
     # ---- model, augmentation, loaders ------------------------------------------------------------------------------
+    if model_class is None:
+        try:
+            from . import AlexNet as model_class  # noqa: N813
+        except ImportError:
+            raise ConfigError("alexnet_cuda.AlexNet is not available in this build") from None
     model_cfg = _model_config(c, len(classes))
     try:
         model = model_class(devices=devices, **model_cfg)
@@ -730,14 +734,25 @@ def _gpu_list(text: str) -> list[int]:
     return ids
 
 
+def _layouts() -> str:
+    try:
+        from .data.datasets import LAYOUTS
+        return str(LAYOUTS)
+    except ImportError:  # pragma: no cover
+        return ""
+
+
 def build_parser() -> argparse.ArgumentParser:
+    wrap = functools.partial(textwrap.fill, width=100)
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="Train AlexNet (Krizhevsky, Sutskever, Hinton 2012). With no arguments: a small AlexNet on the "
-                    "built-in synthetic dataset (no download), on the GPUs if any, else on the CPU.",
-        epilog="Outputs in --out: last.npz and best.npz (checkpoints), metrics.jsonl (per epoch), steps.jsonl (per "
-               "step), mean.npy and pca.npz (input statistics). Ctrl-C saves a checkpoint and stops; --resume "
-               "--out DIR continues exactly (only --epochs, --device, --gpus and --workers may change).")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=wrap("Train AlexNet (Krizhevsky, Sutskever, Hinton 2012). With no arguments: a small AlexNet on "
+                         "the built-in synthetic dataset (no download), on the GPUs if any, else on the CPU."),
+        epilog=(f"--data: {_layouts()}\n\n" if _layouts() else "") + wrap(
+            "Outputs in --out: last.npz and best.npz (checkpoints), metrics.jsonl (per epoch), steps.jsonl (per "
+            "step), mean.npy and pca.npz (input statistics). Ctrl-C saves a checkpoint and stops; --resume --out "
+            "DIR continues exactly (only --epochs, --device, --gpus and --workers may change)."))
     g = p.add_argument_group("data")
     g.add_argument("--data", metavar="PATH", help="dataset directory (default: the built-in synthetic dataset)")
     g.add_argument("--dataset", choices=DATASETS, help="dataset kind (default: detected from --data)")
