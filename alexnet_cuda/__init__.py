@@ -37,7 +37,10 @@ def cuda_available() -> bool:
 
 def tensor(array, device: str = "cpu") -> Tensor:
     """A :class:`Tensor` on ``device`` holding a copy of a NumPy array (float32, int32 or uint8, C-contiguous)."""
-    return ops.to_tensor(array, device, "tensor")
+    import numpy as np
+
+    dtype = ops.DTYPE_NAMES.get(np.asarray(array).dtype, "float32") if isinstance(array, np.ndarray) else "float32"
+    return ops.to_tensor(array, device, "tensor", "array", dtype)
 
 
 def memory_stats(device: str) -> dict:

@@ -19,7 +19,7 @@ from . import _C
 
 Tensor = _C.Tensor
 _ACTIVATIONS = {"none": 0, None: 0, "relu": 1, "tanh": 2}
-_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.int32): "int32", np.dtype(np.uint8): "uint8"}
+DTYPE_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.int32): "int32", np.dtype(np.uint8): "uint8"}
 
 
 def _activation(op: str, act: Any) -> int:
@@ -36,11 +36,18 @@ def to_tensor(a: Any, device: str, op: str, name: str = "x", dtype: str = "float
         return a
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{op}: expected {name} as a numpy.ndarray or alexnet_cuda.Tensor, got {type(a).__name__}")
-    if _DTYPES.get(a.dtype) != dtype:
+    if DTYPE_NAMES.get(a.dtype) != dtype:
         raise TypeError(f"{op}: expected {name} of dtype {dtype}, got {a.dtype} (convert with .astype(np.{dtype}))")
     if not a.flags.c_contiguous:
         raise ValueError(f"{op}: expected {name} to be C-contiguous (use numpy.ascontiguousarray)")
     return Tensor.from_numpy(a, device, f"{op}: {name}")
+
+
+def _parse_device(op: str, device: str) -> str:
+    try:
+        return _C.parse_device(device)
+    except ValueError as exc:
+        raise ValueError(f"{op}: {exc}") from None
 
 
 class _Call:
@@ -50,10 +57,10 @@ class _Call:
         self.op = op
         self.numpy = not isinstance(first, Tensor)
         if self.numpy:
-            self.device = _C.parse_device(device or "cpu")
+            self.device = _parse_device(op, device or "cpu")
         else:
             self.device = first.device
-            if device is not None and _C.parse_device(device) != self.device:
+            if device is not None and _parse_device(op, device) != self.device:
                 raise ValueError(f"{op}: device={device!r} but the input Tensor is on {self.device}")
 
     def t(self, a: Any, name: str, dtype: str = "float32") -> Tensor:

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Everything that needs a GPU, in one go (for a device machine: few, full calls):
+#   1. build for this GPU's architecture only, install;
+#   2. the op/network tests on CUDA;
+#   3. compute-sanitizer memcheck over the op tests, racecheck over the shared-memory kernels;
+#   4. the kernel, network and loader benchmarks (they write their own results files).
+# Logs go to benchmarks/results/gpu-verify-<gpu>/ and, when $OUT is set, are copied there too.
+#   tools/gpu_verify.sh [--skip-build] [--quick]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+skip_build=0; quick=0
+for a in "$@"; do
+  case "$a" in
+    --skip-build) skip_build=1 ;;
+    --quick) quick=1 ;;
+    *) echo "usage: $0 [--skip-build] [--quick]" >&2; exit 2 ;;
+  esac
+done
+export PYTHONUNBUFFERED=1
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr ' /' '__')
+arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.')
+logs=benchmarks/results/gpu-verify-${gpu:-unknown}
+mkdir -p "$logs"
+status=0
+step() {  # step NAME COMMAND...: runs, logs to $logs/NAME.log, records pass/fail
+  local name=$1; shift
+  echo "== $name: $*" | tee -a "$logs/summary.txt"
+  if "$@" >"$logs/$name.log" 2>&1; then echo "   pass" | tee -a "$logs/summary.txt"
+  else echo "   FAIL (exit $?), see $logs/$name.log" | tee -a "$logs/summary.txt"; status=1; fi
+  tail -5 "$logs/$name.log"
+}
+{ date -u +%FT%TZ; git rev-parse HEAD; nvidia-smi; } >"$logs/device.txt" 2>&1
+: >"$logs/summary.txt"
+if [[ $skip_build == 0 ]]; then
+  step build pip install --no-build-isolation -v . -Ccmake.define.CMAKE_CUDA_ARCHITECTURES="${arch:-90}"
+fi
+step pytest python -m pytest -ra -q tests
+op_tests=$(ls tests/test_{conv2d,linear,activation,lrn,maxpool,dropout,softmax_xent,sgd,prepare_batch}.py 2>/dev/null)
+step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 python -m pytest -q -k cuda $op_tests
+step racecheck compute-sanitizer --tool racecheck --error-exitcode 1 python -m pytest -q -k cuda \
+  $(ls tests/test_{conv2d,linear,lrn,softmax_xent}.py 2>/dev/null)
+if [[ $quick == 0 ]]; then
+  step bench-kernels python benchmarks/kernels.py --device cuda
+  [[ -f benchmarks/network.py ]] && step bench-network python benchmarks/network.py --device cuda
+  [[ -f benchmarks/loader.py ]] && step bench-loader python benchmarks/loader.py
+fi
+if [[ -n "${OUT:-}" ]]; then
+  mkdir -p "$OUT/verify" && cp "$logs"/*.txt "$logs"/*.log "$OUT/verify/" 2>/dev/null
+  cp benchmarks/results/*.md benchmarks/results/*.json "$OUT/" 2>/dev/null
+fi
+cat "$logs/summary.txt"
+exit $status
