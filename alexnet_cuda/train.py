@@ -92,6 +92,7 @@ class TrainConfig:
     towers: int = 2
     weight_std: float = 0.01
     bias_init: float = 1.0
+    widths: dict | None = None             # layer-width override of AlexNet (tiny nets in tests); no flag
     # optimisation (paper Section 5)
     epochs: int | None = None
     batch_size: int = 128
@@ -182,9 +183,10 @@ def resolve(config: TrainConfig) -> TrainConfig:
     return c
 
 
-def resolve_devices(device: str, gpus: list[int] | None, towers: int) -> list[str]:
-    """The device of each tower: ['cpu', 'cpu'] on the CPU, ['cuda:0', 'cuda:1'] on two GPUs, and both towers on
-    one GPU when there is only one (or --gpus names one)."""
+def resolve_devices(device: str, gpus: list[int] | None, towers: int = 2) -> list[str]:
+    """The devices of the network's two towers (AlexNet always takes two; a one-tower network uses the first):
+    ['cpu', 'cpu'] on the CPU, ['cuda:0', 'cuda:1'] with two GPUs, both towers on one GPU when there is only one
+    (or --gpus names one)."""
     from . import build_info
 
     info = build_info()
@@ -194,15 +196,19 @@ def resolve_devices(device: str, gpus: list[int] | None, towers: int) -> list[st
     if device == "cpu" or (device == "auto" and count == 0):
         if gpus:
             raise ConfigError("--gpus was given but the run is on the CPU (no GPU visible, or --device cpu)")
-        return ["cpu"] * towers
+        return ["cpu", "cpu"]
     if count == 0:
         why = "alexnet_cuda was built without CUDA" if not info.get("cuda") else "no GPU is visible"
         raise ConfigError(f"--device cuda: {why}; use --device cpu")
-    ids = list(gpus) if gpus else list(range(min(towers, count)))
+    ids = list(gpus) if gpus else list(range(min(2, count)))
+    if len(ids) > 2:
+        raise ConfigError(f"--gpus: the network has two towers, give at most two GPU ids, got {len(ids)}")
     for g in ids:
         if not 0 <= g < count:
             raise ConfigError(f"--gpus: GPU {g} does not exist ({count} visible: 0..{count - 1})")
-    return [f"cuda:{ids[i % len(ids)]}" for i in range(towers)]
+    if towers == 1:
+        ids = ids[:1]
+    return [f"cuda:{ids[0]}", f"cuda:{ids[-1]}"]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -328,7 +334,8 @@ def _model_config(c: TrainConfig, num_classes: int) -> dict[str, Any]:
     """The constructor arguments of the network (stored in checkpoints; evaluate/predict rebuild it from them)."""
     return {"num_classes": int(num_classes), "arch": c.arch, "input_size": c.input_size, "lrn": c.lrn,
             "overlapping_pool": c.overlapping_pool, "activation": c.activation, "dropout": c.dropout,
-            "towers": c.towers, "bias_init": c.bias_init, "weight_std": c.weight_std, "seed": c.seed}
+            "towers": c.towers, "bias_init": c.bias_init, "weight_std": c.weight_std, "seed": c.seed,
+            **({"widths": c.widths} if c.widths is not None else {})}
 
 
 def open_datasets(c: TrainConfig):
@@ -573,7 +580,7 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
     n_params = model.num_parameters() if hasattr(model, "num_parameters") else None
     if epoch < c.epochs:
         _log(f"{'resuming' if resumed is not None else 'training'} {c.arch} ({crop}x{crop} crops of {s}x{s} images"
-             f"{f', {n_params / 1e6:.2f} M parameters' if n_params else ''}) on {', '.join(devices)}: "
+             f"{f', {n_params:,} parameters' if n_params else ''}) on {' and '.join(dict.fromkeys(devices))}: "
              f"{c.dataset} data, {len(train_set)} training / {len(val_set)} validation images, {len(classes)} "
              f"classes; epoch {epoch + 1} of {c.epochs}; run directory {out}")
 

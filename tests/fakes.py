@@ -22,7 +22,7 @@ GRID = 4  # features: the input patch average-pooled to GRID x GRID per channel
 class FakeAlexNet:
     def __init__(self, num_classes=1000, devices=None, arch="alexnet", input_size=None, *, lrn=True,
                  overlapping_pool=True, activation="relu", dropout=0.5, towers=2, bias_init=1.0, weight_std=0.01,
-                 seed=0):
+                 seed=0, widths=None):
         if arch not in ("alexnet", "alexnet-small"):
             raise ValueError(f"FakeAlexNet: unknown arch {arch!r}")
         self.arch = arch

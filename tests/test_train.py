@@ -300,3 +300,15 @@ def test_config_round_trips_through_the_checkpoint(tmp_path):
     summary = train(c, model_class=FakeAlexNet)
     saved = ckpt_io.load(Path(summary["out"]) / "last.npz").meta["config"]
     assert TrainConfig(**saved) == train_mod.resolve(c)
+
+
+@pytest.mark.skipif(not IMAGENETTE.is_dir(), reason=f"the mini ImageNet is not present ({IMAGENETTE})")
+def test_imagenette_mini_with_the_stand_in_network(tmp_path):
+    # The folder-dataset path of the driver (JPEG decoding, class names from classes.txt), in a second or two.
+    summary = train(TrainConfig(data=str(IMAGENETTE), out=str(tmp_path / "inet"), arch="alexnet-small",
+                                input_size=32, image_size=40, epochs=1, batch_size=16, train_batches=3,
+                                val_batches=2, stats_images=20, workers=0, progress=False), model_class=FakeAlexNet)
+    assert summary["status"] == "completed" and summary["step"] == 3
+    assert summary["history"][0]["val_top1"] is not None
+    ck = ckpt_io.load(Path(summary["out"]) / "last.npz")
+    assert len(ck.classes) == 10 and "tench" in ck.classes and ck.class_ids[0] == "n01440764"
