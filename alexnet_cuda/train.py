@@ -157,6 +157,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
             raise ConfigError(f"--data {c.data}: no such directory")
         if not path.is_dir():
             raise ConfigError(f"--data {c.data}: not a directory")
+        c.data = str(path.resolve())  # checkpoints record where the data was, for evaluate and --resume
         if c.dataset is None or c.dataset == "auto":
             c.dataset = detect_dataset(path)
     if c.dataset not in DATASETS:
@@ -499,8 +500,11 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
     if s < c.input_size:
         raise ConfigError(f"the dataset's images are {s}x{s}, smaller than the network input {c.input_size}")
     if resumed is not None:
-        mean = resumed.arrays["mean"]
-        eigvals, eigvecs = resumed.arrays["pca_eigvals"], resumed.arrays["pca_eigvecs"]
+        try:
+            mean = resumed.arrays["mean"]
+            eigvals, eigvecs = resumed.arrays["pca_eigvals"], resumed.arrays["pca_eigvecs"]
+        except KeyError as exc:
+            raise ckpt_io.CheckpointError(f"checkpoint {resumed.path}: has no {exc} array to resume with") from None
     else:
         mean, eigvals, eigvecs = _input_statistics(c, train_set, out)
 
@@ -536,17 +540,21 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
     running = {"loss": 0.0, "top1": 0.0, "top5": 0.0, "batches": 0, "seconds": 0.0}
     best_val_top1: float | None = None
     if resumed is not None:
-        model.load_state_dict(resumed.params)
-        model.load_optimizer_state_dict(resumed.momentum)
-        m = resumed.meta
-        model.step = int(m["model_step"])
-        epoch, batch_in_epoch, step = int(m["epoch"]), int(m["batch_in_epoch"]), int(m["step"])
-        schedule.load_state_dict(m["scheduler"])
-        running = dict(m["running"])
-        best_val_top1 = m.get("best_val_top1")
-        augmenter.load_state_dict(ckpt_io.unpack_state(m["augmenter"], resumed.arrays))
-        if batch_in_epoch > 0:
-            train_loader.load_state_dict(ckpt_io.unpack_state(m["loader"], resumed.arrays))
+        try:
+            model.load_state_dict(resumed.params)
+            model.load_optimizer_state_dict(resumed.momentum)
+            m = resumed.meta
+            model.step = int(m["model_step"])
+            epoch, batch_in_epoch, step = int(m["epoch"]), int(m["batch_in_epoch"]), int(m["step"])
+            schedule.load_state_dict(m["scheduler"])
+            running = dict(m["running"])
+            best_val_top1 = m.get("best_val_top1")
+            augmenter.load_state_dict(ckpt_io.unpack_state(m["augmenter"], resumed.arrays))
+            if batch_in_epoch > 0:
+                train_loader.load_state_dict(ckpt_io.unpack_state(m["loader"], resumed.arrays))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ckpt_io.CheckpointError(f"checkpoint {resumed.path}: cannot resume from it "
+                                          f"({type(exc).__name__}: {exc})") from None
         _truncate_jsonl(out / "steps.jsonl", lambda r: r.get("step", 0) <= step)
         _truncate_jsonl(out / "metrics.jsonl", lambda r: r.get("epoch", 0) <= epoch)
 

@@ -115,6 +115,14 @@ def test_existing_run_needs_resume(tmp_path):
         train(tiny(tmp_path, name="other", resume=True), model_class=FakeAlexNet)
 
 
+def test_resume_from_a_corrupt_checkpoint_names_it(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.npz").write_bytes(b"PK\x03\x04 torn")
+    with pytest.raises(ckpt_io.CheckpointError, match=str(run / "last.npz")):
+        train(TrainConfig(out=str(run), resume=True, progress=False), model_class=FakeAlexNet)
+
+
 def test_input_statistics_are_cached(tmp_path, monkeypatch):
     from alexnet_cuda import data
 
