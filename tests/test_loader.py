@@ -269,3 +269,28 @@ def test_ctrl_c_or_kill_leaves_no_workers(tmp_path, sig):
     if sig == signal.SIGINT:
         assert "KeyboardInterrupt" in err
     assert _wait_gone(pids) == []
+
+
+class SlowEvenBatches(IndexDataset):
+    """Batches (of 2, in index order) with an even number are slow, so odd ones arrive out of order."""
+
+    def load(self, i):
+        if (i // 2) % 2 == 0:
+            time.sleep(0.02)
+        return super().load(i)
+
+
+def test_many_abandoned_iterations_do_not_leak_slots():
+    """Batches prefetched for an iteration that is dropped must give their shared-memory slots back, also
+    those that had already arrived out of order."""
+    ds = SlowEvenBatches(40)
+    ref = run_epoch(Loader(ds, 2, shuffle=False, workers=0))
+    got = []
+    with Loader(ds, 2, shuffle=False, workers=2, prefetch=3, timeout=10) as loader:
+        for _ in range(len(ref)):
+            it = iter(loader)
+            x, y = next(it)
+            got.append((ids(x), y))
+            assert len(loader._free_slots) + len(loader._ready) + loader._in_flight == loader._nslots
+        del it
+    assert_same(got, ref)

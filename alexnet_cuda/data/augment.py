@@ -107,12 +107,14 @@ def apply_augmentation(images: np.ndarray, params: dict, crop: int, mean: np.nda
 
     For image k: take the ``crop`` x ``crop`` window at ``params["crops"][k]`` of ``image - mean`` (``mean`` is the
     (3, S, S) per-pixel training mean, cropped at the same window), reflect it left-right when
-    ``params["flips"][k]``, and add ``params["rgb_shift"][k]`` to every pixel.
+    ``params["flips"][k]``, and add ``params["rgb_shift"][k]`` to every pixel. A (3,) ``mean`` is per channel.
+    The same transform as the ``prepare_batch`` op (:func:`alexnet_cuda.ops.prepare_batch`) with scale 1.
     """
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[3] != 3 or images.shape[1] != images.shape[2]:
         raise ValueError(f"apply_augmentation: images must be (n, S, S, 3), got {images.shape}")
     n, s = images.shape[0], images.shape[1]
+    mean = None if mean is None else np.asarray(mean, dtype=np.float32)
     _check_geometry(s, crop, "apply_augmentation")
     out = np.empty((n, 3, crop, crop), dtype=np.float32)
     for k in range(n):
@@ -121,7 +123,7 @@ def apply_augmentation(images: np.ndarray, params: dict, crop: int, mean: np.nda
             raise ValueError(f"apply_augmentation: crop offset ({y}, {x}) outside 0..{s - crop}")
         patch = images[k, y:y + crop, x:x + crop].transpose(2, 0, 1).astype(np.float32)
         if mean is not None:
-            patch -= mean[:, y:y + crop, x:x + crop]
+            patch -= mean[:, y:y + crop, x:x + crop] if mean.ndim == 3 else mean.reshape(3, 1, 1)
         if params["flips"][k]:
             patch = patch[:, :, ::-1]
         out[k] = patch + np.asarray(params["rgb_shift"][k], np.float32)[:, None, None]

@@ -238,6 +238,9 @@ class Loader:
             return self._iterate_inline(gen)
         self._start()
         self._gen_value.value = gen
+        for msg in self._ready.values():  # batches that arrived for an abandoned iteration: free their slots
+            self._free_slots.append(msg[3])
+        self._ready.clear()
         return self._iterate_workers(gen)
 
     def _finish_epoch(self, gen: int) -> None:
@@ -261,16 +264,17 @@ class Loader:
     def _iterate_workers(self, gen: int):
         epoch, nb = self.epoch, len(self)
         next_submit = self.position
-        ready: dict[int, tuple] = {}
         s = self.dataset.image_size
         while gen == self._generation and self.position < nb:
             b = self.position
-            while b not in ready:
+            while b not in self._ready:
                 while (self._free_slots and next_submit < nb and next_submit < b + self._nslots):
                     slot = self._free_slots.pop()
                     self._task_q.put((gen, epoch, next_submit, slot, self._count(next_submit)))
+                    self._in_flight += 1
                     next_submit += 1
                 msg = self._receive()
+                self._in_flight -= 1
                 kind, mgen, mbatch, slot = msg[:4]
                 if kind == "error" and mgen == gen:
                     self.close()
@@ -278,8 +282,8 @@ class Loader:
                 if kind != "ok" or mgen != gen:  # stale result of an abandoned iteration: just free its slot
                     self._free_slots.append(slot)
                     continue
-                ready[mbatch] = msg
-            _, _, _, slot, labels, bad = ready.pop(b)
+                self._ready[mbatch] = msg
+            _, _, _, slot, labels, bad = self._ready.pop(b)
             count = self._count(b)
             view = np.frombuffer(self._buffer, dtype=np.uint8, count=count * s * s * 3,
                                  offset=slot * self._slot_bytes)
@@ -291,6 +295,8 @@ class Loader:
         self._finish_epoch(gen)
 
     def _receive(self):
+        if self._in_flight <= 0:  # pragma: no cover - would be a bookkeeping bug; never wait forever for it
+            raise RuntimeError("Loader: internal error: waiting for a batch while none is being decoded")
         waited = 0.0
         while True:
             try:
@@ -317,6 +323,8 @@ class Loader:
         self._slot_bytes = self.batch_size * s * s * 3
         self._buffer = ctx.RawArray("B", self._nslots * self._slot_bytes)
         self._free_slots = list(range(self._nslots))
+        self._ready: dict[int, tuple] = {}  # results received ahead of their turn, by batch number
+        self._in_flight = 0  # tasks sent and not yet answered
         self._task_q, self._result_q = ctx.Queue(), ctx.Queue()
         self._gen_value = ctx.RawValue("q", self._generation)
         config = (self.n, self.batch_size, self.seed, self.shuffle, self._slot_bytes)
