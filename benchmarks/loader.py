@@ -115,7 +115,8 @@ def main(argv=None) -> int:
 
     result = {
         "benchmark": "loader", "host": host, "cpu": cpu_name(), "cpus": os.cpu_count(),
-        "load_average_before": load_before, "python": platform.python_version(), "platform": platform.platform(), "commit": commit(),
+        "load_average_before": load_before, "python": platform.python_version(), "platform": platform.platform(),
+        "commit": commit(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "dataset": repr(dataset), "image_size": dataset.image_size, "runs": runs,

@@ -195,6 +195,11 @@ def test_flat_val_with_two_column_file(tmp_path):
     (tmp_path / "val.txt").write_text("".join(f"{n} {lab}\n" for n, lab in zip(names[::-1], [1, 1, 0, 2])))
     ds = open_dataset(tmp_path, split="val", image_size=8)
     assert list(ds.labels) == [2, 0, 1, 1]
+    # Kaggle's LOC_val_solution.csv: ImageId (no extension), then the wnid and its boxes.
+    (tmp_path / "val.txt").unlink()
+    (tmp_path / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n" + "".join(
+        f"{n[:-5]},{WNIDS[lab]} 1 2 3 4 {WNIDS[lab]} 5 6 7 8\n" for n, lab in zip(names, [0, 2, 2, 1])))
+    assert list(open_dataset(tmp_path, kind="folder", split="val", image_size=8).labels) == [0, 2, 2, 1]
 
 
 def test_flat_val_label_count_mismatch_is_clear(tmp_path):

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -173,11 +172,12 @@ def test_dead_worker_is_detected():
     it = iter(loader)
     next(it)
     os.kill(loader._procs[0].pid, signal.SIGKILL)
+    time.sleep(0.1)
     t0 = time.monotonic()
-    with pytest.raises(RuntimeError, match="died unexpectedly"):
+    with pytest.raises(RuntimeError, match="died unexpectedly with exit code -9"):
         for _ in it:
             pass
-    assert time.monotonic() - t0 < 10
+    assert time.monotonic() - t0 < 2
     assert loader._procs == []
     # The loader can be used again: workers restart.
     x, _ = next(iter(loader))

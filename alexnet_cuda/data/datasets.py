@@ -7,14 +7,15 @@ image such that the shorter side was of length 256, and then cropped out the cen
 
 Layouts understood by :func:`open_dataset` (``kind`` in parentheses; ``"auto"`` detects them):
 
-* class folders (``"folder"`` / ``"imagenet"``)::
+* class folders (``"folder"`` / ``"imagenet"``, two names for the same reader)::
 
       root/train/<class>/*.JPEG       root/val/<class>/*.JPEG      root/classes.txt (optional)
 
   ``classes.txt`` holds one ``<class id><TAB or space><readable name>`` line per class; when present its order
   is the label order, otherwise the sorted folder names are. The class list always comes from ``train/`` (or
   ``classes.txt``) so that validation labels agree with training labels even when ``val/`` lacks a class.
-* the ILSVRC-2012 validation set as a flat folder (``"imagenet"``, ``split="val"``): ``root/val/*.JPEG`` with
+* the ILSVRC-2012 validation set as a flat folder (``"imagenet"`` or ``"folder"``, ``split="val"``, next to a
+  class-folder ``train/``): ``root/val/*.JPEG`` with
   no class sub-folders and a labels file in ``root/val/`` or ``root/``, either
 
   - ``ILSVRC2012_validation_ground_truth.txt`` (or ``val_labels.txt``/``labels.txt`` with one column): one
@@ -46,7 +47,6 @@ import io
 import os
 import pickle
 import re
-from pathlib import Path
 
 import numpy as np
 
@@ -709,9 +709,10 @@ def open_dataset(path, kind: str = "auto", split: str = "train", image_size: int
         split_dir = os.path.join(root, split)
         if _has_class_folders(split_dir):
             ds = _folder_dataset(root, split_dir, image_size)
-        elif kind == "imagenet" and _has_flat_images(split_dir) and _find_val_labels(split_dir, root):
+        elif _has_flat_images(split_dir) and _find_val_labels(split_dir, root):
+            # ILSVRC-style flat val (accepted for kind "folder" too: the train split next to it is class folders)
             ds = _flat_val_dataset(root, split_dir, _find_val_labels(split_dir, root), image_size)
-        elif (_has_class_folders(root) and not any(os.path.isdir(os.path.join(root, s)) for s in ("train", "val"))):
+        elif _has_class_folders(root) and not any(os.path.isdir(os.path.join(root, s)) for s in ("train", "val")):
             ds = _folder_dataset(root, root, image_size)  # ROOT/<class>/<images>: one split, ``split`` unused
         elif _has_flat_images(split_dir):
             raise ValueError(f"open_dataset: {split_dir} holds images but no class folders and no labels file "

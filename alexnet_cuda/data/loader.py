@@ -115,7 +115,7 @@ def _stop_workers(procs, queues) -> None:
             task_q.put_nowait(None)
         except Exception:
             break
-    deadline = time.monotonic() + 1.0
+    deadline = time.monotonic() + 0.2  # idle workers exit at once; busy ones are terminated: results are discarded
     for p in procs:
         p.join(timeout=max(0.0, deadline - time.monotonic()))
     for p in procs:
@@ -299,16 +299,18 @@ class Loader:
             raise RuntimeError("Loader: internal error: waiting for a batch while none is being decoded")
         waited = 0.0
         while True:
-            try:
-                return self._result_q.get(timeout=self.POLL_S)
-            except queue.Empty:
-                waited += self.POLL_S
+            # Check liveness on every wait, not only after a timeout: a dead worker may hold a task (its batch never
+            # comes) or the task queue's lock (the others then starve), while the survivors keep results flowing.
             dead = [p for p in self._procs if not p.is_alive()]
             if dead:
                 p = dead[0]
                 self.close()
                 raise RuntimeError(f"Loader: worker process {p.name} (pid {p.pid}) died unexpectedly with exit code "
                                    f"{p.exitcode} (killed, out of memory, or a crash in a decoder)")
+            try:
+                return self._result_q.get(timeout=self.POLL_S)
+            except queue.Empty:
+                waited += self.POLL_S
             if self.timeout is not None and waited >= self.timeout:
                 self.close()
                 raise RuntimeError(f"Loader: no batch arrived within {self.timeout} s (workers alive but stuck)")

@@ -96,7 +96,8 @@ class SyntheticDataset(Dataset):
         # Stripes (class: orientation, frequency, tint) blended over the background with random contrast.
         theta = math.radians(ORIENTATIONS_DEG[o] + 16.0 * (u[2] - 0.5))
         freq = FREQUENCIES[f][1] * (0.9 + 0.2 * u[3])
-        stripes = 0.5 + 0.5 * np.sin(2 * math.pi * freq * (x * math.cos(theta) + y * math.sin(theta)) + 2 * math.pi * u[4])
+        phase = 2 * math.pi * u[4]
+        stripes = 0.5 + 0.5 * np.sin(2 * math.pi * freq * (x * math.cos(theta) + y * math.sin(theta)) + phase)
         tint = np.asarray(TINTS[t][1], np.float32) * (0.85 + 0.3 * u[5]) + (np.asarray(u[6:9], np.float32) - 0.5) * 0.2
         alpha = (0.35 + 0.35 * u[9]) * stripes
         img += alpha * (tint[:, None, None] - img)
