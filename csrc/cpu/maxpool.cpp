@@ -1,16 +1,74 @@
-// maxpool: STUB, to be replaced by the real kernels.
-#include "cpu/kernels.h"
+// Max pooling without padding (paper Section 3.4: overlapping pooling, 3x3 windows at stride 2, which the paper
+// found to reduce top-1/top-5 error by 0.4%/0.3% over non-overlapping 2x2/2 pooling and to overfit slightly less).
+// Output (oy, ox) of a plane is the maximum of x[oy*stride + ky, ox*stride + kx] over 0 <= ky, kx < kernel.
+//
+// Backward: each output gradient goes to ONE element of its window, the first maximum in scan order (row by row,
+// left to right), found as the first element equal to y. With overlapping windows an input can receive
+// gradient from several outputs; they are added in the outputs' row-major order, which makes the result
+// deterministic and identical to the CUDA gather (cuda/maxpool.cu), which sums in the same order.
+//
+// Planes (image, channel) are independent, so OpenMP splits the n*c planes; nothing is shared between threads.
+#include <algorithm>
 
-#include <stdexcept>
+#include "cpu/kernels.h"
 
 namespace alexnet::cpu {
 
+namespace {
+// Below this many input elements the OpenMP fork/join costs more than the pooling.
+constexpr int64_t kParallelThreshold = 1 << 14;
+}
+
 void maxpool_forward(const PoolShape& s, const float* x, float* y) {
-  throw std::runtime_error("maxpool_forward: not implemented on cpu yet");
+  const int64_t planes = static_cast<int64_t>(s.n) * s.c;
+  const int64_t in_plane = static_cast<int64_t>(s.h_in) * s.w_in, out_plane = static_cast<int64_t>(s.h_out) * s.w_out;
+#pragma omp parallel for schedule(static) if (planes > 1 && planes * in_plane >= kParallelThreshold)
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    const float* xp = x + plane * in_plane;
+    float* yp = y + plane * out_plane;
+    for (int oy = 0; oy < s.h_out; ++oy) {
+      const float* window_row0 = xp + static_cast<int64_t>(oy) * s.stride * s.w_in;
+      for (int ox = 0; ox < s.w_out; ++ox) {
+        const float* w = window_row0 + static_cast<int64_t>(ox) * s.stride;
+        float m = w[0];
+        for (int ky = 0; ky < s.kernel; ++ky)
+          for (int kx = 0; kx < s.kernel; ++kx) {
+            const float v = w[static_cast<int64_t>(ky) * s.w_in + kx];
+            m = v > m ? v : m;
+          }
+        yp[static_cast<int64_t>(oy) * s.w_out + ox] = m;
+      }
+    }
+  }
 }
 
 void maxpool_backward(const PoolShape& s, const float* x, const float* y, const float* dy, float* dx) {
-  throw std::runtime_error("maxpool_backward: not implemented on cpu yet");
+  const int64_t planes = static_cast<int64_t>(s.n) * s.c;
+  const int64_t in_plane = static_cast<int64_t>(s.h_in) * s.w_in, out_plane = static_cast<int64_t>(s.h_out) * s.w_out;
+#pragma omp parallel for schedule(static) if (planes > 1 && planes * in_plane >= kParallelThreshold)
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    const float* xp = x + plane * in_plane;
+    const float* yp = y + plane * out_plane;
+    const float* dyp = dy + plane * out_plane;
+    float* dxp = dx + plane * in_plane;
+    // Inputs outside every window (the remainder rows/columns when the windows do not tile the input, or the
+    // gaps when stride > kernel) get zero.
+    std::fill(dxp, dxp + in_plane, 0.0f);
+    for (int oy = 0; oy < s.h_out; ++oy)
+      for (int ox = 0; ox < s.w_out; ++ox) {
+        const int64_t o = static_cast<int64_t>(oy) * s.w_out + ox;
+        const float target = yp[o];
+        // Scan the window in row-major order and stop at the first element equal to the maximum.
+        for (int ky = 0; ky < s.kernel; ++ky) {
+          const int64_t row = static_cast<int64_t>(oy * s.stride + ky) * s.w_in + static_cast<int64_t>(ox) * s.stride;
+          const float* found = std::find(xp + row, xp + row + s.kernel, target);
+          if (found != xp + row + s.kernel) {
+            dxp[found - xp] += dyp[o];
+            break;
+          }
+        }
+      }
+  }
 }
 
 }  // namespace alexnet::cpu

@@ -1,16 +1,108 @@
-// maxpool: STUB, to be replaced by the real kernels.
+// Max pooling without padding (paper Section 3.4: overlapping 3x3 windows at stride 2); contract in
+// cpu/kernels.h.
+//
+// Forward: one thread per output; consecutive threads take consecutive outputs of a row, so a warp's window rows
+// are contiguous runs of input (coalesced), and the (kernel/stride)^2 re-reads of overlapping windows hit L1.
+//
+// Backward, deterministic and without atomics, as a GATHER: one thread per input element visits every window
+// that contains it and adds that window's dy when the element is the window's first maximum in scan order (row
+// by row, left to right), i.e. equal to y and preceded in the scan by no other element equal to y. Windows are
+// visited in row-major output order, the same order in which the CPU kernel scatters, so both backends produce
+// bit-identical gradients. Each dx is written once (elements outside every window get 0), so dx needs no
+// clearing pass. The "earlier equal element" scan runs only when the element equals y (rare except in windows
+// with ties, e.g. all-zero regions after ReLU) and reads neighbours that the warp has just loaded (L1).
+//
+// Vector loads do not fit either kernel: windows start at stride-spaced, generally unaligned columns and rows
+// have arbitrary (usually odd) widths; coalesced scalar accesses already use each fetched sector fully.
+#include "cuda/check.cuh"
 #include "cuda/kernels.h"
-
-#include <stdexcept>
 
 namespace alexnet::cuda {
 
-void maxpool_forward(const PoolShape& s, const float* x, float* y, cudaStream_t stream) {
-  throw std::runtime_error("maxpool_forward: not implemented on cuda yet");
+namespace {
+
+constexpr int kThreads = 256;
+
+__global__ void maxpool_forward_kernel(PoolShape s, const float* __restrict__ x, float* __restrict__ y) {
+  const int64_t total = static_cast<int64_t>(s.n) * s.c * s.h_out * s.w_out;
+  for (int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; o < total; o += (int64_t)gridDim.x * blockDim.x) {
+    const int ox = static_cast<int>(o % s.w_out);
+    const int64_t t = o / s.w_out;
+    const int oy = static_cast<int>(t % s.h_out);
+    const int64_t plane = t / s.h_out;
+    const float* w = x + (plane * s.h_in + static_cast<int64_t>(oy) * s.stride) * s.w_in +
+                     static_cast<int64_t>(ox) * s.stride;
+    float m = __ldg(w);
+    for (int ky = 0; ky < s.kernel; ++ky)
+      for (int kx = 0; kx < s.kernel; ++kx) {
+        const float v = __ldg(w + static_cast<int64_t>(ky) * s.w_in + kx);
+        m = v > m ? v : m;
+      }
+    y[o] = m;
+  }
 }
 
-void maxpool_backward(const PoolShape& s, const float* x, const float* y, const float* dy, float* dx, cudaStream_t stream) {
-  throw std::runtime_error("maxpool_backward: not implemented on cuda yet");
+// The outputs whose windows contain input coordinate i (along one axis): o with o*stride <= i <= o*stride +
+// kernel - 1 and 0 <= o < out, i.e. o in [lo, hi]; empty (lo > hi) for inputs in no window.
+__device__ __forceinline__ void covering_outputs(int i, int kernel, int stride, int out, int& lo, int& hi) {
+  lo = i < kernel ? 0 : (i - kernel) / stride + 1;  // ceil((i - kernel + 1) / stride) for i >= kernel
+  hi = min(i / stride, out - 1);
+}
+
+__global__ void maxpool_backward_kernel(PoolShape s, const float* __restrict__ x, const float* __restrict__ y,
+                                        const float* __restrict__ dy, float* __restrict__ dx) {
+  const int64_t total = static_cast<int64_t>(s.n) * s.c * s.h_in * s.w_in;
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
+    const int ix = static_cast<int>(e % s.w_in);
+    const int64_t t = e / s.w_in;
+    const int iy = static_cast<int>(t % s.h_in);
+    const int64_t plane = t / s.h_in;
+    const float* xp = x + plane * s.h_in * s.w_in;
+    const int64_t out_base = plane * s.h_out * s.w_out;
+    int oy_lo, oy_hi, ox_lo, ox_hi;
+    covering_outputs(iy, s.kernel, s.stride, s.h_out, oy_lo, oy_hi);
+    covering_outputs(ix, s.kernel, s.stride, s.w_out, ox_lo, ox_hi);
+    const float value = __ldg(x + e);
+    float grad = 0.0f;
+    for (int oy = oy_lo; oy <= oy_hi; ++oy)
+      for (int ox = ox_lo; ox <= ox_hi; ++ox) {
+        const int64_t o = out_base + static_cast<int64_t>(oy) * s.w_out + ox;
+        const float target = __ldg(y + o);
+        if (value != target) continue;
+        // This element is a maximum of window (oy, ox); it takes the gradient only if no element before it in
+        // the window's scan order is also a maximum: the rows above it in full, then its row up to its column.
+        const int wy = oy * s.stride, wx = ox * s.stride;
+        bool earlier = false;
+        for (int ry = wy; ry <= iy && !earlier; ++ry) {
+          const int end = ry < iy ? wx + s.kernel : ix;
+          const float* row = xp + static_cast<int64_t>(ry) * s.w_in;
+          for (int rx = wx; rx < end; ++rx)
+            if (__ldg(row + rx) == target) {
+              earlier = true;
+              break;
+            }
+        }
+        if (!earlier) grad += __ldg(dy + o);
+      }
+    dx[e] = grad;
+  }
+}
+
+}  // namespace
+
+void maxpool_forward(const PoolShape& s, const float* x, float* y, cudaStream_t stream) {
+  const int64_t total = static_cast<int64_t>(s.n) * s.c * s.h_out * s.w_out;
+  if (total == 0) return;
+  maxpool_forward_kernel<<<grid_for(total, kThreads), kThreads, 0, stream>>>(s, x, y);
+  AX_CUDA_CHECK_LAUNCH("maxpool_forward");
+}
+
+void maxpool_backward(const PoolShape& s, const float* x, const float* y, const float* dy, float* dx,
+                      cudaStream_t stream) {
+  const int64_t total = static_cast<int64_t>(s.n) * s.c * s.h_in * s.w_in;
+  if (total == 0) return;
+  maxpool_backward_kernel<<<grid_for(total, kThreads), kThreads, 0, stream>>>(s, x, y, dy, dx);
+  AX_CUDA_CHECK_LAUNCH("maxpool_backward");
 }
 
 }  // namespace alexnet::cuda

@@ -1,0 +1,52 @@
+// Shared maths of local response normalization (paper Section 3.3) for the CPU and CUDA kernels:
+//   scale_i = k + (alpha/size) * sum_{j in window(i)} a_j^2,   b_i = a_i * scale_i^(-beta)
+// window(i) = channels [i - size/2, i + (size-1)/2] clipped to [0, c) (shapes.h).
+#pragma once
+
+#include <cmath>
+
+#include "philox.h"  // AX_HOST_DEVICE
+#include "shapes.h"
+
+namespace alexnet::lrn {
+
+// The window of channel i is [i - before, i + after]. The forward sums over window(i); the backward sums over
+// the channels j whose window contains i, i.e. [i - after, i + before]: the mirror image, which differs from
+// window(i) only for even sizes.
+struct WindowExtent {
+  int before, after;
+};
+inline WindowExtent forward_window(int size) { return {size / 2, (size - 1) / 2}; }
+inline WindowExtent backward_window(int size) { return {(size - 1) / 2, size / 2}; }
+
+// scale^(-beta) is the only transcendental per element. powf does not vectorize without -ffast-math (and costs
+// ~20 cycles), so the exponents that occur in practice get exact square-root forms: 0.75 is the paper's beta,
+// 0.5 and 1 are common alternatives. sqrtf is correctly rounded on both backends, so these agree with powf to a
+// few ulps.
+enum class PowMode : int { Zero, Half, ThreeQuarters, One, General };
+
+inline PowMode pow_mode(float beta) {
+  if (beta == 0.0f) return PowMode::Zero;
+  if (beta == 0.5f) return PowMode::Half;
+  if (beta == 0.75f) return PowMode::ThreeQuarters;
+  if (beta == 1.0f) return PowMode::One;
+  return PowMode::General;
+}
+
+template <PowMode M>
+AX_HOST_DEVICE float pow_neg_beta(float scale, float beta) {
+  if constexpr (M == PowMode::Zero) {
+    return 1.0f;
+  } else if constexpr (M == PowMode::Half) {
+    return 1.0f / sqrtf(scale);
+  } else if constexpr (M == PowMode::ThreeQuarters) {
+    const float root = sqrtf(scale);  // scale^(3/4) = sqrt(scale) * sqrt(sqrt(scale))
+    return 1.0f / (root * sqrtf(root));
+  } else if constexpr (M == PowMode::One) {
+    return 1.0f / scale;
+  } else {
+    return powf(scale, -beta);
+  }
+}
+
+}  // namespace alexnet::lrn
