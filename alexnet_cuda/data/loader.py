@@ -351,6 +351,7 @@ class Loader:
             self._finalizer()  # runs _stop_workers once
             self._finalizer = None
         self._procs = []
+        self._buffer = None  # the shared-memory ring is freed; a later iteration makes a new one
 
     def __enter__(self):
         return self
