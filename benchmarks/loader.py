@@ -4,6 +4,7 @@
     python3 benchmarks/loader.py                          # synthetic 256x256 images, workers 0,1,2,4
     python3 benchmarks/loader.py --data /path/to/imagenet --split train --workers 4 8 --batches 50
     python3 benchmarks/loader.py --data ../shared/data/imagenette-mini
+    python3 benchmarks/loader.py --data overhead          # free images: what the loader itself costs
 
 For each worker count it runs ``--warmup`` batches (worker start-up, page cache, the batches prefetched
 meanwhile), then times ``--batches`` batches and reports images/s, with every per-batch wait time in the JSON.
@@ -24,10 +25,30 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from alexnet_cuda.data import Loader, open_dataset, synthetic_dataset  # noqa: E402
+from alexnet_cuda.data import Dataset, Loader, open_dataset, synthetic_dataset  # noqa: E402
+
+
+class ConstantDataset(Dataset):
+    """Free images (one shared array): measures the loader's own cost (task queue, shared-memory ring, copy)."""
+
+    def __init__(self, n: int, image_size: int):
+        self.n, self.image_size, self.root = n, image_size, None
+        self.classes = self.class_ids = ["constant"]
+        self.image = np.full((image_size, image_size, 3), 127, np.uint8)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def label(self, i: int) -> int:
+        return 0
+
+    def load(self, i: int) -> np.ndarray:
+        return self.image
 
 
 def cpu_name() -> str:
@@ -81,7 +102,8 @@ def measure(dataset, batch_size: int, workers: int, batches: int, warmup: int, p
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="synthetic", help="dataset directory, or 'synthetic' (default)")
+    ap.add_argument("--data", default="synthetic",
+                    help="dataset directory, 'synthetic' (default), or 'overhead' (free images: the loader's own cost)")
     ap.add_argument("--kind", default="auto", help="dataset kind for open_dataset (default: auto)")
     ap.add_argument("--split", default="train")
     ap.add_argument("--image-size", type=int, default=256)
@@ -94,10 +116,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="results folder")
     args = ap.parse_args(argv)
 
+    n = (args.batches + max(2, args.prefetch + max(args.workers or [4])) if args.warmup is None
+         else args.batches + args.warmup) * args.batch_size
     if args.data == "synthetic":
-        n = (args.batches + max(2, args.prefetch + max(args.workers or [4])) if args.warmup is None
-             else args.batches + args.warmup) * args.batch_size
         dataset = synthetic_dataset(num_images=n, image_size=args.image_size)
+    elif args.data == "overhead":
+        dataset = ConstantDataset(n, args.image_size)
     else:
         dataset = open_dataset(args.data, kind=args.kind, split=args.split, image_size=args.image_size)
     workers = args.workers if args.workers is not None else [0, 1, 2, 4]
