@@ -1,8 +1,292 @@
-// Bindings of the AlexNet network (csrc/network.h). STUB: the network issue fills this in.
+// Bindings of the AlexNet network (csrc/network.h) as alexnet_cuda._C.Network. The Python class
+// alexnet_cuda.model.AlexNet wraps it and checks every argument first; these bindings check again (the C++ core
+// never trusts its caller) and release the GIL while a step runs.
+#include <pybind11/stl.h>
+
+#include <optional>
+
 #include "bindings.h"
+#include "network.h"
+#include "ops.h"
 
 namespace alexnet::py_bindings {
 
-void bind_network(py::module_& m) {}
+namespace {
+
+// A C-contiguous array of the given dtype kind/size, or TypeError/ValueError naming `what`.
+void check_array(const py::array& a, char kind, int itemsize, const char* dtype, const std::string& what) {
+  AX_CHECK_TYPE(a.dtype().kind() == kind && a.itemsize() == itemsize, what, ": expected dtype ", dtype, ", got ",
+                std::string(py::str(a.dtype())));
+  AX_CHECK(a.flags() & py::array::c_style, what, ": expected a C-contiguous array (use numpy.ascontiguousarray)");
+}
+
+Shape shape_of(const py::array& a) { return Shape(a.shape(), a.shape() + a.ndim()); }
+
+// Borrows the arrays' memory (the caller keeps them alive for the call).
+HostBatch make_batch(const py::array& images, const std::optional<py::array>& labels,
+                     const std::optional<py::array>& crops, const std::optional<py::array>& flips,
+                     const std::optional<py::array>& rgb_shift) {
+  HostBatch b;
+  b.images_shape = shape_of(images);
+  AX_CHECK(images.ndim() == 4, "AlexNet: expected a 4-d image batch, got shape ", shape_str(b.images_shape));
+  const int64_t n = b.images_shape[0];
+  if (images.dtype().kind() == 'f' && images.itemsize() == 4) {
+    check_array(images, 'f', 4, "float32", "AlexNet: images");
+    b.images_f32 = static_cast<const float*>(images.data());
+  } else if (images.dtype().kind() == 'u' && images.itemsize() == 1) {
+    check_array(images, 'u', 1, "uint8", "AlexNet: images");
+    b.images_u8 = static_cast<const uint8_t*>(images.data());
+  } else {
+    throw TypeError(str_cat("AlexNet: expected float32 (n, 3, S, S) or uint8 (n, H, W, 3) images, got dtype ",
+                            std::string(py::str(images.dtype()))));
+  }
+  if (labels) {
+    check_array(*labels, 'i', 4, "int32", "AlexNet: labels");
+    AX_CHECK(labels->ndim() == 1 && labels->shape(0) == n, "AlexNet: expected ", n, " labels, got shape ",
+             shape_str(shape_of(*labels)));
+    b.labels = static_cast<const int32_t*>(labels->data());
+  }
+  if (crops) {
+    // (n, 2) int32 (y, x): split into the two columns prepare_batch takes.
+    check_array(*crops, 'i', 4, "int32", "AlexNet: crops");
+    AX_CHECK(crops->ndim() == 2 && crops->shape(0) == n && crops->shape(1) == 2,
+             "AlexNet: expected crops of shape (", n, ", 2), got ", shape_str(shape_of(*crops)));
+  }
+  if (flips) {
+    check_array(*flips, 'i', 4, "int32", "AlexNet: flips");
+    AX_CHECK(flips->ndim() == 1 && flips->shape(0) == n, "AlexNet: expected flips of shape (", n, ",), got ",
+             shape_str(shape_of(*flips)));
+    b.flip = static_cast<const int32_t*>(flips->data());
+  }
+  if (rgb_shift) {
+    check_array(*rgb_shift, 'f', 4, "float32", "AlexNet: rgb_shift");
+    AX_CHECK(rgb_shift->ndim() == 2 && rgb_shift->shape(0) == n && rgb_shift->shape(1) == 3,
+             "AlexNet: expected rgb_shift of shape (", n, ", 3), got ", shape_str(shape_of(*rgb_shift)));
+    b.rgb_shift = static_cast<const float*>(rgb_shift->data());
+  }
+  return b;
+}
+
+// Crops arrive as (n, 2); HostBatch takes two columns.
+struct CropColumns {
+  std::vector<int32_t> y, x;
+  void attach(HostBatch& b, const std::optional<py::array>& crops) {
+    if (!crops) return;
+    const int64_t n = crops->shape(0);
+    const int32_t* c = static_cast<const int32_t*>(crops->data());
+    y.resize(n);
+    x.resize(n);
+    for (int64_t i = 0; i < n; ++i) {
+      y[i] = c[2 * i];
+      x[i] = c[2 * i + 1];
+    }
+    b.crop_y = y.data();
+    b.crop_x = x.data();
+  }
+};
+
+py::dict memory_dict(const MemoryStats& s) {
+  py::dict d;
+  d["allocated"] = s.allocated;
+  d["peak_allocated"] = s.peak_allocated;
+  d["reserved"] = s.reserved;
+  return d;
+}
+
+}  // namespace
+
+void bind_network(py::module_& m) {
+  using py::arg;
+  using OptArray = std::optional<py::array>;
+
+  py::class_<Network>(m, "Network", "The two-tower AlexNet (csrc/network.h). Use alexnet_cuda.AlexNet.")
+      .def(py::init([](const std::string& arch, int input_size, int num_classes, int towers,
+                       const std::vector<std::string>& devices, bool lrn, bool overlapping_pool,
+                       const std::string& activation, float dropout, float bias_init, float weight_std, uint64_t seed,
+                       std::optional<std::vector<int>> conv_channels, std::optional<std::vector<int>> fc_width) {
+             NetworkConfig c = NetworkConfig::make(arch, input_size, num_classes, towers);
+             c.devices.clear();
+             for (const std::string& d : devices) c.devices.push_back(Device::parse(d));
+             c.lrn = lrn;
+             if (!overlapping_pool) c.pool_kernel = c.pool_stride = 2;  // the paper's s = z = 2 baseline
+             AX_CHECK(activation == "relu" || activation == "tanh",
+                      "AlexNet: activation must be 'relu' or 'tanh', got '", activation, "'");
+             c.activation = ops::parse_activation(activation);
+             c.dropout = dropout;
+             c.bias_init = bias_init;
+             c.weight_std = weight_std;
+             c.seed = seed;
+             if (conv_channels) {
+               AX_CHECK(conv_channels->size() == kConvLayers, "AlexNet: expected 5 conv widths, got ",
+                        conv_channels->size());
+               for (int l = 0; l < kConvLayers; ++l) c.conv_channels[l] = (*conv_channels)[l];
+               c.arch = "custom";
+             }
+             if (fc_width) {
+               AX_CHECK(fc_width->size() == 2, "AlexNet: expected 2 fc widths (fc6, fc7), got ", fc_width->size());
+               c.fc_width = {(*fc_width)[0], (*fc_width)[1]};
+               c.arch = "custom";
+             }
+             py::gil_scoped_release release;
+             return std::make_unique<Network>(c);
+           }),
+           arg("arch"), arg("input_size"), arg("num_classes"), arg("towers"), arg("devices"), arg("lrn"),
+           arg("overlapping_pool"), arg("activation"), arg("dropout"), arg("bias_init"), arg("weight_std"),
+           arg("seed"), arg("conv_channels") = py::none(), arg("fc_width") = py::none())
+      .def("config",
+           [](const Network& net) {
+             const NetworkConfig& c = net.config();
+             const NetworkGeometry& g = net.geometry();
+             py::dict d;
+             d["arch"] = c.arch;
+             d["input_size"] = c.input_size;
+             d["num_classes"] = c.num_classes;
+             d["towers"] = c.towers;
+             d["conv_channels"] = std::vector<int>(c.conv_channels.begin(), c.conv_channels.end());
+             d["conv_kernel"] = std::vector<int>(c.conv_kernel.begin(), c.conv_kernel.end());
+             d["conv_stride"] = std::vector<int>(c.conv_stride.begin(), c.conv_stride.end());
+             d["conv_pad"] = std::vector<int>(c.conv_pad.begin(), c.conv_pad.end());
+             d["fc_width"] = std::vector<int>(c.fc_width.begin(), c.fc_width.end());
+             d["lrn"] = c.lrn;
+             d["lrn_size"] = c.lrn_params.size;
+             d["lrn_alpha"] = c.lrn_params.alpha;
+             d["lrn_beta"] = c.lrn_params.beta;
+             d["lrn_k"] = c.lrn_params.k;
+             d["pool_kernel"] = c.pool_kernel;
+             d["pool_stride"] = c.pool_stride;
+             d["activation"] = c.activation == Activation::Tanh ? "tanh" : "relu";
+             d["dropout"] = c.dropout;
+             d["seed"] = c.seed;
+             std::vector<std::string> devices;
+             for (int t = 0; t < c.towers; ++t) devices.push_back(c.devices[t].str());
+             d["devices"] = devices;
+             d["conv_out"] = std::vector<int>(g.conv_out.begin(), g.conv_out.end());
+             d["block_out"] = std::vector<int>(g.block_out.begin(), g.block_out.end());
+             d["fc6_inputs"] = g.fc6_inputs;
+             return d;
+           })
+      .def("num_parameters", &Network::num_parameters)
+      .def("parameter_names", &Network::parameter_names)
+      .def(
+          "get_parameter", [](Network& net, const std::string& name) { return tensor_to_numpy(net.parameter(name).value); },
+          arg("name"))
+      .def(
+          "get_momentum", [](Network& net, const std::string& name) { return tensor_to_numpy(net.parameter(name).momentum); },
+          arg("name"))
+      .def(
+          "get_gradient",
+          [](Network& net, const std::string& name) -> py::object {
+            const Tensor& g = net.parameter(name).grad;
+            if (!g.defined()) return py::none();
+            return tensor_to_numpy(g);
+          },
+          arg("name"))
+      .def(
+          "set_parameter",
+          [](Network& net, const std::string& name, const py::array& value, bool momentum) {
+            Parameter& p = net.parameter(name);
+            Tensor& dst = momentum ? p.momentum : p.value;
+            const std::string what = str_cat("AlexNet: ", momentum ? "momentum buffer " : "parameter ", name);
+            check_array(value, 'f', 4, "float32", what);
+            AX_CHECK(shape_of(value) == dst.shape(), what, ": expected shape ", shape_str(dst.shape()), ", got ",
+                     shape_str(shape_of(value)));
+            Tensor host = Tensor::from_host(value.data(), dst.shape(), Device::cpu());
+            py::gil_scoped_release release;
+            dst.copy_from(host);  // synchronous host-to-device copy on the device's default stream
+          },
+          arg("name"), arg("value"), arg("momentum") = false)
+      .def("logits",
+           [](const Network& net) -> py::object {
+             if (!net.logits().defined()) return py::none();
+             return tensor_to_numpy(net.logits());
+           })
+      .def(
+          "set_normalization",
+          [](Network& net, const py::array& mean, float scale) {
+            check_array(mean, 'f', 4, "float32", "AlexNet.set_normalization: mean");
+            net.set_normalization(static_cast<const float*>(mean.data()), shape_of(mean), scale);
+          },
+          arg("mean"), arg("scale"))
+      .def(
+          "train_step",
+          [](Network& net, const py::array& images, const py::array& labels, float lr, float momentum,
+             float weight_decay, const OptArray& crops, const OptArray& flips, const OptArray& rgb_shift) {
+            HostBatch b = make_batch(images, labels, crops, flips, rgb_shift);
+            CropColumns cc;
+            cc.attach(b, crops);
+            py::gil_scoped_release release;
+            return net.train_step(b, lr, momentum, weight_decay);
+          },
+          arg("images"), arg("labels"), arg("lr"), arg("momentum"), arg("weight_decay"), arg("crops") = py::none(),
+          arg("flips") = py::none(), arg("rgb_shift") = py::none())
+      .def(
+          "compute_gradients",
+          [](Network& net, const py::array& images, const py::array& labels, bool training, const OptArray& crops,
+             const OptArray& flips, const OptArray& rgb_shift) {
+            HostBatch b = make_batch(images, labels, crops, flips, rgb_shift);
+            CropColumns cc;
+            cc.attach(b, crops);
+            py::gil_scoped_release release;
+            return net.compute_gradients(b, training);
+          },
+          arg("images"), arg("labels"), arg("training"), arg("crops") = py::none(), arg("flips") = py::none(),
+          arg("rgb_shift") = py::none())
+      .def(
+          "evaluate",
+          [](Network& net, const py::array& images, const py::array& labels, const OptArray& crops,
+             const OptArray& flips) {
+            HostBatch b = make_batch(images, labels, crops, flips, std::nullopt);
+            CropColumns cc;
+            cc.attach(b, crops);
+            py::gil_scoped_release release;
+            return net.evaluate(b);
+          },
+          arg("images"), arg("labels"), arg("crops") = py::none(), arg("flips") = py::none())
+      .def(
+          "predict",
+          [](Network& net, const py::array& images, const OptArray& crops, const OptArray& flips) {
+            HostBatch b = make_batch(images, std::nullopt, crops, flips, std::nullopt);
+            CropColumns cc;
+            cc.attach(b, crops);
+            py::array_t<float> probs({b.images_shape[0], static_cast<int64_t>(net.config().num_classes)});
+            float* out = probs.mutable_data();
+            {
+              py::gil_scoped_release release;
+              net.predict(b, out);
+            }
+            return probs;
+          },
+          arg("images"), arg("crops") = py::none(), arg("flips") = py::none())
+      .def_property(
+          "step", [](const Network& net) { return net.step; }, [](Network& net, uint64_t s) { net.step = s; })
+      .def_static("dropout_offset", &Network::dropout_offset, arg("step"), arg("fc"), arg("tower"))
+      .def("tower_timings",
+           [](const Network& net) {
+             py::list out;
+             for (const TowerTiming& t : net.tower_timings()) {
+               py::dict d;
+               d["device"] = t.device;
+               d["forward_ms"] = t.forward_ms;
+               d["backward_ms"] = t.backward_ms;
+               d["update_ms"] = t.update_ms;
+               d["total_ms"] = t.total_ms;
+               out.append(d);
+             }
+             return out;
+           })
+      .def("memory_stats",
+           [](const Network& net) {
+             py::dict out;
+             for (const auto& [device, s] : net.memory_stats()) out[py::str(device)] = memory_dict(s);
+             return out;
+           })
+      .def("reset_peak_memory", &Network::reset_peak_memory);
+
+  py::class_<StepStats>(m, "StepStats")
+      .def_readonly("loss", &StepStats::loss)
+      .def_readonly("top1", &StepStats::top1)
+      .def_readonly("top5", &StepStats::top5)
+      .def_readonly("n", &StepStats::n);
+}
 
 }  // namespace alexnet::py_bindings

@@ -102,6 +102,17 @@ void record_event(cudaEvent_t event, cudaStream_t stream) { AX_CUDA_CHECK(cudaEv
 void stream_wait_event(cudaStream_t stream, cudaEvent_t event) {
   AX_CUDA_CHECK(cudaStreamWaitEvent(stream, event, 0));
 }
+cudaEvent_t create_timing_event(int device) {
+  DeviceGuard guard(device);
+  cudaEvent_t e;
+  AX_CUDA_CHECK(cudaEventCreate(&e));
+  return e;
+}
+float event_elapsed_ms(cudaEvent_t start, cudaEvent_t end) {
+  float ms = 0.0f;
+  AX_CUDA_CHECK(cudaEventElapsedTime(&ms, start, end));
+  return ms;
+}
 
 // ---- caching allocator ---------------------------------------------------------------------------------------
 // Blocks are rounded (512 B below 1 MiB, 1 MiB above) and cached per (stream, size) on free. A block is reused only

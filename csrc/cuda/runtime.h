@@ -61,6 +61,9 @@ cudaEvent_t create_event(int device);
 void destroy_event(int device, cudaEvent_t event);
 void record_event(cudaEvent_t event, cudaStream_t stream);
 void stream_wait_event(cudaStream_t stream, cudaEvent_t event);
+// Events that record time (for per-tower step timings): milliseconds between two completed events.
+cudaEvent_t create_timing_event(int device);
+float event_elapsed_ms(cudaEvent_t start, cudaEvent_t end);
 
 // Caching allocator: blocks are kept per (device, stream) after free and reused for requests of the same rounded
 // size, so a training step after the first calls no cudaMalloc. Throws OutOfMemory naming the request and the

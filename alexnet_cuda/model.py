@@ -1,0 +1,400 @@
+"""The paper's network (Krizhevsky, Sutskever, Hinton 2012, Section 3.5, Figure 2) as a Python class.
+
+:class:`AlexNet` wraps the C++ network (``csrc/network.h``), which composes the ops of ``csrc/ops.h`` into two towers
+like cuda-convnet: each tower holds half of every layer's kernels/neurons and lives on its own device, and the towers
+exchange activations only at conv3's input and at the inputs of fc6, fc7 and fc8 (their gradients flow back and are
+summed at the same points). A training step (forward, softmax cross-entropy, backward, the paper's SGD update) runs
+entirely in C++ with the GIL released.
+
+Layers (totals; each tower has half, fc8's classes split ceil/floor between the towers)::
+
+    input 3x227x227
+    conv1 96@11x11 stride 4 -> ReLU -> LRN -> maxpool 3/2     55x55 -> 27x27
+    conv2 256@5x5 pad 2 (each tower: its own 48 maps)         27x27 -> LRN -> maxpool -> 13x13
+    conv3 384@3x3 pad 1 (all 256 maps: exchange)              13x13
+    conv4 384@3x3 pad 1, conv5 256@3x3 pad 1 (own tower)      13x13 -> maxpool -> 6x6
+    fc6 4096, fc7 4096 (inputs from both towers) -> ReLU -> dropout 0.5
+    fc8 num_classes -> softmax cross-entropy
+
+Tower-local details: LRN sums over adjacent kernel maps of the same tower (each GPU normalized its own maps in
+cuda-convnet: the window stops at the tower boundary), and each tower draws its own dropout mask.
+
+Why 227 and not the paper's 224: conv1 has 11x11 kernels at stride 4 and the paper reports 55x55 maps;
+(227 - 11) / 4 + 1 = 55 exactly, while (224 - 11) / 4 + 1 = 54.25 does not divide. 60,965,224 parameters at 1000
+classes.
+
+Parameter names (``state_dict``) follow torchvision's AlexNet positions, with the tower split explicit:
+``'<module>.tower<T>.weight'`` / ``'.bias'`` where module is ``features.0`` (conv1), ``features.3`` (conv2),
+``features.6`` (conv3), ``features.8`` (conv4), ``features.10`` (conv5), ``classifier.1`` (fc6), ``classifier.4``
+(fc7), ``classifier.6`` (fc8), and T the tower (0, 1; only 0 when towers=1). Tower T's conv2 weight
+(``features.3.towerT.weight``) is (128, 48, 5, 5) and sees only tower T's conv1 maps; its conv3 weight is
+(192, 256, 3, 3) over both towers' conv2 maps in tower order (tower 0's 128 maps first); fc6 weights are
+(2048, 9216) over the flattened (channel, y, x) conv5 maps of tower 0 then tower 1; ``classifier.6.tower0`` holds
+classes [0, ceil(C/2)) and ``classifier.6.tower1`` the rest. :func:`alexnet_cuda.reference.network.merge_towers`
+turns this into the equivalent one-tower (grouped-convolution) layout.
+
+Ablations (constructor options): ``lrn=False`` drops both LRN layers; ``overlapping_pool=False`` pools 2x2 with
+stride 2 (the paper's s = z = 2 baseline; at 227 the maps are 55 -> 27 -> 13 -> 6 exactly as with 3/2 pooling, so fc6
+still has 9216 inputs; alexnet-small at 32 gets 32 -> 16 -> 8 -> 4, fc6 input 256*4*4 = 4096); ``activation='tanh'``;
+``dropout=0.0``; ``towers=1``: the one-GPU net of the paper's footnote (Section 6.1): half the kernels of conv1-conv4
+(48, 128, 192, 192), but conv5 keeps 256 and fc6/fc7 keep 4096 ("we did not halve the size of the final convolutional
+layer (nor the fully-connected layers which follow)"), so it has about as many parameters (59,798,312 at 1000
+classes). ``arch='alexnet-small'``: the same 5 conv + 3 fc layers for 32x32 (CIFAR-10) or 64x64 (Tiny ImageNet)
+inputs: conv1 5x5 pad 2 (stride 1 at 32, 2 at 64), conv2 5x5 pad 2, conv3-5 3x3 pad 1, the paper's channel counts,
+3/2 pooling (32 -> 15 -> 7 -> 3), fc6/fc7 of 1024.
+
+Initialization (Section 5): weights N(0, weight_std^2) with weight_std 0.01; biases ``bias_init`` (1 in the paper;
+Caffe uses 0.1) in conv2, conv4, conv5, fc6 and fc7 and 0 elsewhere. The numbers come from a Philox stream keyed by
+``seed`` on the host, so every placement starts from the same weights.
+
+Dropout masks come from Philox streams keyed by ``seed`` at offset ``4 * step + 2 * layer + tower`` (layer 0 = fc6,
+1 = fc7): distinct per layer, tower and step, identical in every placement, and reproducible after a resume that
+restores ``step``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import _C
+
+_ARCHS = ("alexnet", "alexnet-small")
+_ACTIVATIONS = ("relu", "tanh")
+
+
+class StepResult(NamedTuple):
+    """Mean loss of the batch and the fractions of it classified correctly at top-1 and top-5."""
+
+    loss: float
+    top1: float
+    top5: float
+
+
+def _visible_gpus() -> int:
+    info = _C.build_info()
+    return len(info["gpus"]) if info["cuda"] else 0
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def resolve_devices(devices: Any) -> list[str]:
+    """The two tower devices for AlexNet's ``devices`` argument (see :class:`AlexNet`)."""
+    if devices is None or devices == "auto":
+        gpus = _visible_gpus()
+        return ["cuda:0", "cuda:1"] if gpus >= 2 else ["cuda:0", "cuda:0"] if gpus == 1 else ["cpu", "cpu"]
+    if isinstance(devices, str):
+        devices = [devices, devices]
+    if not isinstance(devices, (list, tuple)) or len(devices) != 2 or not all(isinstance(d, str) for d in devices):
+        raise TypeError(f"AlexNet: devices must be None, 'auto', a device string or a list of two device strings "
+                        f"(one per tower), got {devices!r}")
+    out = []
+    for d in devices:
+        try:
+            out.append(_C.parse_device(d))
+        except ValueError as exc:
+            raise ValueError(f"AlexNet: bad device {d!r}: {exc}") from None
+    if (out[0] == "cpu") != (out[1] == "cpu"):
+        raise ValueError(f"AlexNet: the two towers must be both on the CPU or both on GPUs, got {out}")
+    return out
+
+
+class AlexNet:
+    """The paper's two-tower network: train, evaluate, predict, and its parameters by name.
+
+    Args:
+        num_classes: output classes (>= 2).
+        devices: None or 'auto' (two GPUs -> ['cuda:0', 'cuda:1'], one -> ['cuda:0', 'cuda:0'], none ->
+            ['cpu', 'cpu']), one device string for both towers, or a list of two (tower 0's, tower 1's).
+        arch: 'alexnet' (227x227 inputs) or 'alexnet-small' (32x32 or 64x64).
+        input_size: 227 for 'alexnet'; 32 (default) or 64 for 'alexnet-small'.
+        lrn, overlapping_pool, activation, dropout, towers: the paper's choices and their ablations (module doc).
+        bias_init, weight_std: initialization (Section 5). seed: initialization and dropout streams.
+        widths: optional dict {'conv': [5 totals], 'fc': [fc6, fc7 totals]} overriding the layer widths (each a
+            multiple of ``towers``); used by the tests to build tiny nets.
+    """
+
+    def __init__(self, num_classes=1000, devices=None, arch="alexnet", input_size=None, *, lrn=True,
+                 overlapping_pool=True, activation="relu", dropout=0.5, towers=2, bias_init=1.0, weight_std=0.01,
+                 seed=0, widths=None):
+        if not _is_int(num_classes):
+            raise TypeError(f"AlexNet: num_classes must be an int, got {type(num_classes).__name__}")
+        if num_classes < 2:
+            raise ValueError(f"AlexNet: num_classes must be >= 2, got {num_classes}")
+        if arch not in _ARCHS:
+            raise ValueError(f"AlexNet: arch must be one of {_ARCHS}, got {arch!r}")
+        if input_size is None:
+            input_size = 227 if arch == "alexnet" else 32
+        if not _is_int(input_size):
+            raise TypeError(f"AlexNet: input_size must be an int, got {type(input_size).__name__}")
+        if arch == "alexnet" and input_size != 227:
+            raise ValueError(f"AlexNet: arch='alexnet' takes input_size=227 (the size giving the paper's 55x55 conv1 "
+                             f"maps), got {input_size}")
+        if arch == "alexnet-small" and input_size not in (32, 64):
+            raise ValueError(f"AlexNet: arch='alexnet-small' takes input_size 32 or 64, got {input_size}")
+        for name, value in (("lrn", lrn), ("overlapping_pool", overlapping_pool)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"AlexNet: {name} must be True or False, got {value!r}")
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"AlexNet: activation must be one of {_ACTIVATIONS}, got {activation!r}")
+        if not _is_real(dropout) or not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"AlexNet: dropout must be a number in [0, 1), got {dropout!r}")
+        if not _is_int(towers) or towers not in (1, 2):
+            raise ValueError(f"AlexNet: towers must be 1 or 2, got {towers!r}")
+        if not _is_real(bias_init) or not math.isfinite(bias_init):
+            raise ValueError(f"AlexNet: bias_init must be a finite number, got {bias_init!r}")
+        if not _is_real(weight_std) or not (math.isfinite(weight_std) and weight_std >= 0):
+            raise ValueError(f"AlexNet: weight_std must be a finite number >= 0, got {weight_std!r}")
+        if not _is_int(seed) or not 0 <= seed < 2**64:
+            raise ValueError(f"AlexNet: seed must be an int in [0, 2^64), got {seed!r}")
+        conv_channels = fc_width = None
+        if widths is not None:
+            if not isinstance(widths, dict) or not set(widths) <= {"conv", "fc"}:
+                raise ValueError(f"AlexNet: widths must be a dict with keys 'conv' (5 ints) and/or 'fc' (2 ints), "
+                                 f"got {widths!r}")
+            conv_channels = widths.get("conv")
+            fc_width = widths.get("fc")
+            for key, v, n in (("conv", conv_channels, 5), ("fc", fc_width, 2)):
+                if v is not None and (len(v) != n or not all(_is_int(c) and c >= 1 for c in v)):
+                    raise ValueError(f"AlexNet: widths[{key!r}] must be {n} positive ints, got {v!r}")
+            conv_channels = None if conv_channels is None else [int(c) for c in conv_channels]
+            fc_width = None if fc_width is None else [int(c) for c in fc_width]
+        self.devices: list[str] = resolve_devices(devices)
+        self.num_classes = int(num_classes)
+        self.input_size = int(input_size)
+        self.arch = arch
+        self.towers = int(towers)
+        self._net = _C.Network(arch, self.input_size, self.num_classes, self.towers, self.devices, bool(lrn),
+                               bool(overlapping_pool), activation, float(dropout), float(bias_init),
+                               float(weight_std), int(seed), conv_channels, fc_width)
+        self._names = list(self._net.parameter_names())
+        self._shapes = {n: tuple(self._net.get_parameter(n).shape) for n in self._names}
+        self._mean_shape: tuple[int, ...] = (3,)
+
+    # ---- properties ------------------------------------------------------------------------------------------------
+    @property
+    def step(self) -> int:
+        """The dropout stream counter: train_step advances it; restore it when resuming (see the module doc)."""
+        return int(self._net.step)
+
+    @step.setter
+    def step(self, value: int) -> None:
+        if not _is_int(value) or value < 0:
+            raise ValueError(f"AlexNet.step must be an int >= 0, got {value!r}")
+        self._net.step = int(value)
+
+    @property
+    def config(self) -> dict:
+        """The layer widths, kernels, spatial sizes (conv_out, block_out, fc6_inputs) and options of this net."""
+        return dict(self._net.config())
+
+    def __repr__(self) -> str:
+        c = self._net.config()
+        return (f"AlexNet(arch={c['arch']!r}, input_size={c['input_size']}, num_classes={c['num_classes']}, "
+                f"towers={c['towers']}, devices={c['devices']}, parameters={self.num_parameters():,})")
+
+    # ---- input -----------------------------------------------------------------------------------------------------
+    def set_normalization(self, mean, scale=1.0) -> None:
+        """Mean (3, H, W) per pixel or (3,) per channel, subtracted from uint8 inputs, then times ``scale``."""
+        mean = np.asarray(mean)
+        if mean.dtype.kind != "f":
+            raise TypeError(f"AlexNet.set_normalization: expected a float mean, got dtype {mean.dtype}")
+        if not (mean.shape == (3,) or (mean.ndim == 3 and mean.shape[0] == 3)):
+            raise ValueError(f"AlexNet.set_normalization: expected a mean of shape (3,) or (3, H, W), got "
+                             f"{mean.shape}")
+        if mean.ndim == 3 and (mean.shape[1] < self.input_size or mean.shape[2] < self.input_size):
+            raise ValueError(f"AlexNet.set_normalization: a per-pixel mean must be at least {self.input_size}x"
+                             f"{self.input_size} (the image size), got {mean.shape}")
+        if not _is_real(scale) or not math.isfinite(scale):
+            raise ValueError(f"AlexNet.set_normalization: scale must be a finite number, got {scale!r}")
+        self._net.set_normalization(np.ascontiguousarray(mean, np.float32), float(scale))
+        self._mean_shape = mean.shape
+
+    def _batch(self, op: str, images, labels, crops, flips, rgb_shift, need_labels: bool):
+        """Checks one batch completely (before anything runs) and returns the arrays the C++ side takes."""
+        where = f"AlexNet.{op}"
+        if not isinstance(images, np.ndarray):
+            raise TypeError(f"{where}: expected images as a numpy.ndarray, got {type(images).__name__}")
+        s = self.input_size
+        if images.dtype == np.float32:
+            if images.ndim != 4 or images.shape[1:] != (3, s, s) or images.shape[0] < 1:
+                raise ValueError(f"{where}: expected float32 images of shape (N, 3, {s}, {s}), got {images.shape}")
+            if crops is not None or flips is not None or rgb_shift is not None:
+                raise ValueError(f"{where}: crops, flips and rgb_shift apply to uint8 images only; float32 images "
+                                 f"are used as given (already normalized)")
+        elif images.dtype == np.uint8:
+            if images.ndim != 4 or images.shape[3] != 3 or images.shape[0] < 1:
+                raise ValueError(f"{where}: expected uint8 images of shape (N, H, W, 3), got {images.shape}")
+            h, w = images.shape[1:3]
+            if h < s or w < s:
+                raise ValueError(f"{where}: uint8 images must be at least {s}x{s}, got {h}x{w}")
+            if len(self._mean_shape) == 3 and self._mean_shape[1:] != (h, w):
+                raise ValueError(f"{where}: the per-pixel mean is {self._mean_shape} but the images are {h}x{w}")
+        else:
+            raise TypeError(f"{where}: expected images as float32 (N, 3, {s}, {s}) or uint8 (N, H, W, 3), got dtype "
+                            f"{images.dtype}")
+        n = images.shape[0]
+        images = np.ascontiguousarray(images)
+        if labels is None:
+            if need_labels:
+                raise ValueError(f"{where}: labels are required")
+        else:
+            labels = np.asarray(labels)
+            if labels.dtype.kind not in "iu":
+                raise TypeError(f"{where}: expected integer labels, got dtype {labels.dtype}")
+            if labels.shape != (n,):
+                raise ValueError(f"{where}: expected labels of shape ({n},) (one per image), got {labels.shape}")
+            if labels.min() < 0 or labels.max() >= self.num_classes:
+                raise ValueError(f"{where}: labels must be in [0, {self.num_classes}), got values in "
+                                 f"[{labels.min()}, {labels.max()}]")
+            labels = np.ascontiguousarray(labels, np.int32)
+        if crops is not None:
+            crops = np.asarray(crops)
+            if crops.dtype.kind not in "iu" or crops.shape != (n, 2):
+                raise ValueError(f"{where}: expected integer crops of shape ({n}, 2) (y, x), got {crops.dtype} "
+                                 f"{crops.shape}")
+            h, w = images.shape[1:3]
+            if (crops.min() < 0 or (crops[:, 0] > h - s).any() or (crops[:, 1] > w - s).any()):
+                raise ValueError(f"{where}: crops must be in [0, {h - s}] x [0, {w - s}] for {s}x{s} crops of "
+                                 f"{h}x{w} images")
+            crops = np.ascontiguousarray(crops, np.int32)
+        if flips is not None:
+            flips = np.asarray(flips)
+            if flips.dtype.kind not in "iub" or flips.shape != (n,):
+                raise ValueError(f"{where}: expected flips of shape ({n},) (nonzero = mirror), got {flips.dtype} "
+                                 f"{flips.shape}")
+            flips = np.ascontiguousarray(flips != 0, np.int32)
+        if rgb_shift is not None:
+            rgb_shift = np.asarray(rgb_shift)
+            if rgb_shift.dtype.kind != "f" or rgb_shift.shape != (n, 3):
+                raise ValueError(f"{where}: expected float rgb_shift of shape ({n}, 3), got {rgb_shift.dtype} "
+                                 f"{rgb_shift.shape}")
+            rgb_shift = np.ascontiguousarray(rgb_shift, np.float32)
+        return images, labels, crops, flips, rgb_shift
+
+    @staticmethod
+    def _result(s) -> StepResult:
+        return StepResult(float(s.loss), s.top1 / s.n, s.top5 / s.n)
+
+    # ---- steps -----------------------------------------------------------------------------------------------------
+    def train_step(self, images, labels, lr, momentum=0.9, weight_decay=5e-4, *, crops=None, flips=None,
+                   rgb_shift=None) -> StepResult:
+        """Forward, loss, backward and the paper's SGD update (Section 5) on one batch; advances ``step``.
+
+        Weight decay applies to the weights, not the biases (cuda-convnet's setting for the paper's net).
+        """
+        for name, v, ok in (("lr", lr, lambda x: x >= 0), ("momentum", momentum, lambda x: 0 <= x < 1),
+                            ("weight_decay", weight_decay, lambda x: x >= 0)):
+            if not _is_real(v) or not math.isfinite(v) or not ok(v):
+                raise ValueError(f"AlexNet.train_step: bad {name}={v!r} (lr >= 0, 0 <= momentum < 1, "
+                                 f"weight_decay >= 0)")
+        images, labels, crops, flips, rgb_shift = self._batch("train_step", images, labels, crops, flips, rgb_shift,
+                                                              True)
+        s = self._net.train_step(images, labels, float(lr), float(momentum), float(weight_decay), crops, flips,
+                                 rgb_shift)
+        return self._result(s)
+
+    def evaluate(self, images, labels, *, crops=None, flips=None) -> StepResult:
+        """Loss and top-1/top-5 accuracy with dropout off; no update."""
+        images, labels, crops, flips, _ = self._batch("evaluate", images, labels, crops, flips, None, True)
+        return self._result(self._net.evaluate(images, labels, crops, flips))
+
+    def predict(self, images, *, crops=None, flips=None) -> np.ndarray:
+        """Softmax probabilities (N, num_classes) float32, dropout off."""
+        images, _, crops, flips, _ = self._batch("predict", images, None, crops, flips, None, False)
+        return self._net.predict(images, crops, flips)
+
+    def compute_gradients(self, images, labels, *, training=True, crops=None, flips=None,
+                          rgb_shift=None) -> StepResult:
+        """Forward and backward without an update or a step advance (dropout on when ``training``); then
+        :meth:`gradients` and :meth:`logits` hold the results. For tests and inspection."""
+        images, labels, crops, flips, rgb_shift = self._batch("compute_gradients", images, labels, crops, flips,
+                                                              rgb_shift, True)
+        return self._result(self._net.compute_gradients(images, labels, bool(training), crops, flips, rgb_shift))
+
+    def gradients(self) -> dict[str, np.ndarray]:
+        """The gradients of the last :meth:`compute_gradients`, by parameter name."""
+        out = {}
+        for n in self._names:
+            g = self._net.get_gradient(n)
+            if g is None:
+                raise ValueError("AlexNet.gradients: call compute_gradients first")
+            out[n] = g
+        return out
+
+    def logits(self) -> np.ndarray:
+        """The logits (N, num_classes) of the last :meth:`compute_gradients`."""
+        z = self._net.logits()
+        if z is None:
+            raise ValueError("AlexNet.logits: call compute_gradients first")
+        return z
+
+    # ---- parameters ------------------------------------------------------------------------------------------------
+    def parameter_names(self) -> list[str]:
+        return list(self._names)
+
+    def num_parameters(self) -> int:
+        return int(self._net.num_parameters())
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Every parameter by name (module doc: '<layer>.tower<T>.weight'), as float32 host copies."""
+        return {n: self._net.get_parameter(n) for n in self._names}
+
+    def optimizer_state_dict(self) -> dict[str, np.ndarray]:
+        """The SGD momentum buffers, by the same names as :meth:`state_dict`."""
+        return {n: self._net.get_momentum(n) for n in self._names}
+
+    def _check_state(self, op: str, state) -> dict[str, np.ndarray]:
+        if not isinstance(state, dict):
+            raise TypeError(f"AlexNet.{op}: expected a dict of arrays by name, got {type(state).__name__}")
+        missing = [n for n in self._names if n not in state]
+        unexpected = [k for k in state if k not in self._shapes]
+        if missing or unexpected:
+            raise ValueError(f"AlexNet.{op}: state does not match this network: missing {missing[:6]}"
+                             f"{'...' if len(missing) > 6 else ''}, unexpected {unexpected[:6]}"
+                             f"{'...' if len(unexpected) > 6 else ''}")
+        out = {}
+        for n in self._names:
+            a = np.asarray(state[n])
+            if a.dtype.kind != "f":
+                raise TypeError(f"AlexNet.{op}: {n} must be a float array, got dtype {a.dtype}")
+            if a.shape != self._shapes[n]:
+                raise ValueError(f"AlexNet.{op}: {n} has shape {a.shape}, expected {self._shapes[n]}")
+            out[n] = np.ascontiguousarray(a, np.float32)
+        return out
+
+    def load_state_dict(self, state) -> None:
+        """Loads every parameter (all are checked before any is written)."""
+        for n, a in self._check_state("load_state_dict", state).items():
+            self._net.set_parameter(n, a, False)
+
+    def load_optimizer_state_dict(self, state) -> None:
+        """Loads every momentum buffer (all are checked before any is written)."""
+        for n, a in self._check_state("load_optimizer_state_dict", state).items():
+            self._net.set_parameter(n, a, True)
+
+    # ---- measurements ----------------------------------------------------------------------------------------------
+    def peak_memory(self) -> dict[str, int]:
+        """Peak bytes allocated on each of the towers' devices since the last reset (on the CPU: every tensor of
+        the process)."""
+        return {d: int(s["peak_allocated"]) for d, s in self._net.memory_stats().items()}
+
+    def memory_stats(self) -> dict[str, dict]:
+        return {d: dict(s) for d, s in self._net.memory_stats().items()}
+
+    def reset_peak_memory(self) -> None:
+        self._net.reset_peak_memory()
+
+    def tower_timings(self) -> dict:
+        """The last step's GPU time per tower, from CUDA events on the tower's stream (waits at the exchange points
+        included): {'tower0': {'device', 'forward_ms', 'backward_ms', 'update_ms', 'total_ms'}, ...}. Empty on the
+        CPU."""
+        return {f"tower{t}": dict(d) for t, d in enumerate(self._net.tower_timings())}
