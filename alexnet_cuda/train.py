@@ -54,6 +54,20 @@ SCHEDULES = ("plateau", "step", "none")
 # paper's network, 227x227 crops of 256x256.
 SMALL_DATA_IMAGE_SIZE = {32: 36, 64: 72}
 DEFAULT_EPOCHS = {"synthetic": 12, "cifar10": 40, "tinyimagenet": 40, "folder": 90, "imagenet": 90}
+# Per-architecture defaults of the settings left at None.
+# alexnet: the paper's recipe (Section 5): batch 128, learning rate 0.01, weights N(0, 0.01^2), biases 1 in conv2,
+#   conv4, conv5, fc6, fc7, raw 0..255 pixels minus the mean image.
+# alexnet-small: a recipe for short runs on small images (minutes on a CPU). With the paper's initialization the
+#   input signal shrinks about a thousandfold on its way through the seven weight layers before fc8 (std 0.01 times
+#   sqrt(fan-in) is 0.3..0.5 per layer), so the network starts out predicting a constant and needs many epochs
+#   before the loss moves. Weights N(0, 0.03^2) are close to He et al.'s sqrt(2 / fan-in) for conv2..fc8, and
+#   pixels scaled to unit standard deviation (input_scale 'auto': 1 / the pixel std from the RGB PCA) keep conv1
+#   in range; biases 0.1 (as in Caffe's AlexNet) instead of 1, which with these weights saturates the softmax at the
+#   start. Tuned on the synthetic dataset on a 2-core CPU (see the README).
+RECIPES = {
+    "alexnet": {"batch_size": 128, "lr": 0.01, "weight_std": 0.01, "bias_init": 1.0, "input_scale": 1.0},
+    "alexnet-small": {"batch_size": 32, "lr": 0.01, "weight_std": 0.03, "bias_init": 0.1, "input_scale": "auto"},
+}
 # The built-in synthetic dataset: 10 classes, this many training / validation images.
 SYNTHETIC_TRAIN_IMAGES = 2560
 SYNTHETIC_VAL_IMAGES = 500
@@ -90,13 +104,14 @@ class TrainConfig:
     activation: str = "relu"
     dropout: float = 0.5
     towers: int = 2
-    weight_std: float = 0.01
-    bias_init: float = 1.0
+    weight_std: float | None = None        # None: the arch's recipe (RECIPES)
+    bias_init: float | None = None
+    input_scale: float | None = None       # (pixel - mean) * input_scale; None: the arch's recipe
     widths: dict | None = None             # layer-width override of AlexNet (tiny nets in tests); no flag
     # optimisation (paper Section 5)
     epochs: int | None = None
-    batch_size: int = 128
-    lr: float = 0.01
+    batch_size: int | None = None          # None: 128 (the paper) for alexnet, see RECIPES
+    lr: float | None = None
     momentum: float = 0.9
     weight_decay: float = 5e-4
     lr_schedule: str = "plateau"
@@ -175,6 +190,9 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"--image-size {c.image_size} is smaller than the network input {c.input_size}")
     if c.epochs is None:
         c.epochs = DEFAULT_EPOCHS[c.dataset]
+    for key, value in RECIPES[c.arch].items():
+        if getattr(c, key) is None and value != "auto":
+            setattr(c, key, value)
     if c.dataset == "synthetic" and c.synthetic_images is None:
         c.synthetic_images = SYNTHETIC_TRAIN_IMAGES
     if c.lr_schedule not in SCHEDULES:
@@ -521,7 +539,13 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
         raise ConfigError(f"cannot build the network: {exc}") from None
     crop = int(model.input_size)
     model_cfg["input_size"] = crop
-    model.set_normalization(mean, 1.0)
+    if resumed is not None:
+        input_scale = float(resumed.meta.get("normalization_scale", 1.0))
+    elif c.input_scale is not None:
+        input_scale = float(c.input_scale)
+    else:  # 'auto': pixels (minus the mean) to unit standard deviation, from the RGB covariance's eigenvalues
+        input_scale = 1.0 / max(math.sqrt(float(np.sum(eigvals)) / 3.0), 1.0)
+    model.set_normalization(mean, input_scale)
     augmenter = data.Augmenter(s, crop, eigvals=eigvals, eigvecs=eigvecs, pca_std=c.pca_std, flip=True,
                                seed=c.seed + 1)
     if len(train_set) < c.batch_size:
@@ -565,7 +589,7 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
         arrays = {"mean": mean, "pca_eigvals": eigvals, "pca_eigvecs": eigvecs}
         meta = {
             "config": dataclasses.asdict(c), "model": model_cfg, "classes": classes, "class_ids": class_ids,
-            "image_size": s, "normalization_scale": 1.0, "dataset": c.dataset, "data": c.data,
+            "image_size": s, "normalization_scale": input_scale, "dataset": c.dataset, "data": c.data,
             "epoch": epoch, "batch_in_epoch": batch_in_epoch, "step": step, "model_step": int(model.step),
             "lr": schedule.lr, "scheduler": schedule.state_dict(), "running": running,
             "best_val_top1": best_val_top1,
@@ -593,7 +617,7 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
              f"classes; epoch {epoch + 1} of {c.epochs}; run directory {out}")
 
     stop.install()
-    steps_file = open(out / "steps.jsonl", "a")
+    steps_file = open(out / "steps.jsonl", "a", buffering=1)  # line-buffered: follow it with tail -f
     try:
         while epoch < c.epochs:
             # ---- one epoch of training ----------------------------------------------------------------------------
@@ -749,6 +773,14 @@ def _gpu_list(text: str) -> list[int]:
     return ids
 
 
+def _recipe_default(key: str) -> str:
+    big, small = RECIPES["alexnet"][key], RECIPES["alexnet-small"][key]
+    if big == small:
+        return f"default {big:g}"
+    small = small if isinstance(small, str) else f"{small:g}"
+    return f"default {big:g} for alexnet (the paper), {small} for alexnet-small"
+
+
 def _layouts() -> str:
     try:
         from .data.datasets import LAYOUTS
@@ -796,16 +828,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--towers", type=int, choices=(1, 2), default=2,
                    help="2: the paper's two-GPU split with cross-tower connections only in layers 3, 6, 7, 8 "
                         "(3.2); 1: a single column (default 2)")
-    g.add_argument("--weight-std", type=_float_in(0.0, lo_open=True), default=0.01, metavar="STD",
-                   help="initial weight standard deviation (5; default 0.01)")
-    g.add_argument("--bias-init", type=float, default=1.0, metavar="B",
-                   help="initial bias of conv 2, 4, 5 and the hidden fully connected layers (5; default 1)")
+    g.add_argument("--weight-std", type=_float_in(0.0, lo_open=True), metavar="STD",
+                   help=f"initial weight standard deviation (5; {_recipe_default('weight_std')})")
+    g.add_argument("--bias-init", type=float, metavar="B",
+                   help=f"initial bias of conv 2, 4, 5 and the hidden fully connected layers (5; "
+                        f"{_recipe_default('bias_init')})")
+    g.add_argument("--input-scale", type=_float_in(0.0, lo_open=True), metavar="X",
+                   help=f"the network sees (pixel - mean image) * X ({_recipe_default('input_scale')}, 'auto' "
+                        f"being 1 / the standard deviation of the training pixels)")
     g = p.add_argument_group("optimisation (paper Section 5)")
     g.add_argument("--epochs", type=_int_at_least(1),
                    help=f"passes over the training set (default: {DEFAULT_EPOCHS['synthetic']} for synthetic, 90 for "
                         f"ImageNet and folders, 40 for cifar10 / tinyimagenet)")
-    g.add_argument("--batch-size", type=_int_at_least(1), default=128, metavar="N", help="default 128")
-    g.add_argument("--lr", type=_float_in(0.0, lo_open=True), default=0.01, help="learning rate (default 0.01)")
+    g.add_argument("--batch-size", type=_int_at_least(1), metavar="N", help=_recipe_default("batch_size"))
+    g.add_argument("--lr", type=_float_in(0.0, lo_open=True), help=f"learning rate ({_recipe_default('lr')})")
     g.add_argument("--momentum", type=_float_in(0.0, 1.0), default=0.9, help="default 0.9")
     g.add_argument("--weight-decay", type=_float_in(0.0), default=5e-4, help="default 0.0005")
     g.add_argument("--lr-schedule", choices=SCHEDULES, default="plateau",

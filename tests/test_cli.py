@@ -221,7 +221,8 @@ def test_evaluate_rejects_data_with_other_classes(fake_run, with_fake_network, t
 # The real network, end to end through the command lines
 # ---------------------------------------------------------------------------------------------------------------------
 
-TINY_REAL = ["--synthetic-images", "64", "--batch-size", "16", "--stats-images", "32", "--workers", "0",
+# 40 synthetic training images (8 for validation) in batches of 8: a few seconds with the full alexnet-small.
+TINY_REAL = ["--synthetic-images", "40", "--batch-size", "8", "--stats-images", "16", "--workers", "0",
              "--device", "cpu", "--no-progress"]
 
 
@@ -231,11 +232,19 @@ def test_real_train_evaluate_predict(tmp_path):
     r = run_module("alexnet_cuda.train", *TINY_REAL, "--epochs", "1", "--out", str(out), cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "epoch 1/1" in r.stdout and (out / "best.npz").exists()
-    r = run_module("alexnet_cuda.evaluate", "--checkpoint", str(out / "best.npz"), "--max-images", "32",
+    r = run_module("alexnet_cuda.evaluate", "--checkpoint", str(out / "best.npz"), "--max-images", "6",
                    "--no-progress", "--json", "--device", "cpu", cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
-    assert result["images"] == 32 and set(result) >= {"center", "ten_crop"}
+    assert result["images"] == 6 and set(result) >= {"center", "ten_crop"}
+    best = ckpt_io.load(out / "best.npz").meta["metrics"]
+    r = run_module("alexnet_cuda.evaluate", "--checkpoint", str(out / "best.npz"), "--no-ten-crop", "--no-progress",
+                   "--json", "--device", "cpu", cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)  # the whole validation set, centre crop: what the training loop measured
+    assert result["images"] == 8 and "ten_crop" not in result
+    assert result["center"]["top1_error"] == pytest.approx(1 - best["val_top1"])
+    assert result["center"]["loss"] == pytest.approx(best["val_loss"], rel=1e-4)
     paths = _image_files(tmp_path)
     r = run_module("alexnet_cuda.predict", *paths, "--checkpoint", str(out / "best.npz"), "--device", "cpu",
                    cwd=tmp_path, timeout=300)
@@ -247,16 +256,16 @@ def test_real_train_evaluate_predict(tmp_path):
 def test_real_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([PACKAGE_PARENT, os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen([sys.executable, "-m", "alexnet_cuda.train", *TINY_REAL, "--synthetic-images", "320",
-                             "--epochs", "50", "--out", str(out)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "alexnet_cuda.train", *TINY_REAL, "--epochs", "50", "--out",
+                             str(out)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     try:
         steps = out / "steps.jsonl"
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
-            if (out / "last.npz").exists() and steps.exists() and steps.stat().st_size > 0:
-                break  # at least one epoch done and saved: interrupt in the middle of the next
-            time.sleep(0.1)
+            if steps.exists() and steps.read_text().count("\n") >= 2:
+                break  # two steps done (steps.jsonl is line-buffered): interrupt during the next
+            time.sleep(0.05)
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=120)
@@ -267,7 +276,8 @@ def test_real_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert "Traceback" not in stderr
     assert "interrupted" in stderr and "--resume" in stderr
     saved = ckpt_io.load(out / "last.npz")
-    assert saved.meta["step"] >= 1
+    assert saved.meta["step"] >= 2
+    assert len(steps.read_text().splitlines()) == saved.meta["step"]  # every step done is in the checkpoint
     r = run_module("alexnet_cuda.train", "--resume", "--out", str(out), "--epochs", str(saved.meta["epoch"] + 1),
                    "--no-progress", cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr

@@ -85,7 +85,13 @@ def test_loss_falls_and_run_directory_is_complete(tmp_path, capsys):
 def test_defaults_without_arguments():
     c = train_mod.resolve(TrainConfig())
     assert (c.dataset, c.arch, c.input_size, c.image_size) == ("synthetic", "alexnet-small", 32, 36)
-    assert c.epochs == train_mod.DEFAULT_EPOCHS["synthetic"] and c.batch_size == 128 and c.lr == 0.01
+    assert c.epochs == train_mod.DEFAULT_EPOCHS["synthetic"]
+    small = train_mod.RECIPES["alexnet-small"]
+    assert (c.batch_size, c.lr, c.weight_std, c.bias_init) == (small["batch_size"], small["lr"], small["weight_std"],
+                                                               small["bias_init"])
+    paper = train_mod.resolve(TrainConfig(arch="alexnet"))
+    assert (paper.batch_size, paper.lr, paper.weight_std, paper.bias_init, paper.input_scale, paper.input_size,
+            paper.image_size) == (128, 0.01, 0.01, 1.0, 1.0, 227, 256)
     assert c.out.startswith("runs")
 
 
@@ -251,22 +257,27 @@ def test_absurd_learning_rate_diverges(tmp_path):
 # The real network (alexnet-small on the CPU)
 # ---------------------------------------------------------------------------------------------------------------------
 
+# A narrow alexnet-small (same layers, fewer channels) keeps the real-network tests to seconds on two cores.
+NARROW = {"conv": [16, 32, 48, 48, 32], "fc": [64, 64]}
+
+
 def real(tmp_path, name="run", **kw) -> TrainConfig:
     base = dict(out=str(tmp_path / name), epochs=2, batch_size=16, synthetic_images=64, lr=0.01, workers=0,
-                progress=False, stats_images=64, device="cpu")
+                progress=False, stats_images=64, device="cpu", widths=NARROW)
     base.update(kw)
     return TrainConfig(**base)
 
 
 @requires_model
 def test_real_training_loss_falls(tmp_path):
-    summary = train(real(tmp_path, epochs=3, synthetic_images=256, batch_size=32, lr=0.02, dropout=0.0,
-                         synthetic_classes=4))
+    # weight_std 0.08: the narrow layers' fan-ins are small, so they need larger weights to pass the signal on.
+    summary = train(real(tmp_path, epochs=3, synthetic_images=256, batch_size=32, lr=0.02, weight_std=0.08,
+                         dropout=0.0, synthetic_classes=4))
     losses = summary["step_losses"]
     assert all(math.isfinite(x) for x in losses)
     first, last = np.mean(losses[:4]), np.mean(losses[-4:])
-    assert last < first - 0.05, (first, last)
-    assert summary["history"][-1]["val_top1"] is not None
+    assert last < first - 0.1, (first, last)
+    assert summary["history"][-1]["val_top1"] > 0.35  # 4 classes: chance is 0.25
 
 
 @requires_model
