@@ -11,8 +11,8 @@ try:
 except ImportError as exc:  # pragma: no cover - only when the extension was not built
     raise ImportError(
         "alexnet_cuda's compiled extension (alexnet_cuda._C) is missing. Install the package with "
-        "'pip install .' from the repository root (tests import the installed package, so run them from a "
-        "checkout after installing, or build in place with tools/dev_build.sh)."
+        "'pip install .' from the repository root (the build also places the module in the checkout's "
+        "alexnet_cuda/), or build in place with tools/dev_build.sh."
     ) from exc
 
 from . import ops, reference  # noqa: E402
@@ -52,12 +52,17 @@ def reset_peak_memory(device: str) -> None:
     _C.reset_peak_memory(device)
 
 
+def empty_cache(device: str) -> None:
+    """Give the allocator's cached (unused) blocks on 'cpu' or 'cuda:N' back to the system."""
+    _C.empty_cache(device)
+
+
 def synchronize(device: str) -> None:
     """Wait for the work queued on ``device`` (a no-op on the CPU)."""
     _C.synchronize(device)
 
 
-__all__ = ["Tensor", "build_info", "cuda_available", "memory_stats", "ops", "reference", "reset_peak_memory",
+__all__ = ["Tensor", "build_info", "cuda_available", "empty_cache", "memory_stats", "ops", "reference", "reset_peak_memory",
            "synchronize", "tensor"]
 
 try:  # the network and its API come with the network issue

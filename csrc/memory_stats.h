@@ -12,5 +12,6 @@ struct MemoryStats {
 };
 MemoryStats cpu_memory_stats();
 void reset_cpu_peak_memory();
+void cpu_empty_cache();  // frees the cached (unused) CPU blocks
 
 }  // namespace alexnet

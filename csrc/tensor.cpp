@@ -3,6 +3,9 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
 
 #include "memory_stats.h"
 #ifdef ALEXNET_WITH_CUDA
@@ -29,12 +32,60 @@ std::string shape_str(const Shape& s) {
 }
 
 // ---- CPU memory: 64-byte aligned (one cache line, a full AVX-512 vector), with the same statistics as CUDA's.
+// Blocks of 1 MiB and more are cached after free and reused for the same rounded size, like the CUDA allocator:
+// glibc serves large requests with fresh mmap'd pages, and their first-touch page faults cost more than an
+// element-wise kernel itself (a 9 MB ReLU: 1.6 ms of work, 5 ms of faults). Every training step allocates the same
+// shapes, so the cache stops growing after the first step.
 namespace {
+constexpr size_t kCpuCacheMin = 1 << 20;
 std::atomic<size_t> g_cpu_allocated{0}, g_cpu_peak{0};
+std::mutex g_cpu_cache_mutex;
+std::unordered_map<size_t, std::vector<void*>> g_cpu_cache;
+size_t g_cpu_cached_bytes = 0;
+
+size_t cpu_round(size_t bytes) { return bytes < kCpuCacheMin ? (bytes + 63) / 64 * 64 : (bytes + 4095) / 4096 * 4096; }
+
+void* cpu_allocate(size_t bytes) {
+  if (bytes >= kCpuCacheMin) {
+    std::lock_guard<std::mutex> lock(g_cpu_cache_mutex);
+    auto it = g_cpu_cache.find(bytes);
+    if (it != g_cpu_cache.end() && !it->second.empty()) {
+      void* p = it->second.back();
+      it->second.pop_back();
+      g_cpu_cached_bytes -= bytes;
+      return p;
+    }
+  }
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw OutOfMemory(str_cat("cpu: out of memory allocating ", bytes, " bytes (", bytes / 1048576.0, " MiB)"));
+  return p;
+}
+
+void cpu_release(void* p, size_t bytes) {
+  if (bytes >= kCpuCacheMin) {
+    std::lock_guard<std::mutex> lock(g_cpu_cache_mutex);
+    g_cpu_cache[bytes].push_back(p);
+    g_cpu_cached_bytes += bytes;
+    return;
+  }
+  std::free(p);
+}
 }  // namespace
 
-MemoryStats cpu_memory_stats() { return MemoryStats{g_cpu_allocated.load(), g_cpu_peak.load(), g_cpu_allocated.load()}; }
+MemoryStats cpu_memory_stats() {
+  std::lock_guard<std::mutex> lock(g_cpu_cache_mutex);
+  const size_t live = g_cpu_allocated.load();
+  return MemoryStats{live, g_cpu_peak.load(), live + g_cpu_cached_bytes};
+}
 void reset_cpu_peak_memory() { g_cpu_peak.store(g_cpu_allocated.load()); }
+void cpu_empty_cache() {
+  std::lock_guard<std::mutex> lock(g_cpu_cache_mutex);
+  for (auto& [bytes, blocks] : g_cpu_cache) {
+    for (void* p : blocks) std::free(p);
+  }
+  g_cpu_cache.clear();
+  g_cpu_cached_bytes = 0;
+}
 
 struct Storage {
   void* ptr = nullptr;
@@ -42,10 +93,9 @@ struct Storage {
   Device device;
 
   Storage(size_t nbytes, Device dev) : bytes(nbytes), device(dev) {
-    const size_t rounded = ((nbytes + 63) / 64) * 64;
     if (device.is_cpu()) {
-      ptr = rounded ? std::aligned_alloc(64, rounded) : nullptr;
-      if (rounded && !ptr) throw OutOfMemory(str_cat("cpu: out of memory allocating ", nbytes, " bytes"));
+      const size_t rounded = cpu_round(nbytes);
+      ptr = rounded ? cpu_allocate(rounded) : nullptr;
       const size_t now = (g_cpu_allocated += rounded);
       size_t peak = g_cpu_peak.load();
       while (now > peak && !g_cpu_peak.compare_exchange_weak(peak, now)) {
@@ -53,7 +103,7 @@ struct Storage {
       bytes = rounded;
     } else {
 #ifdef ALEXNET_WITH_CUDA
-      ptr = rounded ? cuda::allocate(device.index, rounded) : nullptr;
+      ptr = nbytes ? cuda::allocate(device.index, nbytes) : nullptr;
 #endif
     }
   }
@@ -61,7 +111,7 @@ struct Storage {
     if (!ptr) return;
     if (device.is_cpu()) {
       g_cpu_allocated -= bytes;
-      std::free(ptr);
+      cpu_release(ptr, bytes);
     } else {
 #ifdef ALEXNET_WITH_CUDA
       cuda::release(device.index, ptr);

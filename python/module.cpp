@@ -9,6 +9,7 @@
 #include "memory_stats.h"
 #include "ops.h"
 #ifdef ALEXNET_WITH_CUDA
+#include "cuda/peak.h"
 #include "cuda/runtime.h"
 #endif
 #ifdef _OPENMP
@@ -105,6 +106,17 @@ static void reset_peak_memory(const std::string& device) {
   }
 }
 
+static void empty_cache(const std::string& device) {
+  Device d = Device::parse(device);
+  if (d.is_cpu()) {
+    cpu_empty_cache();
+  } else {
+#ifdef ALEXNET_WITH_CUDA
+    cuda::empty_cache(d.index);
+#endif
+  }
+}
+
 static void synchronize(const std::string& device) {
   [[maybe_unused]] Device d = Device::parse(device);
 #ifdef ALEXNET_WITH_CUDA
@@ -175,6 +187,58 @@ static void bind_ops(py::module_& m) {
   m.def("copy_channels", &copy_channels, arg("src"), arg("src_c0"), arg("dst"), arg("dst_c0"), arg("count"), nogil);
 }
 
+// Benchmark-only (benchmarks/kernels.py, csrc/cuda/peak.h): the GPU's measured FP32 FMA peak and copy bandwidth,
+// and a CUDA-event timer on the device's current stream. Absent in a CPU-only build.
+static void bind_bench(py::module_& m) {
+#ifdef ALEXNET_WITH_CUDA
+  auto cuda_index = [](const std::string& device, const char* what) {
+    Device d = Device::parse(device);
+    AX_CHECK(d.is_cuda(), what, ": expected a CUDA device ('cuda' or 'cuda:N'), got '", device, "'");
+    return d.index;
+  };
+  auto to_dict = [](const cuda::PeakMeasurement& pm, const char* unit) {
+    py::dict out;
+    out["times_ms"] = pm.times_ms;
+    out["work_per_launch"] = pm.work_per_launch;
+    out["unit"] = unit;
+    out["rate"] = pm.best_rate();
+    return out;
+  };
+  m.def(
+      "bench_fma_peak",
+      [=](const std::string& device, int iterations, int repetitions) {
+        const int index = cuda_index(device, "bench_fma_peak");
+        cuda::PeakMeasurement pm;
+        {
+          py::gil_scoped_release release;
+          pm = cuda::fma_peak(index, iterations, repetitions);
+        }
+        return to_dict(pm, "FLOP");
+      },
+      py::arg("device"), py::arg("iterations") = 16384, py::arg("repetitions") = 10,
+      "Measured FP32 FMA throughput: {'rate': FLOP/s of the fastest launch, 'times_ms', 'work_per_launch', 'unit'}.");
+  m.def(
+      "bench_copy_bandwidth",
+      [=](const std::string& device, int64_t bytes, int repetitions) {
+        const int index = cuda_index(device, "bench_copy_bandwidth");
+        cuda::PeakMeasurement pm;
+        {
+          py::gil_scoped_release release;
+          pm = cuda::copy_bandwidth(index, bytes, repetitions);
+        }
+        return to_dict(pm, "byte");
+      },
+      py::arg("device"), py::arg("bytes") = int64_t(1) << 30, py::arg("repetitions") = 10,
+      "Measured device-to-device copy bandwidth, bytes read + written per second of the fastest launch.");
+  py::class_<cuda::EventTimer>(m, "Timer", "CUDA-event timer on the device's current stream (benchmarks only).")
+      .def(py::init([=](const std::string& device) { return new cuda::EventTimer(cuda_index(device, "Timer")); }),
+           py::arg("device"))
+      .def("start", &cuda::EventTimer::start)
+      .def("stop", &cuda::EventTimer::stop)
+      .def("elapsed_ms", &cuda::EventTimer::elapsed_ms, py::call_guard<py::gil_scoped_release>());
+#endif
+}
+
 }  // namespace alexnet::py_bindings
 
 PYBIND11_MODULE(_C, m) {
@@ -231,6 +295,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("memory_stats", &memory_stats, py::arg("device"));
   m.def("reset_peak_memory", &reset_peak_memory, py::arg("device"));
   m.def("synchronize", &synchronize, py::arg("device"));
+  m.def("empty_cache", &empty_cache, py::arg("device"), "Frees the allocator's cached, unused blocks on a device.");
   m.def("parse_device", [](const std::string& d) { return Device::parse(d).str(); });
   bind_network(m);
+  bind_bench(m);
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Incremental in-place build for development: compiles alexnet_cuda._C into build/dev and copies it into
-# alexnet_cuda/, so `PYTHONPATH=. pytest` tests the working tree without reinstalling.
+# Incremental in-place build for development: compiles alexnet_cuda._C into build/dev; the build copies it into
+# alexnet_cuda/ (CMake option ALEXNET_COPY_TO_SOURCE), so `pytest` tests the working tree without reinstalling.
 #   ALEXNET_CUDA=OFF tools/dev_build.sh     # CPU only (fast)
 #   CUDA_ARCHS=90 tools/dev_build.sh         # one GPU architecture
 set -euo pipefail
@@ -12,5 +12,4 @@ args=(-S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DALEXNET_CUDA="${ALE
 if [[ -n "${CUDA_ARCHS:-}" ]]; then args+=(-DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCHS"); fi
 cmake "${args[@]}" >/dev/null
 cmake --build "$build" -j "${JOBS:-2}"
-cp "$build"/_C*.so alexnet_cuda/
 echo "built $(ls alexnet_cuda/_C*.so)"

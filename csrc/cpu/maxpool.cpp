@@ -58,15 +58,16 @@ void maxpool_backward(const PoolShape& s, const float* x, const float* y, const 
       for (int ox = 0; ox < s.w_out; ++ox) {
         const int64_t o = static_cast<int64_t>(oy) * s.w_out + ox;
         const float target = yp[o];
-        // Scan the window in row-major order and stop at the first element equal to the maximum.
-        for (int ky = 0; ky < s.kernel; ++ky) {
-          const int64_t row = static_cast<int64_t>(oy * s.stride + ky) * s.w_in + static_cast<int64_t>(ox) * s.stride;
-          const float* found = std::find(xp + row, xp + row + s.kernel, target);
-          if (found != xp + row + s.kernel) {
-            dxp[found - xp] += dyp[o];
-            break;
+        // The first element of the window (row-major) equal to the maximum: scanning backwards and keeping the last
+        // match seen is branch-free (a conditional move), unlike an early-exit search, which mispredicts on real data.
+        const int64_t origin = static_cast<int64_t>(oy) * s.stride * s.w_in + static_cast<int64_t>(ox) * s.stride;
+        int64_t first = -1;  // stays -1 only if y is not this window's maximum (not the forward's output)
+        for (int ky = s.kernel - 1; ky >= 0; --ky)
+          for (int kx = s.kernel - 1; kx >= 0; --kx) {
+            const int64_t at = origin + static_cast<int64_t>(ky) * s.w_in + kx;
+            first = xp[at] == target ? at : first;
           }
-        }
+        if (first >= 0) dxp[first] += dyp[o];
       }
   }
 }

@@ -1,0 +1,831 @@
+#!/usr/bin/env python3
+"""Kernel microbenchmarks: every layer of the paper's network at its exact shapes, forward and backward.
+
+Shapes are those of ONE tower of the two-GPU network (Krizhevsky et al. 2012, Section 3.5 and Figure 2) as it runs
+them, at batch 128 by default (``--batch``): conv1 3->48 11x11/4 on 227x227, conv2 48->128 5x5 pad 2 on 27x27,
+conv3 256->192 3x3 pad 1 on 13x13 (conv3 sees the maps of both towers), conv4 192->192, conv5 192->128; ReLU
+(standalone, and its cost when fused into the conv/fc epilogue); LRN (n=5) after conv1 and conv2; 3x3/2 max
+pooling after conv1, conv2 and conv5; fc6 9216->2048, fc7 4096->2048, fc8 4096->500; dropout on the fc6/fc7
+outputs; softmax cross-entropy over batch x 1000; the SGD update over each layer's per-tower parameters (weights +
+biases); prepare_batch (batch x 256x256x3 uint8 -> 227x227 float crops).
+
+Ops run through :mod:`alexnet_cuda.ops` on device Tensors (no host copies are timed). An op that is not implemented
+yet (or fails) is reported as such and the run goes on.
+
+    python3 benchmarks/kernels.py                          # GPU when there is one, else CPU (batch 16)
+    python3 benchmarks/kernels.py --device cpu --op conv2d,lrn
+    python3 benchmarks/kernels.py --device cuda --batch 128 --reps 20
+
+Results: benchmarks/results/kernels_<device-name-slug>.md and .json (``--out DIR`` to change). See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks.common` importable. Appended, not prepended, so an
+    # installed alexnet_cuda wins over the checkout's sources (which have no compiled _C after a plain `pip install .`);
+    # to benchmark an in-place build (tools/dev_build.sh) run with PYTHONPATH=.
+    sys.path.append(str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import common  # noqa: E402
+
+# The targets (GPU only): what "fast enough" means for each kind of op.
+CONV_VS_CUDNN = 0.8        # conv forward/backward: at least 0.8x cuDNN's speed (torch time / our time >= 0.8)
+BANDWIDTH_FRACTION = 0.7   # LRN, pooling, ReLU, dropout, SGD: >= 70% of the measured copy bandwidth
+FMA_FRACTION = 0.7         # fully connected: >= 70% of the measured FP32 FMA peak
+WHY_PLACEHOLDER = "TODO(human): not met; explain from a profile of this run (ncu/nsys) and say what would close it"
+
+GROUPS = ["conv2d", "relu", "lrn", "maxpool", "linear", "dropout", "softmax_xent", "sgd", "prepare_batch"]
+ALIASES = {"conv": "conv2d", "fc": "linear", "pool": "maxpool", "softmax": "softmax_xent", "xent": "softmax_xent",
+           "prepare": "prepare_batch"}
+
+# Hyper-parameters of the paper (Sections 3.3, 4.2, 5).
+LRN = dict(size=5, alpha=1e-4, beta=0.75, k=2.0)
+DROPOUT_P = 0.5
+SGD = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+
+# ---- the network's shapes -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Conv:
+    name: str
+    c_in: int
+    c_out: int
+    k: int
+    stride: int
+    pad: int
+    h_in: int
+
+    @property
+    def h_out(self) -> int:
+        return (self.h_in + 2 * self.pad - self.k) // self.stride + 1
+
+
+@dataclass(frozen=True)
+class Net:
+    """One tower's shapes. Every derived shape (LRN, pooling, fc inputs, parameter counts) follows from these."""
+
+    convs: tuple[Conv, ...]
+    fc: int          # fc6/fc7 outputs per tower
+    classes: int     # fc8 outputs over both towers
+    image: int       # stored image side (uint8)
+    crop: int        # network input side
+
+    def conv(self, name: str) -> Conv:
+        return next(c for c in self.convs if c.name == name)
+
+    @staticmethod
+    def pooled(h: int) -> int:
+        return (h - 3) // 2 + 1
+
+    @property
+    def fc6_in(self) -> int:  # both towers' pooled conv5 maps
+        c5 = self.conv("conv5")
+        return 2 * c5.c_out * self.pooled(c5.h_out) ** 2
+
+    def fcs(self) -> list[tuple[str, int, int, str]]:
+        return [("fc6", self.fc6_in, self.fc, "relu"), ("fc7", 2 * self.fc, self.fc, "relu"),
+                ("fc8", 2 * self.fc, self.classes // 2, "none")]
+
+
+def paper_net() -> Net:
+    conv1 = Conv("conv1", 3, 48, 11, 4, 0, 227)
+    conv2 = Conv("conv2", 48, 128, 5, 1, 2, Net.pooled(conv1.h_out))
+    conv3 = Conv("conv3", 256, 192, 3, 1, 1, Net.pooled(conv2.h_out))
+    conv4 = Conv("conv4", 192, 192, 3, 1, 1, conv3.h_out)
+    conv5 = Conv("conv5", 192, 128, 3, 1, 1, conv4.h_out)
+    return Net((conv1, conv2, conv3, conv4, conv5), fc=2048, classes=1000, image=256, crop=227)
+
+
+def tiny_net() -> Net:
+    """Same structure, a few channels and small images: for the smoke test only."""
+    conv1 = Conv("conv1", 3, 4, 11, 4, 0, 67)
+    conv2 = Conv("conv2", 4, 8, 5, 1, 2, Net.pooled(conv1.h_out))
+    conv3 = Conv("conv3", 16, 6, 3, 1, 1, Net.pooled(conv2.h_out))
+    conv4 = Conv("conv4", 6, 6, 3, 1, 1, conv3.h_out)
+    conv5 = Conv("conv5", 6, 4, 3, 1, 1, conv4.h_out)
+    return Net((conv1, conv2, conv3, conv4, conv5), fc=16, classes=10, image=72, crop=67)
+
+
+# ---- benchmark cases ----------------------------------------------------------------------------------------------
+Thunk = Callable[[], Any]
+
+
+@dataclass
+class Case:
+    """One op call to time. ``ours(device)`` sets up inputs and returns the call; ``theirs(torch, device)`` does the
+    same through PyTorch. ``baseline`` (optional) is a second call timed alongside: the reported time is then
+    median(ours) - median(baseline), used for the cost of a fused ReLU."""
+
+    name: str
+    group: str
+    layer: str
+    pass_: str
+    shape: str
+    ours: Callable[[str], Thunk]
+    flops: float | None = None
+    bytes: float | None = None
+    target: str | None = None  # "cudnn", "bandwidth", "fma" or None
+    theirs: Callable[[Any, str], Thunk] | None = None
+    theirs_what: str = ""
+    baseline: Callable[[str], Thunk] | None = None
+    note: str = ""
+    result: dict = field(default_factory=dict)
+
+
+def _f32(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarray:
+    return (rng.standard_normal(shape, dtype=np.float32) * np.float32(scale))
+
+
+def _tensors(device: str, *arrays: np.ndarray):
+    """Device copies of the inputs, made once at set-up so no host copy is timed (any of the three dtypes)."""
+    from alexnet_cuda import Tensor
+
+    return [Tensor.from_numpy(np.ascontiguousarray(a), device, "benchmark input") for a in arrays]
+
+
+def _torch_tensors(torch: Any, device: str, *arrays: np.ndarray, grad: bool = False):
+    out = []
+    for a in arrays:
+        t = torch.from_numpy(np.ascontiguousarray(a)).to(device)
+        out.append(t.requires_grad_(grad) if grad and t.is_floating_point() else t)
+    return out
+
+
+def _lrn_numpy(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """y and scale for lrn_backward's inputs (paper Section 3.3; window clipped at the channel edges)."""
+    size, alpha, beta, k = LRN["size"], LRN["alpha"], LRN["beta"], LRN["k"]
+    sq = x.astype(np.float64) ** 2
+    c = x.shape[1]
+    window = np.zeros_like(sq)
+    for i in range(c):
+        lo, hi = max(0, i - size // 2), min(c, i + (size - 1) // 2 + 1)
+        window[:, i] = sq[:, lo:hi].sum(axis=1)
+    scale = k + alpha / size * window
+    return (x * scale ** -beta).astype(np.float32), scale.astype(np.float32)
+
+
+def _maxpool_numpy(x: np.ndarray, kernel: int = 3, stride: int = 2) -> np.ndarray:
+    n, c, h, w = x.shape
+    ho, wo = (h - kernel) // stride + 1, (w - kernel) // stride + 1
+    y = np.full((n, c, ho, wo), -np.inf, dtype=np.float32)
+    for dy in range(kernel):
+        for dx in range(kernel):
+            y = np.maximum(y, x[:, :, dy:dy + stride * (ho - 1) + 1:stride, dx:dx + stride * (wo - 1) + 1:stride])
+    return y
+
+
+def _softmax_numpy(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
+    from alexnet_cuda import ops
+
+    rng = np.random.default_rng(seed)
+    n = batch
+    cases: list[Case] = []
+    F4 = 4  # bytes per float32
+
+    # -- conv2d: forward (bias + ReLU fused, as the network runs it), dL/dx, dL/dw ------------------------------------
+    for cv in net.convs:
+        xs = (n, cv.c_in, cv.h_in, cv.h_in)
+        ws = (cv.c_out, cv.c_in, cv.k, cv.k)
+        ys = (n, cv.c_out, cv.h_out, cv.h_out)
+        macs = n * cv.c_out * cv.h_out ** 2 * cv.c_in * cv.k * cv.k
+        desc = f"{n}x{cv.c_in}x{cv.h_in}x{cv.h_in} -> {cv.c_out}, {cv.k}x{cv.k}/{cv.stride} pad {cv.pad}"
+
+        def fwd(device, cv=cv, xs=xs, ws=ws, act="relu"):
+            x, w, b = _tensors(device, _f32(rng, *xs), _f32(rng, *ws, scale=0.01), _f32(rng, cv.c_out))
+            return lambda: ops.conv2d_forward(x, w, b, cv.stride, cv.pad, 1, act)
+
+        def fwd_torch(torch, device, cv=cv, xs=xs, ws=ws):
+            x, w, b = _torch_tensors(torch, device, _f32(rng, *xs), _f32(rng, *ws, scale=0.01), _f32(rng, cv.c_out))
+            return lambda: torch.nn.functional.conv2d(x, w, b, cv.stride, cv.pad)
+
+        def bwd_in(device, cv=cv, ys=ys, ws=ws):
+            dy, w = _tensors(device, _f32(rng, *ys), _f32(rng, *ws, scale=0.01))
+            return lambda: ops.conv2d_backward_input(dy, w, (cv.h_in, cv.h_in), cv.stride, cv.pad, 1)
+
+        def bwd_w(device, cv=cv, xs=xs, ys=ys):
+            x, dy = _tensors(device, _f32(rng, *xs), _f32(rng, *ys))
+            return lambda: ops.conv2d_backward_weight(x, dy, (cv.k, cv.k), cv.stride, cv.pad, 1)
+
+        def torch_bwd(mask, cv=cv, xs=xs, ws=ws, ys=ys):
+            def make(torch, device):
+                x, w, dy = _torch_tensors(torch, device, _f32(rng, *xs), _f32(rng, *ws, scale=0.01), _f32(rng, *ys))
+                conv_bwd = torch.ops.aten.convolution_backward
+                return lambda: conv_bwd(dy, x, w, None, [cv.stride] * 2, [cv.pad] * 2, [1, 1], False, [0, 0], 1, mask)
+            return make
+
+        common_kw = dict(group="conv2d", layer=cv.name, shape=desc, flops=2.0 * macs, target="cudnn")
+        cases += [
+            Case(f"{cv.name}.forward", pass_="forward", ours=fwd, theirs=fwd_torch,
+                 theirs_what="F.conv2d (+bias; ours also applies the fused ReLU)", **common_kw),
+            Case(f"{cv.name}.backward_input", pass_="backward_input", ours=bwd_in, theirs=torch_bwd([True, False, False]),
+                 theirs_what="aten.convolution_backward (input)",
+                 note="not needed in training (the input is data)" if cv.name == "conv1" else "", **common_kw),
+            Case(f"{cv.name}.backward_weight", pass_="backward_weight", ours=bwd_w,
+                 theirs=torch_bwd([False, True, False]), theirs_what="aten.convolution_backward (weight)", **common_kw),
+        ]
+
+    # -- linear: fc6, fc7 (ReLU fused), fc8 ------------------------------------------------------------------------------
+    for name, fin, fout, act in net.fcs():
+        desc = f"{n}x{fin} -> {fout}"
+        flops = 2.0 * n * fin * fout
+
+        def fwd(device, fin=fin, fout=fout, act=act):
+            x, w, b = _tensors(device, _f32(rng, n, fin), _f32(rng, fout, fin, scale=0.01), _f32(rng, fout))
+            return lambda: ops.linear_forward(x, w, b, act)
+
+        def fwd_torch(torch, device, fin=fin, fout=fout):
+            x, w, b = _torch_tensors(torch, device, _f32(rng, n, fin), _f32(rng, fout, fin, scale=0.01), _f32(rng, fout))
+            return lambda: torch.nn.functional.linear(x, w, b)
+
+        def bwd_in(device, fin=fin, fout=fout):
+            dy, w = _tensors(device, _f32(rng, n, fout), _f32(rng, fout, fin, scale=0.01))
+            return lambda: ops.linear_backward_input(dy, w)
+
+        def bwd_in_torch(torch, device, fin=fin, fout=fout):
+            dy, w = _torch_tensors(torch, device, _f32(rng, n, fout), _f32(rng, fout, fin, scale=0.01))
+            return lambda: torch.mm(dy, w)
+
+        def bwd_w(device, fin=fin, fout=fout):
+            x, dy = _tensors(device, _f32(rng, n, fin), _f32(rng, n, fout))
+            return lambda: ops.linear_backward_weight(x, dy)
+
+        def bwd_w_torch(torch, device, fin=fin, fout=fout):
+            x, dy = _torch_tensors(torch, device, _f32(rng, n, fin), _f32(rng, n, fout))
+            return lambda: torch.mm(dy.t(), x)
+
+        kw = dict(group="linear", layer=name, shape=desc, flops=flops, target="fma")
+        fused = " (ours also applies the fused ReLU)" if act == "relu" else ""
+        cases += [
+            Case(f"{name}.forward", pass_="forward", ours=fwd, theirs=fwd_torch, theirs_what="F.linear" + fused, **kw),
+            Case(f"{name}.backward_input", pass_="backward_input", ours=bwd_in, theirs=bwd_in_torch,
+                 theirs_what="torch.mm(dy, W)", **kw),
+            Case(f"{name}.backward_weight", pass_="backward_weight", ours=bwd_w, theirs=bwd_w_torch,
+                 theirs_what="torch.mm(dy.T, x)", **kw),
+        ]
+
+    # -- ReLU: standalone forward/backward at every activation's shape, and its cost fused in the epilogue -------------
+    relu_shapes = [(cv.name, (n, cv.c_out, cv.h_out, cv.h_out)) for cv in net.convs]
+    relu_shapes += [(name, (n, fout)) for name, _, fout, act in net.fcs() if act == "relu"]
+    for layer, shape in relu_shapes:
+        numel = int(np.prod(shape))
+        desc = "x".join(map(str, shape))
+
+        def fwd(device, shape=shape):
+            (x,) = _tensors(device, _f32(rng, *shape))
+            return lambda: ops.relu_forward(x)
+
+        def fwd_torch(torch, device, shape=shape):
+            (x,) = _torch_tensors(torch, device, _f32(rng, *shape))
+            return lambda: torch.nn.functional.relu(x)
+
+        def bwd(device, shape=shape):
+            y, dy = _tensors(device, np.maximum(_f32(rng, *shape), 0), _f32(rng, *shape))
+            return lambda: ops.relu_backward(y, dy)
+
+        def bwd_torch(torch, device, shape=shape):
+            y, dy = _torch_tensors(torch, device, np.maximum(_f32(rng, *shape), 0), _f32(rng, *shape))
+            return lambda: torch.ops.aten.threshold_backward(dy, y, 0)
+
+        kw = dict(group="relu", layer=layer, shape=desc, target="bandwidth")
+        cases += [
+            Case(f"relu.{layer}.forward", pass_="forward", ours=fwd, bytes=2.0 * numel * F4, theirs=fwd_torch,
+                 theirs_what="F.relu", **kw),
+            Case(f"relu.{layer}.backward", pass_="backward", ours=bwd, bytes=3.0 * numel * F4, theirs=bwd_torch,
+                 theirs_what="aten.threshold_backward", **kw),
+        ]
+        # The fused ReLU's cost: the layer's forward with the ReLU epilogue minus the same forward without it.
+        if layer.startswith("conv"):
+            cv = net.conv(layer)
+            xs, ws = (n, cv.c_in, cv.h_in, cv.h_in), (cv.c_out, cv.c_in, cv.k, cv.k)
+
+            def fused(act, cv=cv, xs=xs, ws=ws):
+                def make(device):
+                    x, w, b = _tensors(device, _f32(rng, *xs), _f32(rng, *ws, scale=0.01), _f32(rng, cv.c_out))
+                    return lambda: ops.conv2d_forward(x, w, b, cv.stride, cv.pad, 1, act)
+                return make
+        else:
+            fin = next(f[1] for f in net.fcs() if f[0] == layer)
+
+            def fused(act, fin=fin, fout=shape[1]):
+                def make(device):
+                    x, w, b = _tensors(device, _f32(rng, n, fin), _f32(rng, fout, fin, scale=0.01), _f32(rng, fout))
+                    return lambda: ops.linear_forward(x, w, b, act)
+                return make
+        cases.append(Case(f"relu.{layer}.fused", group="relu", layer=layer, pass_="fused", shape=desc,
+                          ours=fused("relu"), baseline=fused("none"),
+                          note=f"{layer} forward with the ReLU epilogue minus without it"))
+
+    # -- LRN after conv1 and conv2 ----------------------------------------------------------------------------------
+    for layer in ("conv1", "conv2"):
+        cv = net.conv(layer)
+        shape = (n, cv.c_out, cv.h_out, cv.h_out)
+        numel = int(np.prod(shape))
+        desc = "x".join(map(str, shape)) + f", n={LRN['size']}"
+
+        def fwd(device, shape=shape):
+            (x,) = _tensors(device, _f32(rng, *shape))
+            return lambda: ops.lrn_forward(x, **LRN)
+
+        def fwd_torch(torch, device, shape=shape):
+            (x,) = _torch_tensors(torch, device, _f32(rng, *shape))
+            return lambda: torch.nn.functional.local_response_norm(x, LRN["size"], LRN["alpha"], LRN["beta"], LRN["k"])
+
+        def bwd(device, shape=shape):
+            x = _f32(rng, *shape)
+            y, scale = _lrn_numpy(x)
+            tx, ty, ts, tdy = _tensors(device, x, y, scale, _f32(rng, *shape))
+            return lambda: ops.lrn_backward(tx, ty, ts, tdy, **LRN)
+
+        def bwd_torch(torch, device, shape=shape):
+            x, dy = _torch_tensors(torch, device, _f32(rng, *shape), _f32(rng, *shape), grad=True)
+            dy = dy.detach()
+            y = torch.nn.functional.local_response_norm(x, LRN["size"], LRN["alpha"], LRN["beta"], LRN["k"])
+            return lambda: torch.autograd.grad(y, x, dy, retain_graph=True)
+
+        kw = dict(group="lrn", layer=layer, shape=desc, target="bandwidth")
+        cases += [
+            Case(f"lrn.{layer}.forward", pass_="forward", ours=fwd, bytes=3.0 * numel * F4, theirs=fwd_torch,
+                 theirs_what="F.local_response_norm", note="bytes: x read, y and scale written", **kw),
+            Case(f"lrn.{layer}.backward", pass_="backward", ours=bwd, bytes=5.0 * numel * F4, theirs=bwd_torch,
+                 theirs_what="autograd through F.local_response_norm", note="bytes: x, y, scale, dy read, dx written",
+                 **kw),
+        ]
+
+    # -- max pooling 3x3/2 after conv1, conv2, conv5 -----------------------------------------------------------------
+    for layer in ("conv1", "conv2", "conv5"):
+        cv = net.conv(layer)
+        shape = (n, cv.c_out, cv.h_out, cv.h_out)
+        ho = Net.pooled(cv.h_out)
+        n_in, n_out = int(np.prod(shape)), n * cv.c_out * ho * ho
+        desc = "x".join(map(str, shape)) + f" -> {ho}x{ho}"
+
+        def fwd(device, shape=shape):
+            (x,) = _tensors(device, _f32(rng, *shape))
+            return lambda: ops.maxpool_forward(x, 3, 2)
+
+        def fwd_torch(torch, device, shape=shape):
+            (x,) = _torch_tensors(torch, device, _f32(rng, *shape))
+            return lambda: torch.nn.functional.max_pool2d(x, 3, 2)
+
+        def bwd(device, shape=shape):
+            x = _f32(rng, *shape)
+            y = _maxpool_numpy(x)
+            tx, ty, tdy = _tensors(device, x, y, _f32(rng, *y.shape))
+            return lambda: ops.maxpool_backward(tx, ty, tdy, 3, 2)
+
+        def bwd_torch(torch, device, shape=shape):
+            (x,) = _torch_tensors(torch, device, _f32(rng, *shape))
+            y, idx = torch.nn.functional.max_pool2d(x, 3, 2, return_indices=True)
+            dy = torch.randn_like(y)
+            return lambda: torch.ops.aten.max_pool2d_with_indices_backward(dy, x, [3, 3], [2, 2], [0, 0], [1, 1],
+                                                                            False, idx)
+
+        kw = dict(group="maxpool", layer=layer, shape=desc, target="bandwidth")
+        cases += [
+            Case(f"maxpool.{layer}.forward", pass_="forward", ours=fwd, bytes=float(n_in + n_out) * F4,
+                 theirs=fwd_torch, theirs_what="F.max_pool2d", **kw),
+            Case(f"maxpool.{layer}.backward", pass_="backward", ours=bwd, bytes=2.0 * (n_in + n_out) * F4,
+                 theirs=bwd_torch, theirs_what="aten.max_pool2d_with_indices_backward (reads indices, not x and y)",
+                 note="bytes: x, y, dy read, dx written", **kw),
+        ]
+
+    # -- dropout on the fc6 and fc7 outputs -------------------------------------------------------------------------
+    for layer in ("fc6", "fc7"):
+        shape = (n, net.fc)
+        numel = n * net.fc
+
+        def fwd(device, shape=shape):
+            (x,) = _tensors(device, _f32(rng, *shape))
+            return lambda: ops.dropout_forward(x, DROPOUT_P, 1234, 0, True)
+
+        def fwd_torch(torch, device, shape=shape):
+            (x,) = _torch_tensors(torch, device, _f32(rng, *shape))
+            return lambda: torch.nn.functional.dropout(x, DROPOUT_P, training=True)
+
+        def bwd(device, shape=shape):
+            (dy,) = _tensors(device, _f32(rng, *shape))
+            return lambda: ops.dropout_backward(dy, DROPOUT_P, 1234, 0, True)
+
+        def bwd_torch(torch, device, shape=shape):
+            x, dy = _torch_tensors(torch, device, _f32(rng, *shape), _f32(rng, *shape))
+            _, mask = torch.native_dropout(x, DROPOUT_P, True)
+            return lambda: torch.ops.aten.native_dropout_backward(dy, mask, 1.0 / (1.0 - DROPOUT_P))
+
+        kw = dict(group="dropout", layer=layer, shape="x".join(map(str, shape)) + f", p={DROPOUT_P}",
+                  target="bandwidth", bytes=2.0 * numel * F4)
+        cases += [
+            Case(f"dropout.{layer}.forward", pass_="forward", ours=fwd, theirs=fwd_torch,
+                 theirs_what="F.dropout (random: time only)", note="mask from Philox, not stored", **kw),
+            Case(f"dropout.{layer}.backward", pass_="backward", ours=bwd, theirs=bwd_torch,
+                 theirs_what="aten.native_dropout_backward (reads a stored mask)", **kw),
+        ]
+
+    # -- softmax cross-entropy --------------------------------------------------------------------------------------
+    classes = net.classes
+    logits_np = _f32(rng, n, classes)
+    labels_np = rng.integers(0, classes, size=n, dtype=np.int32)
+    xent_bytes = 2.0 * n * classes * F4 + n * 4
+
+    def xent_fwd(device):
+        logits, labels = _tensors(device, logits_np, labels_np)
+        return lambda: ops.softmax_xent_forward(logits, labels)
+
+    def xent_fwd_torch(torch, device):
+        logits, labels = _torch_tensors(torch, device, logits_np, labels_np.astype(np.int64))
+        return lambda: torch.nn.functional.cross_entropy(logits, labels)
+
+    def xent_bwd(device):
+        probs, labels = _tensors(device, _softmax_numpy(logits_np), labels_np)
+        return lambda: ops.softmax_xent_backward(probs, labels)
+
+    def xent_bwd_torch(torch, device):
+        (logits,) = _torch_tensors(torch, device, logits_np, grad=True)
+        (labels,) = _torch_tensors(torch, device, labels_np.astype(np.int64))
+        loss = torch.nn.functional.cross_entropy(logits, labels)
+        return lambda: torch.autograd.grad(loss, logits, retain_graph=True)
+
+    kw = dict(group="softmax_xent", layer="fc8", shape=f"{n}x{classes}", bytes=xent_bytes)
+    cases += [
+        Case("softmax_xent.forward", pass_="forward", ours=xent_fwd, theirs=xent_fwd_torch,
+             theirs_what="F.cross_entropy (ours also writes the probabilities)",
+             note="returns the loss to the host: includes a stream synchronization", **kw),
+        Case("softmax_xent.backward", pass_="backward", ours=xent_bwd, theirs=xent_bwd_torch,
+             theirs_what="autograd through F.cross_entropy", **kw),
+    ]
+
+    # -- SGD over each layer's per-tower parameters (weights + biases) ------------------------------------------------
+    params = [(cv.name, cv.c_out * cv.c_in * cv.k * cv.k + cv.c_out) for cv in net.convs]
+    params += [(name, fin * fout + fout) for name, fin, fout, _ in net.fcs()]
+    for layer, count in params:
+        def sgd(device, count=count):
+            w, v, g = _tensors(device, _f32(rng, count, scale=0.01), np.zeros(count, np.float32),
+                               _f32(rng, count, scale=1e-3))
+            return lambda: ops.sgd_update(w, v, g, SGD["lr"], SGD["momentum"], SGD["weight_decay"])
+
+        def sgd_torch(torch, device, count=count):
+            w, v, g = _torch_tensors(torch, device, _f32(rng, count, scale=0.01), np.zeros(count, np.float32),
+                                     _f32(rng, count, scale=1e-3))
+            lr, mu, wd = SGD["lr"], SGD["momentum"], SGD["weight_decay"]
+
+            def step():  # the paper's update (Section 5) as eager in-place ops
+                v.mul_(mu).add_(w, alpha=-wd * lr).add_(g, alpha=-lr)
+                w.add_(v)
+            return step
+
+        cases.append(Case(f"sgd.{layer}", group="sgd", layer=layer, pass_="update", shape=f"{count} parameters",
+                          ours=sgd, bytes=5.0 * count * F4, target="bandwidth", theirs=sgd_torch,
+                          theirs_what="v.mul_().add_().add_(); w.add_(v)",
+                          note="bytes: w, v, dw read, w, v written"))
+
+    # -- prepare_batch ------------------------------------------------------------------------------------------------
+    def prepare(device):
+        images = rng.integers(0, 256, size=(n, net.image, net.image, 3), dtype=np.uint8)
+        mean = (rng.random((3, net.image, net.image), dtype=np.float32) * 255).astype(np.float32)
+        span = net.image - net.crop + 1
+        crop_y = rng.integers(0, span, size=n, dtype=np.int32)
+        crop_x = rng.integers(0, span, size=n, dtype=np.int32)
+        flip = rng.integers(0, 2, size=n, dtype=np.int32)
+        shift = _f32(rng, n, 3, scale=0.1)
+        t = _tensors(device, images, mean, crop_y, crop_x, flip, shift)
+        return lambda: ops.prepare_batch(*t, net.crop, 1.0 / 255)
+
+    crop_px = n * net.crop * net.crop * 3
+    cases.append(Case("prepare_batch", group="prepare_batch", layer="input", pass_="forward",
+                      shape=f"{n}x{net.image}x{net.image}x3 uint8 -> {n}x3x{net.crop}x{net.crop}", ours=prepare,
+                      bytes=float(crop_px + 3 * net.image * net.image * F4 + crop_px * F4),
+                      note="bytes: cropped pixels and the mean read once, float crops written"))
+    return cases
+
+
+def select(cases: list[Case], spec: str | None) -> list[Case]:
+    """``--op``: comma-separated op kinds (conv2d, relu, lrn, ...), layers (conv1, fc6, ...) or case names."""
+    if not spec:
+        return cases
+    tokens = [ALIASES.get(t.strip(), t.strip()) for t in spec.split(",") if t.strip()]
+    known = set(GROUPS) | {c.layer for c in cases} | {c.name for c in cases} | set(ALIASES)
+    unknown = [t for t in tokens if t not in known]
+    if unknown:
+        raise SystemExit(f"kernels.py: unknown --op {', '.join(unknown)}; choose from op kinds {', '.join(GROUPS)}, "
+                         f"layers {', '.join(sorted({c.layer for c in cases}))} or case names (see --list)")
+    return [c for c in cases if c.group in tokens or c.layer in tokens or c.name in tokens]
+
+
+# ---- running ------------------------------------------------------------------------------------------------------
+def _status_of(exc: BaseException) -> str:
+    return "not implemented" if "not implemented" in str(exc).lower() else "error"
+
+
+def _measure(make: Callable[[], Thunk], clock: Any, reps: int, warmup: int) -> list[float]:
+    thunk = make()
+    return clock.time(thunk, reps, warmup)
+
+
+def run_case(case: Case, device: str, clock: Any, torch: Any, torch_clock: Any, reps: int, warmup: int) -> dict:
+    r: dict[str, Any] = {"name": case.name, "op": case.group, "layer": case.layer, "pass": case.pass_,
+                         "shape": case.shape, "flops": case.flops, "bytes": case.bytes, "note": case.note,
+                         "status": "ok", "error": None, "times_s": [], "median_s": None, "rate": None,
+                         "rate_unit": None, "torch": None, "ratio_ours_over_theirs": None}
+    try:
+        if case.baseline is None:
+            r["times_s"] = _measure(lambda: case.ours(device), clock, reps, warmup)
+            r["median_s"] = common.median(r["times_s"])
+            r["min_s"] = min(r["times_s"])
+        else:
+            with_t = _measure(lambda: case.ours(device), clock, reps, warmup)
+            without_t = _measure(lambda: case.baseline(device), clock, reps, warmup)
+            r["times_s"], r["baseline_times_s"] = with_t, without_t
+            r["median_s"] = common.median(with_t) - common.median(without_t)
+            r["median_with_s"], r["median_without_s"] = common.median(with_t), common.median(without_t)
+    except Exception as exc:  # noqa: BLE001 - report and go on with the next op
+        r["status"], r["error"] = _status_of(exc), f"{type(exc).__name__}: {exc}"
+        return r
+    med = r["median_s"]
+    if med and med > 0 and case.baseline is None:
+        if case.flops:
+            r["rate"], r["rate_unit"] = case.flops / med, "FLOP/s"
+        elif case.bytes:
+            r["rate"], r["rate_unit"] = case.bytes / med, "B/s"
+    if torch is not None and case.theirs is not None:
+        try:
+            with torch.no_grad() if "autograd" not in case.theirs_what else _nullcontext():
+                times = _measure(lambda: case.theirs(torch, device), torch_clock, reps, warmup)
+            tmed = common.median(times)
+            r["torch"] = {"what": case.theirs_what, "times_s": times, "median_s": tmed, "min_s": min(times)}
+            if tmed > 0 and med:
+                r["ratio_ours_over_theirs"] = med / tmed
+        except Exception as exc:  # noqa: BLE001
+            r["torch"] = {"what": case.theirs_what, "error": f"{type(exc).__name__}: {exc}"}
+    return r
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def judge(r: dict, target: str | None, peaks: dict | None, on_gpu: bool) -> dict:
+    """Whether the op meets its target (GPU only): met True/False, or None when it cannot be judged."""
+    if target is None:
+        return {"target": None, "met": None, "why": ""}
+    text = {"cudnn": f">= {CONV_VS_CUDNN}x cuDNN speed", "bandwidth": f">= {BANDWIDTH_FRACTION:.0%} of copy bandwidth",
+            "fma": f">= {FMA_FRACTION:.0%} of FP32 FMA peak"}[target]
+    out: dict[str, Any] = {"target": text, "met": None, "why": "", "fraction": None}
+    if not on_gpu:  # the targets are for GPUs; a CPU run only reports
+        return out
+    if r["status"] != "ok":
+        out["why"] = r["status"]
+        return out
+    if target == "cudnn":
+        ratio = r.get("ratio_ours_over_theirs")
+        if ratio is None:
+            out["why"] = "no cuDNN measurement in this run (torch with CUDA not importable)"
+            return out
+        out["fraction"] = 1.0 / ratio  # our speed as a fraction of cuDNN's
+        out["met"] = out["fraction"] >= CONV_VS_CUDNN
+    else:
+        key, need = ("copy_bytes_per_s", BANDWIDTH_FRACTION) if target == "bandwidth" else ("fma_flops_per_s",
+                                                                                             FMA_FRACTION)
+        peak = (peaks or {}).get(key)
+        if not peak or not r.get("rate"):
+            out["why"] = "no peak measured in this run"
+            return out
+        out["fraction"] = r["rate"] / peak
+        out["met"] = out["fraction"] >= need
+    if out["met"] is False:
+        out["why"] = WHY_PLACEHOLDER
+    return out
+
+
+def measure_peaks(device: str) -> dict:
+    from alexnet_cuda import _C
+
+    if not hasattr(_C, "bench_fma_peak"):
+        return {"error": "alexnet_cuda was built without CUDA: bench_fma_peak/bench_copy_bandwidth are absent"}
+    fma = _C.bench_fma_peak(device)
+    copy = _C.bench_copy_bandwidth(device)
+    return {"fma_flops_per_s": fma["rate"], "fma_times_ms": fma["times_ms"], "fma_flop_per_launch": fma["work_per_launch"],
+            "copy_bytes_per_s": copy["rate"], "copy_times_ms": copy["times_ms"],
+            "copy_bytes_per_launch": copy["work_per_launch"],
+            "method": "fastest of the timed launches; FMA: 8 independent fmaf chains per thread, 2 FLOP each; "
+                      "copy: float4 grid-stride copy of 1 GiB, bytes read + written"}
+
+
+# ---- output -------------------------------------------------------------------------------------------------------
+def _rate_text(r: dict) -> str:
+    if not r.get("rate"):
+        return "—"
+    if r["rate_unit"] == "FLOP/s":
+        return f"{r['rate'] / 1e9:.4g} GFLOP/s"
+    return f"{r['rate'] / 1e9:.4g} GB/s"
+
+
+def _line(r: dict) -> str:
+    head = f"{r['name']:<32} {r['shape']:<44}"
+    if r["status"] != "ok":
+        return f"{head} {r['status'].upper()}" + ("" if r["status"] == "not implemented" else f": {r['error']}")
+    if r["pass"] == "fused":
+        text = (f"{head} {common.format_seconds(r['median_s']):>11}  fused ReLU cost "
+                f"(with {common.format_seconds(r['median_with_s'])}, without {common.format_seconds(r['median_without_s'])})")
+    else:
+        text = f"{head} {common.format_seconds(r['median_s']):>11} {_rate_text(r):>16}"
+    t = r.get("torch")
+    if t and "median_s" in t:
+        text += f" | torch {common.format_seconds(t['median_s']):>11}  ours/theirs {r['ratio_ours_over_theirs']:.2f}"
+    elif t and "error" in t:
+        text += f" | torch failed: {t['error'][:80]}"
+    return text
+
+
+def _markdown(payload: dict) -> str:
+    dev = payload["device"]
+    lines = [f"# Kernel benchmarks: {dev['name']}", "",
+             "Written by `benchmarks/kernels.py` from measurements taken in this run; see benchmarks/README.md for "
+             "how to read it.", "",
+             f"- device: {dev['name']} ({dev['kind']})"]
+    if dev["kind"] == "cuda":
+        lines.append(f"- driver / runtime / nvcc: {dev.get('driver_version')} / {dev.get('runtime_version')} / "
+                     f"{dev.get('compiler_version')}")
+    else:
+        lines.append(f"- OpenMP threads: {dev.get('openmp_threads')}; load average at start (1/5/15 min): "
+                     f"{dev.get('load_average_at_start')}; platform: {dev.get('platform')}")
+    lines += [f"- git commit: `{payload['git_commit']}`", f"- date (UTC): {payload['date_utc']}",
+              f"- command: `{payload['command']}`",
+              f"- batch: {payload['batch']} per tower{' (' + payload['batch_note'] + ')' if payload.get('batch_note') else ''}; "
+              f"repetitions: {payload['repetitions']} after {payload['warmup']} warm-up; shapes: {payload['shapes']}",
+              f"- timing: {payload['timing']}; reported time = median of the repetitions",
+              f"- torch: {payload['torch']['status']}"]
+    peaks = payload.get("peaks")
+    if peaks:
+        if "error" in peaks:
+            lines.append(f"- peaks: {peaks['error']}")
+        else:
+            lines.append(f"- measured peaks: FP32 FMA {peaks['fma_flops_per_s'] / 1e12:.2f} TFLOP/s, copy "
+                         f"{peaks['copy_bytes_per_s'] / 1e9:.1f} GB/s (bytes read + written)")
+    if dev["kind"] == "cpu":
+        lines.append(f"- load average at the end: {payload.get('load_average_at_end')} (the machine's other work "
+                     "shows up as scheduler-quantum steps in the times; `min` is the least disturbed repetition)")
+    lines += ["", "Rates: conv and fc in GFLOP/s (2 x multiply-adds); the rest in GB/s (bytes each input is read plus "
+              "each output written, once). ours/theirs = our median time / torch's (below 1: ours is faster).", ""]
+    on_gpu = dev["kind"] == "cuda"
+    headers = ["op", "shape", "median", "min", "rate", "torch median", "ours/theirs", "target", "met",
+               "why and what would close the gap"]
+    rows = []
+    for r in payload["results"]:
+        t = r.get("torch") or {}
+        tj = r.get("judgement") or {}
+        if r["status"] != "ok":
+            rows.append([r["name"], r["shape"], r["status"], "—", "—", "—", "—", tj.get("target") or "—", "—",
+                         "" if r["status"] == "not implemented" else r["error"]])
+            continue
+        med = common.format_seconds(r["median_s"])
+        if r["pass"] == "fused":
+            med += " (fused ReLU cost)"
+        met = {True: "met", False: "NOT MET", None: "—"}[tj.get("met")] if on_gpu else "n/a (CPU)"
+        if tj.get("fraction") is not None:
+            met += f" ({tj['fraction']:.2f})"
+        rows.append([r["name"], r["shape"], med, common.format_seconds(r.get("min_s")), _rate_text(r),
+                     common.format_seconds(t.get("median_s")),
+                     f"{r['ratio_ours_over_theirs']:.2f}" if r.get("ratio_ours_over_theirs") else "—",
+                     tj.get("target") or "—", met, tj.get("why", "")])
+    lines += [common.markdown_table(headers, rows), ""]
+    if on_gpu:
+        lines += ["`met` shows, in brackets, our speed as a fraction of cuDNN's (conv) or of the measured peak "
+                  "(others). Every `TODO(human)` must be replaced by an explanation taken from a profile; nothing in "
+                  "this file is estimated.", ""]
+    lines += ["## Raw timings (ms, every repetition)", ""]
+    for r in payload["results"]:
+        if r["status"] != "ok":
+            continue
+        ms = ", ".join(f"{t * 1e3:.4g}" for t in r["times_s"])
+        lines.append(f"- {r['name']}: {ms}")
+        if r.get("baseline_times_s"):
+            lines.append(f"  - without the ReLU: {', '.join(f'{t * 1e3:.4g}' for t in r['baseline_times_s'])}")
+        t = r.get("torch") or {}
+        if t.get("times_s"):
+            lines.append(f"  - torch: {', '.join(f'{v * 1e3:.4g}' for v in t['times_s'])}")
+    if peaks and "error" not in peaks:
+        lines.append(f"- FMA peak launches: {', '.join(f'{t:.4g}' for t in peaks['fma_times_ms'])}")
+        lines.append(f"- copy launches: {', '.join(f'{t:.4g}' for t in peaks['copy_times_ms'])}")
+    return "\n".join(lines)
+
+
+# ---- main ---------------------------------------------------------------------------------------------------------
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", help="'cpu', 'cuda' or 'cuda:N' (default: cuda when a GPU is visible, else cpu)")
+    p.add_argument("--batch", type=int, help="images per tower (default: 128 on a GPU, 16 on the CPU)")
+    p.add_argument("--op", help="comma-separated filter: op kinds (" + ",".join(GROUPS) + "), layers (conv1, fc6, "
+                                "...) or case names")
+    p.add_argument("--reps", type=int, help="timed repetitions (default: 20 on a GPU, 9 on the CPU)")
+    p.add_argument("--warmup", type=int, help="untimed repetitions first (default: 3 on a GPU, 1 on the CPU)")
+    p.add_argument("--out", default=str(common.RESULTS_DIR), help="results folder (default: benchmarks/results)")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    p.add_argument("--tiny", action="store_true", help="tiny shapes with the network's structure (smoke test only)")
+    p.add_argument("--list", action="store_true", help="list the cases and exit")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    import alexnet_cuda
+
+    device = args.device or ("cuda" if alexnet_cuda.cuda_available() else "cpu")
+    device = alexnet_cuda._C.parse_device(device)
+    on_gpu = device != "cpu"
+    batch = args.batch or (128 if on_gpu else 16)
+    batch_note = "" if on_gpu or args.batch else "CPU default; the paper's network runs 128 per tower"
+    reps = args.reps or (20 if on_gpu else 9)
+    warmup = args.warmup if args.warmup is not None else (3 if on_gpu else 1)
+    net = tiny_net() if args.tiny else paper_net()
+    cases = select(build_cases(net, batch), args.op)
+    if args.list:
+        for c in cases:
+            print(f"{c.name:<32} {c.shape}")
+        return {}
+
+    torch = None if args.no_torch else common.import_torch()
+    torch_status, torch_clock = "not used (--no-torch)" if args.no_torch else "not importable", None
+    if torch is not None:
+        if on_gpu and not torch.cuda.is_available():
+            torch_status, torch = f"torch {torch.__version__} has no CUDA: no cuDNN comparison", None
+        elif on_gpu:
+            torch.cuda.set_device(torch.device(device))  # torch's events and ops on the same GPU as ours
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cudnn.benchmark = True  # cuDNN picks its fastest algorithm per shape: the strongest baseline
+            torch_clock = common.TorchCudaClock(torch, device)
+            torch_status = (f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, TF32 off, "
+                            "cudnn.benchmark on")
+        else:
+            threads = alexnet_cuda.build_info().get("openmp_threads") or 1
+            torch.set_num_threads(threads)
+            torch_clock = common.WallClock()
+            torch_status = f"torch {torch.__version__} on the CPU, {threads} threads (same as ours)"
+
+    clock = common.CudaEventClock(device) if on_gpu else common.WallClock()
+    dev = common.device_description(device)
+    print(f"kernels.py on {dev['name']} [{device}]: batch {batch} per tower"
+          f"{' (' + batch_note + ')' if batch_note else ''}, {reps} repetitions after {warmup} warm-up, "
+          f"median shown; {clock.name}")
+    print(f"torch comparison: {torch_status}; ours/theirs = our time / torch's")
+    peaks = None
+    if on_gpu:
+        peaks = measure_peaks(device)
+        if "error" in peaks:
+            print(f"peaks: {peaks['error']}")
+        else:
+            print(f"measured peaks: FP32 FMA {peaks['fma_flops_per_s'] / 1e12:.2f} TFLOP/s, "
+                  f"copy {peaks['copy_bytes_per_s'] / 1e9:.1f} GB/s")
+
+    results = []
+    for case in cases:
+        r = run_case(case, device, clock, torch, torch_clock, reps, warmup)
+        r["judgement"] = judge(r, case.target, peaks, on_gpu)
+        results.append(r)
+        line = _line(r)
+        if on_gpu and r["judgement"].get("met") is not None:
+            line += f"  [{'met' if r['judgement']['met'] else 'NOT MET'}: {r['judgement']['target']}]"
+        print(line, flush=True)
+
+    try:
+        load_at_end = [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        load_at_end = None
+    payload = {
+        "benchmark": "kernels", "load_average_at_end": load_at_end, "schema_version": 1, "device": dev, "device_arg": device,
+        "build_info": alexnet_cuda.build_info(), "git_commit": common.git_commit(), "date_utc": common.utc_now(),
+        "command": common.command_line(__file__, argv), "batch": batch, "batch_note": batch_note,
+        "repetitions": reps, "warmup": warmup, "shapes": "tiny (smoke test)" if args.tiny else "paper (one tower)",
+        "timing": clock.name, "torch": {"status": torch_status, "version": getattr(torch, "__version__", None)},
+        "peaks": peaks, "targets": {"conv_vs_cudnn": CONV_VS_CUDNN, "bandwidth_fraction": BANDWIDTH_FRACTION,
+                                    "fma_fraction": FMA_FRACTION},
+        "results": results,
+    }
+    json_path, md_path = common.write_results(args.out, "kernels_" + common.slugify(dev["name"]), payload, _markdown(payload))
+    counts = {s: sum(r["status"] == s for r in results) for s in ("ok", "not implemented", "error")}
+    print(f"{counts['ok']} timed, {counts['not implemented']} not implemented, {counts['error']} failed; "
+          f"wrote {json_path} and {md_path}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
