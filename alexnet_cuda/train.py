@@ -671,10 +671,15 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
                         steps_file.write(json.dumps({"step": step, "epoch": epoch + 1, "batch": batch_in_epoch,
                                                      "loss": loss, "top1": float(r.top1), "lr": lr}) + "\n")
                         if bar is not None:
+                            # The bar shows this epoch's time left; 'run' estimates the whole run's training time.
+                            steps_left = (batches_per_epoch - batch_in_epoch
+                                          + (c.epochs - epoch - 1) * batches_per_epoch)
+                            bar.set_postfix({
+                                "loss": f"{running['loss'] / running['batches']:.3f}",
+                                "top1": f"{100 * running['top1'] / running['batches']:.1f}%",
+                                "run_left": _fmt_time(steps_left * running["seconds"] / running["batches"])},
+                                refresh=False)
                             bar.update(len(labels))
-                            bar.set_postfix(loss=f"{running['loss'] / running['batches']:.3f}",
-                                            top1=f"{100 * running['top1'] / running['batches']:.1f}%",
-                                            refresh=False)
                         if stop.requested or batch_in_epoch >= batches_per_epoch:
                             break
                         if c.save_every and step % c.save_every == 0:
