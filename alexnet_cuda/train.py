@@ -689,7 +689,7 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
                 if stop.requested:
                     status = "interrupted"
                     break
-                # ---- validation, schedule, checkpoints ----------------------------------------------------------------
+                # ---- validation, schedule, checkpoints ---------------------------------------------------------------
                 epochs_done = epoch + 1
                 val = None
                 if epochs_done % max(1, c.eval_every) == 0 or epochs_done == c.epochs:

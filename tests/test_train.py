@@ -55,7 +55,8 @@ def _without_timing(records: list[dict]) -> list[dict]:
 # ---------------------------------------------------------------------------------------------------------------------
 
 def test_loss_falls_and_run_directory_is_complete(tmp_path, capsys):
-    summary = train(tiny(tmp_path, epochs=4, synthetic_images=256, batch_size=32), model_class=FakeAlexNet)
+    summary = train(tiny(tmp_path, epochs=4, synthetic_images=256, batch_size=32, progress=True),
+                    model_class=FakeAlexNet)
     out = Path(summary["out"])
     assert summary["status"] == "completed" and summary["epochs_done"] == 4 and summary["step"] == 4 * 8
     hist = summary["history"]
@@ -78,8 +79,9 @@ def test_loss_falls_and_run_directory_is_complete(tmp_path, capsys):
     assert len(last.classes) == 10 and last.meta["image_size"] == 36
     best = ckpt_io.load(out / "best.npz")
     assert best.meta["metrics"]["val_top1"] == max(h["val_top1"] for h in hist)
-    printed = capsys.readouterr().out
-    assert "epoch 4/4" in printed and "val loss" in printed
+    captured = capsys.readouterr()
+    assert "epoch 4/4" in captured.out and "val loss" in captured.out
+    assert "img/s" in captured.err and "run_left" in captured.err  # the progress bar
 
 
 def test_defaults_without_arguments():
