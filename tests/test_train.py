@@ -218,6 +218,48 @@ def test_ctrl_c_saves_and_resume_is_exact(tmp_path, interrupt_at, monkeypatch, c
     _assert_same_run(whole, [part1, part2])
 
 
+class InterruptDuringValidation(FakeAlexNet):
+    """Sends itself a SIGINT during its first validation batch."""
+
+    def evaluate(self, *args, **kwargs):
+        result = super().evaluate(*args, **kwargs)
+        if not getattr(self, "interrupted", False):
+            self.interrupted = True
+            signal.raise_signal(signal.SIGINT)
+        return result
+
+
+def test_ctrl_c_during_validation_then_resume_is_exact(tmp_path):
+    whole = train(tiny(tmp_path, "whole", epochs=2), model_class=FakeAlexNet)
+    part1 = train(tiny(tmp_path, "parts", epochs=2), model_class=InterruptDuringValidation)
+    assert part1["status"] == "interrupted" and part1["step"] == 6 and part1["epochs_done"] == 0
+    saved = ckpt_io.load(tmp_path / "parts" / "last.npz").meta
+    assert (saved["epoch"], saved["batch_in_epoch"]) == (0, 6)  # epoch 1 trained, its validation still to do
+    part2 = train(TrainConfig(out=str(tmp_path / "parts"), resume=True, progress=False), model_class=FakeAlexNet)
+    _assert_same_run(whole, [part1, part2])
+
+
+class CrashingFake(FakeAlexNet):
+    def train_step(self, *args, **kwargs):
+        if self.train_calls == 10:  # the process dies in its 11th step
+            raise RuntimeError("simulated crash")
+        return super().train_step(*args, **kwargs)
+
+
+def test_crash_resumes_exactly_from_the_periodic_checkpoint(tmp_path):
+    whole = train(tiny(tmp_path, "whole", epochs=2), model_class=FakeAlexNet)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(tiny(tmp_path, "parts", epochs=2, save_every=4), model_class=CrashingFake)
+    saved = ckpt_io.load(tmp_path / "parts" / "last.npz").meta
+    assert saved["step"] == 8 and (saved["epoch"], saved["batch_in_epoch"]) == (1, 2)  # saved every 4 steps
+    assert len(_records(tmp_path / "parts" / "steps.jsonl")) == 10  # steps 9 and 10 are redone after the resume
+    part2 = train(TrainConfig(out=str(tmp_path / "parts"), resume=True, progress=False), model_class=FakeAlexNet)
+    assert part2["step_losses"] == whole["step_losses"][8:]
+    assert _records(tmp_path / "parts" / "steps.jsonl") == _records(tmp_path / "whole" / "steps.jsonl")
+    assert _without_timing(_records(tmp_path / "parts" / "metrics.jsonl")) == \
+        _without_timing(_records(tmp_path / "whole" / "metrics.jsonl"))
+
+
 def test_second_ctrl_c_aborts_at_once():
     stop = train_mod.StopRequest()
     stop(signal.SIGINT, None)
