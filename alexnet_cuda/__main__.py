@@ -1,0 +1,30 @@
+"""``python -m alexnet_cuda``: what was built, which GPUs are visible, and the commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+USAGE = """\
+commands:
+  python -m alexnet_cuda.train                 train (no arguments: the built-in synthetic dataset; --help)
+  python -m alexnet_cuda.evaluate [--checkpoint PATH] [--data DIR]
+                                               top-1 / top-5 error, centre crop and 10-crop average
+  python -m alexnet_cuda.predict IMAGE... [--checkpoint PATH]
+                                               the top-5 classes of each image"""
+
+
+def main() -> int:
+    import alexnet_cuda
+
+    info = alexnet_cuda.build_info()
+    print(f"alexnet_cuda {alexnet_cuda.__version__}")
+    print(json.dumps(info, indent=2))
+    if not hasattr(alexnet_cuda, "AlexNet"):
+        print("note: alexnet_cuda.AlexNet is not available in this build")
+    print(USAGE)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

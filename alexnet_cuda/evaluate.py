@@ -1,0 +1,191 @@
+"""Evaluate a checkpoint: ``python -m alexnet_cuda.evaluate --checkpoint runs/.../best.npz [--data DIR]``.
+
+Prints the top-1 and top-5 error rates on the validation set two ways (paper Section 4.1, "at test time"):
+
+* centre crop: the single central ``crop x crop`` patch of each ``S x S`` image;
+* 10 crops: the four corner patches and the centre patch, and their horizontal reflections, with the network's
+  softmax outputs averaged over the ten before ranking the classes.
+
+Without ``--data`` it evaluates on the data the checkpoint was trained with (the built-in synthetic dataset is
+regenerated). Without ``--checkpoint`` it takes the newest ``runs/*/best.npz``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import checkpoint as ckpt_io
+
+PROG = "python -m alexnet_cuda.evaluate"
+
+
+def topk_correct(probs: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Boolean (N,): whether the true class is among the ``k`` highest scores (fewer than k classes score higher)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    true = probs[np.arange(len(labels)), labels]
+    return (probs > true[:, None]).sum(axis=1) < k
+
+
+def _summarize(probs_sum_loss: float, correct1: int, correct5: int, n: int) -> dict[str, float]:
+    return {"top1_error": 1.0 - correct1 / n, "top5_error": 1.0 - correct5 / n, "loss": probs_sum_loss / n}
+
+
+def evaluate(model, dataset, *, batch_size: int = 128, ten_crop: bool = True, workers: int | None = None,
+             max_images: int | None = None, progress: bool = False) -> dict[str, Any]:
+    """Top-1 / top-5 error (fractions) and mean cross-entropy of ``model`` on ``dataset``, with the centre crop and,
+    when ``ten_crop``, with the 10-patch average. Returns ``{"images": n, "center": {...}, "ten_crop": {...}}``."""
+    from .data import Loader, Subset, center_crop, ten_crops
+
+    if max_images is not None and max_images < len(dataset):
+        dataset = Subset(dataset, np.arange(max_images))
+    s, crop = int(dataset.image_size), int(model.input_size)
+    if s < crop:
+        raise ValueError(f"evaluate: the images are {s}x{s}, smaller than the network input {crop}")
+    sums = {"center": [0.0, 0, 0], "ten_crop": [0.0, 0, 0]}
+    n = 0
+    bar = None
+    if progress:
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=len(dataset), desc="evaluating", unit="img", leave=False, file=sys.stderr)
+        except ImportError:  # pragma: no cover
+            bar = None
+    with Loader(dataset, batch_size, shuffle=False, drop_last=False, workers=workers) as loader:
+        for images, labels in loader:
+            k = len(labels)
+            view = center_crop(s, crop, k)
+            p_center = np.asarray(model.predict(images, crops=view["crops"], flips=view["flips"]), np.float64)
+            results = [("center", p_center)]
+            if ten_crop:
+                p_avg = np.zeros_like(p_center)
+                for v in ten_crops(s, crop, k):
+                    p_avg += np.asarray(model.predict(images, crops=v["crops"], flips=v["flips"]), np.float64)
+                results.append(("ten_crop", p_avg / 10.0))
+            for name, p in results:
+                acc = sums[name]
+                acc[0] += float(-np.log(np.maximum(p[np.arange(k), labels], 1e-30)).sum())
+                acc[1] += int(topk_correct(p, labels, 1).sum())
+                acc[2] += int(topk_correct(p, labels, 5).sum())
+            n += k
+            if bar is not None:
+                bar.update(k)
+    if bar is not None:
+        bar.close()
+    if n == 0:
+        raise ValueError("evaluate: the dataset is empty")
+    out: dict[str, Any] = {"images": n, "center": _summarize(*sums["center"], n)}
+    if ten_crop:
+        out["ten_crop"] = _summarize(*sums["ten_crop"], n)
+    return out
+
+
+def _dataset_for(ckpt: ckpt_io.Checkpoint, data: str | None, kind: str | None, split: str):
+    """The evaluation set: ``data`` when given, else the one the checkpoint was trained on."""
+    from . import data as data_mod
+    from .train import ConfigError, TrainConfig, open_datasets
+
+    image_size = int(ckpt.meta.get("image_size", 0)) or None
+    if data is None:
+        saved = ckpt.meta.get("config")
+        if not isinstance(saved, dict):
+            raise ConfigError(f"{ckpt.path}: does not say which data it was trained on; pass --data")
+        fields = set(TrainConfig.__dataclass_fields__)
+        config = TrainConfig(**{k: v for k, v in saved.items() if k in fields})
+        if config.dataset != "synthetic" and (config.data is None or not Path(config.data).is_dir()):
+            raise ConfigError(f"the training data of {ckpt.path} ({config.data}) is not available here; pass --data")
+        train_set, val_set = open_datasets(config)
+        return train_set if split == "train" else val_set
+    path = Path(data).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"--data {data}: no such directory")
+    try:
+        return data_mod.open_dataset(path, kind=kind or "auto", split=split, image_size=image_size or 256)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--data {data}: {str(exc).splitlines()[0]}") from None
+
+
+def check_classes(ckpt: ckpt_io.Checkpoint, dataset) -> None:
+    """The dataset's labels must mean what the network's outputs mean."""
+    from .train import ConfigError
+
+    want, got = ckpt.class_ids, list(dataset.class_ids)
+    if want and got != want:
+        raise ConfigError(f"the data has {len(got)} classes ({', '.join(got[:3])}, ...) but {ckpt.path} was trained "
+                          f"on {len(want)} different ones ({', '.join(want[:3])}, ...)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Top-1 and top-5 error of a trained checkpoint on a validation set, with the centre crop and "
+                    "with the paper's 10-crop average (four corners + centre, and their reflections; the softmax "
+                    "outputs are averaged).")
+    p.add_argument("--checkpoint", metavar="PATH",
+                   help="a checkpoint written by alexnet_cuda.train (default: the newest runs/*/best.npz)")
+    p.add_argument("--data", metavar="PATH", help="dataset directory (default: the checkpoint's training data)")
+    p.add_argument("--dataset", choices=("folder", "imagenet", "cifar10", "tinyimagenet"),
+                   help="dataset kind (default: detected)")
+    p.add_argument("--split", choices=("val", "train"), default="val", help="default val")
+    p.add_argument("--batch-size", type=int, default=128, metavar="N", help="default 128")
+    p.add_argument("--max-images", type=int, metavar="N", help="evaluate on the first N images only")
+    p.add_argument("--no-ten-crop", dest="ten_crop", action="store_false", help="centre crop only (faster)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")
+    p.add_argument("--gpus", metavar="IDS", help="GPU ids, e.g. 0,1")
+    p.add_argument("--workers", type=int, help="data-loading workers")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .train import ConfigError, _gpu_list, resolve_devices
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"argument --batch-size: must be at least 1, got {args.batch_size}")
+    if args.max_images is not None and args.max_images < 1:
+        parser.error(f"argument --max-images: must be at least 1, got {args.max_images}")
+    try:
+        gpus = _gpu_list(args.gpus) if args.gpus else None
+    except argparse.ArgumentTypeError as exc:
+        parser.error(f"argument --gpus: {exc}")
+    path = args.checkpoint or ckpt_io.find_latest()
+    if path is None:
+        print(f"{PROG}: error: no checkpoint given and none found under runs/; train one with "
+              f"'python -m alexnet_cuda.train' or pass --checkpoint", file=sys.stderr)
+        return 2
+    try:
+        ckpt = ckpt_io.load(path)
+        dataset = _dataset_for(ckpt, args.data, args.dataset, args.split)
+        check_classes(ckpt, dataset)
+        devices = resolve_devices(args.device, gpus, int(ckpt.model_config.get("towers", 2)))
+        model = ckpt_io.build_model(ckpt, devices=devices)
+        result = evaluate(model, dataset, batch_size=args.batch_size, ten_crop=args.ten_crop, workers=args.workers,
+                          max_images=args.max_images, progress=args.progress)
+    except (ConfigError, ckpt_io.CheckpointError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+    result["checkpoint"] = str(path)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    meta = ckpt.meta
+    print(f"{path}: {meta.get('model', {}).get('arch')} after {meta.get('epoch')} epochs, "
+          f"{result['images']} {args.split} images")
+    for name, label in (("center", "centre crop"), ("ten_crop", "10-crop average")):
+        if name in result:
+            r = result[name]
+            print(f"  {label:16s} top-1 error {100 * r['top1_error']:6.2f}%   top-5 error "
+                  f"{100 * r['top5_error']:6.2f}%   loss {r['loss']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
