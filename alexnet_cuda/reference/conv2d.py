@@ -17,20 +17,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .activation import activation_forward
+
 
 def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     """Output positions along one axis: the kernel must fit inside the padded input."""
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def activate(y: np.ndarray, activation: str | None) -> np.ndarray:
-    if activation in (None, "none"):
-        return y
-    if activation == "relu":
-        return np.maximum(y, 0.0)
-    if activation == "tanh":
-        return np.tanh(y)
-    raise ValueError(f"unknown activation {activation!r}")
 
 
 def _window(xp: np.ndarray, ki: int, kj: int, stride: int, h_out: int, w_out: int) -> np.ndarray:
@@ -57,7 +51,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, groups=1, activati
                 y[:, g * cout_g : (g + 1) * cout_g] += np.einsum("nchw,oc->nohw", window, w_g[:, :, ki, kj])
     if bias is not None:
         y += np.asarray(bias, np.float64)[None, :, None, None]
-    return activate(y, activation)
+    return activation_forward(y, activation)  # the fused epilogue
 
 
 def conv2d_backward_input(dy, weight, input_size, stride=1, padding=0, groups=1) -> np.ndarray:

@@ -12,15 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .activation import activation_forward
 
-def activate(y: np.ndarray, activation: str | None) -> np.ndarray:
-    if activation in (None, "none"):
-        return y
-    if activation == "relu":
-        return np.maximum(y, 0.0)
-    if activation == "tanh":
-        return np.tanh(y)
-    raise ValueError(f"unknown activation {activation!r}")
+
 
 
 def linear_forward(x, weight, bias=None, activation=None) -> np.ndarray:
@@ -29,7 +23,7 @@ def linear_forward(x, weight, bias=None, activation=None) -> np.ndarray:
     y = np.einsum("ik,ok->io", x, weight)
     if bias is not None:
         y = y + np.asarray(bias, np.float64)[None, :]
-    return activate(y, activation)
+    return activation_forward(y, activation)  # the fused epilogue
 
 
 def linear_backward_input(dy, weight) -> np.ndarray:
