@@ -252,3 +252,18 @@ def find_latest(runs_dir: str | os.PathLike = "runs") -> Path | None:
         if found:
             return max(found, key=lambda p: p.stat().st_mtime)
     return None
+
+
+def load_for_inference(path: str | os.PathLike | None, device: str = "auto", gpus: list[int] | None = None):
+    """(path, checkpoint, model) for evaluate and predict: the checkpoint at ``path`` (default: the newest
+    runs/*/best.npz) with its model built on the devices asked for. Raises the trainer's ConfigError when there is no
+    checkpoint or the devices are unavailable, CheckpointError when the file is bad."""
+    from .train import ConfigError, resolve_devices  # train imports this module
+
+    path = path or find_latest()
+    if path is None:
+        raise ConfigError("no checkpoint given and none found under runs/; train one with "
+                          "'python -m alexnet_cuda.train' or pass --checkpoint")
+    ckpt = load(path)
+    devices = resolve_devices(device, gpus, int(ckpt.model_config.get("towers", 2)))
+    return path, ckpt, build_model(ckpt, devices=devices)

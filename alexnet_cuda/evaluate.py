@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .train import ConfigError, _gpu_list, resolve_devices
+    from .train import ConfigError, _gpu_list
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -156,17 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         gpus = _gpu_list(args.gpus) if args.gpus else None
     except argparse.ArgumentTypeError as exc:
         parser.error(f"argument --gpus: {exc}")
-    path = args.checkpoint or ckpt_io.find_latest()
-    if path is None:
-        print(f"{PROG}: error: no checkpoint given and none found under runs/; train one with "
-              f"'python -m alexnet_cuda.train' or pass --checkpoint", file=sys.stderr)
-        return 2
     try:
-        ckpt = ckpt_io.load(path)
+        path, ckpt, model = ckpt_io.load_for_inference(args.checkpoint, args.device, gpus)
         dataset = _dataset_for(ckpt, args.data, args.dataset, args.split)
         check_classes(ckpt, dataset)
-        devices = resolve_devices(args.device, gpus, int(ckpt.model_config.get("towers", 2)))
-        model = ckpt_io.build_model(ckpt, devices=devices)
         result = evaluate(model, dataset, batch_size=args.batch_size, ten_crop=args.ten_crop, workers=args.workers,
                           max_images=args.max_images, progress=args.progress)
     except (ConfigError, ckpt_io.CheckpointError) as exc:

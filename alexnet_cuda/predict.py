@@ -84,21 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .train import ConfigError, resolve_devices
+    from .train import ConfigError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.top < 1:
         parser.error(f"argument --top: must be at least 1, got {args.top}")
-    path = args.checkpoint or ckpt_io.find_latest()
-    if path is None:
-        print(f"{PROG}: error: no checkpoint given and none found under runs/; train one with "
-              f"'python -m alexnet_cuda.train' or pass --checkpoint", file=sys.stderr)
-        return 2
     try:
-        ckpt = ckpt_io.load(path)
-        devices = resolve_devices(args.device, None, int(ckpt.model_config.get("towers", 2)))
-        model = ckpt_io.build_model(ckpt, devices=devices)
+        path, ckpt, model = ckpt_io.load_for_inference(args.checkpoint, args.device)
         preds, errors = predict_files(model, ckpt, args.images, top=args.top, ten_crop=args.ten_crop)
     except (ConfigError, ckpt_io.CheckpointError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
