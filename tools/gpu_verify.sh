@@ -4,7 +4,8 @@
 #   2. the op/network tests on CUDA;
 #   3. compute-sanitizer memcheck over the op tests, racecheck over the shared-memory kernels;
 #   4. the kernel, network and loader benchmarks (they write their own results files).
-# Logs go to benchmarks/results/gpu-verify-<gpu>/ and, when $OUT is set, are copied there too.
+# Logs go to benchmarks/results/gpu-verify-<gpu>/; when $OUT is set, benchmarks/results/ is also packed into
+# $OUT/gpu-verify.tgz (unpack it over the checkout and commit the files the scripts wrote).
 #   tools/gpu_verify.sh [--skip-build] [--quick]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -44,9 +45,8 @@ if [[ $quick == 0 ]]; then
   [[ -f benchmarks/network.py ]] && step bench-network python benchmarks/network.py --device cuda
   [[ -f benchmarks/loader.py ]] && step bench-loader python benchmarks/loader.py
 fi
-if [[ -n "${OUT:-}" ]]; then
-  mkdir -p "$OUT/verify" && cp "$logs"/*.txt "$logs"/*.log "$OUT/verify/" 2>/dev/null
-  cp benchmarks/results/*.md benchmarks/results/*.json "$OUT/" 2>/dev/null
+if [[ -n "${OUT:-}" ]]; then  # the device tool brings back at most 8 files: one archive of logs and results
+  tar czf "$OUT/gpu-verify.tgz" benchmarks/results && cp "$logs/summary.txt" "$OUT/"
 fi
 cat "$logs/summary.txt"
 exit $status
