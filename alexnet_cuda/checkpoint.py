@@ -143,10 +143,18 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
             entries[prefix + name] = np.ascontiguousarray(a)
     entries[_META] = np.frombuffer(json.dumps(meta, allow_nan=True).encode("utf-8"), dtype=np.uint8)
 
+    atomic_write(path, lambda f: np.savez(f, **entries))
+    return path
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Writes a file through ``write(fileobj)`` so that a crash at any point leaves either the old file or the new one:
+    a temporary file in the same folder, flushed and fsynced, renamed over ``path``, then the folder fsynced."""
+    path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **entries)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
@@ -157,7 +165,6 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
             pass
         raise
     _fsync_dir(path.parent)
-    return path
 
 
 # --------------------------------------------------------------------------------------------------------------------

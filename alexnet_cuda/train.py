@@ -33,10 +33,8 @@ import dataclasses
 import functools
 import json
 import math
-import os
 import signal
 import sys
-import tempfile
 import textwrap
 import threading
 import time
@@ -315,23 +313,6 @@ class StopRequest:
 # Small helpers
 # --------------------------------------------------------------------------------------------------------------------
 
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Writes a file through ``write(fileobj)`` atomically (same scheme as the checkpoints)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _truncate_jsonl(path: Path, keep: Callable[[dict], bool]) -> None:
     """Drops the lines a resumed run will write again (those after the checkpoint it resumes from)."""
     if not path.exists():
@@ -343,7 +324,7 @@ def _truncate_jsonl(path: Path, keep: Callable[[dict], bool]) -> None:
                 lines.append(line)
         except json.JSONDecodeError:  # a line torn by a crash
             continue
-    _atomic_write(path, lambda f: f.write("".join(x + "\n" for x in lines).encode()))
+    ckpt_io.atomic_write(path, lambda f: f.write("".join(x + "\n" for x in lines).encode()))
 
 
 def _fmt_time(seconds: float) -> str:
@@ -419,7 +400,7 @@ def _input_statistics(c: TrainConfig, train_set, out: Path) -> tuple[np.ndarray,
     if mean is None:
         mean = np.ascontiguousarray(data.compute_mean(train_set, max_images=c.stats_images, progress=c.progress),
                                     dtype=np.float32)
-        _atomic_write(mean_path, lambda f: np.save(f, mean, allow_pickle=False))
+        ckpt_io.atomic_write(mean_path, lambda f: np.save(f, mean, allow_pickle=False))
     eigvals = eigvecs = None
     if pca_path.exists():
         try:
@@ -431,7 +412,7 @@ def _input_statistics(c: TrainConfig, train_set, out: Path) -> tuple[np.ndarray,
     if eigvals is None:
         ev, evec = data.compute_pca(train_set, max_images=c.stats_images, progress=c.progress)
         eigvals, eigvecs = np.asarray(ev, np.float32), np.asarray(evec, np.float32)
-        _atomic_write(pca_path, lambda f: np.savez(f, eigvals=eigvals, eigvecs=eigvecs))
+        ckpt_io.atomic_write(pca_path, lambda f: np.savez(f, eigvals=eigvals, eigvecs=eigvecs))
     return mean, eigvals, eigvecs
 
 
