@@ -73,11 +73,6 @@ class StepResult(NamedTuple):
     top5: float
 
 
-def _visible_gpus() -> int:
-    info = _C.build_info()
-    return len(info["gpus"]) if info["cuda"] else 0
-
-
 def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
@@ -89,7 +84,9 @@ def _is_real(v: Any) -> bool:
 def resolve_devices(devices: Any) -> list[str]:
     """The two tower devices for AlexNet's ``devices`` argument (see :class:`AlexNet`)."""
     if devices is None or devices == "auto":
-        gpus = _visible_gpus()
+        from . import visible_gpus  # the package imports this module last
+
+        gpus = visible_gpus(emulated=False)
         return ["cuda:0", "cuda:1"] if gpus >= 2 else ["cuda:0", "cuda:0"] if gpus == 1 else ["cpu", "cpu"]
     if isinstance(devices, str):
         devices = [devices, devices]

@@ -44,6 +44,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import build_info, visible_gpus
 from . import checkpoint as ckpt_io
 
 PROG = "python -m alexnet_cuda.train"
@@ -207,14 +208,12 @@ def resolve(config: TrainConfig) -> TrainConfig:
 def resolve_devices(device: str, gpus: list[int] | None, towers: int = 2) -> list[str]:
     """The devices of the network's two towers (AlexNet always takes two; a one-tower network uses the first):
     ['cpu', 'cpu'] on the CPU, ['cuda:0', 'cuda:1'] with two GPUs, both towers on one GPU when there is only one
-    (or --gpus names one)."""
-    from . import build_info
-
+    (or --gpus names one). 'auto' never picks an emulated device."""
     info = build_info()
-    count = len(info.get("gpus", [])) if info.get("cuda") else 0
+    count = visible_gpus()
     if device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"unknown --device {device!r} (choose from auto, cpu, cuda)")
-    if device == "cpu" or (device == "auto" and count == 0):
+    if device == "cpu" or (device == "auto" and visible_gpus(emulated=False) == 0):
         if gpus:
             raise ConfigError("--gpus was given but the run is on the CPU (no GPU visible, or --device cpu)")
         return ["cpu", "cpu"]
@@ -607,9 +606,12 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
     status = "completed"
 
     n_params = model.num_parameters() if hasattr(model, "num_parameters") else None
+    where = " and ".join(dict.fromkeys(devices))
+    if any(d.startswith("cuda") for d in devices) and build_info().get("cuda_emulated"):
+        where += " (emulated CUDA devices, running on the CPU)"
     if epoch < c.epochs:
         _log(f"{'resuming' if resumed is not None else 'training'} {c.arch} ({crop}x{crop} crops of {s}x{s} images"
-             f"{f', {n_params:,} parameters' if n_params else ''}) on {' and '.join(dict.fromkeys(devices))}: "
+             f"{f', {n_params:,} parameters' if n_params else ''}) on {where}: "
              f"{c.dataset} data, {len(train_set)} training / {len(val_set)} validation images, {len(classes)} "
              f"classes; epoch {epoch + 1} of {c.epochs}; run directory {out}")
 
