@@ -6,9 +6,11 @@
 #                                              # tools/emulation_test.sh does it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [[ ${SANITIZERS:-0} == 1 ]]; then sanitizers=ON suffix=-asan; else sanitizers=OFF suffix=; fi
+# The sanitizer build keeps its symbols (a Release build strips them) so that reports name functions and lines.
+if [[ ${SANITIZERS:-0} == 1 ]]; then sanitizers=ON suffix=-asan type=RelWithDebInfo; else sanitizers=OFF suffix= type=Release; fi
 build=${BUILD_DIR:-build/emulated$suffix}
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DALEXNET_BUILD_MAIN=OFF -DALEXNET_CUDA=OFF \
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=$type -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
+  -DALEXNET_BUILD_MAIN=OFF -DALEXNET_CUDA=OFF \
   -DALEXNET_CUDA_EMULATION=ON -DALEXNET_EMULATION_SANITIZERS=$sanitizers \
   -Dpybind11_DIR="$(python3 -c 'import pybind11; print(pybind11.get_cmake_dir())')" \
   -DPython_EXECUTABLE="$(command -v python3)" >/dev/null

@@ -44,10 +44,14 @@ bool BlockRunner::run(const KernelLaunch& launch, uint3 block_idx, Schedule sche
   fault_ = Fault{};
   shared_seen_.clear();
   shared_bytes_ = launch.dynamic_shared_bytes;
-  while (threads_.size() < count_) threads_.push_back(std::make_unique<Thread>());
+  while (threads_.size() < count_) {
+    threads_.push_back(std::make_unique<Thread>());
+    threads_.back()->state = State::Failed;  // a new stack: cleared on first use
+  }
   order_.resize(count_);
   for (unsigned i = 0; i < count_; ++i) {
     Thread& t = *threads_[i];
+    const bool abandoned = t.state != State::Done;  // the previous block left this fiber mid-kernel
     t.runner = this;
     t.linear = i;
     t.builtins.thread_idx = uint3{i % bd.x, (i / bd.x) % bd.y, i / (bd.x * bd.y)};
@@ -57,7 +61,7 @@ bool BlockRunner::run(const KernelLaunch& launch, uint3 block_idx, Schedule sche
     t.state = State::Runnable;
     t.file = nullptr;
     t.line = 0;
-    t.fiber.start(&BlockRunner::thread_main, &t);
+    t.fiber.start(&BlockRunner::thread_main, &t, abandoned);
     order_[i] = schedule == Schedule::Reverse ? count_ - 1 - i : i;
   }
   if (schedule == Schedule::Shuffled) {

@@ -74,7 +74,7 @@ Fiber::~Fiber() {
 #endif
 }
 
-void Fiber::start(void (*entry)(void*), void* arg) {
+void Fiber::start(void (*entry)(void*), void* arg, bool abandoned) {
   if (!stack_) {
     void* m = mmap(nullptr, kStackBytes + kGuardBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                    -1, 0);
@@ -87,8 +87,9 @@ void Fiber::start(void (*entry)(void*), void* arg) {
   asan_bottom_ = bottom;
   asan_size_ = stack_bytes_;
 #if defined(AXEMU_ASAN)
-  // A fiber abandoned mid-kernel (a fault) leaves its frames' redzones poisoned: clear them before reuse.
-  ASAN_UNPOISON_MEMORY_REGION(bottom, stack_bytes_);
+  if (abandoned) ASAN_UNPOISON_MEMORY_REGION(bottom, stack_bytes_);
+#else
+  (void)abandoned;
 #endif
 #if defined(__x86_64__)
   // Initial frame popped by axemu_switch_context: r15, r14, r13 (= arg), r12 (= entry), rbx, rbp, then the

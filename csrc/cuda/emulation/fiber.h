@@ -17,8 +17,11 @@ class Fiber {
   Fiber& operator=(const Fiber&) = delete;
 
   // (Re)starts the fiber at entry(arg) on its own stack (allocated once, with a guard page below it). entry must
-  // never return: a finished fiber switches away for the last time.
-  void start(void (*entry)(void*), void* arg);
+  // never return: a finished fiber switches away for the last time. `abandoned`: the previous run was left in the
+  // middle (a fault), so AddressSanitizer's marks of its frames must be cleared; a fiber that ran to its end leaves
+  // the same frame layout the next run builds, so nothing needs clearing (clearing a whole stack per thread per
+  // block would dominate a sanitizer run).
+  void start(void (*entry)(void*), void* arg, bool abandoned = true);
   // Saves the current context into `from` and runs `to`. A plain Fiber (never started) serves as the slot that
   // holds the scheduler's own context.
   static void switch_to(Fiber& from, Fiber& to);

@@ -138,23 +138,20 @@ std::string launch_name(const KernelLaunch& launch) {
   return std::string("kernel ") + launch.name + " (launched at " + launch.file + ":" + std::to_string(launch.line) + ")";
 }
 
-// The first byte where `after` differs from the memory now, as a readable description.
-std::string first_difference(const Allocation& a, const std::vector<char>& first_run) {
-  for (size_t i = 0; i < a.bytes; ++i) {
-    if (first_run[i] != a.base[i]) {
-      const size_t word = i / 4 * 4;
-      float x = 0, y = 0;
-      if (word + 4 <= a.bytes) {
-        std::memcpy(&x, first_run.data() + word, 4);
-        std::memcpy(&y, a.base + word, 4);
-      }
-      std::ostringstream out;
-      out << "byte " << i << " of a " << a.bytes << "-byte allocation on cuda:" << a.device << " (as float32: " << x
-          << " vs " << y << ")";
-      return out.str();
-    }
+// Where the memory now differs from an earlier run's copy of it, as a readable description ("" if nowhere).
+std::string first_difference(const Allocation& a, const std::vector<char>& earlier) {
+  const size_t i = first_mismatch(earlier.data(), a.base, a.bytes);
+  if (i == a.bytes) return "";
+  const size_t word = i / 4 * 4;
+  float x = 0, y = 0;
+  if (word + 4 <= a.bytes) {
+    copy_unchecked(&x, earlier.data() + word, 4);
+    copy_unchecked(&y, a.base + word, 4);
   }
-  return "";
+  std::ostringstream out;
+  out << "byte " << i << " of a " << a.bytes << "-byte allocation on cuda:" << a.device << " (as float32: " << x
+      << " vs " << y << ")";
+  return out.str();
 }
 
 }  // namespace
@@ -233,13 +230,17 @@ Fault execute(const KernelLaunch& launch, int device) {
     // Run under the first schedule from a snapshot of everything reachable, keep the results, restore, and run
     // under each further schedule: every run must leave the same bytes.
     std::vector<std::vector<char>> before(regions.size()), first(regions.size());
-    for (size_t i = 0; i < regions.size(); ++i) before[i].assign(regions[i].base, regions[i].base + regions[i].bytes);
+    for (size_t i = 0; i < regions.size(); ++i) {
+      before[i].resize(regions[i].bytes);
+      first[i].resize(regions[i].bytes);
+      copy_unchecked(before[i].data(), regions[i].base, regions[i].bytes);
+    }
     g_race_checked.fetch_add(1, std::memory_order_relaxed);
     for (size_t s = 0; s < schedules.size() && fault.code == cudaSuccess; ++s) {
       if (s > 0) {  // keep the previous schedule's results, start again from the snapshot
         for (size_t i = 0; i < regions.size(); ++i) {
-          first[i].assign(regions[i].base, regions[i].base + regions[i].bytes);
-          std::memcpy(regions[i].base, before[i].data(), regions[i].bytes);
+          copy_unchecked(first[i].data(), regions[i].base, regions[i].bytes);
+          copy_unchecked(regions[i].base, before[i].data(), regions[i].bytes);
         }
       }
       fault = run_grid(launch, schedules[s]);

@@ -136,12 +136,14 @@ size_t device_used(int device) {
 
 void mark_block_in_use(void* p, size_t used, size_t capacity) {
 #if defined(AXEMU_ASAN)
-  ASAN_UNPOISON_MEMORY_REGION(p, used);
+  ASAN_UNPOISON_MEMORY_REGION(p, capacity);
+#endif
+  if (config().poison) std::memset(p, 0xFF, capacity);  // the slack too: a read past the tensor returns NaN
+#if defined(AXEMU_ASAN)
   if (capacity > used) ASAN_POISON_MEMORY_REGION(static_cast<char*>(p) + used, capacity - used);
 #else
   (void)used;
 #endif
-  if (config().poison) std::memset(p, 0xFF, capacity);  // the slack too: a read past the tensor returns NaN
 }
 
 void mark_block_unused(void* p, size_t capacity) {
@@ -151,6 +153,32 @@ void mark_block_unused(void* p, size_t capacity) {
   if (config().poison) std::memset(p, 0xFF, capacity);
 #endif
 }
+
+#if defined(AXEMU_ASAN)
+// Byte by byte through volatile pointers, so the compiler cannot turn the loops into (intercepted) memcpy/memcmp.
+__attribute__((no_sanitize_address, noinline)) void copy_unchecked(void* dst, const void* src, size_t bytes) {
+  volatile char* d = static_cast<char*>(dst);
+  const volatile char* s = static_cast<const char*>(src);
+  for (size_t i = 0; i < bytes; ++i) d[i] = s[i];
+}
+__attribute__((no_sanitize_address, noinline)) size_t first_mismatch(const void* a, const void* b, size_t bytes) {
+  const volatile char* x = static_cast<const char*>(a);
+  const volatile char* y = static_cast<const char*>(b);
+  for (size_t i = 0; i < bytes; ++i)
+    if (x[i] != y[i]) return i;
+  return bytes;
+}
+#else
+void copy_unchecked(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+size_t first_mismatch(const void* a, const void* b, size_t bytes) {
+  if (std::memcmp(a, b, bytes) == 0) return bytes;
+  const char* x = static_cast<const char*>(a);
+  const char* y = static_cast<const char*>(b);
+  size_t i = 0;
+  while (x[i] == y[i]) ++i;
+  return i;
+}
+#endif
 
 bool redzones_intact(const Allocation& a, std::string* detail) {
 #if defined(AXEMU_ASAN)

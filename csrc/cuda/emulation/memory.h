@@ -36,6 +36,12 @@ void mark_block_in_use(void* p, size_t used, size_t capacity);
 // Marks a whole block unused (a tensor freed into the caching allocator): any access is a use after free.
 void mark_block_unused(void* p, size_t capacity);
 
+// Copy and compare device memory for the race check's snapshots, including bytes that AddressSanitizer builds
+// keep poisoned (a block's rounding slack): the emulator's own reads, not the program's, so never reported.
+void copy_unchecked(void* dst, const void* src, size_t bytes);
+// The offset of the first byte where a and b differ, or `bytes` when they are equal.
+size_t first_mismatch(const void* a, const void* b, size_t bytes);
+
 // The redzones of `a` still hold their canary; false (with *detail) after an out-of-bounds write.
 bool redzones_intact(const Allocation& a, std::string* detail);
 
