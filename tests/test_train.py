@@ -325,10 +325,11 @@ def test_real_training_loss_falls(tmp_path):
 
 
 @requires_model
-def test_real_resume_is_exact(tmp_path):
-    whole = train(real(tmp_path, "whole", epochs=2))
-    part1 = train(real(tmp_path, "parts", epochs=1))
-    part2 = train(TrainConfig(out=str(tmp_path / "parts"), resume=True, epochs=2, progress=False, device="cpu"))
+def test_real_resume_is_exact(tmp_path, device):
+    """On the CPU, and with --device cuda on a GPU or the emulated device (both towers on cuda:0 and cuda:1)."""
+    whole = train(real(tmp_path, "whole", epochs=2, device=device))
+    part1 = train(real(tmp_path, "parts", epochs=1, device=device))
+    part2 = train(TrainConfig(out=str(tmp_path / "parts"), resume=True, epochs=2, progress=False, device=device))
     _assert_same_run(whole, [part1, part2])
 
 

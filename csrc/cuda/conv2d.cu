@@ -140,6 +140,15 @@ struct PixelLanes {
   static_assert(kKRows * kPass == kBK && kCols * kKRows == kElems, "by-pixel mapping must cover the tile once");
   AX_HD static int col(int tid, int j) { return (((tid / 32) % kColWarps) * kCols + j) * 32 + tid % 32; }
   AX_HD static int krow(int tid, int kr) { return (tid / 32) / kColWarps + kr * kPass; }
+  // Writes a thread's loaded values (k-rows x columns) into the k-major shared tile.
+  template <int LD>
+  AX_HD static void store(float (*s)[LD], const float (&v)[kKRows][kCols], int tid) {
+    AX_UNROLL
+    for (int kr = 0; kr < kKRows; ++kr) {
+      AX_UNROLL
+      for (int j = 0; j < kCols; ++j) s[krow(tid, kr)][col(tid, j)] = v[kr][j];
+    }
+  }
 };
 
 // Forward B: X[k = (c, r, s)][n = (img, oh, ow)] = x[img][g*Cg + c][oh*stride - pad + r][ow*stride - pad + s].
@@ -202,11 +211,7 @@ struct Im2colByPixel {
 
     template <int LD>
     AX_HD void store(float (*s)[LD]) const {
-      AX_UNROLL
-      for (int kr = 0; kr < kKRows; ++kr) {
-        AX_UNROLL
-        for (int j = 0; j < kCols; ++j) s[L::krow(tid, kr)][L::col(tid, j)] = v[kr][j];
-      }
+      L::store(s, v, tid);
     }
   };
 };
@@ -284,11 +289,7 @@ struct Col2imByPixel {
 
     template <int LD>
     AX_HD void store(float (*s)[LD]) const {
-      AX_UNROLL
-      for (int kr = 0; kr < kKRows; ++kr) {
-        AX_UNROLL
-        for (int j = 0; j < kCols; ++j) s[L::krow(tid, kr)][L::col(tid, j)] = v[kr][j];
-      }
+      L::store(s, v, tid);
     }
   };
 };
@@ -308,33 +309,33 @@ struct KLanes {
   AX_HD static int rbase(int tid) { return tid / kLanes; }
 };
 
-// Backward-data A: Wt[m = c][k = (co, r, s)] = w[g*Mg + co][c][r][s].
-struct WeightsByInputChannel {
-  const float* w;
+// A "k lanes" operand whose element (row, k) is at ptr[Index::offset(geo, group, k) + row * Index::row_stride(geo)]
+// for row < Index::rows(geo): one k decomposition per k-step, then one multiply-add per row.
+template <class Index>
+struct RowStridedByK {
+  const float* ptr;  // first image of this launch (for per-image operands)
   ConvGeometry geo;
-  int K;  // Mg * kh * kw
+  int K;
 
   template <int ROWS, int NT>
   struct Tile {
     using L = KLanes<ROWS, NT, 1>;
-    const WeightsByInputChannel& p;
+    const RowStridedByK& p;
     int group, row0, klane, rbase;
     float v[L::kRows];
 
-    AX_HD Tile(const WeightsByInputChannel& params, int group_, int row0_, int tid)
+    AX_HD Tile(const RowStridedByK& params, int group_, int row0_, int tid)
         : p(params), group(group_), row0(row0_), klane(tid % kBK), rbase(tid / kBK) {}
 
     AX_HD void load(int k0) {
       const ConvGeometry& g = p.geo;
       const int k = k0 + klane;
-      int co, rs;
-      g.div_khkw.divmod(k, co, rs);
       const bool k_ok = k < p.K;
-      const int off = (group * g.mg + co) * g.cg * g.khkw + rs;
+      const int off = Index::offset(g, group, k), stride = Index::row_stride(g), rows = Index::rows(g);
       AX_UNROLL
       for (int i = 0; i < L::kRows; ++i) {
-        const int c = row0 + rbase + i * L::kPass;
-        v[i] = (k_ok && c < g.cg) ? ldg(p.w + (off + c * g.khkw)) : 0.0f;
+        const int row = row0 + rbase + i * L::kPass;
+        v[i] = (k_ok && row < rows) ? ldg(p.ptr + (off + row * stride)) : 0.0f;
       }
     }
 
@@ -345,44 +346,30 @@ struct WeightsByInputChannel {
     }
   };
 };
+
+// Backward-data A: Wt[m = c][k = (co, r, s)] = w[g*Mg + co][c][r][s].
+struct WeightsByInputChannelIndex {
+  AX_HD static int offset(const ConvGeometry& g, int group, int k) {
+    int co, rs;
+    g.div_khkw.divmod(k, co, rs);
+    return (group * g.mg + co) * g.cg * g.khkw + rs;
+  }
+  AX_HD static int row_stride(const ConvGeometry& g) { return g.khkw; }
+  AX_HD static int rows(const ConvGeometry& g) { return g.cg; }
+};
+using WeightsByInputChannel = RowStridedByK<WeightsByInputChannelIndex>;  // K = Mg * kh * kw
 
 // Backward-weight A: DY[m = co][k = (img, oh, ow)] = dy[img][g*Mg + co][oh][ow].
-struct OutputGradByChannel {
-  const float* dy;  // first image of this launch
-  ConvGeometry geo;
-  int K;  // images * p
-
-  template <int ROWS, int NT>
-  struct Tile {
-    using L = KLanes<ROWS, NT, 1>;
-    const OutputGradByChannel& p;
-    int group, row0, klane, rbase;
-    float v[L::kRows];
-
-    AX_HD Tile(const OutputGradByChannel& params, int group_, int row0_, int tid)
-        : p(params), group(group_), row0(row0_), klane(tid % kBK), rbase(tid / kBK) {}
-
-    AX_HD void load(int k0) {
-      const ConvGeometry& g = p.geo;
-      const int k = k0 + klane;
-      int img, pix;
-      g.div_p.divmod(k, img, pix);
-      const bool k_ok = k < p.K;
-      const int off = (img * g.c_out + group * g.mg) * g.p + pix;
-      AX_UNROLL
-      for (int i = 0; i < L::kRows; ++i) {
-        const int co = row0 + rbase + i * L::kPass;
-        v[i] = (k_ok && co < g.mg) ? ldg(p.dy + (off + co * g.p)) : 0.0f;
-      }
-    }
-
-    template <int LD>
-    AX_HD void store(float (*s)[LD]) const {
-      AX_UNROLL
-      for (int i = 0; i < L::kRows; ++i) s[klane][rbase + i * L::kPass] = v[i];
-    }
-  };
+struct OutputGradByChannelIndex {
+  AX_HD static int offset(const ConvGeometry& g, int group, int k) {
+    int img, pix;
+    g.div_p.divmod(k, img, pix);
+    return (img * g.c_out + group * g.mg) * g.p + pix;
+  }
+  AX_HD static int row_stride(const ConvGeometry& g) { return g.p; }
+  AX_HD static int rows(const ConvGeometry& g) { return g.mg; }
 };
+using OutputGradByChannel = RowStridedByK<OutputGradByChannelIndex>;  // K = images * p
 
 // Backward-weight B: X[k = (img, oh, ow)][n = (c, r, s)] = x[img][g*Cg + c][oh*stride - pad + r][ow*stride - pad + s].
 // The tap decomposition is per thread (constructor); each k-step decomposes the thread's KK pixels.
