@@ -9,8 +9,8 @@
 //                              thread schedules every launch runs under; results must agree bit for bit
 //                              (also: shuffled, with AXEMU_SEED); one schedule turns the race check off
 //   AXEMU_RACE_CHECK_MB=64     launches reaching more memory than this run one schedule only
-//   AXEMU_STREAMS=deferred     deferred: work runs only when the host must wait for it, independent streams in
-//                              the latest-submitted-first order (the worst legal order); eager: at once, in order
+//   AXEMU_STREAMS=deferred     deferred: work runs only when the host must wait for it, and then only what that
+//                              wait needs (a device-wide wait: the latest-created stream first); eager: at once
 //   AXEMU_POISON=1             new device memory, reused cached blocks and shared memory read as NaN bytes
 //   AXEMU_PEER=1               devices can enable peer access to each other
 #pragma once
