@@ -10,14 +10,20 @@ import os as _os
 import sys as _sys
 
 # ALEXNET_CUDA_EMULATED=1 selects the emulated build (alexnet_cuda._C_emulated, tools/emulation_build.sh): the same
-# package, with 'cuda:N' devices that run the CUDA backend on the CPU. Never chosen without being asked for.
-if _os.environ.get("ALEXNET_CUDA_EMULATED", "0") not in ("", "0"):
+# package, with 'cuda:N' devices that run the CUDA backend on the CPU; =asan selects its AddressSanitizer build
+# (_C_emulated_asan; run Python with libasan preloaded: tools/emulation_test.sh). Never chosen without being asked.
+_EMULATED = _os.environ.get("ALEXNET_CUDA_EMULATED", "0")
+if _EMULATED not in ("", "0"):
+    import importlib as _importlib
+
+    _name = "_C_emulated_asan" if _EMULATED == "asan" else "_C_emulated"
     try:
-        from . import _C_emulated as _C
+        _C = _importlib.import_module(f"{__name__}.{_name}")
     except ImportError as exc:
         raise ImportError(
-            "ALEXNET_CUDA_EMULATED is set, but the emulated build (alexnet_cuda._C_emulated) is missing: build it "
-            "with tools/emulation_build.sh, or unset ALEXNET_CUDA_EMULATED."
+            f"ALEXNET_CUDA_EMULATED={_EMULATED} asks for the emulated build (alexnet_cuda.{_name}), which is "
+            f"missing or failed to load ({exc}): build it with {'SANITIZERS=1 ' if _name.endswith('asan') else ''}"
+            "tools/emulation_build.sh, or unset ALEXNET_CUDA_EMULATED."
         ) from exc
     _sys.modules[__name__ + "._C"] = _C  # `from alexnet_cuda import _C` and `from . import _C` find it
 else:

@@ -33,9 +33,13 @@ PACKAGE_PARENT = str(Path(alexnet_cuda.__file__).resolve().parents[1])
 SELFTEST = Path(__file__).resolve().parents[1] / "csrc" / "cuda" / "emulation" / "selftest.cu"
 
 
-def run_python(code: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
-    full_env = dict(os.environ, ALEXNET_CUDA_EMULATED="1", **env,
+# The subprocesses load the same emulated build as this process (=1, or =asan for the sanitizer build).
+EMULATED_ENV = dict(ALEXNET_CUDA_EMULATED=os.environ.get("ALEXNET_CUDA_EMULATED") or "1",
                     PYTHONPATH=os.pathsep.join([PACKAGE_PARENT, os.environ.get("PYTHONPATH", "")]))
+
+
+def run_python(code: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ, **EMULATED_ENV, **env)
     return subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -271,8 +275,7 @@ def test_auto_never_picks_an_emulated_device():
 
 
 def test_train_cli_on_the_emulated_device(tmp_path):
-    env = dict(os.environ, ALEXNET_CUDA_EMULATED="1", OMP_NUM_THREADS="2",
-               PYTHONPATH=os.pathsep.join([PACKAGE_PARENT, os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, **EMULATED_ENV, OMP_NUM_THREADS="2")
     args = ["--synthetic-images", "24", "--batch-size", "8", "--stats-images", "8", "--workers", "0", "--epochs",
             "1", "--no-progress", "--device", "cuda", "--out", str(tmp_path / "run")]
     r = subprocess.run([sys.executable, "-m", "alexnet_cuda.train", *args], env=env, capture_output=True, text=True,
