@@ -189,6 +189,14 @@ def test_missing_stream_wait_changes_the_result():
     assert without == {"seen": 1.0}, out  # the copy ran before the producer's kernel: the worst legal order
 
 
+def test_memory_reused_on_another_stream_too_early_changes_the_result():
+    """A buffer overwritten on a second stream while the first stream's queued copy still reads it."""
+    ordered, out = selftest("reuse_after_reader")
+    assert ordered == {"copied": 5.0}, out
+    early, out = selftest("reuse_before_reader")
+    assert early == {"copied": 0.0}, out  # the overwrite ran first: the worst legal order
+
+
 # ---- settings: SM count (the GEMM planner), capacity (out of memory), index limit (chunked launches) ------------
 
 LINEAR = """

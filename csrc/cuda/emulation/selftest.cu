@@ -146,6 +146,24 @@ Result stream_order(bool with_wait) {
   return {{"seen", seen}};
 }
 
+// A buffer handed to another stream while work queued on its first stream still reads it (what a caching
+// allocator that ignored streams would do): with the event, the first stream's copy sees the old contents.
+Result reuse_across_streams(bool with_wait) {
+  const int n = 256;
+  cudaStream_t first = alexnet::cuda::create_stream(0), second = alexnet::cuda::create_stream(0);
+  cudaEvent_t read_done = alexnet::cuda::create_event(0);
+  float* x = device_floats(n);
+  float* y = device_floats(n);
+  upload(x, std::vector<float>(n, 5.0f));
+  AX_CUDA_CHECK(cudaMemcpyAsync(y, x, n * sizeof(float), cudaMemcpyDeviceToDevice, first));  // reads x
+  AX_CUDA_CHECK(cudaEventRecord(read_done, first));
+  if (with_wait) AX_CUDA_CHECK(cudaStreamWaitEvent(second, read_done, 0));
+  AX_CUDA_CHECK(cudaMemsetAsync(x, 0, n * sizeof(float), second));  // the new owner overwrites x
+  AX_CUDA_CHECK(cudaStreamSynchronize(second));
+  AX_CUDA_CHECK(cudaStreamSynchronize(first));
+  return {{"copied", to_host(y, 1)[0]}};
+}
+
 // A tensor freed into the caching allocator and read afterwards (a use after free the allocator would hide).
 Result use_after_release() {
   float* block = static_cast<float*>(alexnet::cuda::allocate(0, 64 * sizeof(float)));
@@ -241,6 +259,8 @@ const std::map<std::string, std::function<Result()>>& programs() {
       {"stream_wait", [] { return stream_order(true); }},
       {"missing_stream_wait", [] { return stream_order(false); }},
       {"use_after_release", [] { return use_after_release(); }},
+      {"reuse_after_reader", [] { return reuse_across_streams(true); }},
+      {"reuse_before_reader", [] { return reuse_across_streams(false); }},
   };
   return p;
 }
