@@ -21,15 +21,15 @@ from typing import Any
 import numpy as np
 
 from . import checkpoint as ckpt_io
+from .reference.softmax_xent import label_rank
 
 PROG = "python -m alexnet_cuda.evaluate"
 
 
 def topk_correct(probs: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """Boolean (N,): whether the true class is among the ``k`` highest scores (fewer than k classes score higher)."""
-    labels = np.asarray(labels, dtype=np.int64)
-    true = probs[np.arange(len(labels)), labels]
-    return (probs > true[:, None]).sum(axis=1) < k
+    """Boolean (N,): whether the true class is among the ``k`` highest scores. The rule of ``ops.topk_correct``
+    (fewer than k other classes score at least as high; ties and NaN count against the label)."""
+    return label_rank(probs, labels) < k
 
 
 def _summarize(probs_sum_loss: float, correct1: int, correct5: int, n: int) -> dict[str, float]:
