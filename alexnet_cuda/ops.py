@@ -86,15 +86,14 @@ class _Call:
 
     def run(self, native: Any, *args: Any) -> Any:
         """Calls the C++ op and converts its result. Its errors are named after this op (relu_forward runs
-        activation_forward)."""
+        activation_forward; the allocator's out-of-memory message names no op at all)."""
         try:
             return self.out(native(*args))
-        except (TypeError, ValueError) as exc:
-            message = str(exc)
-            prefix = f"{native.__name__}: "
-            if message.startswith(prefix) and native.__name__ != self.op:
-                raise type(exc)(f"{self.op}: {message[len(prefix):]}") from None
-            raise
+        except (TypeError, ValueError, MemoryError) as exc:
+            message, prefix = str(exc), f"{native.__name__}: "
+            if message.startswith(prefix):
+                message = message[len(prefix):]
+            raise type(exc)(f"{self.op}: {message}") from None
 
     def out(self, r: Any) -> Any:
         if not self.numpy:

@@ -70,7 +70,7 @@ void check_labels(const char* op, const Tensor& labels, int64_t n, int64_t class
   std::vector<int32_t> host(static_cast<size_t>(n));
   labels.copy_to_host(host.data());
   for (int64_t i = 0; i < n; ++i) {
-    AX_CHECK(host[i] >= 0 && host[i] < classes, op, ": label ", host[i], " at index ", i, " is out of range [0, ",
+    AX_CHECK(host[i] >= 0 && host[i] < classes, op, ": label ", host[i], " (labels[", i, "]) is out of range [0, ",
              classes, ")");
   }
 }
@@ -414,7 +414,7 @@ std::pair<int64_t, int64_t> topk_correct(const Tensor& scores, const Tensor& lab
 void sgd_update(Tensor& w, Tensor& v, const Tensor& dw, float lr, float momentum, float weight_decay) {
   const char* op = "sgd_update";
   check_tensor(op, "weight", w, -1);
-  for (auto [name, t] : {std::pair<const char*, const Tensor*>{"momentum buffer", &v}, {"gradient", &dw}}) {
+  for (auto [name, t] : {std::pair<const char*, const Tensor*>{"momentum_buffer", &v}, {"grad", &dw}}) {
     check_tensor(op, name, *t, -1);
     check_shape(op, name, *t, w.shape());
     check_device(op, name, *t, w);

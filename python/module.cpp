@@ -76,6 +76,12 @@ static Shape shape_from_python(const py::handle& obj, const char* what) {
   return shape;
 }
 
+// A string argument of the Tensor API, or TypeError naming it (pybind11 would dump the signature).
+static std::string str_from_python(const py::handle& obj, const char* what, const char* name) {
+  AX_CHECK_TYPE(py::isinstance<py::str>(obj), what, ": ", name, " must be a string, got ", std::string(py::repr(obj)));
+  return obj.cast<std::string>();
+}
+
 static py::dict build_info() {
   py::dict info;
   info["cpu"] = true;
@@ -286,21 +292,30 @@ PYBIND11_MODULE(_C, m) {
   py::class_<Tensor>(m, "Tensor", "A dense float32/int32/uint8 tensor on 'cpu' or 'cuda:N'.")
       .def_static(
           "from_numpy",
-          [](const py::array& a, const std::string& device, const std::string& what) {
-            return tensor_from_numpy(a, Device::parse(device), what);
+          [](const py::array& a, const py::object& device, const py::object& what) {
+            const std::string name = str_from_python(what, "Tensor.from_numpy", "what");
+            return tensor_from_numpy(a, Device::parse(str_from_python(device, name.c_str(), "device")), name);
           },
-          py::arg("array"), py::arg("device") = "cpu", py::arg("what") = "array")
+          py::arg("array"), py::arg("device") = "cpu", py::arg("what") = "Tensor.from_numpy")
       .def_static(
           "zeros",
-          [](const py::object& shape, const std::string& device, const std::string& dtype) {
+          [](const py::object& shape, const py::object& device_obj, const py::object& dtype_obj) {
+            const std::string device = str_from_python(device_obj, "Tensor.zeros", "device");
+            const std::string dtype = str_from_python(dtype_obj, "Tensor.zeros", "dtype");
             DType d = dtype == "float32" ? DType::F32 : dtype == "int32" ? DType::I32 : dtype == "uint8" ? DType::U8
                       : throw ValueError("Tensor.zeros: dtype must be 'float32', 'int32' or 'uint8', got '" + dtype + "'");
             return Tensor::zeros(shape_from_python(shape, "Tensor.zeros"), Device::parse(device), d);
           },
           py::arg("shape"), py::arg("device") = "cpu", py::arg("dtype") = "float32")
       .def("numpy", &tensor_to_numpy, "A NumPy copy of the data (waits for pending GPU work).")
-      .def("to", [](const Tensor& t, const std::string& device) { return t.to(Device::parse(device)); },
-           py::arg("device"), py::call_guard<py::gil_scoped_release>())
+      .def(
+          "to",
+          [](const Tensor& t, const py::object& device) {
+            const Device d = Device::parse(str_from_python(device, "Tensor.to", "device"));
+            py::gil_scoped_release release;
+            return t.to(d);
+          },
+          py::arg("device"))
       .def("clone", &Tensor::clone)
       .def("view",
            [](const Tensor& t, const py::object& shape) { return t.view(shape_from_python(shape, "Tensor.view")); })

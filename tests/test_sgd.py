@@ -70,9 +70,9 @@ def test_bad_args(device):
         ops.sgd_update(w, v, dw, 0.1, momentum=1.0, device=device)
     with pytest.raises(ValueError, match="sgd_update: weight decay must be >= 0"):
         ops.sgd_update(w, v, dw, 0.1, weight_decay=-1e-4, device=device)
-    with pytest.raises(ValueError, match=r"sgd_update: expected gradient of shape \(2, 3\)"):
+    with pytest.raises(ValueError, match=r"sgd_update: expected grad of shape \(2, 3\)"):
         ops.sgd_update(w, v, np.zeros((3, 2), np.float32), 0.1, device=device)
-    with pytest.raises(ValueError, match=r"sgd_update: expected momentum buffer of shape \(2, 3\)"):
+    with pytest.raises(ValueError, match=r"sgd_update: expected momentum_buffer of shape \(2, 3\)"):
         ops.sgd_update(w, np.zeros(6, np.float32), dw, 0.1, device=device)
     with pytest.raises(TypeError, match="sgd_update: expected grad of dtype float32"):
         ops.sgd_update(w, v, np.zeros((2, 3)), 0.1, device=device)
