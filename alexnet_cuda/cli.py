@@ -12,6 +12,8 @@ import math
 import sys
 from typing import Callable
 
+from .arguments import FLOAT32_MAX
+
 EXIT_FAILED = 1
 EXIT_UNUSABLE = 2
 EXIT_INTERRUPTED = 130
@@ -39,7 +41,10 @@ def float_in(lo: float, hi: float | None = None, lo_open: bool = False) -> Calla
             v = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(v) or (v <= lo if lo_open else v < lo) or (hi is not None and v >= hi):
+        # The network computes in float32: a value beyond its range would become inf on the way in.
+        if abs(v) > FLOAT32_MAX or not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"must be a finite float32 (|value| <= {FLOAT32_MAX:.4g}), got {text}")
+        if (v <= lo if lo_open else v < lo) or (hi is not None and v >= hi):
             rng = f"{'(' if lo_open else '['}{lo:g}, {'inf' if hi is None else f'{hi:g}'})"
             raise argparse.ArgumentTypeError(f"must be in {rng}, got {text}")
         return v

@@ -418,8 +418,8 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
                     else "no checkpoint had been saved yet")
             names = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
             raise TrainingDiverged(
-                f"training diverged: {len(bad)} parameter tensors ({names}) hold NaN or inf at step {step} (epoch "
-                f"{epoch + 1}); stopped before {what}, {kept}. Try a lower --lr or --weight-decay.")
+                f"training diverged: {len(bad)} parameter tensors ({names}) hold NaN or inf after step {step}; "
+                f"stopped before {what}, {kept}. Try a lower --lr or --weight-decay.")
 
     def save(path: Path, extra: dict[str, Any] | None = None) -> None:
         params = model.state_dict()
@@ -473,9 +473,9 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
                         try:
                             r = model.train_step(images, labels, lr, c.momentum, c.weight_decay, crops=aug["crops"],
                                                  flips=aug["flips"], rgb_shift=aug["rgb_shift"])
-                        except ValueError as exc:  # a batch the network refuses (NaN in it): name the batch
-                            raise ConfigError(f"the input of step {step + 1} (epoch {epoch + 1}, batch "
-                                              f"{batch_in_epoch + 1}) is unusable: {exc}") from None
+                        except ValueError as exc:  # e.g. a batch with NaN in it: say which batch
+                            raise ConfigError(f"step {step + 1} (epoch {epoch + 1}, batch {batch_in_epoch + 1}) "
+                                              f"refused: {exc}") from None
                         loss = float(r.loss)
                         if not math.isfinite(loss):
                             kept = (f"the last good checkpoint is {last_path}" if have_checkpoint

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .arguments import FLOAT32_MAX
 from .cli import ConfigError, add_debug_flag, float_in, gpu_list, int_at_least
 
 PROG = "python -m alexnet_cuda.train"
@@ -278,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(3.2); 1: a single column (default 2)")
     g.add_argument("--weight-std", type=float_in(0.0, lo_open=True), metavar="STD",
                    help=f"initial weight standard deviation (5; {_recipe_default('weight_std')})")
-    g.add_argument("--bias-init", type=float, metavar="B",
+    g.add_argument("--bias-init", type=float_in(-FLOAT32_MAX), metavar="B",
                    help=f"initial bias of conv 2, 4, 5 and the hidden fully connected layers (5; "
                         f"{_recipe_default('bias_init')})")
     g.add_argument("--input-scale", type=float_in(0.0, lo_open=True), metavar="X",

@@ -323,7 +323,7 @@ class HiddenNaN(FakeAlexNet):
 def test_non_finite_parameters_stop_training_and_are_never_saved(tmp_path, save_every):
     # Issue 9: a run whose weights became NaN behind a finite loss kept training and saved them as best.npz.
     # 6 steps per epoch: epoch 1 is saved (and, with save_every=4, step 4); step 8 poisons the weights.
-    with pytest.raises(TrainingDiverged, match=r"parameter tensors \(conv1.weight\) hold NaN or inf at step \d+.*"
+    with pytest.raises(TrainingDiverged, match=r"parameter tensors \(conv1.weight\) hold NaN or inf after step \d+.*"
                                                r"the last good checkpoint is .*last.npz"):
         train(tiny(tmp_path, save_every=save_every), model_class=HiddenNaN)
     for name in ("last.npz", "best.npz"):
@@ -346,7 +346,7 @@ def test_non_finite_input_batch_is_refused_naming_the_batch(tmp_path, monkeypatc
         return out
 
     monkeypatch.setattr(Augmenter, "draw", nan_on_third)
-    with pytest.raises(ConfigError, match=r"the input of step 3 \(epoch 1, batch 3\) is unusable: "
+    with pytest.raises(ConfigError, match=r"step 3 \(epoch 1, batch 3\) refused: "
                                           r"AlexNet.train_step: rgb_shift of image 1 of the batch contain NaN"):
         train(real(tmp_path))
 
