@@ -28,7 +28,7 @@ import numpy as np
 from hypothesis import HealthCheck, settings
 
 PROFILE = os.environ.get("ALEXNET_FUZZ", "ci")
-settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True, database=None,
+settings.register_profile("ci", max_examples=75, deadline=None, derandomize=True, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("long", max_examples=2000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

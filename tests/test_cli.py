@@ -66,7 +66,7 @@ def test_help(module, flags, tmp_path):
     (["--lr", "-1"], "--lr: must be in"),
     (["--lr", "1e39"], "--lr: must be a finite float32"),
     (["--weight-decay", "1e300"], "--weight-decay: must be a finite float32"),
-    (["--bias-init", "-1e39"], "--bias-init: must be a finite float32"),
+    (["--bias-init=-1e39"], "--bias-init: must be a finite float32"),
     (["--arch", "vgg"], "--arch: invalid choice"),
     (["--dataset", "mnist"], "--dataset: invalid choice"),
     (["--lr-schedule", "cosine"], "--lr-schedule: invalid choice"),

@@ -287,9 +287,19 @@ def test_every_op_is_fuzzed():
     assert public == set(OPS), public ^ set(OPS)
 
 
-def _run(child, op, kwargs):
+def with_tensors(fn, **kwargs):
+    """Runs in the child: the op on alexnet_cuda.Tensor arguments (the no-copy path) wherever an array can be one."""
+    import alexnet_cuda
+
+    for name, v in kwargs.items():
+        if isinstance(v, np.ndarray) and v.dtype in ops.DTYPE_NAMES and v.flags.c_contiguous:
+            kwargs[name] = alexnet_cuda.tensor(v)
+    return fn(**kwargs)
+
+
+def _run(child, op, kwargs, tensors=False):
     _, fn, _ = OPS[op]
-    return child.call(fn, **kwargs)
+    return child.call(with_tensors, fn, **kwargs) if tensors else child.call(fn, **kwargs)
 
 
 @pytest.mark.parametrize("op", sorted(OPS))
@@ -359,7 +369,7 @@ def test_one_bad_argument(child, op, data):
     kwargs = data.draw(OPS[op][0](), label="valid arguments")
     name, bad = data.draw(mutations(op, kwargs), label="bad argument")
     kwargs[name] = bad
-    outcome = _run(child, op, kwargs)
+    outcome = _run(child, op, kwargs, tensors=data.draw(st.booleans(), label="as Tensors"))
     call = f"{op}({name}={bad!r:.60})"
     if outcome.error is not None:
         names = [n for n in inspect.signature(ops.sgd_update if op == "sgd_update" else OPS[op][1]).parameters]
