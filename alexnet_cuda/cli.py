@@ -1,8 +1,9 @@
 """What the three command lines (train, evaluate, predict) share: argument types, and how they end on an error.
 
 Every error ends a command with one line on stderr, ``<prog>: error: <what went wrong>``, and a non-zero exit status
-(2: a setting, the data or a file given cannot be used; 1: the run failed), never with a traceback. ``--debug``
-shows the traceback instead, for bug reports.
+(2: a ConfigError, i.e. a flag, a path or the data layout cannot be used; 1: anything else, such as a bad
+checkpoint, unreadable images or a diverged run), never with a traceback. ``--debug`` shows the traceback instead, for
+bug reports.
 """
 
 from __future__ import annotations
