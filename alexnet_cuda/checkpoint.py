@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,8 +220,10 @@ def load(path: str | os.PathLike) -> Checkpoint:
                     raise CheckpointError(f"checkpoint {path}: unexpected entry {key!r}")
     except CheckpointError:
         raise
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError) as exc:
-        # ValueError covers numpy's "Cannot load file containing pickled data" and "not a zip file" cases.
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError, NotImplementedError, struct.error,
+            zlib.error) as exc:
+        # ValueError covers numpy's "Cannot load file containing pickled data" and "not a zip file" cases; zipfile
+        # raises NotImplementedError, struct.error or zlib.error for some corrupt headers.
         raise CheckpointError(f"checkpoint {path}: cannot be read, it is truncated or corrupt, or not a .npz file "
                               f"({type(exc).__name__}: {exc})") from None
     return ckpt

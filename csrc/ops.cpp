@@ -99,8 +99,8 @@ ConvShape conv_shape(const char* op, const Shape& x, const Shape& w, int stride,
   // it must fit one.
   const int padded_h = to_int(op, "padded input height (height + 2 * padding)", int64_t{s.h_in} + 2 * int64_t{pad});
   const int padded_w = to_int(op, "padded input width (width + 2 * padding)", int64_t{s.w_in} + 2 * int64_t{pad});
-  AX_CHECK(padded_h >= s.kh && padded_w >= s.kw, op, ": kernel ", s.kh, "x", s.kw, " is larger than the padded input ",
-           padded_h, "x", padded_w);
+  AX_CHECK(padded_h >= s.kh && padded_w >= s.kw, op, ": the weight's ", s.kh, "x", s.kw,
+           " kernel is larger than the input with padding=", pad, " (", padded_h, "x", padded_w, ")");
   s.h_out = (padded_h - s.kh) / stride + 1;
   s.w_out = (padded_w - s.kw) / stride + 1;
   return s;
@@ -177,7 +177,7 @@ Tensor conv2d_backward_input(const Tensor& dy, const Tensor& w, int in_h, int in
   check_tensor(op, "dy", dy, 4);
   check_tensor(op, "weight", w, 4);
   check_device(op, "weight", w, dy);
-  AX_CHECK(in_h >= 1 && in_w >= 1, op, ": input size must be positive, got ", in_h, "x", in_w);
+  AX_CHECK(in_h >= 1 && in_w >= 1, op, ": input_size must be positive, got ", in_h, "x", in_w);
   const int64_t c_in = w.size(1) * groups;
   ConvShape s = conv_shape(op, {dy.size(0), c_in, in_h, in_w}, w.shape(), stride, pad, groups);
   check_shape(op, "dy", dy, {s.n, s.c_out, s.h_out, s.w_out});
@@ -193,6 +193,7 @@ Tensor conv2d_backward_weight(const Tensor& x, const Tensor& dy, int kh, int kw,
   check_tensor(op, "dy", dy, 4);
   check_device(op, "dy", dy, x);
   AX_CHECK(groups >= 1, op, ": groups must be >= 1, got ", groups);
+  AX_CHECK(kh >= 1 && kw >= 1, op, ": kernel_size must be positive, got ", kh, "x", kw);
   AX_CHECK(x.size(1) % groups == 0, op, ": groups=", groups, " does not divide the ", x.size(1), " input channels");
   ConvShape s = conv_shape(op, x.shape(), {dy.size(1), x.size(1) / groups, kh, kw}, stride, pad, groups);
   check_shape(op, "dy", dy, {s.n, s.c_out, s.h_out, s.w_out});
@@ -421,9 +422,9 @@ void sgd_update(Tensor& w, Tensor& v, const Tensor& dw, float lr, float momentum
   }
   check_finite(op, "lr", lr);
   check_finite(op, "weight_decay", weight_decay);
-  AX_CHECK(lr >= 0.0f, op, ": learning rate must be >= 0, got ", lr);
+  AX_CHECK(lr >= 0.0f, op, ": lr must be >= 0, got ", lr);
   AX_CHECK(momentum >= 0.0f && momentum < 1.0f, op, ": momentum must be in [0, 1), got ", momentum);
-  AX_CHECK(weight_decay >= 0.0f, op, ": weight decay must be >= 0, got ", weight_decay);
+  AX_CHECK(weight_decay >= 0.0f, op, ": weight_decay must be >= 0, got ", weight_decay);
   AX_DISPATCH(w.device(), cpu::sgd_update(w.numel(), lr, momentum, weight_decay, w.data(), v.data(), dw.data()),
               cuda::sgd_update(w.numel(), lr, momentum, weight_decay, w.data(), v.data(), dw.data(), stream));
 }

@@ -91,22 +91,23 @@ void cpu_empty_cache() {
 
 // The element count of `shape`, checked: every dimension >= 0 and numel * itemsize representable as a byte count an
 // allocation can have (at most PTRDIFF_MAX). An unchecked product wraps, e.g. (2^31, 2^31) float32 is 2^64 bytes = 0,
-// and a 0-byte buffer would then be indexed as a huge one.
+// and a 0-byte buffer would then be indexed as a huge one. The product of the nonzero dimensions must fit too, even
+// when another dimension is 0 (NumPy's rule, so that every tensor converts to an array).
 static int64_t checked_numel(const char* what, const Shape& shape, DType dtype) {
   const int64_t max_elements = PTRDIFF_MAX / static_cast<int64_t>(dtype_size(dtype));
   int64_t n = 1;
   bool empty = false;
   for (int64_t d : shape) {
     AX_CHECK(d >= 0, what, ": negative dimension in shape ", shape_str(shape));
-    empty = empty || d == 0;
-  }
-  if (empty) return 0;
-  for (int64_t d : shape) {
+    if (d == 0) {
+      empty = true;
+      continue;
+    }
     AX_CHECK(n <= max_elements / d, what, ": shape ", shape_str(shape), " of ", dtype_name(dtype),
              " is too large (more than 2^63 bytes)");
     n *= d;
   }
-  return n;
+  return empty ? 0 : n;
 }
 
 struct Storage {

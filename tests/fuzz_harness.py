@@ -50,6 +50,25 @@ class Outcome(NamedTuple):
     memory: bool = False
 
 
+# ---- arguments that must stay what they are across the pipe --------------------------------------------------------
+class View(np.ndarray):
+    """A strided or reversed view that arrives in the child as the same kind of view: pickling a plain view would
+    send a contiguous copy, and the op would never see the layout under test."""
+
+    def __reduce__(self):
+        return (take_view, (self._source, self._key))
+
+
+def view_of(source: np.ndarray, key) -> View:
+    v = source[key].view(View)
+    v._source, v._key = np.ascontiguousarray(source), key
+    return v
+
+
+def take_view(source: np.ndarray, key) -> np.ndarray:
+    return source[key]
+
+
 # ---- the child process ----------------------------------------------------------------------------------------
 def _to_plain(value: Any) -> Any:
     """Results as picklable NumPy values (Tensors become arrays)."""

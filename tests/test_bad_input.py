@@ -25,13 +25,17 @@ def test_tensor_whose_byte_count_wraps_is_refused():
         Tensor.zeros([2**64])
     with pytest.raises(TypeError, match="Tensor.zeros: expected the shape as ints, got 1.5"):
         Tensor.zeros([1.5])
-    assert Tensor.zeros([0, 2**62]).shape == (0, 2**62)  # empty: nothing to allocate
+    empty = Tensor.zeros([0, 2**40])  # nothing to allocate
+    assert empty.shape == (0, 2**40) and empty.numpy().shape == (0, 2**40)
+    with pytest.raises(ValueError, match="is too large"):  # NumPy's rule: no array could hold its shape
+        Tensor.zeros([0, 2**62])
 
 
 @pytest.mark.parametrize("shape, match", [
     ([-1, -6], r"Tensor.view: negative dimension in shape \(-1, -6\)"),
     ([2**62, 2**62], "Tensor.view: shape .* is too large"),
-    ([2**32, 2**32, 0], r"Tensor.view: cannot view \(2, 3\)"),
+    ([2**32, 2**32, 0], "Tensor.view: shape .* is too large"),  # empty, but no NumPy array could have the shape
+    ([3, 3], r"Tensor.view: cannot view \(2, 3\) as \(3, 3\)"),
 ])
 def test_view_rejects_negative_and_overflowing_shapes(shape, match):
     with pytest.raises(ValueError, match=match):
