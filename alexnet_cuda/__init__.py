@@ -6,17 +6,32 @@ float64 reference of every layer (:mod:`alexnet_cuda.reference`), and the paper'
 
 from __future__ import annotations
 
-try:
-    from . import _C
-except ImportError as exc:  # pragma: no cover - only when the extension was not built
-    raise ImportError(
-        "alexnet_cuda's compiled extension (alexnet_cuda._C) is missing. Install the package with "
-        "'pip install .' from the repository root (the build also places the module in the checkout's "
-        "alexnet_cuda/), or build in place with tools/dev_build.sh."
-    ) from exc
+import os as _os
+import sys as _sys
+
+# ALEXNET_CUDA_EMULATED=1 selects the emulated build (alexnet_cuda._C_emulated, tools/emulation_build.sh): the same
+# package, with 'cuda:N' devices that run the CUDA backend on the CPU. Never chosen without being asked for.
+if _os.environ.get("ALEXNET_CUDA_EMULATED", "0") not in ("", "0"):
+    try:
+        from . import _C_emulated as _C
+    except ImportError as exc:
+        raise ImportError(
+            "ALEXNET_CUDA_EMULATED is set, but the emulated build (alexnet_cuda._C_emulated) is missing: build it "
+            "with tools/emulation_build.sh, or unset ALEXNET_CUDA_EMULATED."
+        ) from exc
+    _sys.modules[__name__ + "._C"] = _C  # `from alexnet_cuda import _C` and `from . import _C` find it
+else:
+    try:
+        from . import _C
+    except ImportError as exc:  # pragma: no cover - only when the extension was not built
+        raise ImportError(
+            "alexnet_cuda's compiled extension (alexnet_cuda._C) is missing. Install the package with "
+            "'pip install .' from the repository root (the build also places the module in the checkout's "
+            "alexnet_cuda/), or build in place with tools/dev_build.sh."
+        ) from exc
 
 from . import ops, reference  # noqa: E402
-from ._C import Tensor  # noqa: E402
+Tensor = _C.Tensor
 
 __version__ = "0.1.0"
 
@@ -30,9 +45,19 @@ def build_info() -> dict:
 
 
 def cuda_available() -> bool:
-    """True when the CUDA backend was built and at least one GPU is visible."""
+    """True when the CUDA backend was built and at least one CUDA device (a GPU, or an emulated device in the
+    emulated build) is visible."""
+    return visible_gpus() > 0
+
+
+def visible_gpus(emulated: bool = True) -> int:
+    """The number of CUDA devices visible now. Emulated devices (ALEXNET_CUDA_EMULATED=1) count only when
+    ``emulated`` is true: ``devices='auto'`` and ``--device auto`` pass False, so they never pick an emulated
+    device unless the user asks for 'cuda' by name."""
     info = _C.build_info()
-    return bool(info["cuda"]) and len(info["gpus"]) > 0
+    if not info["cuda"] or (info.get("cuda_emulated") and not emulated):
+        return 0
+    return len(info["gpus"])
 
 
 def tensor(array, device: str = "cpu") -> Tensor:
@@ -63,7 +88,7 @@ def synchronize(device: str) -> None:
     _C.synchronize(device)
 
 
-__all__ = ["Tensor", "build_info", "cuda_available", "empty_cache", "memory_stats", "ops", "reference", "reset_peak_memory",
+__all__ = ["Tensor", "build_info", "cuda_available", "visible_gpus", "empty_cache", "memory_stats", "ops", "reference", "reset_peak_memory",
            "synchronize", "tensor"]
 
 try:  # the network and its API come with the network issue

@@ -75,11 +75,6 @@ class StepResult(NamedTuple):
     top5: float
 
 
-def _visible_gpus() -> int:
-    info = _C.build_info()
-    return len(info["gpus"]) if info["cuda"] else 0
-
-
 def _check_finite(where: str, name: str, batch: np.ndarray) -> None:
     """Refuses a batch with NaN or inf in it, naming the first such image: one would poison conv1's weights, and
     ReLU would hide the damage from the loss downstream (issue 9)."""
@@ -91,7 +86,9 @@ def _check_finite(where: str, name: str, batch: np.ndarray) -> None:
 def resolve_devices(devices: Any) -> list[str]:
     """The two tower devices for AlexNet's ``devices`` argument (see :class:`AlexNet`)."""
     if devices is None or devices == "auto":
-        gpus = _visible_gpus()
+        from . import visible_gpus  # the package imports this module last
+
+        gpus = visible_gpus(emulated=False)
         return ["cuda:0", "cuda:1"] if gpus >= 2 else ["cuda:0", "cuda:0"] if gpus == 1 else ["cpu", "cpu"]
     if isinstance(devices, str):
         devices = [devices, devices]

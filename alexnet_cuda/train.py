@@ -40,6 +40,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import build_info
 from . import checkpoint as ckpt_io
 from . import cli
 from .cli import ConfigError
@@ -448,9 +449,12 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
     status = "completed"
 
     n_params = model.num_parameters() if hasattr(model, "num_parameters") else None
+    where = " and ".join(dict.fromkeys(devices))
+    if any(d.startswith("cuda") for d in devices) and build_info().get("cuda_emulated"):
+        where += " (emulated CUDA devices, running on the CPU)"
     if epoch < c.epochs:
         _log(f"{'resuming' if resumed is not None else 'training'} {c.arch} ({crop}x{crop} crops of {s}x{s} images"
-             f"{f', {n_params:,} parameters' if n_params else ''}) on {' and '.join(dict.fromkeys(devices))}: "
+             f"{f', {n_params:,} parameters' if n_params else ''}) on {where}: "
              f"{c.dataset} data, {len(train_set)} training / {len(val_set)} validation images, {len(classes)} "
              f"classes; epoch {epoch + 1} of {c.epochs}; run directory {out}")
 

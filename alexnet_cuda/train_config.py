@@ -192,14 +192,14 @@ def check_memory(c: TrainConfig) -> None:
 def resolve_devices(device: str, gpus: list[int] | None, towers: int = 2) -> list[str]:
     """The devices of the network's two towers (AlexNet always takes two; a one-tower network uses the first):
     ['cpu', 'cpu'] on the CPU, ['cuda:0', 'cuda:1'] with two GPUs, both towers on one GPU when there is only one
-    (or --gpus names one)."""
-    from . import build_info
+    (or --gpus names one). 'auto' never picks an emulated device."""
+    from . import build_info, visible_gpus  # the package's __init__ is complete by the time this runs
 
     info = build_info()
-    count = len(info.get("gpus", [])) if info.get("cuda") else 0
+    count = visible_gpus()
     if device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"unknown --device {device!r} (choose from auto, cpu, cuda)")
-    if device == "cpu" or (device == "auto" and count == 0):
+    if device == "cpu" or (device == "auto" and visible_gpus(emulated=False) == 0):
         if gpus:
             raise ConfigError("--gpus was given but the run is on the CPU (no GPU visible, or --device cpu)")
         return ["cpu", "cpu"]

@@ -12,6 +12,9 @@
 #include "cuda/peak.h"
 #include "cuda/runtime.h"
 #endif
+#ifdef ALEXNET_CUDA_EMULATED
+#include "cuda/emulation/info.h"
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -99,8 +102,15 @@ static py::dict build_info() {
   info["cuda_driver_version"] = driver.empty() || driver == "0.0" ? py::object(py::none()) : py::object(py::str(driver));
   const int count = cuda::device_count();
   for (int i = 0; i < count; ++i) gpus.append(cuda::device_name(i));
+#ifdef ALEXNET_CUDA_EMULATED
+  info["cuda_emulated"] = true;  // the 'gpus' are emulated devices on the CPU (csrc/cuda/emulation)
+  info["emulator"] = axemu::config_summary();
+#else
+  info["cuda_emulated"] = false;
+#endif
 #else
   info["cuda"] = false;
+  info["cuda_emulated"] = false;
   info["cuda_compiler_version"] = py::none();
   info["cuda_runtime_version"] = py::none();
   info["cuda_driver_version"] = py::none();
@@ -272,7 +282,7 @@ static void bind_bench(py::module_& m) {
 
 }  // namespace alexnet::py_bindings
 
-PYBIND11_MODULE(_C, m) {
+PYBIND11_MODULE(ALEXNET_MODULE_NAME, m) {
   namespace py = pybind11;
   using namespace alexnet;
   using namespace alexnet::py_bindings;
@@ -333,6 +343,23 @@ PYBIND11_MODULE(_C, m) {
   bind_ops(ops_module);
 
   m.def("build_info", &build_info);
+#ifdef ALEXNET_CUDA_EMULATED
+  m.def("emulator_stats", [] {
+    const axemu::LaunchStats st = axemu::launch_stats();
+    py::dict d;
+    d["launches"] = st.launches;
+    d["race_checked"] = st.race_checked;
+    d["blocks"] = st.blocks;
+    d["by_kernel"] = st.by_kernel;
+    return d;
+  }, "Kernels the emulated device has run: launches, how many were compared under two thread schedules, blocks, "
+     "launches per kernel.");
+  m.def("emulator_selftest", [](const std::string& name) {
+    py::gil_scoped_release release;
+    return axemu::run_selftest(name);
+  }, py::arg("name"), "Runs a planted-bug program of csrc/cuda/emulation/selftest.cu (tests/test_emulator.py).");
+  m.attr("emulator_selftest_names") = axemu::selftest_names();
+#endif
   m.def("memory_stats", &memory_stats, py::arg("device"));
   m.def("reset_peak_memory", &reset_peak_memory, py::arg("device"));
   m.def("synchronize", &synchronize, py::arg("device"));

@@ -39,7 +39,7 @@ def test_api_surface(net):
 
 
 def test_devices_resolve():
-    gpus = len(alexnet_cuda.build_info()["gpus"]) if alexnet_cuda.cuda_available() else 0
+    gpus = alexnet_cuda.visible_gpus(emulated=False)  # 'auto' never picks an emulated device
     auto = resolve_devices(None)
     assert auto == resolve_devices("auto")
     assert auto == (["cuda:0", "cuda:1"] if gpus >= 2 else ["cuda:0", "cuda:0"] if gpus == 1 else ["cpu", "cpu"])

@@ -555,11 +555,7 @@ __global__ void __launch_bounds__(kColumnsX * kColumnsY)
 
 // Images per launch so that every tensor of the launch has fewer than 2^31 elements (32-bit offsets).
 inline int images_per_chunk(const char* op, int n, int64_t per_image_a, int64_t per_image_b) {
-#ifdef AX_GEMM_HOST_EMULATION
-  const int64_t limit = gemm::emulated_index_limit();  // small, to exercise the chunked paths
-#else
-  const int64_t limit = INT_MAX;
-#endif
+  const int64_t limit = gemm::index_limit();
   const int64_t per_image = std::max<int64_t>({per_image_a, per_image_b, 1});
   AX_CHECK(per_image <= INT_MAX, op, ": one image's tensor has ", per_image,
            " elements; the CUDA kernels support at most 2^31 - 1");

@@ -41,37 +41,30 @@
 //     but FP32 rounding differs slightly from direct summation) - the main lever if conv3-5 fall short.
 //   (TF32/tensor-core MMA would be far faster but is excluded: the comparison is against cuDNN with TF32 off.)
 //
-// Test seam: AX_GEMM_HOST_EMULATION (never defined by the build) replaces the two kernel launches and the
-// occupancy query by functions of a host harness, which runs the very same loader / multiply / epilogue code
-// (all __host__ __device__) block by block on the CPU to check the index arithmetic without a GPU.
+// Testing without a GPU: the emulated device (csrc/cuda/emulation) runs these very kernels, thread by thread,
+// with a settable SM count (so the planner's split-K and single-pass plans both run) and a settable index limit
+// (index_limit below, so the chunked paths run at small sizes).
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <atomic>
+#include <climits>
 #include <cstdint>
+#include <cstdlib>
 
 #include "activation.h"
 #include "common.h"
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
 
-#define AX_HD __host__ __device__ __forceinline__
-// #pragma unroll inside AX_HD code: only the device compiler knows it (the host pass of the emulation would warn).
-#if defined(__CUDA_ARCH__)
+#define AX_HD __device__ __forceinline__
 #define AX_UNROLL _Pragma("unroll")
 #define AX_PRAGMA(x) _Pragma(#x)
 #define AX_UNROLL_N(n) AX_PRAGMA(unroll n)
-#else
-#define AX_UNROLL
-#define AX_UNROLL_N(n)
-#endif
 
 // AX_CUDA_CHECK_LAUNCH with the op's name known only at run time (the GEMM launches serve several ops).
-#ifdef AX_GEMM_HOST_EMULATION
-#define AX_GEMM_CHECK_LAUNCH(op_name) (void)(op_name)
-#else
 #define AX_GEMM_CHECK_LAUNCH(op_name)                                                                         \
   do {                                                                                                        \
     cudaError_t ax_err_ = cudaGetLastError();                                                                 \
@@ -79,7 +72,6 @@
       ::alexnet::cuda::throw_cuda_error(ax_err_, ::alexnet::str_cat(op_name, " kernel launch").c_str(), __FILE__, \
                                         __LINE__);                                                            \
   } while (0)
-#endif
 
 namespace alexnet::cuda::gemm {
 
@@ -87,21 +79,9 @@ constexpr int kBK = 8;  // depth of one k-tile
 
 AX_HD int imin(int a, int b) { return a < b ? a : b; }
 
-// Read-only global load (through the non-coherent texture path on the device; a plain load in host emulation).
-AX_HD float ldg(const float* p) {
-#ifdef __CUDA_ARCH__
-  return __ldg(p);
-#else
-  return *p;
-#endif
-}
-AX_HD float4 ldg4(const float* p) {
-#ifdef __CUDA_ARCH__
-  return __ldg(reinterpret_cast<const float4*>(p));
-#else
-  return *reinterpret_cast<const float4*>(p);
-#endif
-}
+// Read-only global loads (through the non-coherent texture path).
+AX_HD float ldg(const float* p) { return __ldg(p); }
+AX_HD float4 ldg4(const float* p) { return __ldg(reinterpret_cast<const float4*>(p)); }
 
 // ---- fast integer division ------------------------------------------------------------------------------------
 // n / d for 0 <= n < 2^31 by a multiply-high and a shift (Granlund & Montgomery 1994): with l = ceil(log2 d),
@@ -125,11 +105,7 @@ struct FastDivmod {
   }
   AX_HD int div(int n) const {
     if (divisor == 1) return n;
-#ifdef __CUDA_ARCH__
     return static_cast<int>(__umulhi(static_cast<unsigned>(n), multiplier) >> shift);
-#else
-    return static_cast<int>(((static_cast<uint64_t>(static_cast<unsigned>(n)) * multiplier) >> 32) >> shift);
-#endif
   }
   AX_HD void divmod(int n, int& q, int& r) const {
     q = div(n);
@@ -601,9 +577,6 @@ inline GemmPlan plan_gemm(const ConfigCost* configs, int n_configs, int sms, int
 constexpr int kMaxDevices = 64;
 
 inline int sm_count(int device) {
-#ifdef AX_GEMM_HOST_EMULATION
-  return emulated_sm_count();
-#endif
   static std::atomic<int> cache[kMaxDevices];
   const int slot = device >= 0 && device < kMaxDevices ? device : 0;
   int v = cache[slot].load(std::memory_order_relaxed);
@@ -614,12 +587,6 @@ inline int sm_count(int device) {
   return v;
 }
 
-#ifdef AX_GEMM_HOST_EMULATION
-template <class Cfg, class LA, class LB, class Ep>
-int kernel_occupancy(int) {
-  return emulated_occupancy<Cfg>();
-}
-#else
 template <class Cfg, class LA, class LB, class Ep>
 int kernel_occupancy(int device) {
   static std::atomic<int> cache[kMaxDevices];
@@ -631,7 +598,6 @@ int kernel_occupancy(int device) {
   cache[slot].store(v, std::memory_order_relaxed);
   return v;
 }
-#endif
 
 // ---- launching ------------------------------------------------------------------------------------------------
 template <class... Cfgs>
@@ -652,12 +618,8 @@ template <class LA, class LB, class Ep, class... Cfgs>
 GemmPlan plan_problem(TileList<Cfgs...>, const Problem<LA, LB, Ep>& pr, int device, bool force_partial) {
   const ConfigCost costs[] = {ConfigCost{Cfgs::BM, Cfgs::BN, Cfgs::kThreads, kernel_occupancy<Cfgs, LA, LB, Ep>(device),
                                          tile_efficiency<Cfgs>()}...};
-  GemmPlan plan = plan_gemm(costs, static_cast<int>(sizeof...(Cfgs)), sm_count(device), pr.M, pr.N, pr.K,
-                            pr.batches, force_partial);
-#ifdef AX_GEMM_HOST_EMULATION
-  emulated_adjust_plan(plan, static_cast<int>(sizeof...(Cfgs)), pr.K);
-#endif
-  return plan;
+  return plan_gemm(costs, static_cast<int>(sizeof...(Cfgs)), sm_count(device), pr.M, pr.N, pr.K, pr.batches,
+                   force_partial);
 }
 
 template <class Cfg, class LA, class LB, class Ep>
@@ -682,11 +644,7 @@ void launch_with(const char* op, const Problem<LA, LB, Ep>& pr, const GemmPlan& 
     g.batch0 = b0;
     const int nb = std::min(batches_per_launch, pr.batches - b0);
     dim3 grid(static_cast<unsigned>(blocks_x), 1, static_cast<unsigned>(nb * plan.splits));
-#ifdef AX_GEMM_HOST_EMULATION
-    emulate_gemm_kernel<Cfg>(grid, pr.a, pr.b, pr.ep, g);
-#else
     gemm_kernel<Cfg, LA, LB, Ep><<<grid, Cfg::kThreads, 0, stream>>>(pr.a, pr.b, pr.ep, g);
-#endif
     AX_GEMM_CHECK_LAUNCH(op);
   }
 }
@@ -714,11 +672,7 @@ void launch_reduce(const char* op, const float* partial, int slices, int batches
                    cudaStream_t stream) {
   const int64_t total = static_cast<int64_t>(M) * N * batches;
   const unsigned blocks = grid_for(total, kReduceX);
-#ifdef AX_GEMM_HOST_EMULATION
-  emulate_reduce_kernel(blocks, partial, slices, batches, M, N, ep);
-#else
   splitk_reduce_kernel<Ep><<<blocks, dim3(kReduceX, kReduceY), 0, stream>>>(partial, slices, batches, M, N, ep);
-#endif
   AX_GEMM_CHECK_LAUNCH(op);
 }
 
@@ -744,10 +698,20 @@ class Scratch {
 
 inline int current_device() {
   int device = 0;
-#ifndef AX_GEMM_HOST_EMULATION
   AX_CUDA_CHECK(cudaGetDevice(&device));
-#endif
   return device;
+}
+
+// The largest element count of one launch's tensors, for the kernels' 32-bit index arithmetic: 2^31 - 1.
+// ALEXNET_CUDA_INDEX_LIMIT (read once) lowers it, on a GPU as on the emulated device, so that tests reach the
+// paths that split a batch into several launches, which AlexNet's own shapes never need.
+inline int64_t index_limit() {
+  static const int64_t limit = [] {
+    const char* v = std::getenv("ALEXNET_CUDA_INDEX_LIMIT");
+    const long long parsed = v && *v ? std::atoll(v) : 0;
+    return parsed > 0 && parsed < INT_MAX ? static_cast<int64_t>(parsed) : static_cast<int64_t>(INT_MAX);
+  }();
+  return limit;
 }
 
 // Plans, launches and (for split-K) reduces one GEMM on `stream`.

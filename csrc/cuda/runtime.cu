@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cuda/check.cuh"
+#include "cuda/memcheck.cuh"
 #include "cuda/runtime.h"
 
 namespace alexnet::cuda {
@@ -78,8 +79,12 @@ cudaStream_t create_stream(int device) {
   AX_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   return s;
 }
+void forget_stream_blocks(int device, cudaStream_t stream);  // the caching allocator, below
+
 void destroy_stream(int device, cudaStream_t stream) {
   DeviceGuard guard(device);
+  AX_CUDA_CHECK(cudaStreamSynchronize(stream));
+  forget_stream_blocks(device, stream);
   cudaStreamDestroy(stream);
 }
 void synchronize_stream(cudaStream_t stream) { AX_CUDA_CHECK(cudaStreamSynchronize(stream)); }
@@ -119,6 +124,10 @@ float event_elapsed_ms(cudaEvent_t start, cudaEvent_t end) {
 // on the stream it was allocated on, so work queued on that stream is ordered before any reuse. A tensor used on
 // another stream must be kept alive by its user until that stream has passed an event (the network keeps its
 // exchange buffers as members for this reason).
+// When a stream is destroyed (a Network going away), its cached blocks are freed and its live blocks become
+// orphans (stream null) that are freed, not cached, when released: no block stays cached under a dead stream,
+// where nothing could ever reuse it (and where a new stream that happened to get the same handle could reuse it
+// too early).
 namespace {
 struct Block {
   size_t bytes;
@@ -181,6 +190,7 @@ void* allocate(int device, size_t bytes) {
     AX_CUDA_CHECK(err);
     pool.stats.reserved += size;
   }
+  note_block_in_use(ptr, bytes, size, stream);
   pool.live[ptr] = Block{size, stream};
   pool.stats.allocated += size;
   if (pool.stats.allocated > pool.stats.peak_allocated) pool.stats.peak_allocated = pool.stats.allocated;
@@ -192,9 +202,36 @@ void release(int device, void* ptr) {
   std::lock_guard<std::mutex> lock(pool.mutex);
   auto it = pool.live.find(ptr);
   if (it == pool.live.end()) return;
-  pool.cached[{it->second.stream, it->second.bytes}].push_back(ptr);
-  pool.stats.allocated -= it->second.bytes;
+  const Block block = it->second;
+  pool.stats.allocated -= block.bytes;
   pool.live.erase(it);
+  if (!block.stream) {  // an orphan of a destroyed stream (release runs in destructors: nothing may throw)
+    DeviceGuard guard(device);
+    if (cudaFree(ptr) != cudaSuccess) cudaGetLastError();
+    pool.stats.reserved -= block.bytes;
+    return;
+  }
+  note_block_cached(ptr, block.bytes, block.stream);
+  pool.cached[{block.stream, block.bytes}].push_back(ptr);
+}
+
+void forget_stream_blocks(int device, cudaStream_t stream) {
+  DevicePool& pool = g_pools[device];
+  std::lock_guard<std::mutex> lock(pool.mutex);
+  for (auto it = pool.cached.begin(); it != pool.cached.end();) {
+    if (it->first.first != stream) {
+      ++it;
+      continue;
+    }
+    for (void* p : it->second) {
+      AX_CUDA_CHECK(cudaFree(p));
+      pool.stats.reserved -= it->first.second;
+    }
+    it = pool.cached.erase(it);
+  }
+  for (auto& [ptr, block] : pool.live) {
+    if (block.stream == stream) block.stream = nullptr;
+  }
 }
 
 void empty_cache(int device) {
