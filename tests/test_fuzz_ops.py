@@ -359,8 +359,9 @@ def mutations(op: str, kwargs: dict) -> st.SearchStrategy:
 
 
 # Arguments whose consistency with the others the op trusts rather than recomputes: maxpool_backward routes each
-# gradient to the input equal to the forward's output y; with a y that is not maxpool(x) the gradient goes nowhere.
-TRUSTED = {("maxpool_backward", "x"), ("maxpool_backward", "y")}
+# gradient to the input equal to the forward's output y; with a y that is not maxpool_forward(x, kernel, stride) the
+# gradient goes nowhere. Such a call must still not crash or produce NaN.
+TRUSTED = {("maxpool_backward", name) for name in ("x", "y", "kernel", "stride")}
 
 
 def as_received(kwargs: dict) -> dict:
