@@ -70,7 +70,8 @@ def tensor(array, device: str = "cpu") -> Tensor:
     """A :class:`Tensor` on ``device`` holding a copy of a NumPy array (float32, int32 or uint8, C-contiguous)."""
     import numpy as np
 
-    dtype = ops.DTYPE_NAMES.get(np.asarray(array).dtype, "float32") if isinstance(array, np.ndarray) else "float32"
+    native = array.dtype.newbyteorder("=") if isinstance(array, np.ndarray) else None  # big-endian is converted
+    dtype = ops.DTYPE_NAMES.get(native, "float32")
     return ops.to_tensor(array, device, "tensor", "array", dtype)
 
 

@@ -23,13 +23,18 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .cli import ConfigError
+from .train_config import resolve_devices
 
 FORMAT = "alexnet_cuda.checkpoint"
 VERSION = 1
@@ -215,8 +220,10 @@ def load(path: str | os.PathLike) -> Checkpoint:
                     raise CheckpointError(f"checkpoint {path}: unexpected entry {key!r}")
     except CheckpointError:
         raise
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError) as exc:
-        # ValueError covers numpy's "Cannot load file containing pickled data" and "not a zip file" cases.
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError, NotImplementedError, struct.error,
+            zlib.error) as exc:
+        # ValueError covers numpy's "Cannot load file containing pickled data" and "not a zip file" cases; zipfile
+        # raises NotImplementedError, struct.error or zlib.error for some corrupt headers.
         raise CheckpointError(f"checkpoint {path}: cannot be read, it is truncated or corrupt, or not a .npz file "
                               f"({type(exc).__name__}: {exc})") from None
     return ckpt
@@ -235,10 +242,17 @@ def build_model(ckpt: Checkpoint, devices: Any = None, model_class: Any = None):
     if not config:
         raise CheckpointError(f"checkpoint {ckpt.path or ''}: has no model configuration (was it written by "
                               f"alexnet_cuda.train?)")
-    model = model_class(devices=devices, **config)
-    model.load_state_dict(ckpt.params)
-    if "mean" in ckpt.arrays:
-        model.set_normalization(ckpt.arrays["mean"], float(ckpt.meta.get("normalization_scale", 1.0)))
+    try:
+        model = model_class(devices=devices, **config)
+        model.load_state_dict(ckpt.params)
+        if "mean" in ckpt.arrays:
+            model.set_normalization(ckpt.arrays["mean"], float(ckpt.meta.get("normalization_scale", 1.0)))
+    except (TypeError, ValueError) as exc:
+        # A file that loads but whose configuration, parameters or mean do not fit together: the model's message
+        # says which; the user needs to know it is the checkpoint's fault.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {ckpt.path or ''}: does not match the network it describes ({first})") \
+            from None
     return model
 
 
@@ -265,8 +279,6 @@ def load_for_inference(path: str | os.PathLike | None, device: str = "auto", gpu
     """(path, checkpoint, model) for evaluate and predict: the checkpoint at ``path`` (default: the newest
     runs/*/best.npz) with its model built on the devices asked for. Raises the trainer's ConfigError when there is no
     checkpoint or the devices are unavailable, CheckpointError when the file is bad."""
-    from .train import ConfigError, resolve_devices  # train imports this module
-
     path = path or find_latest()
     if path is None:
         raise ConfigError("no checkpoint given and none found under runs/; train one with "

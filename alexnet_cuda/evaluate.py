@@ -21,15 +21,17 @@ from typing import Any
 import numpy as np
 
 from . import checkpoint as ckpt_io
+from . import cli
+from .cli import ConfigError
+from .reference.softmax_xent import label_rank
 
 PROG = "python -m alexnet_cuda.evaluate"
 
 
 def topk_correct(probs: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """Boolean (N,): whether the true class is among the ``k`` highest scores (fewer than k classes score higher)."""
-    labels = np.asarray(labels, dtype=np.int64)
-    true = probs[np.arange(len(labels)), labels]
-    return (probs > true[:, None]).sum(axis=1) < k
+    """Boolean (N,): whether the true class is among the ``k`` highest scores. The rule of ``ops.topk_correct``
+    (fewer than k other classes score at least as high; ties and NaN count against the label)."""
+    return label_rank(probs, labels) < k
 
 
 def _summarize(probs_sum_loss: float, correct1: int, correct5: int, n: int) -> dict[str, float]:
@@ -88,7 +90,7 @@ def evaluate(model, dataset, *, batch_size: int = 128, ten_crop: bool = True, wo
 def _dataset_for(ckpt: ckpt_io.Checkpoint, data: str | None, kind: str | None, split: str):
     """The evaluation set: ``data`` when given, else the one the checkpoint was trained on."""
     from . import data as data_mod
-    from .train import ConfigError, TrainConfig, open_datasets
+    from .train import TrainConfig, open_datasets
 
     image_size = int(ckpt.meta.get("image_size", 0)) or None
     if data is None:
@@ -112,8 +114,6 @@ def _dataset_for(ckpt: ckpt_io.Checkpoint, data: str | None, kind: str | None, s
 
 def check_classes(ckpt: ckpt_io.Checkpoint, dataset) -> None:
     """The dataset's labels must mean what the network's outputs mean."""
-    from .train import ConfigError
-
     want, got = ckpt.class_ids, list(dataset.class_ids)
     if want and got != want:
         raise ConfigError(f"the data has {len(got)} classes ({', '.join(got[:3])}, ...) but {ckpt.path} was trained "
@@ -132,39 +132,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=("folder", "imagenet", "cifar10", "tinyimagenet"),
                    help="dataset kind (default: detected)")
     p.add_argument("--split", choices=("val", "train"), default="val", help="default val")
-    p.add_argument("--batch-size", type=int, default=128, metavar="N", help="default 128")
-    p.add_argument("--max-images", type=int, metavar="N", help="evaluate on the first N images only")
+    p.add_argument("--batch-size", type=cli.int_at_least(1), default=128, metavar="N", help="default 128")
+    p.add_argument("--max-images", type=cli.int_at_least(1), metavar="N", help="evaluate on the first N images only")
     p.add_argument("--no-ten-crop", dest="ten_crop", action="store_false", help="centre crop only (faster)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")
-    p.add_argument("--gpus", metavar="IDS", help="GPU ids, e.g. 0,1")
-    p.add_argument("--workers", type=int, help="data-loading workers")
+    p.add_argument("--gpus", type=cli.gpu_list, metavar="IDS", help="GPU ids, e.g. 0,1")
+    p.add_argument("--workers", type=cli.int_at_least(0), help="data-loading workers")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    cli.add_debug_flag(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .train import ConfigError, _gpu_list
+    args = build_parser().parse_args(argv)
+    return cli.run(PROG, args, lambda: _run(args))
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error(f"argument --batch-size: must be at least 1, got {args.batch_size}")
-    if args.max_images is not None and args.max_images < 1:
-        parser.error(f"argument --max-images: must be at least 1, got {args.max_images}")
-    try:
-        gpus = _gpu_list(args.gpus) if args.gpus else None
-    except argparse.ArgumentTypeError as exc:
-        parser.error(f"argument --gpus: {exc}")
-    try:
-        path, ckpt, model = ckpt_io.load_for_inference(args.checkpoint, args.device, gpus)
-        dataset = _dataset_for(ckpt, args.data, args.dataset, args.split)
-        check_classes(ckpt, dataset)
-        result = evaluate(model, dataset, batch_size=args.batch_size, ten_crop=args.ten_crop, workers=args.workers,
-                          max_images=args.max_images, progress=args.progress)
-    except (ConfigError, ckpt_io.CheckpointError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, ConfigError) else 1
+
+def _run(args) -> int:
+    path, ckpt, model = ckpt_io.load_for_inference(args.checkpoint, args.device, args.gpus)
+    dataset = _dataset_for(ckpt, args.data, args.dataset, args.split)
+    check_classes(ckpt, dataset)
+    result = evaluate(model, dataset, batch_size=args.batch_size, ten_crop=args.ten_crop, workers=args.workers,
+                      max_images=args.max_images, progress=args.progress)
     result["checkpoint"] = str(path)
     if args.json:
         print(json.dumps(result, indent=2))

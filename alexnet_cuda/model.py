@@ -54,12 +54,14 @@ restores ``step``.
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import _C
+from .arguments import INT32_MAX, UINT64_MAX, float_arg, int_arg
+from .arguments import is_int as _is_int
+from .arguments import is_real as _is_real
 
 _ARCHS = ("alexnet", "alexnet-small")
 _ACTIVATIONS = ("relu", "tanh")
@@ -73,12 +75,12 @@ class StepResult(NamedTuple):
     top5: float
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-def _is_real(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+def _check_finite(where: str, name: str, batch: np.ndarray) -> None:
+    """Refuses a batch with NaN or inf in it, naming the first such image: one would poison conv1's weights, and
+    ReLU would hide the damage from the loss downstream (issue 9)."""
+    finite = np.isfinite(batch.reshape(len(batch), -1)).all(axis=1)
+    if not finite.all():
+        raise ValueError(f"{where}: {name} of image {int(np.argmin(finite))} of the batch contain NaN or inf")
 
 
 def resolve_devices(devices: Any) -> list[str]:
@@ -122,10 +124,7 @@ class AlexNet:
     def __init__(self, num_classes=1000, devices=None, arch="alexnet", input_size=None, *, lrn=True,
                  overlapping_pool=True, activation="relu", dropout=0.5, towers=2, bias_init=1.0, weight_std=0.01,
                  seed=0, widths=None):
-        if not _is_int(num_classes):
-            raise TypeError(f"AlexNet: num_classes must be an int, got {type(num_classes).__name__}")
-        if num_classes < 2:
-            raise ValueError(f"AlexNet: num_classes must be >= 2, got {num_classes}")
+        int_arg("AlexNet", "num_classes", num_classes, 2, INT32_MAX)
         if arch not in _ARCHS:
             raise ValueError(f"AlexNet: arch must be one of {_ARCHS}, got {arch!r}")
         if input_size is None:
@@ -146,12 +145,10 @@ class AlexNet:
             raise ValueError(f"AlexNet: dropout must be a number in [0, 1), got {dropout!r}")
         if not _is_int(towers) or towers not in (1, 2):
             raise ValueError(f"AlexNet: towers must be 1 or 2, got {towers!r}")
-        if not _is_real(bias_init) or not math.isfinite(bias_init):
-            raise ValueError(f"AlexNet: bias_init must be a finite number, got {bias_init!r}")
-        if not _is_real(weight_std) or not (math.isfinite(weight_std) and weight_std >= 0):
-            raise ValueError(f"AlexNet: weight_std must be a finite number >= 0, got {weight_std!r}")
-        if not _is_int(seed) or not 0 <= seed < 2**64:
-            raise ValueError(f"AlexNet: seed must be an int in [0, 2^64), got {seed!r}")
+        float_arg("AlexNet", "bias_init", bias_init)
+        if float_arg("AlexNet", "weight_std", weight_std) < 0:
+            raise ValueError(f"AlexNet: weight_std must be >= 0, got {weight_std!r}")
+        int_arg("AlexNet", "seed", seed, 0, UINT64_MAX)
         conv_channels = fc_width = None
         if widths is not None:
             if not isinstance(widths, dict) or not set(widths) <= {"conv", "fc"}:
@@ -160,7 +157,8 @@ class AlexNet:
             conv_channels = widths.get("conv")
             fc_width = widths.get("fc")
             for key, v, n in (("conv", conv_channels, 5), ("fc", fc_width, 2)):
-                if v is not None and (len(v) != n or not all(_is_int(c) and c >= 1 for c in v)):
+                if v is not None and (not isinstance(v, (list, tuple)) or len(v) != n
+                                      or not all(_is_int(c) and 1 <= c <= INT32_MAX for c in v)):
                     raise ValueError(f"AlexNet: widths[{key!r}] must be {n} positive ints, got {v!r}")
             conv_channels = None if conv_channels is None else [int(c) for c in conv_channels]
             fc_width = None if fc_width is None else [int(c) for c in fc_width]
@@ -210,8 +208,9 @@ class AlexNet:
         if mean.ndim == 3 and (mean.shape[1] < self.input_size or mean.shape[2] < self.input_size):
             raise ValueError(f"AlexNet.set_normalization: a per-pixel mean must be at least {self.input_size}x"
                              f"{self.input_size} (the image size), got {mean.shape}")
-        if not _is_real(scale) or not math.isfinite(scale):
-            raise ValueError(f"AlexNet.set_normalization: scale must be a finite number, got {scale!r}")
+        float_arg("AlexNet.set_normalization", "scale", scale)
+        if not np.isfinite(mean).all():
+            raise ValueError("AlexNet.set_normalization: the mean contains NaN or inf")
         self._net.set_normalization(np.ascontiguousarray(mean, np.float32), float(scale))
         self._mean_shape = mean.shape
 
@@ -224,6 +223,7 @@ class AlexNet:
         if images.dtype == np.float32:
             if images.ndim != 4 or images.shape[1:] != (3, s, s) or images.shape[0] < 1:
                 raise ValueError(f"{where}: expected float32 images of shape (N, 3, {s}, {s}), got {images.shape}")
+            _check_finite(where, "images", images)
             if crops is not None or flips is not None or rgb_shift is not None:
                 raise ValueError(f"{where}: crops, flips and rgb_shift apply to uint8 images only; float32 images "
                                  f"are used as given (already normalized)")
@@ -275,6 +275,7 @@ class AlexNet:
                 raise ValueError(f"{where}: expected float rgb_shift of shape ({n}, 3), got {rgb_shift.dtype} "
                                  f"{rgb_shift.shape}")
             rgb_shift = np.ascontiguousarray(rgb_shift, np.float32)
+            _check_finite(where, "rgb_shift", rgb_shift)
         return images, labels, crops, flips, rgb_shift
 
     @staticmethod
@@ -290,7 +291,7 @@ class AlexNet:
         """
         for name, v, ok in (("lr", lr, lambda x: x >= 0), ("momentum", momentum, lambda x: 0 <= x < 1),
                             ("weight_decay", weight_decay, lambda x: x >= 0)):
-            if not _is_real(v) or not math.isfinite(v) or not ok(v):
+            if not ok(float_arg("AlexNet.train_step", name, v)):
                 raise ValueError(f"AlexNet.train_step: bad {name}={v!r} (lr >= 0, 0 <= momentum < 1, "
                                  f"weight_decay >= 0)")
         images, labels, crops, flips, rgb_shift = self._batch("train_step", images, labels, crops, flips, rgb_shift,

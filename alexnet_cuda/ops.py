@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _C
+from .arguments import UINT64_MAX, bool_arg, float_arg, int_arg, pair_arg
 
 Tensor = _C.Tensor
 _ACTIVATIONS = {"none": 0, None: 0, "relu": 1, "tanh": 2}
@@ -23,7 +24,7 @@ DTYPE_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.int32): "int32", np.
 
 
 def _activation(op: str, act: Any) -> int:
-    if act not in _ACTIVATIONS:
+    if not (act is None or isinstance(act, str)) or act not in _ACTIVATIONS:
         raise ValueError(f"{op}: activation must be 'none', 'relu' or 'tanh', got {act!r}")
     return _ACTIVATIONS[act]
 
@@ -36,6 +37,8 @@ def to_tensor(a: Any, device: str, op: str, name: str = "x", dtype: str = "float
         return a
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{op}: expected {name} as a numpy.ndarray or alexnet_cuda.Tensor, got {type(a).__name__}")
+    if not a.dtype.isnative:  # big-endian data: convert the numbers, never reinterpret their bytes
+        a = a.astype(a.dtype.newbyteorder("="))
     if DTYPE_NAMES.get(a.dtype) != dtype:
         raise TypeError(f"{op}: expected {name} of dtype {dtype}, got {a.dtype} (convert with .astype(np.{dtype}))")
     if not a.flags.c_contiguous:
@@ -44,6 +47,8 @@ def to_tensor(a: Any, device: str, op: str, name: str = "x", dtype: str = "float
 
 
 def _parse_device(op: str, device: str) -> str:
+    if not isinstance(device, str):
+        raise TypeError(f"{op}: device must be a string such as 'cpu' or 'cuda:0', got {device!r}")
     try:
         return _C.parse_device(device)
     except ValueError as exc:
@@ -57,7 +62,7 @@ class _Call:
         self.op = op
         self.numpy = not isinstance(first, Tensor)
         if self.numpy:
-            self.device = _parse_device(op, device or "cpu")
+            self.device = _parse_device(op, "cpu" if device is None else device)
         else:
             self.device = first.device
             if device is not None and _parse_device(op, device) != self.device:
@@ -70,6 +75,25 @@ class _Call:
 
     def opt(self, a: Any, name: str) -> Tensor | None:
         return None if a is None else self.t(a, name)
+
+    def ints(self, **values: Any) -> list[int]:
+        """The C int arguments, in order, checked for type and range (arguments.int_arg)."""
+        return [int_arg(self.op, name, v) for name, v in values.items()]
+
+    def floats(self, **values: Any) -> list[float]:
+        """The float32 arguments, in order, checked to be finite float32 numbers (arguments.float_arg)."""
+        return [float_arg(self.op, name, v) for name, v in values.items()]
+
+    def run(self, native: Any, *args: Any) -> Any:
+        """Calls the C++ op and converts its result. Its errors are named after this op (relu_forward runs
+        activation_forward; the allocator's out-of-memory message names no op at all)."""
+        try:
+            return self.out(native(*args))
+        except (TypeError, ValueError, MemoryError) as exc:
+            message, prefix = str(exc), f"{native.__name__}: "
+            if message.startswith(prefix):
+                message = message[len(prefix):]
+            raise type(exc)(f"{self.op}: {message}") from None
 
     def out(self, r: Any) -> Any:
         if not self.numpy:
@@ -93,132 +117,150 @@ def _labels(c: _Call, labels: Any) -> Tensor:
 def conv2d_forward(x, weight, bias=None, stride=1, padding=0, groups=1, activation=None, *, device=None):
     """y = act(conv2d(x, weight) + bias). x (n, c_in, h, w), weight (c_out, c_in/groups, kh, kw)."""
     c = _Call("conv2d_forward", device, x)
-    act = _activation(c.op, activation)
-    return c.out(_C.ops.conv2d_forward(c.t(x, "x"), c.t(weight, "weight"), c.opt(bias, "bias"), stride, padding,
-                                       groups, act))
+    return c.run(_C.ops.conv2d_forward, c.t(x, "x"), c.t(weight, "weight"), c.opt(bias, "bias"),
+                 *c.ints(stride=stride, padding=padding, groups=groups), _activation(c.op, activation))
 
 
 def conv2d_backward_input(dy, weight, input_size, stride=1, padding=0, groups=1, *, device=None):
     """dL/dx for an input of spatial size input_size = (h, w)."""
     c = _Call("conv2d_backward_input", device, dy)
-    h, w = input_size
-    return c.out(_C.ops.conv2d_backward_input(c.t(dy, "dy"), c.t(weight, "weight"), h, w, stride, padding, groups))
+    h, w = pair_arg(c.op, "input_size", input_size)
+    return c.run(_C.ops.conv2d_backward_input, c.t(dy, "dy"), c.t(weight, "weight"), h, w,
+                 *c.ints(stride=stride, padding=padding, groups=groups))
 
 
 def conv2d_backward_weight(x, dy, kernel_size, stride=1, padding=0, groups=1, *, device=None):
     """dL/dweight for kernel_size = (kh, kw)."""
     c = _Call("conv2d_backward_weight", device, x)
-    kh, kw = kernel_size
-    return c.out(_C.ops.conv2d_backward_weight(c.t(x, "x"), c.t(dy, "dy"), kh, kw, stride, padding, groups))
+    kh, kw = pair_arg(c.op, "kernel_size", kernel_size)
+    return c.run(_C.ops.conv2d_backward_weight, c.t(x, "x"), c.t(dy, "dy"), kh, kw,
+                 *c.ints(stride=stride, padding=padding, groups=groups))
 
 
 def bias_backward(dy, *, device=None):
     """dL/dbias: dy summed over every dim but 1 (conv2d and linear)."""
     c = _Call("bias_backward", device, dy)
-    return c.out(_C.ops.bias_backward(c.t(dy, "dy")))
+    return c.run(_C.ops.bias_backward, c.t(dy, "dy"))
 
 
 # ---- linear -------------------------------------------------------------------------------------------------------
 def linear_forward(x, weight, bias=None, activation=None, *, device=None):
     """y = act(x @ weight.T + bias). x (n, in), weight (out, in)."""
     c = _Call("linear_forward", device, x)
-    act = _activation(c.op, activation)
-    return c.out(_C.ops.linear_forward(c.t(x, "x"), c.t(weight, "weight"), c.opt(bias, "bias"), act))
+    return c.run(_C.ops.linear_forward, c.t(x, "x"), c.t(weight, "weight"), c.opt(bias, "bias"),
+                 _activation(c.op, activation))
 
 
 def linear_backward_input(dy, weight, *, device=None):
     c = _Call("linear_backward_input", device, dy)
-    return c.out(_C.ops.linear_backward_input(c.t(dy, "dy"), c.t(weight, "weight")))
+    return c.run(_C.ops.linear_backward_input, c.t(dy, "dy"), c.t(weight, "weight"))
 
 
 def linear_backward_weight(x, dy, *, device=None):
     c = _Call("linear_backward_weight", device, x)
-    return c.out(_C.ops.linear_backward_weight(c.t(x, "x"), c.t(dy, "dy")))
+    return c.run(_C.ops.linear_backward_weight, c.t(x, "x"), c.t(dy, "dy"))
 
 
 # ---- activation ---------------------------------------------------------------------------------------------------
+# relu_* and tanh_* are activation_* under their own name, so that their errors name them.
+def _activation_forward(op, x, activation, device):
+    c = _Call(op, device, x)
+    return c.run(_C.ops.activation_forward, c.t(x, "x"), _activation(op, activation))
+
+
+def _activation_backward(op, y, dy, activation, device):
+    c = _Call(op, device, y)
+    return c.run(_C.ops.activation_backward, c.t(y, "y"), c.t(dy, "dy"), _activation(op, activation))
+
+
 def activation_forward(x, activation="relu", *, device=None):
-    c = _Call("activation_forward", device, x)
-    return c.out(_C.ops.activation_forward(c.t(x, "x"), _activation(c.op, activation)))
+    return _activation_forward("activation_forward", x, activation, device)
 
 
 def activation_backward(y, dy, activation="relu", *, device=None):
     """Gradient through the activation, from its output y."""
-    c = _Call("activation_backward", device, y)
-    return c.out(_C.ops.activation_backward(c.t(y, "y"), c.t(dy, "dy"), _activation(c.op, activation)))
+    return _activation_backward("activation_backward", y, dy, activation, device)
 
 
 def relu_forward(x, *, device=None):
-    return activation_forward(x, "relu", device=device)
+    return _activation_forward("relu_forward", x, "relu", device)
 
 
 def relu_backward(y, dy, *, device=None):
-    return activation_backward(y, dy, "relu", device=device)
+    return _activation_backward("relu_backward", y, dy, "relu", device)
 
 
 def tanh_forward(x, *, device=None):
-    return activation_forward(x, "tanh", device=device)
+    return _activation_forward("tanh_forward", x, "tanh", device)
 
 
 def tanh_backward(y, dy, *, device=None):
-    return activation_backward(y, dy, "tanh", device=device)
+    return _activation_backward("tanh_backward", y, dy, "tanh", device)
 
 
 # ---- lrn ----------------------------------------------------------------------------------------------------------
 def lrn_forward(x, size=5, alpha=1e-4, beta=0.75, k=2.0, *, device=None):
     """Local response normalization across channels (paper Section 3.3). Returns (y, scale)."""
     c = _Call("lrn_forward", device, x)
-    return c.out(_C.ops.lrn_forward(c.t(x, "x"), size, alpha, beta, k))
+    return c.run(_C.ops.lrn_forward, c.t(x, "x"), *c.ints(size=size), *c.floats(alpha=alpha, beta=beta, k=k))
 
 
 def lrn_backward(x, y, scale, dy, size=5, alpha=1e-4, beta=0.75, k=2.0, *, device=None):
     c = _Call("lrn_backward", device, x)
-    return c.out(_C.ops.lrn_backward(c.t(x, "x"), c.t(y, "y"), c.t(scale, "scale"), c.t(dy, "dy"), size, alpha,
-                                     beta, k))
+    return c.run(_C.ops.lrn_backward, c.t(x, "x"), c.t(y, "y"), c.t(scale, "scale"), c.t(dy, "dy"),
+                 *c.ints(size=size), *c.floats(alpha=alpha, beta=beta, k=k))
 
 
 # ---- maxpool ------------------------------------------------------------------------------------------------------
 def maxpool_forward(x, kernel=3, stride=2, *, device=None):
     """Max pooling (paper Section 3.4: overlapping with kernel 3, stride 2)."""
     c = _Call("maxpool_forward", device, x)
-    return c.out(_C.ops.maxpool_forward(c.t(x, "x"), kernel, stride))
+    return c.run(_C.ops.maxpool_forward, c.t(x, "x"), *c.ints(kernel=kernel, stride=stride))
 
 
 def maxpool_backward(x, y, dy, kernel=3, stride=2, *, device=None):
     """Each output gradient goes to its window's maximum; ties go to the first maximum in scan order."""
     c = _Call("maxpool_backward", device, x)
-    return c.out(_C.ops.maxpool_backward(c.t(x, "x"), c.t(y, "y"), c.t(dy, "dy"), kernel, stride))
+    return c.run(_C.ops.maxpool_backward, c.t(x, "x"), c.t(y, "y"), c.t(dy, "dy"),
+                 *c.ints(kernel=kernel, stride=stride))
 
 
 # ---- dropout ------------------------------------------------------------------------------------------------------
+def _dropout_args(c, p, seed, offset, training):
+    return (*c.floats(p=p), int_arg(c.op, "seed", seed, 0, UINT64_MAX), int_arg(c.op, "offset", offset, 0, UINT64_MAX),
+            bool_arg(c.op, "training", training))
+
+
 def dropout_forward(x, p=0.5, seed=0, offset=0, training=True, *, device=None):
     """Inverted dropout (paper Section 4.2) with a Philox mask keyed by (seed, offset); identity when not training."""
     c = _Call("dropout_forward", device, x)
-    return c.out(_C.ops.dropout_forward(c.t(x, "x"), p, seed, offset, training))
+    return c.run(_C.ops.dropout_forward, c.t(x, "x"), *_dropout_args(c, p, seed, offset, training))
 
 
 def dropout_backward(dy, p=0.5, seed=0, offset=0, training=True, *, device=None):
     c = _Call("dropout_backward", device, dy)
-    return c.out(_C.ops.dropout_backward(c.t(dy, "dy"), p, seed, offset, training))
+    return c.run(_C.ops.dropout_backward, c.t(dy, "dy"), *_dropout_args(c, p, seed, offset, training))
 
 
 # ---- softmax cross-entropy ----------------------------------------------------------------------------------------
 def softmax_xent_forward(logits, labels, *, device=None):
     """Mean softmax cross-entropy over the batch. Returns (loss: float, probs)."""
     c = _Call("softmax_xent_forward", device, logits)
-    return c.out(_C.ops.softmax_xent_forward(c.t(logits, "logits"), _labels(c, labels)))
+    return c.run(_C.ops.softmax_xent_forward, c.t(logits, "logits"), _labels(c, labels))
 
 
 def softmax_xent_backward(probs, labels, *, device=None):
     """dL/dlogits = (probs - onehot(labels)) / n."""
     c = _Call("softmax_xent_backward", device, probs)
-    return c.out(_C.ops.softmax_xent_backward(c.t(probs, "probs"), _labels(c, labels)))
+    return c.run(_C.ops.softmax_xent_backward, c.t(probs, "probs"), _labels(c, labels))
 
 
 def topk_correct(scores, labels, *, device=None):
-    """(top-1 correct count, top-5 correct count); ties count in the label's favour."""
+    """(top-1 correct count, top-5 correct count). A row is top-k correct when its label's score is a number and
+    fewer than k other classes score at least as high: ties and NaN count against the label, so constant or NaN
+    outputs are never correct."""
     c = _Call("topk_correct", device, scores)
-    return tuple(_C.ops.topk_correct(c.t(scores, "scores"), _labels(c, labels)))
+    return tuple(c.run(_C.ops.topk_correct, c.t(scores, "scores"), _labels(c, labels)))
 
 
 # ---- sgd ----------------------------------------------------------------------------------------------------------
@@ -232,7 +274,7 @@ def sgd_update(weight, momentum_buffer, grad, lr, momentum=0.9, weight_decay=5e-
     w, v, g = c.t(weight, "weight"), c.t(momentum_buffer, "momentum_buffer"), c.t(grad, "grad")
     if c.numpy and (not weight.flags.writeable or not momentum_buffer.flags.writeable):
         raise ValueError("sgd_update: weight and momentum_buffer must be writeable arrays (updated in place)")
-    _C.ops.sgd_update(w, v, g, lr, momentum, weight_decay)
+    c.run(_C.ops.sgd_update, w, v, g, *c.floats(lr=lr, momentum=momentum, weight_decay=weight_decay))
     if c.numpy:
         weight[...] = w.numpy()
         momentum_buffer[...] = v.numpy()
@@ -244,6 +286,6 @@ def prepare_batch(images, mean, crop_y, crop_x, flip, rgb_shift, crop, scale=1.0
     and mirrored where flip is non-zero. mean is (3, h, w) or (3,); rgb_shift (n, 3) is the paper's PCA colour
     noise (Section 4.1)."""
     c = _Call("prepare_batch", device, images)
-    return c.out(_C.ops.prepare_batch(c.t(images, "images", "uint8"), c.t(mean, "mean"),
-                                      c.t(crop_y, "crop_y", "int32"), c.t(crop_x, "crop_x", "int32"),
-                                      c.t(flip, "flip", "int32"), c.t(rgb_shift, "rgb_shift"), crop, scale))
+    return c.run(_C.ops.prepare_batch, c.t(images, "images", "uint8"), c.t(mean, "mean"),
+                 c.t(crop_y, "crop_y", "int32"), c.t(crop_x, "crop_x", "int32"), c.t(flip, "flip", "int32"),
+                 c.t(rgb_shift, "rgb_shift"), *c.ints(crop=crop), *c.floats(scale=scale))

@@ -14,6 +14,7 @@ import sys
 import numpy as np
 
 from . import checkpoint as ckpt_io
+from . import cli
 
 PROG = "python -m alexnet_cuda.predict"
 
@@ -75,27 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "alexnet_cuda.train.")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
     p.add_argument("--checkpoint", metavar="PATH", help="default: the newest runs/*/best.npz")
-    p.add_argument("--top", type=int, default=5, metavar="K", help="how many classes to show (default 5)")
+    p.add_argument("--top", type=cli.int_at_least(1), default=5, metavar="K",
+                   help="how many classes to show (default 5)")
     p.add_argument("--ten-crop", action="store_true",
                    help="average the softmax over the paper's 10 patches instead of the centre crop")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    cli.add_debug_flag(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .train import ConfigError
+    args = build_parser().parse_args(argv)
+    return cli.run(PROG, args, lambda: _run(args))
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.top < 1:
-        parser.error(f"argument --top: must be at least 1, got {args.top}")
-    try:
-        path, ckpt, model = ckpt_io.load_for_inference(args.checkpoint, args.device)
-        preds, errors = predict_files(model, ckpt, args.images, top=args.top, ten_crop=args.ten_crop)
-    except (ConfigError, ckpt_io.CheckpointError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, ConfigError) else 1
+
+def _run(args) -> int:
+    path, ckpt, model = ckpt_io.load_for_inference(args.checkpoint, args.device)
+    preds, errors = predict_files(model, ckpt, args.images, top=args.top, ten_crop=args.ten_crop)
     for p, msg in errors.items():
         print(f"{PROG}: error: {msg}", file=sys.stderr)
     if args.json:

@@ -136,7 +136,9 @@ void validate_config(const NetworkConfig& cfg) {
   }
   AX_CHECK(cfg.pool_kernel >= 1 && cfg.pool_stride >= 1, "AlexNet: pooling needs kernel >= 1 and stride >= 1");
   AX_CHECK(cfg.dropout >= 0.0f && cfg.dropout < 1.0f, "AlexNet: dropout must be in [0, 1), got ", cfg.dropout);
-  AX_CHECK(cfg.weight_std >= 0.0f, "AlexNet: weight_std must be >= 0, got ", cfg.weight_std);
+  AX_CHECK(cfg.weight_std >= 0.0f && std::isfinite(cfg.weight_std), "AlexNet: weight_std must be finite and >= 0, got ",
+           cfg.weight_std);
+  AX_CHECK(std::isfinite(cfg.bias_init), "AlexNet: bias_init must be finite, got ", cfg.bias_init);
   AX_CHECK(cfg.activation == Activation::ReLU || cfg.activation == Activation::Tanh,
            "AlexNet: activation must be 'relu' or 'tanh'");
   network_geometry(cfg);
@@ -765,7 +767,8 @@ StepStats Network::train_step(const HostBatch& batch, float lr, float momentum, 
   AX_CHECK(batch.labels, "AlexNet.train_step: labels are required");
   AX_CHECK(lr >= 0.0f && std::isfinite(lr), "AlexNet.train_step: lr must be finite and >= 0, got ", lr);
   AX_CHECK(momentum >= 0.0f && momentum < 1.0f, "AlexNet.train_step: momentum must be in [0, 1), got ", momentum);
-  AX_CHECK(weight_decay >= 0.0f, "AlexNet.train_step: weight_decay must be >= 0, got ", weight_decay);
+  AX_CHECK(weight_decay >= 0.0f && std::isfinite(weight_decay),
+           "AlexNet.train_step: weight_decay must be finite and >= 0, got ", weight_decay);
   StepStats s = impl_->run(batch, Impl::Mode::Train, true, lr, momentum, weight_decay, nullptr);
   ++step;
   return s;

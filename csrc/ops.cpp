@@ -1,6 +1,7 @@
 // The op boundary: checks every argument once, allocates outputs, and dispatches to cpu:: or cuda:: kernels.
 #include "ops.h"
 
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -56,6 +57,12 @@ int to_int(const char* op, const char* what, int64_t v) {
   return static_cast<int>(v);
 }
 
+// Float arguments: NaN fails every range comparison, but +-inf (a Python float above the float32 maximum becomes
+// inf on the way in) passes one-sided ones, and would turn the outputs into inf/NaN.
+void check_finite(const char* op, const char* name, float v) {
+  AX_CHECK(std::isfinite(v), op, ": ", name, " must be a finite float32 (|", name, "| <= 3.4e38), got ", v);
+}
+
 // Copies labels to the host (a few hundred bytes) and checks each is in [0, classes).
 void check_labels(const char* op, const Tensor& labels, int64_t n, int64_t classes) {
   check_tensor(op, "labels", labels, 1, DType::I32);
@@ -63,7 +70,7 @@ void check_labels(const char* op, const Tensor& labels, int64_t n, int64_t class
   std::vector<int32_t> host(static_cast<size_t>(n));
   labels.copy_to_host(host.data());
   for (int64_t i = 0; i < n; ++i) {
-    AX_CHECK(host[i] >= 0 && host[i] < classes, op, ": label ", host[i], " at index ", i, " is out of range [0, ",
+    AX_CHECK(host[i] >= 0 && host[i] < classes, op, ": label ", host[i], " (labels[", i, "]) is out of range [0, ",
              classes, ")");
   }
 }
@@ -88,10 +95,14 @@ ConvShape conv_shape(const char* op, const Shape& x, const Shape& w, int stride,
   AX_CHECK(w[1] == s.c_in / groups, op, ": expected weight of shape (c_out, c_in/groups, kh, kw) with c_in/groups = ",
            s.c_in / groups, ", got weight ", shape_str(w));
   AX_CHECK(s.kh >= 1 && s.kw >= 1, op, ": kernel must be at least 1x1, got ", s.kh, "x", s.kw);
-  AX_CHECK(s.h_in + 2 * pad >= s.kh && s.w_in + 2 * pad >= s.kw, op, ": kernel ", s.kh, "x", s.kw,
-           " is larger than the padded input ", s.h_in + 2 * pad, "x", s.w_in + 2 * pad);
-  s.h_out = (s.h_in + 2 * pad - s.kh) / stride + 1;
-  s.w_out = (s.w_in + 2 * pad - s.kw) / stride + 1;
+  // In 64 bits: h_in + 2 * pad overflows int for a large padding. The kernels index the padded input with ints, so
+  // it must fit one.
+  const int padded_h = to_int(op, "padded input height (height + 2 * padding)", int64_t{s.h_in} + 2 * int64_t{pad});
+  const int padded_w = to_int(op, "padded input width (width + 2 * padding)", int64_t{s.w_in} + 2 * int64_t{pad});
+  AX_CHECK(padded_h >= s.kh && padded_w >= s.kw, op, ": the weight's ", s.kh, "x", s.kw,
+           " kernel is larger than the input with padding=", pad, " (", padded_h, "x", padded_w, ")");
+  s.h_out = (padded_h - s.kh) / stride + 1;
+  s.w_out = (padded_w - s.kw) / stride + 1;
   return s;
 }
 
@@ -117,8 +128,12 @@ void check_lrn(const char* op, const Tensor& x, const LrnParams& p) {
   check_tensor(op, "x", x, -1);
   AX_CHECK(x.ndim() >= 2, op, ": expected x of shape (n, c, ...), got ", shape_str(x.shape()));
   AX_CHECK(p.size >= 1, op, ": size must be >= 1, got ", p.size);
+  check_finite(op, "alpha", p.alpha);
+  check_finite(op, "beta", p.beta);
+  check_finite(op, "k", p.k);
   AX_CHECK(p.k > 0.0f, op, ": k must be > 0 (it keeps the denominator positive), got ", p.k);
-  AX_CHECK(p.alpha >= 0.0f && p.beta >= 0.0f, op, ": alpha and beta must be >= 0");
+  AX_CHECK(p.alpha >= 0.0f && p.beta >= 0.0f, op, ": alpha and beta must be >= 0, got alpha=", p.alpha, ", beta=",
+           p.beta);
 }
 
 int64_t spatial_of(const Tensor& t) {
@@ -162,7 +177,7 @@ Tensor conv2d_backward_input(const Tensor& dy, const Tensor& w, int in_h, int in
   check_tensor(op, "dy", dy, 4);
   check_tensor(op, "weight", w, 4);
   check_device(op, "weight", w, dy);
-  AX_CHECK(in_h >= 1 && in_w >= 1, op, ": input size must be positive, got ", in_h, "x", in_w);
+  AX_CHECK(in_h >= 1 && in_w >= 1, op, ": input_size must be positive, got ", in_h, "x", in_w);
   const int64_t c_in = w.size(1) * groups;
   ConvShape s = conv_shape(op, {dy.size(0), c_in, in_h, in_w}, w.shape(), stride, pad, groups);
   check_shape(op, "dy", dy, {s.n, s.c_out, s.h_out, s.w_out});
@@ -178,6 +193,7 @@ Tensor conv2d_backward_weight(const Tensor& x, const Tensor& dy, int kh, int kw,
   check_tensor(op, "dy", dy, 4);
   check_device(op, "dy", dy, x);
   AX_CHECK(groups >= 1, op, ": groups must be >= 1, got ", groups);
+  AX_CHECK(kh >= 1 && kw >= 1, op, ": kernel_size must be positive, got ", kh, "x", kw);
   AX_CHECK(x.size(1) % groups == 0, op, ": groups=", groups, " does not divide the ", x.size(1), " input channels");
   ConvShape s = conv_shape(op, x.shape(), {dy.size(1), x.size(1) / groups, kh, kw}, stride, pad, groups);
   check_shape(op, "dy", dy, {s.n, s.c_out, s.h_out, s.w_out});
@@ -399,14 +415,16 @@ std::pair<int64_t, int64_t> topk_correct(const Tensor& scores, const Tensor& lab
 void sgd_update(Tensor& w, Tensor& v, const Tensor& dw, float lr, float momentum, float weight_decay) {
   const char* op = "sgd_update";
   check_tensor(op, "weight", w, -1);
-  for (auto [name, t] : {std::pair<const char*, const Tensor*>{"momentum buffer", &v}, {"gradient", &dw}}) {
+  for (auto [name, t] : {std::pair<const char*, const Tensor*>{"momentum_buffer", &v}, {"grad", &dw}}) {
     check_tensor(op, name, *t, -1);
     check_shape(op, name, *t, w.shape());
     check_device(op, name, *t, w);
   }
-  AX_CHECK(lr >= 0.0f, op, ": learning rate must be >= 0, got ", lr);
+  check_finite(op, "lr", lr);
+  check_finite(op, "weight_decay", weight_decay);
+  AX_CHECK(lr >= 0.0f, op, ": lr must be >= 0, got ", lr);
   AX_CHECK(momentum >= 0.0f && momentum < 1.0f, op, ": momentum must be in [0, 1), got ", momentum);
-  AX_CHECK(weight_decay >= 0.0f, op, ": weight decay must be >= 0, got ", weight_decay);
+  AX_CHECK(weight_decay >= 0.0f, op, ": weight_decay must be >= 0, got ", weight_decay);
   AX_DISPATCH(w.device(), cpu::sgd_update(w.numel(), lr, momentum, weight_decay, w.data(), v.data(), dw.data()),
               cuda::sgd_update(w.numel(), lr, momentum, weight_decay, w.data(), v.data(), dw.data(), stream));
 }
@@ -425,6 +443,7 @@ Tensor prepare_batch(const Tensor& images, const Tensor& mean, const Tensor& cro
   s.crop = crop;
   AX_CHECK(crop >= 1 && crop <= s.h_in && crop <= s.w_in, op, ": crop ", crop, " must be in [1, min(h, w)] for images ",
            shape_str(images.shape()));
+  check_finite(op, "scale", scale);
   check_tensor(op, "mean", mean, -1);
   check_device(op, "mean", mean, images);
   s.per_pixel_mean = mean.ndim() == 3;
@@ -447,7 +466,9 @@ Tensor prepare_batch(const Tensor& images, const Tensor& mean, const Tensor& cro
   crop_y.copy_to_host(ys.data());
   crop_x.copy_to_host(xs.data());
   for (int i = 0; i < s.n; ++i) {
-    AX_CHECK(ys[i] >= 0 && ys[i] + crop <= s.h_in && xs[i] >= 0 && xs[i] + crop <= s.w_in, op, ": crop offset (",
+    // In 64 bits: an offset near 2^31 plus the crop overflows int32 and would pass as negative.
+    const int64_t y = ys[i], x = xs[i];
+    AX_CHECK(y >= 0 && y + crop <= s.h_in && x >= 0 && x + crop <= s.w_in, op, ": crop offset (",
              ys[i], ", ", xs[i], ") of image ", i, " puts a ", crop, "x", crop, " crop outside the ", s.h_in, "x",
              s.w_in, " image");
   }
@@ -479,7 +500,9 @@ void copy_channels(const Tensor& src, int64_t src_c0, Tensor& dst, int64_t dst_c
   AX_CHECK(src.ndim() >= 2 && dst.ndim() >= 2 && src.size(0) == dst.size(0) && spatial_of(src) == spatial_of(dst),
            op, ": src ", shape_str(src.shape()), " and dst ", shape_str(dst.shape()),
            " must agree in every dim but 1");
-  AX_CHECK(src_c0 >= 0 && count >= 0 && src_c0 + count <= src.size(1) && dst_c0 >= 0 && dst_c0 + count <= dst.size(1),
+  // Written as differences so that huge offsets cannot overflow the sums.
+  AX_CHECK(src_c0 >= 0 && count >= 0 && dst_c0 >= 0 && src_c0 <= src.size(1) && count <= src.size(1) - src_c0 &&
+               dst_c0 <= dst.size(1) && count <= dst.size(1) - dst_c0,
            op, ": channel range out of bounds");
   const size_t plane = static_cast<size_t>(spatial_of(src)) * sizeof(float);
   const size_t rows = static_cast<size_t>(src.size(0)), row_bytes = plane * count;

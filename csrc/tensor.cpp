@@ -1,6 +1,8 @@
 #include "tensor.h"
 
 #include <atomic>
+#include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -87,6 +89,27 @@ void cpu_empty_cache() {
   g_cpu_cached_bytes = 0;
 }
 
+// The element count of `shape`, checked: every dimension >= 0 and numel * itemsize representable as a byte count an
+// allocation can have (at most PTRDIFF_MAX). An unchecked product wraps, e.g. (2^31, 2^31) float32 is 2^64 bytes = 0,
+// and a 0-byte buffer would then be indexed as a huge one. The product of the nonzero dimensions must fit too, even
+// when another dimension is 0 (NumPy's rule, so that every tensor converts to an array).
+static int64_t checked_numel(const char* what, const Shape& shape, DType dtype) {
+  const int64_t max_elements = PTRDIFF_MAX / static_cast<int64_t>(dtype_size(dtype));
+  int64_t n = 1;
+  bool empty = false;
+  for (int64_t d : shape) {
+    AX_CHECK(d >= 0, what, ": negative dimension in shape ", shape_str(shape));
+    if (d == 0) {
+      empty = true;
+      continue;
+    }
+    AX_CHECK(n <= max_elements / d, what, ": shape ", shape_str(shape), " of ", dtype_name(dtype),
+             " is too large (more than 2^63 bytes)");
+    n *= d;
+  }
+  return empty ? 0 : n;
+}
+
 struct Storage {
   void* ptr = nullptr;
   size_t bytes = 0;
@@ -123,11 +146,7 @@ struct Storage {
 };
 
 Tensor Tensor::empty(const Shape& shape, Device device, DType dtype) {
-  int64_t n = 1;
-  for (int64_t d : shape) {
-    AX_CHECK(d >= 0, "tensor: negative dimension in shape ", shape_str(shape));
-    n *= d;
-  }
+  const int64_t n = checked_numel("tensor", shape, dtype);
   Tensor t;
   // Always allocate (even 0 bytes) so an empty tensor is still defined().
   t.storage_ = std::make_shared<Storage>(static_cast<size_t>(n) * dtype_size(dtype), device);
@@ -172,9 +191,10 @@ int64_t Tensor::numel() const {
 void* Tensor::raw() const { return storage_ ? storage_->ptr : nullptr; }
 
 Tensor Tensor::view(const Shape& shape) const {
+  AX_CHECK(checked_numel("Tensor.view", shape, dtype_) == numel(), "Tensor.view: cannot view ", shape_str(shape_),
+           " as ", shape_str(shape));
   Tensor t = *this;
   t.shape_ = shape;
-  AX_CHECK(t.numel() == numel(), "view: cannot view ", shape_str(shape_), " as ", shape_str(shape));
   return t;
 }
 

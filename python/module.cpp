@@ -21,7 +21,12 @@
 
 namespace alexnet::py_bindings {
 
-Tensor tensor_from_numpy(const py::array& array, const Device& device, const std::string& what) {
+Tensor tensor_from_numpy(const py::array& given, const Device& device, const std::string& what) {
+  // Tensors hold native-endian numbers: a big-endian array is converted (a copy is made below anyway), not
+  // reinterpreted.
+  const py::array array = given.dtype().attr("isnative").cast<bool>()
+                              ? given
+                              : py::array(given.attr("astype")(given.dtype().attr("newbyteorder")("=")));
   DType dtype;
   if (array.dtype().kind() == 'f' && array.itemsize() == 4) {
     dtype = DType::F32;
@@ -52,6 +57,32 @@ py::array tensor_to_numpy(const Tensor& t) {
     t.copy_to_host(out.mutable_data());
   }
   return out;
+}
+
+// A shape from Python (a list or tuple of ints, NumPy integers included), or TypeError/ValueError naming `what`
+// instead of pybind11's dump of the signature. Values are checked later (Tensor: >= 0, no overflowing size).
+static Shape shape_from_python(const py::handle& obj, const char* what) {
+  AX_CHECK_TYPE(py::isinstance<py::sequence>(obj) && !py::isinstance<py::str>(obj) && !py::isinstance<py::bytes>(obj),
+                what, ": expected the shape as a list or tuple of ints, got ",
+                std::string(py::str(py::type::of(obj).attr("__name__"))));
+  Shape shape;
+  for (py::handle d : obj) {
+    AX_CHECK_TYPE(PyIndex_Check(d.ptr()) && !PyBool_Check(d.ptr()), what, ": expected the shape as ints, got ",
+                  std::string(py::repr(d)));
+    int overflow = 0;
+    const py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(d.ptr()));
+    if (!index) throw py::error_already_set();
+    const long long v = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+    AX_CHECK(!overflow, what, ": dimension ", std::string(py::repr(d)), " does not fit in 64 bits");
+    shape.push_back(v);
+  }
+  return shape;
+}
+
+// A string argument of the Tensor API, or TypeError naming it (pybind11 would dump the signature).
+static std::string str_from_python(const py::handle& obj, const char* what, const char* name) {
+  AX_CHECK_TYPE(py::isinstance<py::str>(obj), what, ": ", name, " must be a string, got ", std::string(py::repr(obj)));
+  return obj.cast<std::string>();
 }
 
 static py::dict build_info() {
@@ -271,23 +302,33 @@ PYBIND11_MODULE(ALEXNET_MODULE_NAME, m) {
   py::class_<Tensor>(m, "Tensor", "A dense float32/int32/uint8 tensor on 'cpu' or 'cuda:N'.")
       .def_static(
           "from_numpy",
-          [](const py::array& a, const std::string& device, const std::string& what) {
-            return tensor_from_numpy(a, Device::parse(device), what);
+          [](const py::array& a, const py::object& device, const py::object& what) {
+            const std::string name = str_from_python(what, "Tensor.from_numpy", "what");
+            return tensor_from_numpy(a, Device::parse(str_from_python(device, name.c_str(), "device")), name);
           },
-          py::arg("array"), py::arg("device") = "cpu", py::arg("what") = "array")
+          py::arg("array"), py::arg("device") = "cpu", py::arg("what") = "Tensor.from_numpy")
       .def_static(
           "zeros",
-          [](const std::vector<int64_t>& shape, const std::string& device, const std::string& dtype) {
+          [](const py::object& shape, const py::object& device_obj, const py::object& dtype_obj) {
+            const std::string device = str_from_python(device_obj, "Tensor.zeros", "device");
+            const std::string dtype = str_from_python(dtype_obj, "Tensor.zeros", "dtype");
             DType d = dtype == "float32" ? DType::F32 : dtype == "int32" ? DType::I32 : dtype == "uint8" ? DType::U8
                       : throw ValueError("Tensor.zeros: dtype must be 'float32', 'int32' or 'uint8', got '" + dtype + "'");
-            return Tensor::zeros(shape, Device::parse(device), d);
+            return Tensor::zeros(shape_from_python(shape, "Tensor.zeros"), Device::parse(device), d);
           },
           py::arg("shape"), py::arg("device") = "cpu", py::arg("dtype") = "float32")
       .def("numpy", &tensor_to_numpy, "A NumPy copy of the data (waits for pending GPU work).")
-      .def("to", [](const Tensor& t, const std::string& device) { return t.to(Device::parse(device)); },
-           py::arg("device"), py::call_guard<py::gil_scoped_release>())
+      .def(
+          "to",
+          [](const Tensor& t, const py::object& device) {
+            const Device d = Device::parse(str_from_python(device, "Tensor.to", "device"));
+            py::gil_scoped_release release;
+            return t.to(d);
+          },
+          py::arg("device"))
       .def("clone", &Tensor::clone)
-      .def("view", [](const Tensor& t, const std::vector<int64_t>& shape) { return t.view(shape); })
+      .def("view",
+           [](const Tensor& t, const py::object& shape) { return t.view(shape_from_python(shape, "Tensor.view")); })
       .def_property_readonly("shape", [](const Tensor& t) { return py::tuple(py::cast(t.shape())); })
       .def_property_readonly("device", [](const Tensor& t) { return t.device().str(); })
       .def_property_readonly("dtype", [](const Tensor& t) { return std::string(dtype_name(t.dtype())); })

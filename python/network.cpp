@@ -18,6 +18,8 @@ void check_array(const py::array& a, char kind, int itemsize, const char* dtype,
   AX_CHECK_TYPE(a.dtype().kind() == kind && a.itemsize() == itemsize, what, ": expected dtype ", dtype, ", got ",
                 std::string(py::str(a.dtype())));
   AX_CHECK(a.flags() & py::array::c_style, what, ": expected a C-contiguous array (use numpy.ascontiguousarray)");
+  AX_CHECK(a.dtype().attr("isnative").cast<bool>(), what, ": expected native byte order, got ",
+           std::string(py::str(a.dtype())), " (convert with .astype(", dtype, "))");
 }
 
 Shape shape_of(const py::array& a) { return Shape(a.shape(), a.shape() + a.ndim()); }

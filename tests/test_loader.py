@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from alexnet_cuda.data import BadImage, Dataset, Loader, open_dataset, synthetic_dataset
-from alexnet_cuda.data.loader import BadImageWarning
+from alexnet_cuda.data.loader import BadImageWarning, NoReadableImages
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -156,9 +156,11 @@ def test_bad_files_on_disk_are_skipped(tmp_path):
     assert loader.skipped == 2 and [b.shape for b in batches] == [(3, 8, 8, 3)] * 2
 
 
-def test_every_image_bad_raises():
-    with pytest.raises(RuntimeError, match="every image tried is unreadable"):
-        run_epoch(Loader(IndexDataset(6, bad=range(6)), 2, workers=0))
+@pytest.mark.parametrize("workers", [0, 2])
+def test_every_image_bad_raises(workers):
+    # A data error, with the same one-line message from a worker as inline (it used to be a worker's traceback).
+    with pytest.raises(NoReadableImages, match=r"^none of the 6 images tried could be decoded \(the last: "):
+        run_epoch(Loader(IndexDataset(6, bad=range(6)), 2, workers=workers))
 
 
 def test_worker_exception_is_reported():

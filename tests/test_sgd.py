@@ -64,15 +64,15 @@ def test_tensors_are_updated_in_place(device, rng):
 
 def test_bad_args(device):
     w, v, dw = (np.zeros((2, 3), np.float32) for _ in range(3))
-    with pytest.raises(ValueError, match="sgd_update: learning rate must be >= 0"):
+    with pytest.raises(ValueError, match="sgd_update: lr must be >= 0"):
         ops.sgd_update(w, v, dw, -0.1, device=device)
     with pytest.raises(ValueError, match=r"sgd_update: momentum must be in \[0, 1\)"):
         ops.sgd_update(w, v, dw, 0.1, momentum=1.0, device=device)
-    with pytest.raises(ValueError, match="sgd_update: weight decay must be >= 0"):
+    with pytest.raises(ValueError, match="sgd_update: weight_decay must be >= 0"):
         ops.sgd_update(w, v, dw, 0.1, weight_decay=-1e-4, device=device)
-    with pytest.raises(ValueError, match=r"sgd_update: expected gradient of shape \(2, 3\)"):
+    with pytest.raises(ValueError, match=r"sgd_update: expected grad of shape \(2, 3\)"):
         ops.sgd_update(w, v, np.zeros((3, 2), np.float32), 0.1, device=device)
-    with pytest.raises(ValueError, match=r"sgd_update: expected momentum buffer of shape \(2, 3\)"):
+    with pytest.raises(ValueError, match=r"sgd_update: expected momentum_buffer of shape \(2, 3\)"):
         ops.sgd_update(w, np.zeros(6, np.float32), dw, 0.1, device=device)
     with pytest.raises(TypeError, match="sgd_update: expected grad of dtype float32"):
         ops.sgd_update(w, v, np.zeros((2, 3)), 0.1, device=device)

@@ -88,17 +88,37 @@ def test_topk_matches_reference(device, rng, n, classes):
     assert isinstance(top1, int) and isinstance(top5, int)
 
 
-def test_topk_ties_count_for_the_label(device):
+def test_topk_ties_count_against_the_label(device):
+    # Issue 9: ties used to count in the label's favour, so constant outputs scored 100%.
     scores = np.array([
-        [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],  # all tied: top-1 correct
-        [5.0, 5.0, 2.0, 2.0, 2.0, 2.0, 2.0],  # label 2 tied with 4 others, 2 strictly higher: top-5 only
-        [5.0, 5.0, 5.0, 5.0, 5.0, 2.0, 2.0],  # 5 strictly higher than label 6: neither
-        [5.0, 5.0, 5.0, 5.0, 2.0, 2.0, 2.0],  # 4 strictly higher than label 5: top-5 only
-        [0.0, 9.0, 9.0, 1.0, 1.0, 1.0, 1.0],  # label 1 tied with the best: top-1
+        [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],  # all tied: 6 others at least as high, neither
+        [5.0, 2.0, 2.0, 1.0, 1.0, 1.0, 1.0],  # label 2 tied with one other, one higher: rank 2, top-5 only
+        [5.0, 5.0, 5.0, 5.0, 2.0, 1.0, 2.0],  # label 6: 4 higher + 1 tie = 5, neither
+        [5.0, 5.0, 5.0, 2.0, 2.0, 1.0, 1.0],  # label 4: 3 higher + 1 tie = 4, top-5 only
+        [0.0, 9.0, 8.0, 1.0, 1.0, 1.0, 1.0],  # label 1 strictly the best: top-1
     ], dtype=np.float32)
-    labels = np.array([3, 2, 6, 5, 1], dtype=np.int32)
-    assert ops.topk_correct(scores, labels, device=device) == (2, 4)
-    assert ref.topk_correct(scores, labels) == (2, 4)
+    labels = np.array([3, 2, 6, 4, 1], dtype=np.int32)
+    assert ops.topk_correct(scores, labels, device=device) == (1, 3)
+    assert ref.topk_correct(scores, labels) == (1, 3)
+
+
+@pytest.mark.parametrize("classes", [2, 3, 10])
+def test_topk_nan_and_constant_scores_are_never_correct(device, classes):
+    labels = np.arange(4, dtype=np.int32) % classes
+    trivial_top5 = 4 if classes <= 5 else 0  # with at most 5 classes every number is in the top 5
+    for fill, expected in ((np.nan, (0, 0)), (0.0, (0, trivial_top5)), (np.inf, (0, trivial_top5))):
+        scores = np.full((4, classes), fill, np.float32)
+        assert ops.topk_correct(scores, labels, device=device) == expected, fill
+        assert ref.topk_correct(scores, labels) == expected, fill
+    # One NaN elsewhere in the row outranks the label; a NaN label score never counts, even for top-5 of 3 classes.
+    scores = np.zeros((2, classes), np.float32)
+    scores[:, 1] = 5.0
+    scores[0, 0] = np.nan
+    scores[1, 1] = np.nan
+    labels = np.array([1, 1], np.int32)
+    expected = (0, 1)  # row 0: rank 1 (the NaN), top-5 only; row 1: never
+    assert ops.topk_correct(scores, labels, device=device) == expected
+    assert ref.topk_correct(scores, labels) == expected
 
 
 def test_fewer_than_five_classes_top5_always_correct(device, rng):

@@ -297,6 +297,73 @@ def test_absurd_learning_rate_diverges(tmp_path):
     assert not (tmp_path / "run" / "last.npz").exists()
 
 
+class HiddenNaN(FakeAlexNet):
+    """From step ``poison_at`` on, a parameter the loss never sees holds NaN: what ReLU does to conv1's NaN weights
+    in the real network (its outputs become 0, so the loss stays finite)."""
+
+    poison_at = 8
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.params["conv1.weight"] = np.zeros(4, np.float32)
+        self.momentum["conv1.weight"] = np.zeros(4, np.float32)
+
+    def train_step(self, *args, **kw):
+        hidden = self.params.pop("conv1.weight"), self.momentum.pop("conv1.weight")
+        try:
+            result = super().train_step(*args, **kw)
+        finally:
+            self.params["conv1.weight"], self.momentum["conv1.weight"] = hidden
+        if self.step >= self.poison_at:
+            self.params["conv1.weight"][:] = np.nan
+        return result
+
+
+@pytest.mark.parametrize("save_every", [0, 4])
+def test_non_finite_parameters_stop_training_and_are_never_saved(tmp_path, save_every):
+    # Issue 9: a run whose weights became NaN behind a finite loss kept training and saved them as best.npz.
+    # 6 steps per epoch: epoch 1 is saved (and, with save_every=4, step 4); step 8 poisons the weights.
+    with pytest.raises(TrainingDiverged, match=r"parameter tensors \(conv1.weight\) hold NaN or inf after step \d+.*"
+                                               r"the last good checkpoint is .*last.npz"):
+        train(tiny(tmp_path, save_every=save_every), model_class=HiddenNaN)
+    for name in ("last.npz", "best.npz"):
+        ckpt = ckpt_io.load(tmp_path / "run" / name)
+        assert ckpt.meta["step"] <= 6
+        assert all(np.isfinite(a).all() for a in ckpt.params.values())
+
+
+@requires_model
+def test_non_finite_input_batch_is_refused_naming_the_batch(tmp_path, monkeypatch):
+    from alexnet_cuda.data import Augmenter
+
+    draw, calls = Augmenter.draw, []
+
+    def nan_on_third(self, n):
+        out = draw(self, n)
+        calls.append(n)
+        if len(calls) == 3:
+            out["rgb_shift"][1, 2] = np.nan
+        return out
+
+    monkeypatch.setattr(Augmenter, "draw", nan_on_third)
+    with pytest.raises(ConfigError, match=r"step 3 \(epoch 1, batch 3\) refused: "
+                                          r"AlexNet.train_step: rgb_shift of image 1 of the batch contain NaN"):
+        train(real(tmp_path))
+
+
+def test_out_naming_an_existing_file_is_a_config_error(tmp_path):
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(ConfigError, match="--out .*taken: exists and is not a directory"):
+        train_mod.resolve(TrainConfig(out=str(tmp_path / "taken")))
+
+
+def test_sizes_beyond_the_machines_memory_are_refused_up_front(tmp_path):
+    with pytest.raises(ConfigError, match=r"--batch-size 32 with --image-size 100000 .* needs at least .* GiB"):
+        train_mod.resolve(TrainConfig(image_size=100000, out=str(tmp_path / "o")))
+    with pytest.raises(ConfigError, match=r"--synthetic-images 100000000000 needs at least"):
+        train_mod.resolve(TrainConfig(synthetic_images=10**11, out=str(tmp_path / "o")))
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The real network (alexnet-small on the CPU)
 # ---------------------------------------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ import io
 import os
 import pickle
 import re
+import stat
 
 import numpy as np
 
@@ -172,6 +173,21 @@ def _to_rgb(img):
     return img.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV
 
 
+def _open_regular_file(path):
+    """``path`` opened for reading, or BadImage when it is not a regular file. Opening a FIFO (or a terminal) blocks
+    until someone writes to it, so the file is opened without blocking and checked before anything reads it."""
+    f = open(path, "rb", opener=lambda p, flags: os.open(p, flags | getattr(os, "O_NONBLOCK", 0)))
+    try:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise BadImage(f"{path}: not a regular file (a directory, FIFO, socket or device)")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(f.fileno(), True)
+        return f
+    except BaseException:
+        f.close()
+        raise
+
+
 def load_image_file(path, image_size: int) -> np.ndarray:
     """Decode an image file and prepare it as in the paper: shorter side -> ``image_size``, centre square crop.
 
@@ -182,7 +198,7 @@ def load_image_file(path, image_size: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        with _open_regular_file(path) as f, Image.open(f) as img:
             if img.format == "JPEG":
                 # draft() picks the largest DCT scale that keeps BOTH sides >= image_size, so the shorter side
                 # still needs resampling down (or not at all) - never up - after it.

@@ -41,6 +41,16 @@ class BadImageWarning(UserWarning):
     """Emitted once per unreadable image file that the loader skips."""
 
 
+class NoReadableImages(ValueError):
+    """Every image the loader tried for a batch was unreadable (a folder of corrupt or non-image files): a problem
+    with the data, reported as such (one line) rather than as a worker's traceback."""
+
+
+# Errors a worker hands to the main process as the same exception type with the same message (unreadable data, no
+# memory), instead of as a traceback: they are the data's or the machine's, not a bug in the worker.
+_REPORTED_AS_IS = (NoReadableImages, MemoryError)
+
+
 def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
     """Indices in the order epoch ``epoch`` visits them (int64 (n,))."""
     if not shuffle:
@@ -66,8 +76,8 @@ def fill_batch(dataset: Dataset, order: np.ndarray, start: int, count: int, out:
             except BadImage as exc:
                 bad.append((idx, dataset.describe(idx), str(exc)))
                 if len(bad) >= n:
-                    raise RuntimeError(f"Loader: every image tried is unreadable ({len(bad)} in a row); "
-                                       f"last: {exc}") from exc
+                    raise NoReadableImages(f"none of the {len(bad)} images tried could be decoded (the last: "
+                                           f"{exc})") from exc
                 idx = int(order[spare % n])
                 spare += 1
     return labels, bad
@@ -102,6 +112,8 @@ def _worker_main(worker_id, dataset, config, task_q, result_q, buffer, generatio
             out = out.reshape(batch_size, s, s, 3)
             labels, bad = fill_batch(dataset, orders[epoch], batch * batch_size, count, out)
             result_q.put(("ok", gen, batch, slot, labels, bad))
+        except _REPORTED_AS_IS as exc:  # not a bug in the worker: the message is enough
+            result_q.put(("reraise", gen, batch, slot, type(exc).__name__, str(exc)))
         except BaseException:  # report anything (a bug, MemoryError) instead of dying silently
             result_q.put(("error", gen, batch, slot, f"worker {worker_id} (pid {os.getpid()}) failed on batch "
                                                       f"{batch}:\n{traceback.format_exc()}"))
@@ -276,8 +288,10 @@ class Loader:
                 msg = self._receive()
                 self._in_flight -= 1
                 kind, mgen, mbatch, slot = msg[:4]
-                if kind == "error" and mgen == gen:
+                if kind in ("error", "reraise") and mgen == gen:
                     self.close()
+                    if kind == "reraise":
+                        raise {t.__name__: t for t in _REPORTED_AS_IS}[msg[4]](msg[5])
                     raise RuntimeError(f"Loader: a worker raised an exception\n{msg[4]}")
                 if kind != "ok" or mgen != gen:  # stale result of an abandoned iteration: just free its slot
                     self._free_slots.append(slot)

@@ -45,15 +45,29 @@ def softmax_xent_backward(probs, labels) -> np.ndarray:
     return grad / n
 
 
-def topk_correct(scores, labels, ks=(1, 5)):
-    """For each k, how many rows have their label among the k best scores.
+NEVER_CORRECT = np.iinfo(np.int64).max  # the rank of a label whose score is NaN: above every k
 
-    A label's rank is the number of classes scoring strictly higher than it, so ties count in its favour; it is
-    top-k correct when that number is below k (always, for k > the number of classes - 1).
+
+def label_rank(scores, labels) -> np.ndarray:
+    """For each row, how many other classes score at least as high as the label (int64 (n,)); a row is top-k
+    correct when its rank is below k.
+
+    Ties count against the label, so constant outputs (a dead or diverged network) are never correct; a NaN score
+    anywhere in a row outranks the label, and a NaN label score has rank NEVER_CORRECT.
     """
     scores = np.asarray(scores, dtype=np.float64)
     n, classes = scores.shape
     labels = _check_labels("topk_correct", labels, n, classes)
     label_scores = scores[np.arange(n), labels]
-    higher = (scores > label_scores[:, None]).sum(axis=1)
-    return tuple(int((higher < k).sum()) for k in ks)
+    with np.errstate(invalid="ignore"):
+        at_least = ~(scores < label_scores[:, None])
+    at_least[np.arange(n), labels] = False
+    rank = at_least.sum(axis=1).astype(np.int64)
+    rank[np.isnan(label_scores)] = NEVER_CORRECT
+    return rank
+
+
+def topk_correct(scores, labels, ks=(1, 5)):
+    """For each k, how many rows have their label among the k best scores (:func:`label_rank` below k)."""
+    rank = label_rank(scores, labels)
+    return tuple(int((rank < k).sum()) for k in ks)

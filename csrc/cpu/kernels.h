@@ -45,8 +45,8 @@ void dropout_backward(int64_t count, float p, uint64_t seed, uint64_t offset, co
 void softmax_xent_forward(int n, int classes, const float* logits, const int32_t* labels, float* probs, float* loss);
 // dlogits = (probs - onehot(labels)) / n
 void softmax_xent_backward(int n, int classes, const float* probs, const int32_t* labels, float* dlogits);
-// correct[0] = top-1 count, correct[1] = top-5 count. A sample is top-k correct when fewer than k classes score
-// strictly higher than its label (ties count in the label's favour).
+// correct[0] = top-1 count, correct[1] = top-5 count. A sample is top-k correct when its label's score is a number
+// and fewer than k other classes score at least as high (ties and NaN scores count against the label).
 void topk_correct(int n, int classes, const float* scores, const int32_t* labels, int32_t* correct);
 
 // sgd.cpp: the paper's update (Section 5): v = momentum*v - weight_decay*lr*w - lr*dw; w = w + v.

@@ -54,12 +54,16 @@ void topk_correct(int n, int classes, const float* scores, const int32_t* labels
 #pragma omp parallel for schedule(static) reduction(+ : top1, top5)
   for (int i = 0; i < n; ++i) {
     const float* s = scores + static_cast<int64_t>(i) * classes;
-    const float label_score = s[labels[i]];
-    // The label's rank is the number of classes scoring strictly higher: ties count in the label's favour.
+    const int label = labels[i];
+    const float label_score = s[label];
+    // The label's rank is the number of other classes that score at least as high: a tie goes against the label,
+    // so constant outputs are never "correct", and !(s[j] < label_score) also counts a NaN score as outranking it.
+    // A NaN label score is never correct (comparisons with NaN are false, so the rank alone would not say so).
     int higher = 0;
-    for (int j = 0; j < classes; ++j) higher += s[j] > label_score ? 1 : 0;
-    top1 += higher < 1 ? 1 : 0;
-    top5 += higher < 5 ? 1 : 0;
+    for (int j = 0; j < classes; ++j) higher += j != label && !(s[j] < label_score) ? 1 : 0;
+    const bool scored = !std::isnan(label_score);
+    top1 += scored && higher < 1 ? 1 : 0;
+    top5 += scored && higher < 5 ? 1 : 0;
   }
   correct[0] = top1;
   correct[1] = top5;

@@ -91,13 +91,16 @@ __global__ void topk_correct_kernel(int n, int classes, const float* __restrict_
   int top1 = 0, top5 = 0;  // this warp's counts (kept by lane 0)
   for (int64_t row = first_row; row < n; row += row_stride) {
     const float* s = scores + row * classes;
-    const float label_score = s[labels[row]];
-    // Rank = number of classes scoring strictly higher than the label: ties count in the label's favour.
+    const int label = labels[row];
+    const float label_score = s[label];
+    // Rank = other classes scoring at least as high (ties and NaNs go against the label); a NaN label score is
+    // never correct. The rule and why: cpu/softmax_xent.cpp.
     int higher = 0;
-    for (int j = lane; j < classes; j += kWarp) higher += s[j] > label_score ? 1 : 0;
+    for (int j = lane; j < classes; j += kWarp) higher += j != label && !(s[j] < label_score) ? 1 : 0;
     higher = warp_sum(higher);
-    top1 += higher < 1 ? 1 : 0;
-    top5 += higher < 5 ? 1 : 0;
+    const bool scored = label_score == label_score;  // false only for NaN (and compiles as CUDA and as host C++)
+    top1 += scored && higher < 1 ? 1 : 0;
+    top5 += scored && higher < 5 ? 1 : 0;
   }
   if (lane == 0 && (top1 != 0 || top5 != 0)) {
     atomicAdd(&correct[0], top1);
