@@ -1,11 +1,12 @@
-// The two-tower AlexNet (network.h has the layer table and the placement rules). This file: the configurations,
-// initialization, and the step schedule with its exchange points.
+// The two-tower AlexNet (network.h has the layer table and the placement rules). This file: initialization and the
+// step schedule with its exchange points; network_layers.cpp: the configurations and the layer table.
 #include "network.h"
 
 #include <cmath>
 #include <optional>
 #include <set>
 
+#include "network_layers.h"
 #include "ops.h"
 #include "philox.h"
 #ifdef ALEXNET_WITH_CUDA
@@ -15,20 +16,6 @@
 namespace alexnet {
 
 namespace {
-
-const char* const kConvNames[kConvLayers] = {"conv1", "conv2", "conv3", "conv4", "conv5"};
-const char* const kFcNames[kFcLayers] = {"fc6", "fc7", "fc8"};
-// Parameter names follow torchvision's AlexNet (features.<i> / classifier.<i> at the positions of its conv and linear
-// modules), with the tower made explicit: "features.0.tower1.weight" is conv1's weight on tower 1.
-const char* const kConvParamNames[kConvLayers] = {"features.0", "features.3", "features.6", "features.8", "features.10"};
-const char* const kFcParamNames[kFcLayers] = {"classifier.1", "classifier.4", "classifier.6"};
-// Section 3.5: response normalization follows conv1 and conv2; max pooling follows both of them and conv5.
-constexpr bool kLrnAfter[kConvLayers] = {true, true, false, false, false};
-constexpr bool kPoolAfter[kConvLayers] = {true, true, false, false, true};
-// Section 5: "We initialized the neuron biases in the second, fourth, and fifth convolutional layers, as well as in
-// the fully-connected hidden layers, with the constant 1 ... the remaining layers with the constant 0."
-constexpr bool kConvBiasOne[kConvLayers] = {false, true, false, true, true};
-constexpr bool kFcBiasOne[kFcLayers] = {true, true, false};
 
 // Init draws from Philox with its own key so it never shares a stream with dropout (which is keyed by the seed).
 constexpr uint64_t kInitKeyMix = 0x9E3779B97F4A7C15ULL;
@@ -53,94 +40,7 @@ void fill_normal(float* out, int64_t count, float std, uint64_t key, uint64_t st
   }
 }
 
-int pooled(int side, int kernel, int stride) { return side >= kernel ? (side - kernel) / stride + 1 : 0; }
-
 }  // namespace
-
-// ---- configurations --------------------------------------------------------------------------------------------
-NetworkConfig NetworkConfig::make(const std::string& arch, int input_size, int num_classes, int towers) {
-  NetworkConfig c;
-  c.arch = arch;
-  c.num_classes = num_classes;
-  c.towers = towers;
-  if (arch == "alexnet") {
-    if (input_size <= 0) input_size = 227;
-    AX_CHECK(input_size == 227, "AlexNet: arch='alexnet' takes 227x227 inputs (the size that gives the paper's 55x55 "
-             "conv1 maps: (227 - 11) / 4 + 1 = 55), got input_size=", input_size);
-  } else if (arch == "alexnet-small") {
-    // Same layer types and the same 5 conv + 3 fc structure for 32x32 (CIFAR-10) and 64x64 (Tiny ImageNet):
-    // conv1 5x5 pad 2 (stride 1 at 32, stride 2 at 64, so both reach 32x32 maps), conv2 5x5 pad 2, conv3-5 3x3 pad 1,
-    // the paper's channel counts, 3/2 pooling after conv1, conv2, conv5: 32 -> 15 -> 7 -> 3, so fc6 sees 256x3x3.
-    // The fully connected layers are narrower (1024) for these small datasets.
-    if (input_size <= 0) input_size = 32;
-    AX_CHECK(input_size == 32 || input_size == 64, "AlexNet: arch='alexnet-small' takes 32x32 or 64x64 inputs, got "
-             "input_size=", input_size);
-    c.conv_kernel = {5, 5, 3, 3, 3};
-    c.conv_stride = {input_size == 64 ? 2 : 1, 1, 1, 1, 1};
-    c.conv_pad = {2, 2, 1, 1, 1};
-    c.fc_width = {1024, 1024};
-  } else {
-    throw ValueError(str_cat("AlexNet: arch must be 'alexnet' or 'alexnet-small', got '", arch, "'"));
-  }
-  c.input_size = input_size;
-  AX_CHECK(towers == 1 || towers == 2, "AlexNet: towers must be 1 or 2, got ", towers);
-  if (towers == 1) {
-    // The one-GPU net of the paper's footnote to Section 6.1 ("half as many kernels in each convolutional layer"):
-    // conv1-conv4 keep one tower's kernels (48, 128, 192, 192), but "we did not halve the size of the final
-    // convolutional layer (nor the fully-connected layers which follow)", so conv5 keeps 256 kernels and
-    // fc6/fc7 keep 4096 neurons: about the same number of parameters as the two-tower net.
-    for (int l = 0; l < kConvLayers - 1; ++l) c.conv_channels[l] /= 2;
-  }
-  return c;
-}
-
-NetworkGeometry network_geometry(const NetworkConfig& cfg) {
-  NetworkGeometry g;
-  int side = cfg.input_size;
-  for (int l = 0; l < kConvLayers; ++l) {
-    g.conv_in[l] = side;
-    const int k = cfg.conv_kernel[l], s = cfg.conv_stride[l], p = cfg.conv_pad[l];
-    AX_CHECK(side + 2 * p >= k && side > 0, "AlexNet: ", kConvNames[l], "'s ", k, "x", k, " kernel (pad ", p,
-             ") does not fit its ", side, "x", side, " input (input_size=", cfg.input_size, ")");
-    side = (side + 2 * p - k) / s + 1;
-    g.conv_out[l] = side;
-    if (kPoolAfter[l]) {
-      AX_CHECK(side >= cfg.pool_kernel, "AlexNet: the ", cfg.pool_kernel, "x", cfg.pool_kernel, " pooling after ",
-               kConvNames[l], " does not fit its ", side, "x", side, " maps (input_size=", cfg.input_size, ")");
-      side = pooled(side, cfg.pool_kernel, cfg.pool_stride);
-    }
-    g.block_out[l] = side;
-  }
-  g.fc6_inputs = cfg.conv_channels[kConvLayers - 1] * side * side;
-  return g;
-}
-
-void validate_config(const NetworkConfig& cfg) {
-  AX_CHECK(cfg.towers == 1 || cfg.towers == 2, "AlexNet: towers must be 1 or 2, got ", cfg.towers);
-  AX_CHECK(static_cast<int>(cfg.devices.size()) >= cfg.towers, "AlexNet: expected ", cfg.towers,
-           " devices (one per tower), got ", cfg.devices.size());
-  AX_CHECK(cfg.devices.empty() || cfg.devices[0].is_cpu() == cfg.devices.back().is_cpu(),
-           "AlexNet: the towers must be both on the CPU or both on GPUs, got ", cfg.devices[0].str(), " and ",
-           cfg.devices.back().str());
-  AX_CHECK(cfg.num_classes >= 2, "AlexNet: num_classes must be >= 2, got ", cfg.num_classes);
-  AX_CHECK(cfg.in_channels >= 1, "AlexNet: in_channels must be >= 1, got ", cfg.in_channels);
-  for (int l = 0; l < kConvLayers; ++l) {
-    AX_CHECK(cfg.conv_channels[l] >= cfg.towers && cfg.conv_channels[l] % cfg.towers == 0, "AlexNet: ",
-             kConvNames[l], " width ", cfg.conv_channels[l], " must be a positive multiple of towers=", cfg.towers);
-    AX_CHECK(cfg.conv_kernel[l] >= 1 && cfg.conv_stride[l] >= 1 && cfg.conv_pad[l] >= 0, "AlexNet: ",
-             kConvNames[l], " needs kernel >= 1, stride >= 1, pad >= 0");
-  }
-  for (int k = 0; k < 2; ++k) {
-    AX_CHECK(cfg.fc_width[k] >= cfg.towers && cfg.fc_width[k] % cfg.towers == 0, "AlexNet: ", kFcNames[k], " width ",
-             cfg.fc_width[k], " must be a positive multiple of towers=", cfg.towers);
-  }
-  AX_CHECK(cfg.pool_kernel >= 1 && cfg.pool_stride >= 1, "AlexNet: pooling needs kernel >= 1 and stride >= 1");
-  AX_CHECK(cfg.dropout >= 0.0f && cfg.dropout < 1.0f, "AlexNet: dropout must be in [0, 1), got ", cfg.dropout);
-  AX_CHECK(cfg.weight_std >= 0.0f, "AlexNet: weight_std must be >= 0, got ", cfg.weight_std);
-  AX_CHECK(cfg.activation == Activation::ReLU || cfg.activation == Activation::Tanh,
-           "AlexNet: activation must be 'relu' or 'tanh'");
-  network_geometry(cfg);
-}
 
 // ---- the engine ------------------------------------------------------------------------------------------------
 // Exchange points: the producing tower records the point's event after writing the tensor the other towers read.
@@ -598,60 +498,53 @@ Network::Network(const NetworkConfig& cfg) : cfg_(cfg) {
   const int T = cfg_.towers;
   impl_->gpu = cfg_.devices[0].is_cuda();
 
-  // Tower shares. fc8's classes split ceil/floor: tower 0 takes ceil(C/2).
+  // Tower shares (fc8's classes split ceil/floor: tower 0 takes ceil(C/2)) and parameters, both from the layer
+  // table, so AlexNet.summary() describes exactly what is built.
   impl_->towers.resize(T);
-  int class_offset = 0;
   for (int t = 0; t < T; ++t) {
     Impl::Tower& tw = impl_->towers[t];
     tw.index = t;
     tw.device = cfg_.devices[t];
-    for (int l = 0; l < kConvLayers; ++l) tw.conv_c[l] = cfg_.conv_channels[l] / T;
-    tw.fc_n[0] = cfg_.fc_width[0] / T;
-    tw.fc_n[1] = cfg_.fc_width[1] / T;
-    tw.fc_n[2] = cfg_.num_classes / T + (t < cfg_.num_classes % T ? 1 : 0);
-    tw.class_offset = class_offset;
-    class_offset += tw.fc_n[2];
-    for (int k = 0; k < kFcLayers; ++k) tw.fc_in_offset[k] = t * tw.fc_n[k];
+    tw.class_offset = fc8_class_offset(cfg_, t);
   }
-
-  // Parameters, initialized on the host (identical numbers for every placement) and copied to the tower's device.
+  // Initialized on the host (identical numbers for every placement) and copied to the tower's device.
   const uint64_t init_key = cfg_.seed + kInitKeyMix;
   std::vector<float> host;
-  auto add = [&](const std::string& layer, int layer_index, int t, bool is_bias, const Shape& shape, bool bias_one) {
+  auto add = [&](const LayerSpec& layer, bool is_bias) {
     Parameter p;
-    p.name = str_cat(layer, ".tower", t, is_bias ? ".bias" : ".weight");
-    p.tower = t;
+    p.name = str_cat(layer.module, ".tower", layer.tower, is_bias ? ".bias" : ".weight");
+    p.tower = layer.tower;
     p.is_bias = is_bias;
+    const Shape shape = is_bias ? Shape{layer.bias} : layer.weight;
     int64_t count = 1;
     for (int64_t d : shape) count *= d;
     host.assign(static_cast<size_t>(count), 0.0f);
     if (is_bias) {
-      std::fill(host.begin(), host.end(), bias_one ? cfg_.bias_init : 0.0f);
+      std::fill(host.begin(), host.end(), layer.bias_one ? cfg_.bias_init : 0.0f);
     } else {
-      fill_normal(host.data(), count, cfg_.weight_std, init_key, static_cast<uint64_t>(layer_index) * 16 + t);
+      fill_normal(host.data(), count, cfg_.weight_std, init_key,
+                  static_cast<uint64_t>(layer.weight_index) * 16 + layer.tower);
     }
-    p.value = Tensor::from_host(host.data(), shape, cfg_.devices[t]);
-    p.momentum = Tensor::zeros(shape, cfg_.devices[t]);
+    p.value = Tensor::from_host(host.data(), shape, cfg_.devices[layer.tower]);
+    p.momentum = Tensor::zeros(shape, cfg_.devices[layer.tower]);
     params_.push_back(std::move(p));
     return params_.size() - 1;
   };
-  for (int l = 0; l < kConvLayers; ++l) {
-    // conv3 reads every tower's conv2 maps; conv2, conv4 and conv5 read their own tower's maps only.
-    const bool all_towers = l == 2;
-    const int in_c = l == 0 ? cfg_.in_channels : cfg_.conv_channels[l - 1] / (all_towers ? 1 : T);
-    const int k = cfg_.conv_kernel[l];
-    for (int t = 0; t < T; ++t) {
-      Impl::Tower& tw = impl_->towers[t];
-      tw.conv_w[l] = add(kConvParamNames[l], l, t, false, {tw.conv_c[l], in_c, k, k}, false);
-      tw.conv_b[l] = add(kConvParamNames[l], l, t, true, {tw.conv_c[l]}, kConvBiasOne[l]);
-    }
-  }
-  for (int k = 0; k < kFcLayers; ++k) {
-    const int in = k == 0 ? geo_.fc6_inputs : cfg_.fc_width[k - 1];
-    for (int t = 0; t < T; ++t) {
-      Impl::Tower& tw = impl_->towers[t];
-      tw.fc_w[k] = add(kFcParamNames[k], kConvLayers + k, t, false, {tw.fc_n[k], in}, false);
-      tw.fc_b[k] = add(kFcParamNames[k], kConvLayers + k, t, true, {tw.fc_n[k]}, kFcBiasOne[k]);
+  for (const LayerSpec& layer : describe_layers(cfg_)) {
+    if (layer.weight_index < 0) continue;
+    Impl::Tower& tw = impl_->towers[layer.tower];
+    const int out = static_cast<int>(layer.weight[0]);
+    if (layer.weight_index < kConvLayers) {
+      const int l = layer.weight_index;
+      tw.conv_c[l] = out;
+      tw.conv_w[l] = add(layer, false);
+      tw.conv_b[l] = add(layer, true);
+    } else {
+      const int k = layer.weight_index - kConvLayers;
+      tw.fc_n[k] = out;
+      tw.fc_in_offset[k] = layer.tower * out;  // where this tower's outputs sit in the next fc layer's input
+      tw.fc_w[k] = add(layer, false);
+      tw.fc_b[k] = add(layer, true);
     }
   }
 
