@@ -883,6 +883,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
 
 
+def report_hint(out: str) -> str:
+    """Where the pictures of a run come from (the report module is not imported: it needs matplotlib)."""
+    return (f"pictures (curves, conv1 kernels, confusion matrix): python -m alexnet_cuda.report {out} -> "
+            f"{Path(out) / 'report.md'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -904,12 +910,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stopped at step {summary['step']} (epoch {summary['epochs_done'] + 1}, batch "
               f"{summary['batch_in_epoch']}); saved {summary['last_checkpoint']}. Continue with: "
               f"{PROG} --resume --out {out}", file=sys.stderr)
+        print(report_hint(out), file=sys.stderr)
         return 130
     best = summary["best_val_top1"]
     print(f"done: {summary['epochs_done']} epochs, {summary['step']} steps"
           f"{f', best validation top-1 accuracy {100 * best:.1f}%' if best is not None else ''}. "
           f"Checkpoints in {out}; evaluate with: python -m alexnet_cuda.evaluate --checkpoint "
           f"{summary['best_checkpoint'] or summary['last_checkpoint']}")
+    print(report_hint(out))
     return 0
 
 
