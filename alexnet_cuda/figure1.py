@@ -32,7 +32,7 @@ from typing import Any
 
 from . import checkpoint as ckpt_io
 from .run_logs import read_run
-from .study import STUDY_FLAGS, StudyError, StudyInterrupted, run_study, split_argv
+from .study import STUDY_FLAGS, run_command, run_study, split_argv
 
 PROG = "python -m alexnet_cuda.figure1"
 # The paper trained both networks without regularization; constant learning rate so a schedule cannot favour one.
@@ -111,8 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .train import ConfigError, TrainingDiverged
-
     own, train_flags = split_argv(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     args = parser.parse_args(own)
@@ -123,24 +121,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--subset must be at least 1")
     out = Path(args.out or f"runs/figure1-{time.strftime('%Y%m%d-%H%M%S')}")
     data = str(Path(args.data).expanduser().resolve()) if args.data else None
-    try:
+
+    def work() -> str:
         common = [*NO_REGULARIZATION, *train_flags, *_subset_flags(data, args.subset, train_flags),
                   "--seed", str(args.seed), "--epochs", str(args.epochs), *(["--data", data] if data else [])]
         run_study(out, VARIANTS, common)
         result = write_figure(out, args.target)
-    except (StudyError, ConfigError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except (TrainingDiverged, ckpt_io.CheckpointError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
-    except StudyInterrupted as exc:
-        print(f"{PROG}: {exc}. Continue with the same command (--out {out}).", file=sys.stderr)
-        return 130
-    print(result["page"].read_text())
-    print(f"wrote {result['page']} and {result['plot']}")
-    return 0
+        return f"{result['page'].read_text()}\nwrote {result['page']} and {result['plot']}"
 
+    return run_command(PROG, out, work)
 
 if __name__ == "__main__":
     sys.exit(main())

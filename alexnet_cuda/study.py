@@ -148,8 +148,6 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .train import ConfigError, TrainingDiverged
-
     own, train_flags = split_argv(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     args = parser.parse_args(own)
@@ -169,21 +167,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs:
         common += ["--epochs", str(args.epochs)]
     out = Path(args.out or f"runs/study-{time.strftime('%Y%m%d-%H%M%S')}")
-    try:
+
+    def work() -> str:
         paths = run_study(out, variants, common)
+        return f"{paths['markdown'].read_text()}\nwrote {paths['markdown']}, {paths['csv']}, {paths['plot']}"
+
+    return run_command(PROG, out, work)
+
+
+def run_command(prog: str, out: Path, work: Callable[[], str]) -> int:
+    """Runs a study command's ``work`` (which returns what to print) and turns its errors into one line and an exit
+    status: 2 unusable settings, 1 a diverged run or a bad checkpoint, 130 interrupted (the same command goes on)."""
+    from .train import ConfigError, TrainingDiverged
+
+    try:
+        text = work()
     except (StudyError, ConfigError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except (TrainingDiverged, ckpt_io.CheckpointError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     except StudyInterrupted as exc:
-        print(f"{PROG}: {exc}. Continue with the same command (--out {out}).", file=sys.stderr)
+        print(f"{prog}: {exc}. Continue with the same command (--out {out}).", file=sys.stderr)
         return 130
-    print(paths["markdown"].read_text())
-    print(f"wrote {paths['markdown']}, {paths['csv']}, {paths['plot']}")
+    print(text)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
