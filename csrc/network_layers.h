@@ -1,6 +1,6 @@
-// What the network is, as opposed to how a step runs (network.cpp): the configurations, the spatial sizes, and the
-// layer table. Network's constructor creates its parameters from describe_layers(), and AlexNet.summary() prints
-// the same table, so the summary's shapes and counts cannot drift from what is built.
+// What the network is, as opposed to how a step runs (network_engine.h, network_step.cpp): the configurations, the
+// spatial sizes, and the layer table. Network's constructor creates its parameters from describe_layers(), and
+// AlexNet.summary() prints the same table, so the summary's shapes and counts cannot drift from what is built.
 #pragma once
 
 #include <cstdint>
