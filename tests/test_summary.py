@@ -50,9 +50,10 @@ def test_the_papers_net_totals():
     assert not any(x["kind"] == "dropout" for x in describe(dropout=0.0))
 
 
-def test_full_alexnet_built_equals_its_summary():
-    net = AlexNet(devices="cpu", num_classes=1000, towers=1)
-    assert totals(net.layers())["parameters"] == net.num_parameters() == 59_798_312
+@pytest.mark.parametrize("towers, parameters", [(2, 60_965_224), (1, 59_798_312)])
+def test_full_alexnet_built_equals_its_summary(towers, parameters):
+    net = AlexNet(devices="cpu", num_classes=1000, towers=towers)
+    assert totals(net.layers())["parameters"] == net.num_parameters() == parameters
 
 
 def test_rejected_options_raise_value_error():
