@@ -11,7 +11,11 @@ commands:
   python -m alexnet_cuda.evaluate [--checkpoint PATH] [--data DIR]
                                                top-1 / top-5 error, centre crop and 10-crop average
   python -m alexnet_cuda.predict IMAGE... [--checkpoint PATH]
-                                               the top-5 classes of each image"""
+                                               the top-5 classes of each image
+  python -m alexnet_cuda.summary [--arch A]    each layer's output shape, parameters and multiply-adds
+  python -m alexnet_cuda.report RUN_DIR        curves, conv1 kernels (Figure 3) and confusion matrix of a run
+  python -m alexnet_cuda.study [--variants A,B]  the paper's ablations trained side by side: table and plot
+  python -m alexnet_cuda.figure1 [--data DIR]  ReLU vs tanh: epochs to 25% training error (the paper's Figure 1)"""
 
 
 def main() -> int:

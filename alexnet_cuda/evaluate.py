@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -38,10 +38,11 @@ def _summarize(probs_sum_loss: float, correct1: int, correct5: int, n: int) -> d
     return {"top1_error": 1.0 - correct1 / n, "top5_error": 1.0 - correct5 / n, "loss": probs_sum_loss / n}
 
 
-def evaluate(model, dataset, *, batch_size: int = 128, ten_crop: bool = True, workers: int | None = None,
-             max_images: int | None = None, progress: bool = False) -> dict[str, Any]:
-    """Top-1 / top-5 error (fractions) and mean cross-entropy of ``model`` on ``dataset``, with the centre crop and,
-    when ``ten_crop``, with the 10-patch average. Returns ``{"images": n, "center": {...}, "ten_crop": {...}}``."""
+def predictions(model, dataset, *, batch_size: int = 128, ten_crop: bool = True, workers: int | None = None,
+                max_images: int | None = None, progress: bool = False) -> Iterator[tuple[np.ndarray, dict]]:
+    """Yields, batch by batch, the labels and the softmax outputs (float64) of ``model`` on ``dataset``:
+    ``(labels, {"center": probs, "ten_crop": probs})`` (``ten_crop`` only when asked). The one place that runs a
+    model over a dataset: :func:`evaluate` and the run report's confusion matrix both read it."""
     from .data import Loader, Subset, center_crop, ten_crops
 
     if max_images is not None and max_images < len(dataset):
@@ -49,8 +50,6 @@ def evaluate(model, dataset, *, batch_size: int = 128, ten_crop: bool = True, wo
     s, crop = int(dataset.image_size), int(model.input_size)
     if s < crop:
         raise ValueError(f"evaluate: the images are {s}x{s}, smaller than the network input {crop}")
-    sums = {"center": [0.0, 0, 0], "ten_crop": [0.0, 0, 0]}
-    n = 0
     bar = None
     if progress:
         try:
@@ -58,27 +57,41 @@ def evaluate(model, dataset, *, batch_size: int = 128, ten_crop: bool = True, wo
             bar = tqdm(total=len(dataset), desc="evaluating", unit="img", leave=False, file=sys.stderr)
         except ImportError:  # pragma: no cover
             bar = None
-    with Loader(dataset, batch_size, shuffle=False, drop_last=False, workers=workers) as loader:
-        for images, labels in loader:
-            k = len(labels)
-            view = center_crop(s, crop, k)
-            p_center = np.asarray(model.predict(images, crops=view["crops"], flips=view["flips"]), np.float64)
-            results = [("center", p_center)]
-            if ten_crop:
-                p_avg = np.zeros_like(p_center)
-                for v in ten_crops(s, crop, k):
-                    p_avg += np.asarray(model.predict(images, crops=v["crops"], flips=v["flips"]), np.float64)
-                results.append(("ten_crop", p_avg / 10.0))
-            for name, p in results:
-                acc = sums[name]
-                acc[0] += float(-np.log(np.maximum(p[np.arange(k), labels], 1e-30)).sum())
-                acc[1] += int(topk_correct(p, labels, 1).sum())
-                acc[2] += int(topk_correct(p, labels, 5).sum())
-            n += k
-            if bar is not None:
-                bar.update(k)
-    if bar is not None:
-        bar.close()
+    try:
+        with Loader(dataset, batch_size, shuffle=False, drop_last=False, workers=workers) as loader:
+            for images, labels in loader:
+                k = len(labels)
+                view = center_crop(s, crop, k)
+                p_center = np.asarray(model.predict(images, crops=view["crops"], flips=view["flips"]), np.float64)
+                probs = {"center": p_center}
+                if ten_crop:
+                    p_avg = np.zeros_like(p_center)
+                    for v in ten_crops(s, crop, k):
+                        p_avg += np.asarray(model.predict(images, crops=v["crops"], flips=v["flips"]), np.float64)
+                    probs["ten_crop"] = p_avg / 10.0
+                yield np.asarray(labels), probs
+                if bar is not None:
+                    bar.update(k)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def evaluate(model, dataset, *, batch_size: int = 128, ten_crop: bool = True, workers: int | None = None,
+             max_images: int | None = None, progress: bool = False) -> dict[str, Any]:
+    """Top-1 / top-5 error (fractions) and mean cross-entropy of ``model`` on ``dataset``, with the centre crop and,
+    when ``ten_crop``, with the 10-patch average. Returns ``{"images": n, "center": {...}, "ten_crop": {...}}``."""
+    sums = {"center": [0.0, 0, 0], "ten_crop": [0.0, 0, 0]}
+    n = 0
+    for labels, probs in predictions(model, dataset, batch_size=batch_size, ten_crop=ten_crop, workers=workers,
+                                     max_images=max_images, progress=progress):
+        k = len(labels)
+        for name, p in probs.items():
+            acc = sums[name]
+            acc[0] += float(-np.log(np.maximum(p[np.arange(k), labels], 1e-30)).sum())
+            acc[1] += int(topk_correct(p, labels, 1).sum())
+            acc[2] += int(topk_correct(p, labels, 5).sum())
+        n += k
     if n == 0:
         raise ValueError("evaluate: the dataset is empty")
     out: dict[str, Any] = {"images": n, "center": _summarize(*sums["center"], n)}
@@ -87,7 +100,7 @@ def evaluate(model, dataset, *, batch_size: int = 128, ten_crop: bool = True, wo
     return out
 
 
-def _dataset_for(ckpt: ckpt_io.Checkpoint, data: str | None, kind: str | None, split: str):
+def dataset_for(ckpt: ckpt_io.Checkpoint, data: str | None, kind: str | None, split: str):
     """The evaluation set: ``data`` when given, else the one the checkpoint was trained on."""
     from . import data as data_mod
     from .train import TrainConfig, open_datasets
@@ -151,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args) -> int:
     path, ckpt, model = ckpt_io.load_for_inference(args.checkpoint, args.device, args.gpus)
-    dataset = _dataset_for(ckpt, args.data, args.dataset, args.split)
+    dataset = dataset_for(ckpt, args.data, args.dataset, args.split)
     check_classes(ckpt, dataset)
     result = evaluate(model, dataset, batch_size=args.batch_size, ten_crop=args.ten_crop, workers=args.workers,
                       max_images=args.max_images, progress=args.progress)

@@ -342,6 +342,18 @@ class AlexNet:
     def num_parameters(self) -> int:
         return int(self._net.num_parameters())
 
+    def layers(self) -> list[dict]:
+        """This net's layer table (the one its parameters were created from): per layer and tower the name, kind,
+        input/output shapes per image, weight shape, parameters and multiply-adds (see alexnet_cuda.summary)."""
+        return list(self._net.layers())
+
+    def summary(self) -> str:
+        """The layer table as text, with the totals (``print(net.summary())``; alexnet_cuda.summary says what the
+        multiply-adds count)."""
+        from .summary import format_table
+
+        return format_table(self.layers(), repr(self))
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """Every parameter by name (module doc: '<layer>.tower<T>.weight'), as float32 host copies."""
         return {n: self._net.get_parameter(n) for n in self._names}

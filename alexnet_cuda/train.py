@@ -590,6 +590,12 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
 # Command line (the flags: train_config.build_parser)
 # --------------------------------------------------------------------------------------------------------------------
 
+def report_hint(out: str) -> str:
+    """Where the pictures of a run come from (the report module is not imported: it needs matplotlib)."""
+    return (f"pictures (curves, conv1 kernels, confusion matrix): python -m alexnet_cuda.report {out} -> "
+            f"{Path(out) / 'report.md'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -609,12 +615,14 @@ def _run(args) -> int:
         print(f"stopped at step {summary['step']} (epoch {summary['epochs_done'] + 1}, batch "
               f"{summary['batch_in_epoch']}); saved {summary['last_checkpoint']}. Continue with: "
               f"{PROG} --resume --out {out}", file=sys.stderr)
+        print(report_hint(out), file=sys.stderr)
         return cli.EXIT_INTERRUPTED
     best = summary["best_val_top1"]
     print(f"done: {summary['epochs_done']} epochs, {summary['step']} steps"
           f"{f', best validation top-1 accuracy {100 * best:.1f}%' if best is not None else ''}. "
           f"Checkpoints in {out}; evaluate with: python -m alexnet_cuda.evaluate --checkpoint "
           f"{summary['best_checkpoint'] or summary['last_checkpoint']}")
+    print(report_hint(out))
     return 0
 
 

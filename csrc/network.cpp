@@ -1,34 +1,15 @@
-// The two-tower AlexNet (network.h has the layer table and the placement rules). This file: the configurations,
-// initialization, and the step schedule with its exchange points.
-#include "network.h"
-
+// The two-tower AlexNet (network.h has the layer table and the placement rules). This file: construction and
+// initialization, parameters, inputs and the public calls; network_engine.h: the towers, exchanges and layers;
+// network_step.cpp: the step schedule; network_layers.cpp: the configurations and the layer table.
 #include <cmath>
-#include <optional>
 #include <set>
 
-#include "ops.h"
+#include "network_engine.h"
 #include "philox.h"
-#ifdef ALEXNET_WITH_CUDA
-#include "cuda/runtime.h"
-#endif
 
 namespace alexnet {
 
 namespace {
-
-const char* const kConvNames[kConvLayers] = {"conv1", "conv2", "conv3", "conv4", "conv5"};
-const char* const kFcNames[kFcLayers] = {"fc6", "fc7", "fc8"};
-// Parameter names follow torchvision's AlexNet (features.<i> / classifier.<i> at the positions of its conv and linear
-// modules), with the tower made explicit: "features.0.tower1.weight" is conv1's weight on tower 1.
-const char* const kConvParamNames[kConvLayers] = {"features.0", "features.3", "features.6", "features.8", "features.10"};
-const char* const kFcParamNames[kFcLayers] = {"classifier.1", "classifier.4", "classifier.6"};
-// Section 3.5: response normalization follows conv1 and conv2; max pooling follows both of them and conv5.
-constexpr bool kLrnAfter[kConvLayers] = {true, true, false, false, false};
-constexpr bool kPoolAfter[kConvLayers] = {true, true, false, false, true};
-// Section 5: "We initialized the neuron biases in the second, fourth, and fifth convolutional layers, as well as in
-// the fully-connected hidden layers, with the constant 1 ... the remaining layers with the constant 0."
-constexpr bool kConvBiasOne[kConvLayers] = {false, true, false, true, true};
-constexpr bool kFcBiasOne[kFcLayers] = {true, true, false};
 
 // Init draws from Philox with its own key so it never shares a stream with dropout (which is keyed by the seed).
 constexpr uint64_t kInitKeyMix = 0x9E3779B97F4A7C15ULL;
@@ -53,544 +34,8 @@ void fill_normal(float* out, int64_t count, float std, uint64_t key, uint64_t st
   }
 }
 
-int pooled(int side, int kernel, int stride) { return side >= kernel ? (side - kernel) / stride + 1 : 0; }
-
 }  // namespace
 
-// ---- configurations --------------------------------------------------------------------------------------------
-NetworkConfig NetworkConfig::make(const std::string& arch, int input_size, int num_classes, int towers) {
-  NetworkConfig c;
-  c.arch = arch;
-  c.num_classes = num_classes;
-  c.towers = towers;
-  if (arch == "alexnet") {
-    if (input_size <= 0) input_size = 227;
-    AX_CHECK(input_size == 227, "AlexNet: arch='alexnet' takes 227x227 inputs (the size that gives the paper's 55x55 "
-             "conv1 maps: (227 - 11) / 4 + 1 = 55), got input_size=", input_size);
-  } else if (arch == "alexnet-small") {
-    // Same layer types and the same 5 conv + 3 fc structure for 32x32 (CIFAR-10) and 64x64 (Tiny ImageNet):
-    // conv1 5x5 pad 2 (stride 1 at 32, stride 2 at 64, so both reach 32x32 maps), conv2 5x5 pad 2, conv3-5 3x3 pad 1,
-    // the paper's channel counts, 3/2 pooling after conv1, conv2, conv5: 32 -> 15 -> 7 -> 3, so fc6 sees 256x3x3.
-    // The fully connected layers are narrower (1024) for these small datasets.
-    if (input_size <= 0) input_size = 32;
-    AX_CHECK(input_size == 32 || input_size == 64, "AlexNet: arch='alexnet-small' takes 32x32 or 64x64 inputs, got "
-             "input_size=", input_size);
-    c.conv_kernel = {5, 5, 3, 3, 3};
-    c.conv_stride = {input_size == 64 ? 2 : 1, 1, 1, 1, 1};
-    c.conv_pad = {2, 2, 1, 1, 1};
-    c.fc_width = {1024, 1024};
-  } else {
-    throw ValueError(str_cat("AlexNet: arch must be 'alexnet' or 'alexnet-small', got '", arch, "'"));
-  }
-  c.input_size = input_size;
-  AX_CHECK(towers == 1 || towers == 2, "AlexNet: towers must be 1 or 2, got ", towers);
-  if (towers == 1) {
-    // The one-GPU net of the paper's footnote to Section 6.1 ("half as many kernels in each convolutional layer"):
-    // conv1-conv4 keep one tower's kernels (48, 128, 192, 192), but "we did not halve the size of the final
-    // convolutional layer (nor the fully-connected layers which follow)", so conv5 keeps 256 kernels and
-    // fc6/fc7 keep 4096 neurons: about the same number of parameters as the two-tower net.
-    for (int l = 0; l < kConvLayers - 1; ++l) c.conv_channels[l] /= 2;
-  }
-  return c;
-}
-
-NetworkGeometry network_geometry(const NetworkConfig& cfg) {
-  NetworkGeometry g;
-  int side = cfg.input_size;
-  for (int l = 0; l < kConvLayers; ++l) {
-    g.conv_in[l] = side;
-    const int k = cfg.conv_kernel[l], s = cfg.conv_stride[l], p = cfg.conv_pad[l];
-    AX_CHECK(side + 2 * p >= k && side > 0, "AlexNet: ", kConvNames[l], "'s ", k, "x", k, " kernel (pad ", p,
-             ") does not fit its ", side, "x", side, " input (input_size=", cfg.input_size, ")");
-    side = (side + 2 * p - k) / s + 1;
-    g.conv_out[l] = side;
-    if (kPoolAfter[l]) {
-      AX_CHECK(side >= cfg.pool_kernel, "AlexNet: the ", cfg.pool_kernel, "x", cfg.pool_kernel, " pooling after ",
-               kConvNames[l], " does not fit its ", side, "x", side, " maps (input_size=", cfg.input_size, ")");
-      side = pooled(side, cfg.pool_kernel, cfg.pool_stride);
-    }
-    g.block_out[l] = side;
-  }
-  g.fc6_inputs = cfg.conv_channels[kConvLayers - 1] * side * side;
-  return g;
-}
-
-void validate_config(const NetworkConfig& cfg) {
-  AX_CHECK(cfg.towers == 1 || cfg.towers == 2, "AlexNet: towers must be 1 or 2, got ", cfg.towers);
-  AX_CHECK(static_cast<int>(cfg.devices.size()) >= cfg.towers, "AlexNet: expected ", cfg.towers,
-           " devices (one per tower), got ", cfg.devices.size());
-  AX_CHECK(cfg.devices.empty() || cfg.devices[0].is_cpu() == cfg.devices.back().is_cpu(),
-           "AlexNet: the towers must be both on the CPU or both on GPUs, got ", cfg.devices[0].str(), " and ",
-           cfg.devices.back().str());
-  AX_CHECK(cfg.num_classes >= 2, "AlexNet: num_classes must be >= 2, got ", cfg.num_classes);
-  AX_CHECK(cfg.in_channels >= 1, "AlexNet: in_channels must be >= 1, got ", cfg.in_channels);
-  for (int l = 0; l < kConvLayers; ++l) {
-    AX_CHECK(cfg.conv_channels[l] >= cfg.towers && cfg.conv_channels[l] % cfg.towers == 0, "AlexNet: ",
-             kConvNames[l], " width ", cfg.conv_channels[l], " must be a positive multiple of towers=", cfg.towers);
-    AX_CHECK(cfg.conv_kernel[l] >= 1 && cfg.conv_stride[l] >= 1 && cfg.conv_pad[l] >= 0, "AlexNet: ",
-             kConvNames[l], " needs kernel >= 1, stride >= 1, pad >= 0");
-  }
-  for (int k = 0; k < 2; ++k) {
-    AX_CHECK(cfg.fc_width[k] >= cfg.towers && cfg.fc_width[k] % cfg.towers == 0, "AlexNet: ", kFcNames[k], " width ",
-             cfg.fc_width[k], " must be a positive multiple of towers=", cfg.towers);
-  }
-  AX_CHECK(cfg.pool_kernel >= 1 && cfg.pool_stride >= 1, "AlexNet: pooling needs kernel >= 1 and stride >= 1");
-  AX_CHECK(cfg.dropout >= 0.0f && cfg.dropout < 1.0f, "AlexNet: dropout must be in [0, 1), got ", cfg.dropout);
-  AX_CHECK(cfg.weight_std >= 0.0f && std::isfinite(cfg.weight_std), "AlexNet: weight_std must be finite and >= 0, got ",
-           cfg.weight_std);
-  AX_CHECK(std::isfinite(cfg.bias_init), "AlexNet: bias_init must be finite, got ", cfg.bias_init);
-  AX_CHECK(cfg.activation == Activation::ReLU || cfg.activation == Activation::Tanh,
-           "AlexNet: activation must be 'relu' or 'tanh'");
-  network_geometry(cfg);
-}
-
-// ---- the engine ------------------------------------------------------------------------------------------------
-// Exchange points: the producing tower records the point's event after writing the tensor the other towers read.
-enum Point : int {
-  kInput,     // the prepared image batch (shared by towers on one device)
-  kConv3In,   // conv2 block outputs -> conv3 inputs
-  kFc6In,     // conv5 block outputs -> fc6 inputs
-  kFc7In,     // fc6 outputs (after dropout) -> fc7 inputs
-  kFc8In,     // fc7 outputs (after dropout) -> fc8 inputs
-  kLogits,    // each tower's classes -> logits on tower 0
-  kDLogits,   // softmax gradient on tower 0 -> each tower's classes
-  kFc8Dx,     // fc8 input gradients -> summed per fc7 owner
-  kFc7Dx,     // fc7 input gradients -> summed per fc6 owner
-  kFc6Dx,     // fc6 input gradients -> summed per conv5 owner
-  kConv3Dx,   // conv3 input gradients -> summed per conv2 owner
-  kNumPoints
-};
-enum Timing : int { kStart, kForwardDone, kBackwardDone, kUpdateDone, kNumTimings };
-
-struct Network::Impl {
-  struct Tower {
-    int index = 0;
-    Device device;
-    int conv_c[kConvLayers] = {};  // this tower's kernels per conv layer
-    int fc_n[kFcLayers] = {};      // this tower's neurons per fc layer (fc8: its classes)
-    int class_offset = 0;          // first class of this tower's share of fc8
-    int fc_in_offset[kFcLayers] = {};  // where this tower's outputs sit in the next fc layer's input
-    size_t conv_w[kConvLayers] = {}, conv_b[kConvLayers] = {}, fc_w[kFcLayers] = {}, fc_b[kFcLayers] = {};
-    // Forward state, kept for the backward pass (and because the other towers read some of it).
-    Tensor conv_in[kConvLayers], conv_out[kConvLayers], lrn_out[kConvLayers], lrn_scale[kConvLayers];
-    Tensor block_out[kConvLayers];
-    Tensor fc_in[kFcLayers], fc_out[kFcLayers], fc_drop[2];
-    // Input gradients read by the other towers at the backward exchange points.
-    Tensor fc_dx[kFcLayers], conv3_dx;
-#ifdef ALEXNET_WITH_CUDA
-    cudaStream_t stream = nullptr;
-    cudaEvent_t events[kNumPoints] = {};
-    cudaEvent_t timing[kNumTimings] = {};
-#endif
-    void clear() {
-      for (int l = 0; l < kConvLayers; ++l) {
-        conv_in[l] = conv_out[l] = lrn_out[l] = lrn_scale[l] = block_out[l] = Tensor();
-      }
-      for (int k = 0; k < kFcLayers; ++k) fc_in[k] = fc_out[k] = fc_dx[k] = Tensor();
-      fc_drop[0] = fc_drop[1] = conv3_dx = Tensor();
-    }
-  };
-
-  // Makes tower t's device and stream current for the ops issued in its lifetime.
-  class Scope {
-   public:
-    Scope(Tower& t) {
-#ifdef ALEXNET_WITH_CUDA
-      if (t.device.is_cuda()) {
-        device_.emplace(t.device.index);
-        stream_.emplace(t.device.index, t.stream);
-      }
-#endif
-    }
-
-   private:
-#ifdef ALEXNET_WITH_CUDA
-    std::optional<cuda::DeviceGuard> device_;
-    std::optional<cuda::StreamGuard> stream_;
-#endif
-  };
-
-  enum class Mode { Train, Gradients, Evaluate, Predict };
-
-  Network& net;
-  std::vector<Tower> towers;
-  std::vector<Tensor> mean;  // per tower, on its device (shared between towers on one device)
-  float scale = 1.0f;
-  Tensor labels;        // on tower 0's device
-  Tensor probs, dlogits;  // on tower 0's device
-  bool gpu = false;
-
-  explicit Impl(Network& n) : net(n) {}
-
-  const NetworkConfig& cfg() const { return net.cfg_; }
-  Parameter& param(size_t i) { return net.params_[i]; }
-  int first_tower_on(const Device& d) const {
-    for (const Tower& t : towers)
-      if (t.device == d) return t.index;
-    return 0;
-  }
-
-  // ---- events ----
-  void record(Tower& t, int point) {
-#ifdef ALEXNET_WITH_CUDA
-    if (gpu) cuda::record_event(t.events[point], t.stream);
-#endif
-  }
-  // Tower t's stream waits until tower s has passed `point` (nothing to do for the same tower, or on the CPU where
-  // every op has finished when it returns).
-  void wait(Tower& t, int point, const Tower& s) {
-#ifdef ALEXNET_WITH_CUDA
-    if (gpu && t.index != s.index) cuda::stream_wait_event(t.stream, s.events[point]);
-#endif
-  }
-  void timing(Tower& t, int which) {
-#ifdef ALEXNET_WITH_CUDA
-    if (gpu) cuda::record_event(t.timing[which], t.stream);
-#endif
-  }
-
-  // ---- exchanges (called inside tower t's Scope) ----
-  // parts[s] (n, c_s, ...) from tower s, concatenated along dim 1 on tower t's device, in tower order.
-  Tensor gather(Tower& t, const std::vector<Tensor>& parts, int point) {
-    if (parts.size() == 1) return parts[0];
-    Shape shape = parts[0].shape();
-    shape[1] = 0;
-    for (const Tensor& p : parts) shape[1] += p.size(1);
-    Tensor out = Tensor::empty(shape, t.device);
-    int64_t c0 = 0;
-    for (size_t s = 0; s < parts.size(); ++s) {
-      wait(t, point, towers[s]);
-      ops::copy_channels(parts[s], 0, out, c0, parts[s].size(1));
-      c0 += parts[s].size(1);
-    }
-    return out;
-  }
-  // Channels [c0, c0 + count) of grads[s] from every tower s, summed in tower order on tower t's device: the
-  // gradient of tower t's share of an exchanged input is the sum of what every consumer sends back.
-  Tensor reduce_slice(Tower& t, const std::vector<Tensor>& grads, int64_t c0, int64_t count, int point) {
-    if (grads.size() == 1 && c0 == 0 && count == grads[0].size(1)) return grads[0];
-    Tensor sum;
-    for (size_t s = 0; s < grads.size(); ++s) {
-      Tensor piece = slice_from(t, towers[s], grads[s], c0, count, point);
-      if (!sum.defined()) {
-        sum = piece;
-      } else {
-        ops::add_(sum, piece);
-      }
-    }
-    return sum;
-  }
-  Tensor slice_from(Tower& t, const Tower& s, const Tensor& src, int64_t c0, int64_t count, int point) {
-    Shape shape = src.shape();
-    shape[1] = count;
-    Tensor piece = Tensor::empty(shape, t.device);
-    wait(t, point, s);
-    ops::copy_channels(src, c0, piece, 0, count);
-    return piece;
-  }
-
-  // ---- layers (inside the tower's Scope) ----
-  Tensor conv_forward(Tower& t, int l, const Tensor& x) {
-    const NetworkConfig& c = cfg();
-    t.conv_in[l] = x;
-    Tensor y = ops::conv2d_forward(x, param(t.conv_w[l]).value, param(t.conv_b[l]).value, c.conv_stride[l],
-                                   c.conv_pad[l], 1, c.activation);
-    t.conv_out[l] = y;
-    if (kLrnAfter[l] && c.lrn) {
-      auto [out, sc] = ops::lrn_forward(y, c.lrn_params);
-      t.lrn_out[l] = out;
-      t.lrn_scale[l] = sc;
-      y = out;
-    }
-    if (kPoolAfter[l]) y = ops::maxpool_forward(y, c.pool_kernel, c.pool_stride);
-    t.block_out[l] = y;
-    return y;
-  }
-
-  // dy is the gradient of the block's output; returns the gradient of its input (undefined for conv1).
-  Tensor conv_backward(Tower& t, int l, Tensor g) {
-    const NetworkConfig& c = cfg();
-    const bool lrn = kLrnAfter[l] && c.lrn;
-    if (kPoolAfter[l]) {
-      g = ops::maxpool_backward(lrn ? t.lrn_out[l] : t.conv_out[l], t.block_out[l], g, c.pool_kernel, c.pool_stride);
-    }
-    if (lrn) g = ops::lrn_backward(t.conv_out[l], t.lrn_out[l], t.lrn_scale[l], g, c.lrn_params);
-    g = ops::activation_backward(t.conv_out[l], g, c.activation);
-    Parameter& w = param(t.conv_w[l]);
-    const int k = c.conv_kernel[l];
-    w.grad = ops::conv2d_backward_weight(t.conv_in[l], g, k, k, c.conv_stride[l], c.conv_pad[l], 1);
-    param(t.conv_b[l]).grad = ops::bias_backward(g);
-    if (l == 0) return Tensor();  // the image needs no gradient
-    const int side = static_cast<int>(t.conv_in[l].size(2));
-    return ops::conv2d_backward_input(g, w.value, side, side, c.conv_stride[l], c.conv_pad[l], 1);
-  }
-
-  bool dropout_on(bool training) const { return training && cfg().dropout > 0.0f; }
-
-  Tensor fc_forward(Tower& t, int k, const Tensor& x, bool training) {
-    const NetworkConfig& c = cfg();
-    t.fc_in[k] = x;
-    const Activation act = k < 2 ? c.activation : Activation::None;
-    Tensor y = ops::linear_forward(x, param(t.fc_w[k]).value, param(t.fc_b[k]).value, act);
-    t.fc_out[k] = y;
-    if (k < 2) {
-      if (dropout_on(training)) {
-        y = ops::dropout_forward(y, c.dropout, c.seed, Network::dropout_offset(net.step, k, t.index), true);
-      }
-      t.fc_drop[k] = y;
-    }
-    return y;
-  }
-
-  Tensor fc_backward(Tower& t, int k, Tensor g, bool training) {
-    const NetworkConfig& c = cfg();
-    if (k < 2) {
-      if (dropout_on(training)) {
-        g = ops::dropout_backward(g, c.dropout, c.seed, Network::dropout_offset(net.step, k, t.index), true);
-      }
-      g = ops::activation_backward(t.fc_out[k], g, c.activation);
-    }
-    Parameter& w = param(t.fc_w[k]);
-    w.grad = ops::linear_backward_weight(t.fc_in[k], g);
-    param(t.fc_b[k]).grad = ops::bias_backward(g);
-    return ops::linear_backward_input(g, w.value);
-  }
-
-  // ---- input ----
-  void prepare_input(Tower& t, const HostBatch& b) {
-    const NetworkConfig& c = cfg();
-    const int owner = first_tower_on(t.device);
-    if (owner != t.index) {  // another tower on this device already has it
-      wait(t, kInput, towers[owner]);
-      t.conv_in[0] = towers[owner].conv_in[0];
-      return;
-    }
-    const int64_t n = b.images_shape[0];
-    Tensor x;
-    if (b.images_f32) {
-      x = Tensor::from_host(b.images_f32, b.images_shape, t.device);
-    } else {
-      const int64_t h = b.images_shape[1], w = b.images_shape[2];
-      const int S = c.input_size;
-      std::vector<int32_t> cy(n), cx(n), fl(n, 0);
-      std::vector<float> shift(static_cast<size_t>(n) * 3, 0.0f);
-      for (int64_t i = 0; i < n; ++i) {
-        cy[i] = b.crop_y ? b.crop_y[i] : static_cast<int32_t>((h - S) / 2);
-        cx[i] = b.crop_x ? b.crop_x[i] : static_cast<int32_t>((w - S) / 2);
-        if (b.flip) fl[i] = b.flip[i];
-      }
-      if (b.rgb_shift) std::copy(b.rgb_shift, b.rgb_shift + 3 * n, shift.begin());
-      Tensor images = Tensor::from_host(b.images_u8, b.images_shape, t.device, DType::U8);
-      Tensor ty = Tensor::from_host(cy.data(), {n}, t.device, DType::I32);
-      Tensor tx = Tensor::from_host(cx.data(), {n}, t.device, DType::I32);
-      Tensor tf = Tensor::from_host(fl.data(), {n}, t.device, DType::I32);
-      Tensor ts = Tensor::from_host(shift.data(), {n, 3}, t.device);
-      x = ops::prepare_batch(images, mean[t.index], ty, tx, tf, ts, S, scale);
-    }
-    t.conv_in[0] = x;
-    record(t, kInput);
-  }
-
-  // ---- the step ----
-  // training: dropout on (Train always; Gradients as the caller asks). probs_out: host copy of the probabilities.
-  StepStats run(const HostBatch& b, Mode mode, bool training, float lr, float momentum, float weight_decay,
-                float* probs_out);
-  StepStats schedule(const HostBatch& b, Mode mode, bool training, float lr, float momentum, float weight_decay,
-                     float* probs_out);
-  void update(Tower& t, float lr, float momentum, float weight_decay);
-  void finish(bool backward, bool update);
-};
-
-void Network::Impl::update(Tower& t, float lr, float momentum, float weight_decay) {
-  for (Parameter& p : net.params_) {
-    if (p.tower != t.index) continue;
-    // Weight decay on the weights only: the paper's update (Section 5) is written for the weights w, and
-    // cuda-convnet's layer definitions for it decay weights but not biases.
-    ops::sgd_update(p.value, p.momentum, p.grad, lr, momentum, p.is_bias ? 0.0f : weight_decay);
-  }
-}
-
-StepStats Network::Impl::run(const HostBatch& b, Mode mode, bool training, float lr, float momentum,
-                             float weight_decay, float* probs_out) {
-  net.check_batch(b);
-  try {
-    return schedule(b, mode, training, lr, momentum, weight_decay, probs_out);
-  } catch (...) {
-    // Let whatever was queued finish before the step's tensors can be freed or reused, then report the error.
-#ifdef ALEXNET_WITH_CUDA
-    for (Tower& t : towers) {
-      if (!gpu) break;
-      try {
-        cuda::synchronize_stream(t.stream);
-      } catch (...) {
-      }
-    }
-#endif
-    for (Tower& t : towers) t.clear();
-    net.logits_ = probs = dlogits = labels = Tensor();
-    throw;
-  }
-}
-
-StepStats Network::Impl::schedule(const HostBatch& b, Mode mode, bool training, float lr, float momentum,
-                                  float weight_decay, float* probs_out) {
-  const bool backward = mode == Mode::Train || mode == Mode::Gradients;
-  const int64_t n = b.images_shape[0];
-  const int T = static_cast<int>(towers.size());
-  auto parts = [&](auto get) {
-    std::vector<Tensor> v;
-    for (Tower& t : towers) v.push_back(get(t));
-    return v;
-  };
-
-  // Forward. Each loop issues one stage on every tower; on GPUs the towers' streams run concurrently.
-  for (Tower& t : towers) {
-    Scope scope(t);
-    timing(t, kStart);
-    prepare_input(t, b);
-    if (t.index == 0) {
-      // Uploaded now, while tower 0's stream is idle: a host-to-device copy waits for its stream.
-      labels = b.labels ? Tensor::from_host(b.labels, {n}, t.device, DType::I32)
-                        : Tensor::zeros({n}, t.device, DType::I32);  // predict: softmax needs some valid label
-    }
-  }
-  for (Tower& t : towers) {
-    Scope scope(t);
-    Tensor x = conv_forward(t, 0, t.conv_in[0]);
-    conv_forward(t, 1, x);
-    record(t, kConv3In);
-  }
-  for (Tower& t : towers) {  // conv3 sees the conv2 maps of every tower
-    Scope scope(t);
-    Tensor x = gather(t, parts([](Tower& s) { return s.block_out[1]; }), kConv3In);
-    for (int l = 2; l < kConvLayers; ++l) x = conv_forward(t, l, x);
-    record(t, kFc6In);
-  }
-  for (int k = 0; k < kFcLayers; ++k) {  // every fc layer sees the previous layer of every tower
-    const int point = kFc6In + k;
-    for (Tower& t : towers) {
-      Scope scope(t);
-      Tensor x;
-      if (k == 0) {
-        x = gather(t, parts([](Tower& s) { return s.block_out[kConvLayers - 1]; }), point);
-        x = x.view({n, x.numel() / n});
-      } else {
-        x = gather(t, parts([k](Tower& s) { return s.fc_drop[k - 1]; }), point);
-      }
-      fc_forward(t, k, x, training);
-      record(t, point + 1);  // kFc7In, kFc8In, kLogits
-      if (k == kFcLayers - 1 && t.index != 0) timing(t, kForwardDone);
-    }
-  }
-  StepStats stats;
-  stats.n = n;
-  Tower& t0 = towers[0];
-  {
-    Scope scope(t0);
-    net.logits_ = gather(t0, parts([](Tower& s) { return s.fc_out[kFcLayers - 1]; }), kLogits);
-    auto [loss, p] = ops::softmax_xent_forward(net.logits_, labels);
-    stats.loss = loss;
-    probs = p;
-    if (backward) {
-      dlogits = ops::softmax_xent_backward(probs, labels);
-      record(t0, kDLogits);
-    }
-    timing(t0, kForwardDone);
-  }
-
-  if (backward) {
-    // fc8: each tower takes its classes' columns of the softmax gradient from tower 0.
-    for (Tower& t : towers) {
-      Scope scope(t);
-      Tensor dz = T == 1 ? dlogits : slice_from(t, t0, dlogits, t.class_offset, t.fc_n[2], kDLogits);
-      t.fc_dx[2] = fc_backward(t, 2, dz, training);
-      record(t, kFc8Dx);
-    }
-    // fc7, fc6: the gradient of tower t's outputs is the sum of the slices every tower's next layer sends back.
-    for (int k = 1; k >= 0; --k) {
-      const int point = kFc8Dx + (1 - k);  // where fc(k+1)'s input gradients were recorded
-      for (Tower& t : towers) {
-        Scope scope(t);
-        Tensor g = reduce_slice(t, parts([k](Tower& s) { return s.fc_dx[k + 1]; }), t.fc_in_offset[k], t.fc_n[k],
-                                point);
-        t.fc_dx[k] = fc_backward(t, k, g, training);
-        record(t, point + 1);  // kFc7Dx, kFc6Dx
-      }
-    }
-    // conv5 .. conv3
-    const int c5 = t0.conv_c[kConvLayers - 1], side5 = net.geo_.block_out[kConvLayers - 1];
-    for (Tower& t : towers) {
-      Scope scope(t);
-      const int64_t features = static_cast<int64_t>(c5) * side5 * side5;
-      Tensor g = reduce_slice(t, parts([](Tower& s) { return s.fc_dx[0]; }), t.index * features, features, kFc6Dx);
-      g = g.view({n, c5, side5, side5});
-      for (int l = kConvLayers - 1; l >= 2; --l) g = conv_backward(t, l, g);
-      t.conv3_dx = g;
-      record(t, kConv3Dx);
-    }
-    // conv2, conv1
-    for (Tower& t : towers) {
-      Scope scope(t);
-      const int c2 = t.conv_c[1];
-      Tensor g = reduce_slice(t, parts([](Tower& s) { return s.conv3_dx; }), static_cast<int64_t>(t.index) * c2, c2,
-                              kConv3Dx);
-      g = conv_backward(t, 1, g);
-      conv_backward(t, 0, g);
-      timing(t, kBackwardDone);
-    }
-  }
-  if (mode == Mode::Train) {
-    for (Tower& t : towers) {
-      Scope scope(t);
-      update(t, lr, momentum, weight_decay);
-      timing(t, kUpdateDone);
-    }
-  }
-  {
-    Scope scope(t0);
-    if (b.labels) {
-      auto [top1, top5] = ops::topk_correct(net.logits_, labels);
-      stats.top1 = top1;
-      stats.top5 = top5;
-    }
-    if (probs_out) probs.copy_to_host(probs_out);
-  }
-  finish(backward, mode == Mode::Train);
-  if (mode != Mode::Gradients) {
-    // Free the step's activations and gradients (back to the allocator's cache for the next step); keep them after
-    // compute_gradients, whose caller inspects them.
-    for (Tower& t : towers) t.clear();
-    for (Parameter& p : net.params_) p.grad = Tensor();
-    net.logits_ = probs = dlogits = labels = Tensor();
-  }
-  return stats;
-}
-
-// Waits for every tower (the step's cross-stream reads are then complete, so its tensors may be freed) and reads
-// the towers' timings.
-void Network::Impl::finish(bool backward, bool update) {
-  net.timings_.clear();
-#ifdef ALEXNET_WITH_CUDA
-  if (!gpu) return;
-  for (Tower& t : towers) cuda::synchronize_stream(t.stream);
-  for (Tower& t : towers) {
-    TowerTiming tt;
-    tt.device = t.device.str();
-    tt.forward_ms = cuda::event_elapsed_ms(t.timing[kStart], t.timing[kForwardDone]);
-    int last = kForwardDone;
-    if (backward) {
-      tt.backward_ms = cuda::event_elapsed_ms(t.timing[kForwardDone], t.timing[kBackwardDone]);
-      last = kBackwardDone;
-    }
-    if (update) {
-      tt.update_ms = cuda::event_elapsed_ms(t.timing[kBackwardDone], t.timing[kUpdateDone]);
-      last = kUpdateDone;
-    }
-    tt.total_ms = cuda::event_elapsed_ms(t.timing[kStart], t.timing[last]);
-    net.timings_.push_back(tt);
-  }
-#endif
-}
 
 // ---- Network ---------------------------------------------------------------------------------------------------
 Network::Network(const NetworkConfig& cfg) : cfg_(cfg) {
@@ -600,60 +45,53 @@ Network::Network(const NetworkConfig& cfg) : cfg_(cfg) {
   const int T = cfg_.towers;
   impl_->gpu = cfg_.devices[0].is_cuda();
 
-  // Tower shares. fc8's classes split ceil/floor: tower 0 takes ceil(C/2).
+  // Tower shares (fc8's classes split ceil/floor: tower 0 takes ceil(C/2)) and parameters, both from the layer
+  // table, so AlexNet.summary() describes exactly what is built.
   impl_->towers.resize(T);
-  int class_offset = 0;
   for (int t = 0; t < T; ++t) {
     Impl::Tower& tw = impl_->towers[t];
     tw.index = t;
     tw.device = cfg_.devices[t];
-    for (int l = 0; l < kConvLayers; ++l) tw.conv_c[l] = cfg_.conv_channels[l] / T;
-    tw.fc_n[0] = cfg_.fc_width[0] / T;
-    tw.fc_n[1] = cfg_.fc_width[1] / T;
-    tw.fc_n[2] = cfg_.num_classes / T + (t < cfg_.num_classes % T ? 1 : 0);
-    tw.class_offset = class_offset;
-    class_offset += tw.fc_n[2];
-    for (int k = 0; k < kFcLayers; ++k) tw.fc_in_offset[k] = t * tw.fc_n[k];
+    tw.class_offset = fc8_class_offset(cfg_, t);
   }
-
-  // Parameters, initialized on the host (identical numbers for every placement) and copied to the tower's device.
+  // Initialized on the host (identical numbers for every placement) and copied to the tower's device.
   const uint64_t init_key = cfg_.seed + kInitKeyMix;
   std::vector<float> host;
-  auto add = [&](const std::string& layer, int layer_index, int t, bool is_bias, const Shape& shape, bool bias_one) {
+  auto add = [&](const LayerSpec& layer, bool is_bias) {
     Parameter p;
-    p.name = str_cat(layer, ".tower", t, is_bias ? ".bias" : ".weight");
-    p.tower = t;
+    p.name = str_cat(layer.module, ".tower", layer.tower, is_bias ? ".bias" : ".weight");
+    p.tower = layer.tower;
     p.is_bias = is_bias;
+    const Shape shape = is_bias ? Shape{layer.bias} : layer.weight;
     int64_t count = 1;
     for (int64_t d : shape) count *= d;
     host.assign(static_cast<size_t>(count), 0.0f);
     if (is_bias) {
-      std::fill(host.begin(), host.end(), bias_one ? cfg_.bias_init : 0.0f);
+      std::fill(host.begin(), host.end(), layer.bias_one ? cfg_.bias_init : 0.0f);
     } else {
-      fill_normal(host.data(), count, cfg_.weight_std, init_key, static_cast<uint64_t>(layer_index) * 16 + t);
+      fill_normal(host.data(), count, cfg_.weight_std, init_key,
+                  static_cast<uint64_t>(layer.weight_index) * 16 + layer.tower);
     }
-    p.value = Tensor::from_host(host.data(), shape, cfg_.devices[t]);
-    p.momentum = Tensor::zeros(shape, cfg_.devices[t]);
+    p.value = Tensor::from_host(host.data(), shape, cfg_.devices[layer.tower]);
+    p.momentum = Tensor::zeros(shape, cfg_.devices[layer.tower]);
     params_.push_back(std::move(p));
     return params_.size() - 1;
   };
-  for (int l = 0; l < kConvLayers; ++l) {
-    // conv3 reads every tower's conv2 maps; conv2, conv4 and conv5 read their own tower's maps only.
-    const bool all_towers = l == 2;
-    const int in_c = l == 0 ? cfg_.in_channels : cfg_.conv_channels[l - 1] / (all_towers ? 1 : T);
-    const int k = cfg_.conv_kernel[l];
-    for (int t = 0; t < T; ++t) {
-      Impl::Tower& tw = impl_->towers[t];
-      tw.conv_w[l] = add(kConvParamNames[l], l, t, false, {tw.conv_c[l], in_c, k, k}, false);
-      tw.conv_b[l] = add(kConvParamNames[l], l, t, true, {tw.conv_c[l]}, kConvBiasOne[l]);
-    }
-  }
-  for (int k = 0; k < kFcLayers; ++k) {
-    const int in = k == 0 ? geo_.fc6_inputs : cfg_.fc_width[k - 1];
-    for (int t = 0; t < T; ++t) {
-      Impl::Tower& tw = impl_->towers[t];
-      tw.fc_w[k] = add(kFcParamNames[k], kConvLayers + k, t, false, {tw.fc_n[k], in}, false);
-      tw.fc_b[k] = add(kFcParamNames[k], kConvLayers + k, t, true, {tw.fc_n[k]}, kFcBiasOne[k]);
+  for (const LayerSpec& layer : describe_layers(cfg_)) {
+    if (layer.weight_index < 0) continue;
+    Impl::Tower& tw = impl_->towers[layer.tower];
+    const int out = static_cast<int>(layer.weight[0]);
+    if (layer.weight_index < kConvLayers) {
+      const int l = layer.weight_index;
+      tw.conv_c[l] = out;
+      tw.conv_w[l] = add(layer, false);
+      tw.conv_b[l] = add(layer, true);
+    } else {
+      const int k = layer.weight_index - kConvLayers;
+      tw.fc_n[k] = out;
+      tw.fc_in_offset[k] = layer.tower * out;  // where this tower's outputs sit in the next fc layer's input
+      tw.fc_w[k] = add(layer, false);
+      tw.fc_b[k] = add(layer, true);
     }
   }
 

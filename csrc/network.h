@@ -67,7 +67,7 @@ struct NetworkConfig {
   std::vector<Device> devices{Device::cpu(), Device::cpu()};  // tower t on devices[t]
 
   // The paper's net ("alexnet", input 227) or the small-input variant ("alexnet-small", input 32 or 64).
-  // towers = 1 builds the one-GPU net of the paper's footnote (see network.cpp, make_config).
+  // towers = 1 builds the one-GPU net of the paper's footnote (see network_layers.cpp, NetworkConfig::make).
   static NetworkConfig make(const std::string& arch, int input_size, int num_classes, int towers);
 };
 
@@ -154,7 +154,7 @@ class Network {
   void reset_peak_memory();
 
  private:
-  struct Impl;  // towers, streams, events and the step schedule (network.cpp)
+  struct Impl;  // towers, streams, events and layers (network_engine.h); the step schedule (network_step.cpp)
   void check_batch(const HostBatch& batch) const;  // ValueError naming AlexNet, before any kernel runs
 
   NetworkConfig cfg_;

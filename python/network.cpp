@@ -7,6 +7,7 @@
 
 #include "bindings.h"
 #include "network.h"
+#include "network_layers.h"
 #include "ops.h"
 
 namespace alexnet::py_bindings {
@@ -95,6 +96,52 @@ py::dict memory_dict(const MemoryStats& s) {
   return d;
 }
 
+// The network's shape-defining options (AlexNet's constructor arguments) as a config: shared by Network's
+// constructor and describe_layers, so the summary of a set of options is the summary of the net they build.
+NetworkConfig options_config(const std::string& arch, int input_size, int num_classes, int towers, bool lrn,
+                             bool overlapping_pool, const std::string& activation, float dropout,
+                             const std::optional<std::vector<int>>& conv_channels,
+                             const std::optional<std::vector<int>>& fc_width) {
+  NetworkConfig c = NetworkConfig::make(arch, input_size, num_classes, towers);
+  c.lrn = lrn;
+  if (!overlapping_pool) c.pool_kernel = c.pool_stride = 2;  // the paper's s = z = 2 baseline
+  AX_CHECK(activation == "relu" || activation == "tanh", "AlexNet: activation must be 'relu' or 'tanh', got '",
+           activation, "'");
+  c.activation = ops::parse_activation(activation);
+  c.dropout = dropout;
+  if (conv_channels) {
+    AX_CHECK(conv_channels->size() == kConvLayers, "AlexNet: expected 5 conv widths, got ", conv_channels->size());
+    for (int l = 0; l < kConvLayers; ++l) c.conv_channels[l] = (*conv_channels)[l];
+    c.arch = "custom";
+  }
+  if (fc_width) {
+    AX_CHECK(fc_width->size() == 2, "AlexNet: expected 2 fc widths (fc6, fc7), got ", fc_width->size());
+    c.fc_width = {(*fc_width)[0], (*fc_width)[1]};
+    c.arch = "custom";
+  }
+  return c;
+}
+
+py::list layers_list(const std::vector<LayerSpec>& layers) {
+  py::list out;
+  for (const LayerSpec& s : layers) {
+    py::dict d;
+    d["name"] = s.name;
+    d["kind"] = s.kind;
+    d["detail"] = s.detail;
+    d["module"] = s.module;
+    d["tower"] = s.tower;
+    d["input"] = py::tuple(py::cast(s.input));
+    d["output"] = py::tuple(py::cast(s.output));
+    d["weight"] = py::tuple(py::cast(s.weight));
+    d["bias"] = s.bias;
+    d["parameters"] = s.parameters();
+    d["mult_adds"] = s.mult_adds;
+    out.append(d);
+  }
+  return out;
+}
+
 }  // namespace
 
 void bind_network(py::module_& m) {
@@ -106,29 +153,13 @@ void bind_network(py::module_& m) {
                        const std::vector<std::string>& devices, bool lrn, bool overlapping_pool,
                        const std::string& activation, float dropout, float bias_init, float weight_std, uint64_t seed,
                        std::optional<std::vector<int>> conv_channels, std::optional<std::vector<int>> fc_width) {
-             NetworkConfig c = NetworkConfig::make(arch, input_size, num_classes, towers);
+             NetworkConfig c = options_config(arch, input_size, num_classes, towers, lrn, overlapping_pool,
+                                              activation, dropout, conv_channels, fc_width);
              c.devices.clear();
              for (const std::string& d : devices) c.devices.push_back(Device::parse(d));
-             c.lrn = lrn;
-             if (!overlapping_pool) c.pool_kernel = c.pool_stride = 2;  // the paper's s = z = 2 baseline
-             AX_CHECK(activation == "relu" || activation == "tanh",
-                      "AlexNet: activation must be 'relu' or 'tanh', got '", activation, "'");
-             c.activation = ops::parse_activation(activation);
-             c.dropout = dropout;
              c.bias_init = bias_init;
              c.weight_std = weight_std;
              c.seed = seed;
-             if (conv_channels) {
-               AX_CHECK(conv_channels->size() == kConvLayers, "AlexNet: expected 5 conv widths, got ",
-                        conv_channels->size());
-               for (int l = 0; l < kConvLayers; ++l) c.conv_channels[l] = (*conv_channels)[l];
-               c.arch = "custom";
-             }
-             if (fc_width) {
-               AX_CHECK(fc_width->size() == 2, "AlexNet: expected 2 fc widths (fc6, fc7), got ", fc_width->size());
-               c.fc_width = {(*fc_width)[0], (*fc_width)[1]};
-               c.arch = "custom";
-             }
              py::gil_scoped_release release;
              return std::make_unique<Network>(c);
            }),
@@ -167,6 +198,7 @@ void bind_network(py::module_& m) {
              d["fc6_inputs"] = g.fc6_inputs;
              return d;
            })
+      .def("layers", [](const Network& net) { return layers_list(describe_layers(net.config())); })
       .def("num_parameters", &Network::num_parameters)
       .def("parameter_names", &Network::parameter_names)
       .def(
@@ -283,6 +315,19 @@ void bind_network(py::module_& m) {
              return out;
            })
       .def("reset_peak_memory", &Network::reset_peak_memory);
+
+  m.def(
+      "describe_layers",
+      [](const std::string& arch, int input_size, int num_classes, int towers, bool lrn, bool overlapping_pool,
+         const std::string& activation, float dropout, std::optional<std::vector<int>> conv_channels,
+         std::optional<std::vector<int>> fc_width) {
+        return layers_list(describe_layers(options_config(arch, input_size, num_classes, towers, lrn,
+                                                          overlapping_pool, activation, dropout, conv_channels,
+                                                          fc_width)));
+      },
+      "The layer table (csrc/network_layers.h) of the network these AlexNet options build, without building it.",
+      arg("arch"), arg("input_size"), arg("num_classes"), arg("towers"), arg("lrn"), arg("overlapping_pool"),
+      arg("activation"), arg("dropout"), arg("conv_channels") = py::none(), arg("fc_width") = py::none());
 
   py::class_<StepStats>(m, "StepStats")
       .def_readonly("loss", &StepStats::loss)

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fakes import FakeAlexNet
+from subprocesses import module_command, module_env, run_module
 
-import alexnet_cuda
 from alexnet_cuda import checkpoint as ckpt_io
 from alexnet_cuda import evaluate as evaluate_mod
 from alexnet_cuda import predict as predict_mod
@@ -28,16 +26,6 @@ except ImportError:  # only while the network is not part of the build yet
     AlexNet = None
 requires_model = pytest.mark.skipif(AlexNet is None, reason="alexnet_cuda.AlexNet is not available in this build")
 
-# Subprocesses import the same alexnet_cuda as this test (installed, or the source tree with PYTHONPATH=.), and run
-# in a temporary directory so that a source checkout without the compiled module is never picked up by accident.
-PACKAGE_PARENT = str(Path(alexnet_cuda.__file__).resolve().parents[1])
-
-
-def run_module(module: str, *args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([PACKAGE_PARENT, os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -258,10 +246,8 @@ def test_real_train_evaluate_predict(tmp_path):
 @requires_model
 def test_real_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     out = tmp_path / "run"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([PACKAGE_PARENT, os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen([sys.executable, "-m", "alexnet_cuda.train", *TINY_REAL, "--epochs", "50", "--out",
-                             str(out)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(module_command("alexnet_cuda.train", *TINY_REAL, "--epochs", "50", "--out", str(out)),
+                            cwd=tmp_path, env=module_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         steps = out / "steps.jsonl"
         deadline = time.monotonic() + 240

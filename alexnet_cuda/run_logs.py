@@ -1,0 +1,54 @@
+"""Reading what ``alexnet_cuda.train`` writes into a run directory, for the report and the study.
+
+The files may belong to a run that is still going (its last line half written) or that was resumed (train then cuts
+the lines after the checkpoint it resumes from and writes them again), so a torn line is skipped and, should an
+epoch or step appear twice, the later record wins.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def read_jsonl(path: str | Path, key: str | None = None) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file ([] when it does not exist); with ``key``, one record per value of it (the
+    last one), sorted by it."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:  # the line the trainer is writing right now, or one torn by a crash
+            continue
+        if isinstance(r, dict):
+            records.append(r)
+    if key is None:
+        return records
+    latest = {r[key]: r for r in records if key in r}
+    return [latest[k] for k in sorted(latest)]
+
+
+@dataclass
+class RunLogs:
+    """metrics.jsonl (one record per epoch: epoch, step, lr, train_loss/top1/top5, val_loss/top1/top5 (None when
+    not validated), time, images_per_s) and steps.jsonl (one per step: step, epoch, batch, loss, top1, lr)."""
+
+    run_dir: Path
+    epochs: list[dict[str, Any]]
+    steps: list[dict[str, Any]]
+
+    def best_validation(self) -> dict[str, Any] | None:
+        """The epoch record with the lowest validation top-1 error (the first of equals), or None."""
+        validated = [r for r in self.epochs if r.get("val_top1") is not None]
+        return max(validated, key=lambda r: (r["val_top1"], -r["epoch"])) if validated else None
+
+
+def read_run(run_dir: str | Path) -> RunLogs:
+    run_dir = Path(run_dir)
+    return RunLogs(run_dir, read_jsonl(run_dir / "metrics.jsonl", "epoch"), read_jsonl(run_dir / "steps.jsonl",
+                                                                                        "step"))

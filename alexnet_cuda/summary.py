@@ -1,0 +1,107 @@
+"""Layer summary: ``python -m alexnet_cuda.summary`` (``--help``) and :meth:`alexnet_cuda.AlexNet.summary`.
+
+Prints each layer of each tower with its output shape, parameters and multiply-adds, and the totals. The table is
+the C++ layer table (``csrc/network_layers.h``, ``describe_layers``) from which the network creates its parameters,
+so what is printed is what is built: the paper's net has 60,965,224 parameters and 724,406,816 multiply-adds per
+227x227 image forward.
+
+What "multiply-adds" counts: the products of the weight layers only, per image, forward pass:
+``out_channels * out_h * out_w * in_channels * k * k`` for a convolution (``in_channels`` being the maps the
+tower's kernels see: their own tower's, or both towers' at conv3) and ``outputs * inputs`` for a fully connected
+layer. Bias additions, activations, LRN, pooling, dropout and the softmax are not counted (together they add well
+under 1%). A training step costs about three times the forward count (forward, input gradient, weight gradient).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+PROG = "python -m alexnet_cuda.summary"
+
+
+def describe(num_classes: int = 1000, arch: str = "alexnet", input_size: int | None = None, *, towers: int = 2,
+             lrn: bool = True, overlapping_pool: bool = True, activation: str = "relu", dropout: float = 0.5,
+             widths: dict | None = None) -> list[dict[str, Any]]:
+    """The layer table of the network that ``AlexNet(num_classes, arch=arch, ...)`` would build, without building
+    it (no weights are allocated). Raises ValueError for options the network rejects."""
+    from . import _C
+
+    if input_size is None:
+        input_size = 227 if arch == "alexnet" else 32
+    widths = widths or {}
+    return list(_C.describe_layers(arch, int(input_size), int(num_classes), int(towers), bool(lrn),
+                                   bool(overlapping_pool), activation, float(dropout), widths.get("conv"),
+                                   widths.get("fc")))
+
+
+def totals(layers: list[dict[str, Any]]) -> dict[str, int]:
+    """Parameters and forward multiply-adds per image, summed over every layer of every tower."""
+    return {"parameters": sum(int(x["parameters"]) for x in layers),
+            "mult_adds": sum(int(x["mult_adds"]) for x in layers)}
+
+
+def _shape(shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def format_table(layers: list[dict[str, Any]], title: str = "") -> str:
+    """The table as text: one row per layer and tower, then the totals and what the counts mean."""
+    header = ("layer", "tower", "output", "parameters", "mult-adds", "")
+    rows = [(x["name"], str(x["tower"]), _shape(x["output"]), f"{x['parameters']:,}" if x["parameters"] else "-",
+             f"{x['mult_adds']:,}" if x["mult_adds"] else "-", x["detail"]) for x in layers]
+    t = totals(layers)
+    total = ("total", "", "", f"{t['parameters']:,}", f"{t['mult_adds']:,}", "")
+    widths = [max(len(r[i]) for r in [header, *rows, total]) for i in range(len(header))]
+    right = (False, True, True, True, True, False)
+
+    def line(r) -> str:
+        cells = [c.rjust(w) if rj else c.ljust(w) for c, w, rj in zip(r, widths, right)]
+        return "  ".join(cells).rstrip()
+
+    rule = "-" * max(len(line(r)) for r in [header, *rows])
+    first_input = _shape(layers[0]["input"]) if layers else "?"
+    out = [title] if title else []
+    out += [f"input {first_input} per image", line(header), rule, *map(line, rows), rule, line(total),
+            f"{t['parameters'] / 1e6:.2f} million parameters; {t['mult_adds'] / 1e6:.1f} million multiply-adds per "
+            f"image forward (weights of conv and fc layers only; a training step is about 3x)"]
+    return "\n".join(out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Each layer of each tower of AlexNet with its output shape, parameters and multiply-adds per "
+                    "image, and the totals, read from the same C++ layer table the network is built from. "
+                    "Multiply-adds count the conv and fully connected weights only (forward, one image).")
+    p.add_argument("--arch", choices=("alexnet", "alexnet-small"), default="alexnet", help="default alexnet")
+    p.add_argument("--input-size", type=int, metavar="N", help="default 227 for alexnet, 32 for alexnet-small")
+    p.add_argument("--num-classes", type=int, default=1000, metavar="K", help="default 1000")
+    p.add_argument("--towers", type=int, choices=(1, 2), default=2, help="default 2")
+    p.add_argument("--no-lrn", dest="lrn", action="store_false", help="no local response normalization")
+    p.add_argument("--no-overlap-pool", dest="overlapping_pool", action="store_false", help="2x2/2 pooling")
+    p.add_argument("--activation", choices=("relu", "tanh"), default="relu", help="default relu")
+    p.add_argument("--dropout", type=float, default=0.5, metavar="P", help="default 0.5")
+    p.add_argument("--json", action="store_true", help="print the layers and totals as JSON")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        layers = describe(args.num_classes, args.arch, args.input_size, towers=args.towers, lrn=args.lrn,
+                          overlapping_pool=args.overlapping_pool, activation=args.activation, dropout=args.dropout)
+    except ValueError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"layers": layers, "totals": totals(layers)}, indent=2))
+        return 0
+    print(format_table(layers, f"{args.arch}, {args.num_classes} classes, {args.towers} tower(s)"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
