@@ -1,6 +1,8 @@
 // The configurations, spatial sizes and layer table of the network (network_layers.h says why they are one file).
 #include "network_layers.h"
 
+#include <cmath>
+
 namespace alexnet {
 
 namespace {
