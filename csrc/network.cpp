@@ -37,6 +37,53 @@ void fill_normal(float* out, int64_t count, float std, uint64_t key, uint64_t st
 }  // namespace
 
 
+// ---- parameters and buffers, created from the layer table ----------------------------------------------------
+int Network::Impl::add_tensor(const LayerSpec& layer, const char* suffix, const Shape& shape, bool trainable,
+                              bool decay, const std::vector<float>& host) {
+  const NetworkConfig& c = cfg();
+  const Device device = c.devices[layer.tower];
+  Parameter p;
+  p.name = str_cat(layer.module, ".tower", layer.tower, suffix);
+  p.tower = layer.tower;
+  p.trainable = trainable;
+  p.decay = decay;
+  p.value = Tensor::from_host(host.data(), shape, device);
+  if (trainable) {
+    p.momentum = Tensor::zeros(shape, device);
+    if (c.optimizer != OptimizerKind::Sgd) p.variance = Tensor::zeros(shape, device);
+  }
+  net.params_.push_back(std::move(p));
+  return static_cast<int>(net.params_.size()) - 1;
+}
+
+// Initialized on the host (identical numbers for every placement) and copied to the tower's device: weights
+// N(0, weight_std^2), biases bias_init or 0 (Section 5).
+void Network::Impl::add_weight_and_bias(const LayerSpec& layer, ConvParams& out) {
+  const NetworkConfig& c = cfg();
+  int64_t count = 1;
+  for (int64_t d : layer.weight) count *= d;
+  std::vector<float> host(static_cast<size_t>(count));
+  fill_normal(host.data(), count, c.weight_std, c.seed + kInitKeyMix,
+              static_cast<uint64_t>(layer.weight_index) * 16 + layer.tower);
+  out.weight = add_tensor(layer, ".weight", layer.weight, true, true, host);
+  if (layer.bias > 0) {
+    host.assign(static_cast<size_t>(layer.bias), layer.bias_one ? c.bias_init : 0.0f);
+    out.bias = add_tensor(layer, ".bias", {layer.bias}, true, false, host);
+  }
+}
+
+// BatchNorm starts as the identity on normalized inputs: scale 1, shift 0, running mean 0 and variance 1 (the
+// initialization of Ioffe & Szegedy's implementations and PyTorch's). PyTorch's names: weight, bias, running_*.
+void Network::Impl::add_batchnorm(const LayerSpec& layer, BnParams& out) {
+  const Shape shape{layer.buffers};
+  const std::vector<float> zeros(static_cast<size_t>(layer.buffers), 0.0f), ones(zeros.size(), 1.0f);
+  out.gamma = add_tensor(layer, ".weight", shape, true, false, ones);
+  out.beta = add_tensor(layer, ".bias", shape, true, false, zeros);
+  out.running_mean = add_tensor(layer, ".running_mean", shape, false, false, zeros);
+  out.running_var = add_tensor(layer, ".running_var", shape, false, false, ones);
+}
+
+
 // ---- Network ---------------------------------------------------------------------------------------------------
 Network::Network(const NetworkConfig& cfg) : cfg_(cfg) {
   validate_config(cfg_);
@@ -45,53 +92,29 @@ Network::Network(const NetworkConfig& cfg) : cfg_(cfg) {
   const int T = cfg_.towers;
   impl_->gpu = cfg_.devices[0].is_cuda();
 
-  // Tower shares (fc8's classes split ceil/floor: tower 0 takes ceil(C/2)) and parameters, both from the layer
-  // table, so AlexNet.summary() describes exactly what is built.
+  // Tower shares (the output layer's classes split ceil/floor: tower 0 takes ceil(C/2)) and parameters, both from
+  // the layer table, so AlexNet.summary() describes exactly what is built.
   impl_->towers.resize(T);
   for (int t = 0; t < T; ++t) {
     Impl::Tower& tw = impl_->towers[t];
     tw.index = t;
     tw.device = cfg_.devices[t];
     tw.class_offset = fc8_class_offset(cfg_, t);
+    tw.resize_head(cfg_.fc_layers());
   }
-  // Initialized on the host (identical numbers for every placement) and copied to the tower's device.
-  const uint64_t init_key = cfg_.seed + kInitKeyMix;
-  std::vector<float> host;
-  auto add = [&](const LayerSpec& layer, bool is_bias) {
-    Parameter p;
-    p.name = str_cat(layer.module, ".tower", layer.tower, is_bias ? ".bias" : ".weight");
-    p.tower = layer.tower;
-    p.is_bias = is_bias;
-    const Shape shape = is_bias ? Shape{layer.bias} : layer.weight;
-    int64_t count = 1;
-    for (int64_t d : shape) count *= d;
-    host.assign(static_cast<size_t>(count), 0.0f);
-    if (is_bias) {
-      std::fill(host.begin(), host.end(), layer.bias_one ? cfg_.bias_init : 0.0f);
-    } else {
-      fill_normal(host.data(), count, cfg_.weight_std, init_key,
-                  static_cast<uint64_t>(layer.weight_index) * 16 + layer.tower);
-    }
-    p.value = Tensor::from_host(host.data(), shape, cfg_.devices[layer.tower]);
-    p.momentum = Tensor::zeros(shape, cfg_.devices[layer.tower]);
-    params_.push_back(std::move(p));
-    return params_.size() - 1;
-  };
   for (const LayerSpec& layer : describe_layers(cfg_)) {
-    if (layer.weight_index < 0) continue;
     Impl::Tower& tw = impl_->towers[layer.tower];
-    const int out = static_cast<int>(layer.weight[0]);
-    if (layer.weight_index < kConvLayers) {
+    if (layer.kind == "batchnorm") {
+      impl_->add_batchnorm(layer, tw.bn[layer.weight_index]);
+    } else if (layer.kind == "conv") {
       const int l = layer.weight_index;
-      tw.conv_c[l] = out;
-      tw.conv_w[l] = add(layer, false);
-      tw.conv_b[l] = add(layer, true);
-    } else {
-      const int k = layer.weight_index - kConvLayers;
+      tw.conv_c[l] = static_cast<int>(layer.weight[0]);
+      impl_->add_weight_and_bias(layer, tw.conv[l]);
+    } else if (layer.kind == "linear") {
+      const int k = layer.weight_index - kConvLayers, out = static_cast<int>(layer.weight[0]);
       tw.fc_n[k] = out;
       tw.fc_in_offset[k] = layer.tower * out;  // where this tower's outputs sit in the next fc layer's input
-      tw.fc_w[k] = add(layer, false);
-      tw.fc_b[k] = add(layer, true);
+      impl_->add_weight_and_bias(layer, tw.fc[k]);
     }
   }
 
@@ -105,6 +128,7 @@ Network::Network(const NetworkConfig& cfg) : cfg_(cfg) {
     for (Impl::Tower& tw : impl_->towers) {
       devices.insert(tw.device.index);
       tw.stream = cuda::create_stream(tw.device.index);
+      tw.events.assign(num_points(cfg_), nullptr);
       for (auto& e : tw.events) e = cuda::create_event(tw.device.index);
       for (auto& e : tw.timing) e = cuda::create_timing_event(tw.device.index);
     }
@@ -141,13 +165,22 @@ Network::~Network() {
 
 int64_t Network::num_parameters() const {
   int64_t total = 0;
-  for (const Parameter& p : params_) total += p.value.numel();
+  for (const Parameter& p : params_)
+    if (p.trainable) total += p.value.numel();
   return total;
 }
 
 std::vector<std::string> Network::parameter_names() const {
   std::vector<std::string> names;
-  for (const Parameter& p : params_) names.push_back(p.name);
+  for (const Parameter& p : params_)
+    if (p.trainable) names.push_back(p.name);
+  return names;
+}
+
+std::vector<std::string> Network::buffer_names() const {
+  std::vector<std::string> names;
+  for (const Parameter& p : params_)
+    if (!p.trainable) names.push_back(p.name);
   return names;
 }
 
@@ -201,29 +234,34 @@ void Network::check_batch(const HostBatch& b) const {
   }
 }
 
-StepStats Network::train_step(const HostBatch& batch, float lr, float momentum, float weight_decay) {
+StepStats Network::train_step(const HostBatch& batch, const OptimizerSettings& opt) {
   AX_CHECK(batch.labels, "AlexNet.train_step: labels are required");
-  AX_CHECK(lr >= 0.0f && std::isfinite(lr), "AlexNet.train_step: lr must be finite and >= 0, got ", lr);
-  AX_CHECK(momentum >= 0.0f && momentum < 1.0f, "AlexNet.train_step: momentum must be in [0, 1), got ", momentum);
-  AX_CHECK(weight_decay >= 0.0f && std::isfinite(weight_decay),
-           "AlexNet.train_step: weight_decay must be finite and >= 0, got ", weight_decay);
-  StepStats s = impl_->run(batch, Impl::Mode::Train, true, lr, momentum, weight_decay, nullptr);
+  AX_CHECK(opt.lr >= 0.0f && std::isfinite(opt.lr), "AlexNet.train_step: lr must be finite and >= 0, got ", opt.lr);
+  AX_CHECK(opt.momentum >= 0.0f && opt.momentum < 1.0f, "AlexNet.train_step: momentum must be in [0, 1), got ",
+           opt.momentum);
+  AX_CHECK(opt.weight_decay >= 0.0f && std::isfinite(opt.weight_decay),
+           "AlexNet.train_step: weight_decay must be finite and >= 0, got ", opt.weight_decay);
+  AX_CHECK(opt.beta1 >= 0.0f && opt.beta1 < 1.0f && opt.beta2 >= 0.0f && opt.beta2 < 1.0f,
+           "AlexNet.train_step: adam betas must be in [0, 1), got (", opt.beta1, ", ", opt.beta2, ")");
+  AX_CHECK(opt.eps > 0.0f && std::isfinite(opt.eps), "AlexNet.train_step: adam eps must be finite and > 0, got ",
+           opt.eps);
+  StepStats s = impl_->run(batch, Impl::Mode::Train, true, opt, nullptr);
   ++step;
   return s;
 }
 
 StepStats Network::compute_gradients(const HostBatch& batch, bool training) {
   AX_CHECK(batch.labels, "AlexNet.compute_gradients: labels are required");
-  return impl_->run(batch, Impl::Mode::Gradients, training, 0, 0, 0, nullptr);
+  return impl_->run(batch, Impl::Mode::Gradients, training, OptimizerSettings{}, nullptr);
 }
 
 StepStats Network::evaluate(const HostBatch& batch) {
   AX_CHECK(batch.labels, "AlexNet.evaluate: labels are required");
-  return impl_->run(batch, Impl::Mode::Evaluate, false, 0, 0, 0, nullptr);
+  return impl_->run(batch, Impl::Mode::Evaluate, false, OptimizerSettings{}, nullptr);
 }
 
 void Network::predict(const HostBatch& batch, float* probs) {
-  impl_->run(batch, Impl::Mode::Predict, false, 0, 0, 0, probs);
+  impl_->run(batch, Impl::Mode::Predict, false, OptimizerSettings{}, probs);
 }
 
 std::vector<std::pair<std::string, MemoryStats>> Network::memory_stats() const {

@@ -12,6 +12,17 @@
 //   fc8 num_classes                                    (tower 0: ceil(C/2) classes, tower 1: floor(C/2), on both
 //                                                       towers' fc7 outputs: exchange; logits gathered on tower 0)
 //   softmax cross-entropy on tower 0's device.
+// Variants (issue 10; network_layers.h has the layer table they produce):
+//   head: any list of hidden fc widths (the paper's {4096, 4096}; {2000, 200}; none), each hidden layer followed by
+//     act -> dropout and split between the towers like fc6/fc7, then the output layer; or the GAP head: conv5 block
+//     -> global average pooling (each tower pools its own maps) -> one linear layer on both towers' pooled features.
+//   norm: LRN (the paper), none, or batch normalization (Ioffe & Szegedy 2015) after every conv, each tower
+//     normalizing its own channels: conv -> BN -> act -> pool by default (BnPosition::BeforePool, the placement of
+//     Ioffe & Szegedy's Section 3.2: BN on the conv's output, before the nonlinearity), or conv -> act -> pool -> BN
+//     (AfterPool, common in Keras AlexNets) for the blocks with pooling. A conv that BN directly follows has no bias:
+//     BN subtracts the mean, so the bias would be cancelled (Ioffe & Szegedy 2015, Section 3.2), and BN's shift
+//     beta takes its role.
+//   optimizer: the paper's SGD (Section 5), Adam (Kingma & Ba 2015) or AdamW (Loshchilov & Hutter 2019).
 // LRN normalizes over adjacent maps of the SAME tower (each GPU normalized its own maps in cuda-convnet), and each
 // tower draws its own dropout mask; everything else equals one dense net with groups=2 in conv2, conv4, conv5
 // (alexnet_cuda/reference/network.py is that dense net, and the tests compare the two).
@@ -41,8 +52,12 @@
 namespace alexnet {
 
 constexpr int kConvLayers = 5;
-constexpr int kFcLayers = 3;
 constexpr int kMaxTowers = 2;
+
+enum class Norm { None, Lrn, BatchNorm };
+// Where BatchNorm sits in the blocks that pool (conv1, conv2, conv5); conv3 and conv4 are always conv -> BN -> act.
+enum class BnPosition { BeforePool, AfterPool };
+enum class OptimizerKind { Sgd, Adam, AdamW };
 
 // Every width is the TOTAL over the towers (each tower takes 1/towers of it). Convolutions are square.
 struct NetworkConfig {
@@ -54,10 +69,15 @@ struct NetworkConfig {
   std::array<int, kConvLayers> conv_kernel{11, 5, 3, 3, 3};
   std::array<int, kConvLayers> conv_stride{4, 1, 1, 1, 1};
   std::array<int, kConvLayers> conv_pad{0, 2, 1, 1, 1};
-  std::array<int, 2> fc_width{4096, 4096};  // fc6, fc7 (fc8 has num_classes)
+  std::vector<int> fc_width{4096, 4096};  // hidden fc layers (the paper's fc6, fc7); the output layer has num_classes
+  bool gap_head = false;  // conv5 block -> global average pooling -> the output layer (fc_width must be empty)
   int towers = 2;
-  bool lrn = true;  // after conv1 and conv2 (Section 3.3)
+  Norm norm = Norm::Lrn;  // LRN after conv1 and conv2 (Section 3.3); BatchNorm after every conv
   LrnParams lrn_params{};
+  BnPosition bn_position = BnPosition::BeforePool;
+  float bn_momentum = 0.1f;  // running = (1 - momentum) * running + momentum * batch statistic (PyTorch's convention)
+  float bn_eps = 1e-5f;
+  OptimizerKind optimizer = OptimizerKind::Sgd;  // decides the state each parameter keeps (momentum; Adam's m and v)
   int pool_kernel = 3, pool_stride = 2;  // after conv1, conv2 and conv5; 3/2 overlaps (Section 3.4)
   Activation activation = Activation::ReLU;
   float dropout = 0.5f;      // in fc6 and fc7 (Section 4.2)
@@ -69,6 +89,17 @@ struct NetworkConfig {
   // The paper's net ("alexnet", input 227) or the small-input variant ("alexnet-small", input 32 or 64).
   // towers = 1 builds the one-GPU net of the paper's footnote (see network_layers.cpp, NetworkConfig::make).
   static NetworkConfig make(const std::string& arch, int input_size, int num_classes, int towers);
+
+  int fc_layers() const { return static_cast<int>(fc_width.size()) + 1; }  // hidden layers + the output layer
+  bool batchnorm() const { return norm == Norm::BatchNorm; }
+};
+
+// One update's settings (Network::train_step). momentum: SGD only; beta1, beta2, eps: Adam and AdamW only.
+// weight_decay: SGD adds it to the gradient as the paper (Section 5), Adam too (L2 regularization), AdamW decays the
+// weights directly (decoupled, Loshchilov & Hutter 2019); in every case it applies to conv and fc weights only.
+struct OptimizerSettings {
+  float lr = 0.01f, momentum = 0.9f, weight_decay = 5e-4f;
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
 };
 
 // Spatial sizes through the network for a config; validate() throws ValueError naming what does not fit.
@@ -76,7 +107,7 @@ struct NetworkGeometry {
   std::array<int, kConvLayers> conv_in{};    // input side of each conv
   std::array<int, kConvLayers> conv_out{};   // output side of each conv
   std::array<int, kConvLayers> block_out{};  // side after the block's pooling (= conv_out without pooling)
-  int fc6_inputs = 0;                        // conv5 channels * block_out[4]^2
+  int fc6_inputs = 0;  // inputs of the first fc layer: conv5 channels * block_out[4]^2 (with the GAP head: channels)
 };
 NetworkGeometry network_geometry(const NetworkConfig& cfg);
 void validate_config(const NetworkConfig& cfg);
@@ -108,12 +139,17 @@ struct TowerTiming {
   float forward_ms = 0, backward_ms = 0, update_ms = 0, total_ms = 0;
 };
 
-// One trainable tensor of one tower, with its momentum buffer and last gradient.
+// One tensor of one tower's state_dict: a trainable parameter with its optimizer state and last gradient, or a
+// BatchNorm running statistic (a buffer: saved and loaded, used in evaluation, never touched by the optimizer).
 struct Parameter {
   std::string name;  // "features.0.tower0.weight" (conv1), ..., "classifier.6.tower1.bias" (fc8)
   int tower = 0;
-  bool is_bias = false;
-  Tensor value, momentum, grad;
+  bool trainable = true;  // false for BatchNorm's running_mean / running_var
+  bool decay = false;     // weight decay applies: conv and fc weights (not biases, not BatchNorm's scale and shift)
+  Tensor value;
+  Tensor momentum;  // SGD: the velocity v of Section 5; Adam/AdamW: the first moment m
+  Tensor variance;  // Adam/AdamW: the second moment v (undefined for SGD)
+  Tensor grad;
 };
 
 class Network {
@@ -125,28 +161,36 @@ class Network {
 
   const NetworkConfig& config() const { return cfg_; }
   const NetworkGeometry& geometry() const { return geo_; }
-  int64_t num_parameters() const;
-  std::vector<std::string> parameter_names() const;
-  Parameter& parameter(const std::string& name);  // ValueError for an unknown name
+  int64_t num_parameters() const;                  // trainable parameters only (as PyTorch counts them)
+  std::vector<std::string> parameter_names() const;  // trainable parameters
+  std::vector<std::string> buffer_names() const;     // BatchNorm running statistics
+  Parameter& parameter(const std::string& name);  // a parameter or a buffer; ValueError for an unknown name
 
   // mean (3, h, w) per pixel or (3,) per channel, for uint8 batches: x = (pixel - mean + rgb_shift) * scale.
   void set_normalization(const float* mean, const Shape& mean_shape, float scale);
 
-  // Forward, softmax cross-entropy, backward and the paper's SGD update on every tower; then step += 1.
-  StepStats train_step(const HostBatch& batch, float lr, float momentum, float weight_decay);
-  // Forward and backward only (training mode: dropout on when `training`); gradients stay in Parameter::grad and
-  // the logits in logits(). Does not advance the step. For tests and gradient inspection.
+  // Forward, softmax cross-entropy, backward and the configured optimizer's update on every tower; then step += 1.
+  // BatchNorm uses the batch's statistics and updates its running statistics.
+  StepStats train_step(const HostBatch& batch, const OptimizerSettings& opt);
+  // Forward and backward only (dropout on when `training`; BatchNorm always uses the batch's statistics and updates
+  // its running statistics, as a training forward does); gradients stay in Parameter::grad and the logits in
+  // logits(). Does not advance the step. For tests and gradient inspection.
   StepStats compute_gradients(const HostBatch& batch, bool training);
-  // Forward with dropout off: loss and top-k counts.
+  // Forward with dropout off and BatchNorm on its running statistics: loss and top-k counts.
   StepStats evaluate(const HostBatch& batch);
-  // Forward with dropout off: softmax probabilities (n, num_classes) on the host (row-major into `probs`).
+  // Forward with dropout off and BatchNorm on its running statistics: softmax probabilities (n, num_classes) on the host (row-major into `probs`).
   void predict(const HostBatch& batch, float* probs);
   // Logits (n, num_classes) of the last compute_gradients call, on tower 0's device.
   const Tensor& logits() const { return logits_; }
 
-  uint64_t step = 0;  // the dropout stream counter (train_step advances it)
-  // Dropout stream of fc layer `fc` (0 = fc6, 1 = fc7) of `tower` at `step`: distinct per (step, layer, tower).
-  static uint64_t dropout_offset(uint64_t step, int fc, int tower) { return step * 4 + fc * 2 + tower; }
+  // The dropout stream counter and Adam's step count (the update of train_step number `step` uses t = step + 1);
+  // train_step advances it, and a resume restores it.
+  uint64_t step = 0;
+  // Dropout stream of hidden fc layer `fc` (0 = fc6, 1 = fc7, ...) of `tower` at `step`: distinct per (step, layer,
+  // tower). A step spans 2 * max(2, hidden_layers) offsets, so the paper's head keeps its streams (4 per step).
+  static uint64_t dropout_offset(uint64_t step, int fc, int tower, int hidden_layers = 2) {
+    return step * 2 * static_cast<uint64_t>(hidden_layers > 2 ? hidden_layers : 2) + fc * 2 + tower;
+  }
 
   std::vector<TowerTiming> tower_timings() const { return timings_; }
   // Peak / current allocator statistics of every distinct device of the towers.

@@ -17,48 +17,74 @@ namespace alexnet {
 
 // ---- the engine ------------------------------------------------------------------------------------------------
 // Exchange points: the producing tower records the point's event after writing the tensor the other towers read.
+// The fixed points, then one per fc layer k for its inputs (fc_in_point: the conv5 block's outputs, or pooled
+// features, for k = 0; layer k-1's outputs after dropout otherwise) and one for its input gradients (fc_dx_point).
 enum Point : int {
   kInput,     // the prepared image batch (shared by towers on one device)
   kConv3In,   // conv2 block outputs -> conv3 inputs
-  kFc6In,     // conv5 block outputs -> fc6 inputs
-  kFc7In,     // fc6 outputs (after dropout) -> fc7 inputs
-  kFc8In,     // fc7 outputs (after dropout) -> fc8 inputs
   kLogits,    // each tower's classes -> logits on tower 0
   kDLogits,   // softmax gradient on tower 0 -> each tower's classes
-  kFc8Dx,     // fc8 input gradients -> summed per fc7 owner
-  kFc7Dx,     // fc7 input gradients -> summed per fc6 owner
-  kFc6Dx,     // fc6 input gradients -> summed per conv5 owner
   kConv3Dx,   // conv3 input gradients -> summed per conv2 owner
-  kNumPoints
+  kFixedPoints
 };
+inline int fc_in_point(int k) { return kFixedPoints + k; }
+inline int fc_dx_point(const NetworkConfig& c, int k) { return kFixedPoints + c.fc_layers() + k; }
+inline int num_points(const NetworkConfig& c) { return kFixedPoints + 2 * c.fc_layers(); }
 enum Timing : int { kStart, kForwardDone, kBackwardDone, kUpdateDone, kNumTimings };
 
 struct Network::Impl {
+  static constexpr int kNone = -1;  // no such parameter (a conv without bias, a net without BatchNorm)
+
+  // Indices into Network::params_ of one layer's tensors.
+  struct ConvParams {
+    int weight = kNone, bias = kNone;
+  };
+  struct BnParams {
+    int gamma = kNone, beta = kNone, running_mean = kNone, running_var = kNone;
+  };
+
   struct Tower {
     int index = 0;
     Device device;
     int conv_c[kConvLayers] = {};  // this tower's kernels per conv layer
-    int fc_n[kFcLayers] = {};      // this tower's neurons per fc layer (fc8: its classes)
-    int class_offset = 0;          // first class of this tower's share of fc8
-    int fc_in_offset[kFcLayers] = {};  // where this tower's outputs sit in the next fc layer's input
-    size_t conv_w[kConvLayers] = {}, conv_b[kConvLayers] = {}, fc_w[kFcLayers] = {}, fc_b[kFcLayers] = {};
-    // Forward state, kept for the backward pass (and because the other towers read some of it).
-    Tensor conv_in[kConvLayers], conv_out[kConvLayers], lrn_out[kConvLayers], lrn_scale[kConvLayers];
-    Tensor block_out[kConvLayers];
-    Tensor fc_in[kFcLayers], fc_out[kFcLayers], fc_drop[2];
+    int class_offset = 0;          // first class of this tower's share of the output layer
+    std::vector<int> fc_n;         // this tower's neurons per fc layer (the output layer: its classes)
+    std::vector<int> fc_in_offset;  // where this tower's outputs sit in the next fc layer's input
+    ConvParams conv[kConvLayers];
+    BnParams bn[kConvLayers];
+    std::vector<ConvParams> fc;
+    // Forward state of conv block l, kept for the backward pass (and because the other towers read some of it):
+    // conv_out is the conv's output (activated unless BatchNorm follows it), act_out the activation's output
+    // (= conv_out when fused), bn_in/bn_mean/bn_invstd what BatchNorm's backward needs, pool_in what was pooled.
+    Tensor conv_in[kConvLayers], conv_out[kConvLayers], act_out[kConvLayers], lrn_out[kConvLayers],
+        lrn_scale[kConvLayers], bn_in[kConvLayers], bn_mean[kConvLayers], bn_invstd[kConvLayers],
+        pool_in[kConvLayers], pool_out[kConvLayers], block_out[kConvLayers];
+    Tensor head_in;  // this tower's input to the first fc layer: flattened conv5 block outputs or pooled features
+    std::vector<Tensor> fc_in, fc_out, fc_drop;
     // Input gradients read by the other towers at the backward exchange points.
-    Tensor fc_dx[kFcLayers], conv3_dx;
+    std::vector<Tensor> fc_dx;
+    Tensor conv3_dx;
 #ifdef ALEXNET_WITH_CUDA
     cudaStream_t stream = nullptr;
-    cudaEvent_t events[kNumPoints] = {};
+    std::vector<cudaEvent_t> events;  // one per exchange point (num_points)
     cudaEvent_t timing[kNumTimings] = {};
 #endif
+    void resize_head(int fc_layers) {
+      fc_n.assign(fc_layers, 0);
+      fc_in_offset.assign(fc_layers, 0);
+      fc.assign(fc_layers, ConvParams{});
+      fc_in.assign(fc_layers, Tensor());
+      fc_out.assign(fc_layers, Tensor());
+      fc_drop.assign(fc_layers, Tensor());
+      fc_dx.assign(fc_layers, Tensor());
+    }
     void clear() {
       for (int l = 0; l < kConvLayers; ++l) {
-        conv_in[l] = conv_out[l] = lrn_out[l] = lrn_scale[l] = block_out[l] = Tensor();
+        conv_in[l] = conv_out[l] = act_out[l] = lrn_out[l] = lrn_scale[l] = bn_in[l] = bn_mean[l] = bn_invstd[l] =
+            pool_in[l] = pool_out[l] = block_out[l] = Tensor();
       }
-      for (int k = 0; k < kFcLayers; ++k) fc_in[k] = fc_out[k] = fc_dx[k] = Tensor();
-      fc_drop[0] = fc_drop[1] = conv3_dx = Tensor();
+      for (size_t k = 0; k < fc_in.size(); ++k) fc_in[k] = fc_out[k] = fc_drop[k] = fc_dx[k] = Tensor();
+      head_in = conv3_dx = Tensor();
     }
   };
 
@@ -100,6 +126,12 @@ struct Network::Impl {
       if (t.device == d) return t.index;
     return 0;
   }
+
+  // ---- construction (network.cpp): a layer's parameters and buffers, as indices into Network::params_ ----
+  int add_tensor(const LayerSpec& layer, const char* suffix, const Shape& shape, bool trainable, bool decay,
+                 const std::vector<float>& host);
+  void add_weight_and_bias(const LayerSpec& layer, ConvParams& out);
+  void add_batchnorm(const LayerSpec& layer, BnParams& out);
 
   // ---- events ----
   void record(Tower& t, int point) {
@@ -161,69 +193,120 @@ struct Network::Impl {
   }
 
   // ---- layers (inside the tower's Scope) ----
-  Tensor conv_forward(Tower& t, int l, const Tensor& x) {
+  Tensor value_or_none(int i) { return i == kNone ? Tensor() : param(i).value; }
+
+  // Batch normalization of conv l's maps within the tower (Ioffe & Szegedy 2015, Algorithm 1): with the batch's
+  // statistics, updating the running ones, when `batch_stats` (training); with the running statistics otherwise
+  // (Section 3.1: inference uses the population statistics).
+  Tensor bn_forward(Tower& t, int l, const Tensor& x, bool batch_stats) {
     const NetworkConfig& c = cfg();
+    const BnParams& b = t.bn[l];
+    t.bn_in[l] = x;
+    if (!batch_stats) {
+      return ops::batchnorm_forward_eval(x, param(b.gamma).value, param(b.beta).value, param(b.running_mean).value,
+                                         param(b.running_var).value, c.bn_eps);
+    }
+    auto [y, mean, invstd] = ops::batchnorm_forward_train(x, param(b.gamma).value, param(b.beta).value,
+                                                          param(b.running_mean).value, param(b.running_var).value,
+                                                          c.bn_momentum, c.bn_eps);
+    t.bn_mean[l] = mean;
+    t.bn_invstd[l] = invstd;
+    return y;
+  }
+
+  Tensor bn_backward(Tower& t, int l, const Tensor& g) {
+    const BnParams& b = t.bn[l];
+    auto [dx, dgamma, dbeta] = ops::batchnorm_backward(t.bn_in[l], g, param(b.gamma).value, t.bn_mean[l],
+                                                       t.bn_invstd[l]);
+    param(b.gamma).grad = dgamma;
+    param(b.beta).grad = dbeta;
+    return dx;
+  }
+
+  // conv l's block: conv -> [BN] -> act -> [LRN] -> [pool] -> [BN] (network.h: which norm sits where).
+  Tensor conv_forward(Tower& t, int l, const Tensor& x, bool batch_stats) {
+    const NetworkConfig& c = cfg();
+    const bool bn_first = bn_after_conv(c, l);
     t.conv_in[l] = x;
-    Tensor y = ops::conv2d_forward(x, param(t.conv_w[l]).value, param(t.conv_b[l]).value, c.conv_stride[l],
-                                   c.conv_pad[l], 1, c.activation);
+    Tensor y = ops::conv2d_forward(x, param(t.conv[l].weight).value, value_or_none(t.conv[l].bias), c.conv_stride[l],
+                                   c.conv_pad[l], 1, bn_first ? Activation::None : c.activation);
     t.conv_out[l] = y;
-    if (kLrnAfter[l] && c.lrn) {
+    if (bn_first) y = ops::activation_forward(bn_forward(t, l, y, batch_stats), c.activation);
+    t.act_out[l] = y;
+    if (kLrnAfter[l] && c.norm == Norm::Lrn) {
       auto [out, sc] = ops::lrn_forward(y, c.lrn_params);
       t.lrn_out[l] = out;
       t.lrn_scale[l] = sc;
       y = out;
     }
-    if (kPoolAfter[l]) y = ops::maxpool_forward(y, c.pool_kernel, c.pool_stride);
+    if (kPoolAfter[l]) {
+      t.pool_in[l] = y;
+      y = ops::maxpool_forward(y, c.pool_kernel, c.pool_stride);
+      t.pool_out[l] = y;
+    }
+    if (bn_after_pool(c, l)) y = bn_forward(t, l, y, batch_stats);
     t.block_out[l] = y;
     return y;
   }
 
-  // dy is the gradient of the block's output; returns the gradient of its input (undefined for conv1).
+  // g is the gradient of the block's output; returns the gradient of its input (undefined for conv1).
   Tensor conv_backward(Tower& t, int l, Tensor g) {
     const NetworkConfig& c = cfg();
-    const bool lrn = kLrnAfter[l] && c.lrn;
-    if (kPoolAfter[l]) {
-      g = ops::maxpool_backward(lrn ? t.lrn_out[l] : t.conv_out[l], t.block_out[l], g, c.pool_kernel, c.pool_stride);
+    if (bn_after_pool(c, l)) g = bn_backward(t, l, g);
+    if (kPoolAfter[l]) g = ops::maxpool_backward(t.pool_in[l], t.pool_out[l], g, c.pool_kernel, c.pool_stride);
+    if (kLrnAfter[l] && c.norm == Norm::Lrn) {
+      g = ops::lrn_backward(t.act_out[l], t.lrn_out[l], t.lrn_scale[l], g, c.lrn_params);
     }
-    if (lrn) g = ops::lrn_backward(t.conv_out[l], t.lrn_out[l], t.lrn_scale[l], g, c.lrn_params);
-    g = ops::activation_backward(t.conv_out[l], g, c.activation);
-    Parameter& w = param(t.conv_w[l]);
+    g = ops::activation_backward(t.act_out[l], g, c.activation);
+    if (bn_after_conv(c, l)) g = bn_backward(t, l, g);
+    Parameter& w = param(t.conv[l].weight);
     const int k = c.conv_kernel[l];
     w.grad = ops::conv2d_backward_weight(t.conv_in[l], g, k, k, c.conv_stride[l], c.conv_pad[l], 1);
-    param(t.conv_b[l]).grad = ops::bias_backward(g);
+    if (t.conv[l].bias != kNone) param(t.conv[l].bias).grad = ops::bias_backward(g);
     if (l == 0) return Tensor();  // the image needs no gradient
     const int side = static_cast<int>(t.conv_in[l].size(2));
     return ops::conv2d_backward_input(g, w.value, side, side, c.conv_stride[l], c.conv_pad[l], 1);
   }
 
-  bool dropout_on(bool training) const { return training && cfg().dropout > 0.0f; }
+  // The head's input on tower t: its conv5 block outputs flattened (channel, y, x), or their global average.
+  void head_forward(Tower& t, int64_t n) {
+    const Tensor& x = t.block_out[kConvLayers - 1];
+    t.head_in = cfg().gap_head ? ops::global_avgpool_forward(x) : x.view({n, x.numel() / n});
+  }
+  Tensor head_backward(Tower& t, const Tensor& g) {
+    const Tensor& x = t.block_out[kConvLayers - 1];
+    if (cfg().gap_head) return ops::global_avgpool_backward(g, static_cast<int>(x.size(2)), static_cast<int>(x.size(3)));
+    return g.view(x.shape());
+  }
 
+  bool hidden_fc(int k) const { return k < cfg().fc_layers() - 1; }
+  bool dropout_on(bool training) const { return training && cfg().dropout > 0.0f; }
+  uint64_t dropout_offset(int k, const Tower& t) const {
+    return Network::dropout_offset(net.step, k, t.index, static_cast<int>(cfg().fc_width.size()));
+  }
+
+  // Hidden fc layers: linear -> act -> dropout (Section 4.2); the output layer: linear.
   Tensor fc_forward(Tower& t, int k, const Tensor& x, bool training) {
     const NetworkConfig& c = cfg();
+    const bool hidden = hidden_fc(k);
     t.fc_in[k] = x;
-    const Activation act = k < 2 ? c.activation : Activation::None;
-    Tensor y = ops::linear_forward(x, param(t.fc_w[k]).value, param(t.fc_b[k]).value, act);
+    Tensor y = ops::linear_forward(x, param(t.fc[k].weight).value, param(t.fc[k].bias).value,
+                                   hidden ? c.activation : Activation::None);
     t.fc_out[k] = y;
-    if (k < 2) {
-      if (dropout_on(training)) {
-        y = ops::dropout_forward(y, c.dropout, c.seed, Network::dropout_offset(net.step, k, t.index), true);
-      }
-      t.fc_drop[k] = y;
-    }
+    if (hidden && dropout_on(training)) y = ops::dropout_forward(y, c.dropout, c.seed, dropout_offset(k, t), true);
+    t.fc_drop[k] = y;
     return y;
   }
 
   Tensor fc_backward(Tower& t, int k, Tensor g, bool training) {
     const NetworkConfig& c = cfg();
-    if (k < 2) {
-      if (dropout_on(training)) {
-        g = ops::dropout_backward(g, c.dropout, c.seed, Network::dropout_offset(net.step, k, t.index), true);
-      }
+    if (hidden_fc(k)) {
+      if (dropout_on(training)) g = ops::dropout_backward(g, c.dropout, c.seed, dropout_offset(k, t), true);
       g = ops::activation_backward(t.fc_out[k], g, c.activation);
     }
-    Parameter& w = param(t.fc_w[k]);
+    Parameter& w = param(t.fc[k].weight);
     w.grad = ops::linear_backward_weight(t.fc_in[k], g);
-    param(t.fc_b[k]).grad = ops::bias_backward(g);
+    param(t.fc[k].bias).grad = ops::bias_backward(g);
     return ops::linear_backward_input(g, w.value);
   }
 
@@ -262,14 +345,18 @@ struct Network::Impl {
     record(t, kInput);
   }
 
-  // ---- the step ----
-  // training: dropout on (Train always; Gradients as the caller asks). probs_out: host copy of the probabilities.
-  StepStats run(const HostBatch& b, Mode mode, bool training, float lr, float momentum, float weight_decay,
-                float* probs_out);
-  StepStats schedule(const HostBatch& b, Mode mode, bool training, float lr, float momentum, float weight_decay,
-                     float* probs_out);
-  void update(Tower& t, float lr, float momentum, float weight_decay);
+  // ---- the step (network_step.cpp) ----
+  // training: dropout on (Train always; Gradients as the caller asks). opt: the update (Train only).
+  // probs_out: host copy of the probabilities.
+  StepStats run(const HostBatch& b, Mode mode, bool training, const OptimizerSettings& opt, float* probs_out);
+  StepStats schedule(const HostBatch& b, Mode mode, bool training, const OptimizerSettings& opt, float* probs_out);
+  void forward_convs(const HostBatch& b, bool batch_stats);
+  void forward_head(bool training);
+  void backward_head(bool training);
+  void backward_convs();
+  void update(Tower& t, const OptimizerSettings& opt);
   void finish(bool backward, bool update);
+  void free_step();
 };
 
 }  // namespace alexnet

@@ -9,8 +9,8 @@ namespace {
 
 // Section 5: "We initialized the neuron biases in the second, fourth, and fifth convolutional layers, as well as in
 // the fully-connected hidden layers, with the constant 1 ... the remaining layers with the constant 0."
+// (With other heads: every hidden fc layer 1, the output layer 0.)
 constexpr bool kConvBiasOne[kConvLayers] = {false, true, false, true, true};
-constexpr bool kFcBiasOne[kFcLayers] = {true, true, false};
 
 int pooled(int side, int kernel, int stride) { return side >= kernel ? (side - kernel) / stride + 1 : 0; }
 
@@ -70,7 +70,8 @@ NetworkGeometry network_geometry(const NetworkConfig& cfg) {
     }
     g.block_out[l] = side;
   }
-  g.fc6_inputs = cfg.conv_channels[kConvLayers - 1] * side * side;
+  // Global average pooling leaves one number per conv5 map.
+  g.fc6_inputs = cfg.conv_channels[kConvLayers - 1] * (cfg.gap_head ? 1 : side * side);
   return g;
 }
 
@@ -89,10 +90,23 @@ void validate_config(const NetworkConfig& cfg) {
     AX_CHECK(cfg.conv_kernel[l] >= 1 && cfg.conv_stride[l] >= 1 && cfg.conv_pad[l] >= 0, "AlexNet: ",
              kConvNames[l], " needs kernel >= 1, stride >= 1, pad >= 0");
   }
-  for (int k = 0; k < 2; ++k) {
-    AX_CHECK(cfg.fc_width[k] >= cfg.towers && cfg.fc_width[k] % cfg.towers == 0, "AlexNet: ", kFcNames[k], " width ",
-             cfg.fc_width[k], " must be a positive multiple of towers=", cfg.towers);
+  for (size_t k = 0; k < cfg.fc_width.size(); ++k) {
+    AX_CHECK(cfg.fc_width[k] >= cfg.towers && cfg.fc_width[k] % cfg.towers == 0, "AlexNet: head: ",
+             fc_name(static_cast<int>(k)), " width ", cfg.fc_width[k], " must be a positive multiple of towers=",
+             cfg.towers);
   }
+  AX_CHECK(!cfg.gap_head || cfg.fc_width.empty(), "AlexNet: head='gap' is global average pooling then one linear "
+           "layer; it takes no hidden widths, got ", cfg.fc_width.size());
+  AX_CHECK(cfg.norm == Norm::None || cfg.norm == Norm::Lrn || cfg.norm == Norm::BatchNorm,
+           "AlexNet: norm must be 'lrn', 'batchnorm' or 'none'");
+  AX_CHECK(cfg.bn_position == BnPosition::BeforePool || cfg.bn_position == BnPosition::AfterPool,
+           "AlexNet: bn_position must be 'before_pool' or 'after_pool'");
+  AX_CHECK(cfg.bn_momentum >= 0.0f && cfg.bn_momentum <= 1.0f, "AlexNet: bn_momentum must be in [0, 1], got ",
+           cfg.bn_momentum);
+  AX_CHECK(cfg.bn_eps > 0.0f && std::isfinite(cfg.bn_eps), "AlexNet: bn_eps must be finite and > 0, got ",
+           cfg.bn_eps);
+  AX_CHECK(cfg.optimizer == OptimizerKind::Sgd || cfg.optimizer == OptimizerKind::Adam ||
+           cfg.optimizer == OptimizerKind::AdamW, "AlexNet: optimizer must be 'sgd', 'adam' or 'adamw'");
   AX_CHECK(cfg.pool_kernel >= 1 && cfg.pool_stride >= 1, "AlexNet: pooling needs kernel >= 1 and stride >= 1");
   AX_CHECK(cfg.dropout >= 0.0f && cfg.dropout < 1.0f, "AlexNet: dropout must be in [0, 1), got ", cfg.dropout);
   AX_CHECK(cfg.weight_std >= 0.0f && std::isfinite(cfg.weight_std), "AlexNet: weight_std must be finite and >= 0, got ",
@@ -105,6 +119,21 @@ void validate_config(const NetworkConfig& cfg) {
 
 
 // ---- the layer table -------------------------------------------------------------------------------------------
+std::string fc_name(int k) { return "fc" + std::to_string(kConvLayers + 1 + k); }
+
+std::string fc_module(int k, int layers) {
+  const int hidden = layers - 1;
+  return "classifier." + std::to_string(k < hidden ? 3 * k + 1 : 3 * hidden);
+}
+
+bool bn_after_conv(const NetworkConfig& cfg, int l) {
+  return cfg.batchnorm() && !(kPoolAfter[l] && cfg.bn_position == BnPosition::AfterPool);
+}
+
+bool bn_after_pool(const NetworkConfig& cfg, int l) {
+  return cfg.batchnorm() && kPoolAfter[l] && cfg.bn_position == BnPosition::AfterPool;
+}
+
 int fc8_classes(const NetworkConfig& cfg, int tower) {
   return cfg.num_classes / cfg.towers + (tower < cfg.num_classes % cfg.towers ? 1 : 0);
 }
@@ -121,14 +150,21 @@ int64_t LayerSpec::parameters() const {
   return w + bias;
 }
 
-std::vector<LayerSpec> describe_layers(const NetworkConfig& cfg) {
-  validate_config(cfg);
-  const NetworkGeometry geo = network_geometry(cfg);
-  const int T = cfg.towers;
-  const std::string act = cfg.activation == Activation::Tanh ? "tanh" : "relu";
+namespace {
+
+// Builds the table row by row: per_tower adds one row per tower, fill(t, row) completes tower t's.
+struct TableBuilder {
+  const NetworkConfig& cfg;
+  const NetworkGeometry geo;
+  const int T;
+  const std::string act;
   std::vector<LayerSpec> out;
-  // Adds one row per tower; fill(t, row) completes the row of tower t.
-  auto per_tower = [&](const std::string& name, const std::string& kind, auto fill) {
+
+  explicit TableBuilder(const NetworkConfig& c)
+      : cfg(c), geo(network_geometry(c)), T(c.towers), act(c.activation == Activation::Tanh ? "tanh" : "relu") {}
+
+  template <class Fill>
+  void per_tower(const std::string& name, const std::string& kind, Fill fill) {
     for (int t = 0; t < T; ++t) {
       LayerSpec s;
       s.name = name;
@@ -137,25 +173,41 @@ std::vector<LayerSpec> describe_layers(const NetworkConfig& cfg) {
       fill(t, s);
       out.push_back(std::move(s));
     }
-  };
-  for (int l = 0; l < kConvLayers; ++l) {
+  }
+
+  // Batch normalization of conv l's maps (channels c, side x side) within the tower (Ioffe & Szegedy 2015).
+  void batchnorm(int l, int c, int side, bool then_activation) {
+    per_tower("bn" + std::to_string(l + 1), "batchnorm", [&](int, LayerSpec& s) {
+      s.detail = str_cat("per channel within the tower", then_activation ? ", then " + act : std::string());
+      s.module = kBnParamNames[l];
+      s.weight_index = l;
+      s.input = s.output = {c, side, side};
+      s.weight = {c};
+      s.bias = c;
+      s.buffers = c;
+    });
+  }
+
+  void conv_block(int l) {
     const int k = cfg.conv_kernel[l], c_out = cfg.conv_channels[l] / T, side = geo.conv_out[l];
     const int c_in = l == 0 ? cfg.in_channels : cfg.conv_channels[l - 1] / (kConvSeesAllTowers[l] ? 1 : T);
     const int in_side = geo.conv_in[l];
+    const bool bn_first = bn_after_conv(cfg, l);
     per_tower(kConvNames[l], "conv", [&](int, LayerSpec& s) {
-      s.detail = str_cat(k, "x", k, " stride ", cfg.conv_stride[l], " pad ", cfg.conv_pad[l], ", ", act,
-                         kConvSeesAllTowers[l] ? ", sees both towers" : "");
+      s.detail = str_cat(k, "x", k, " stride ", cfg.conv_stride[l], " pad ", cfg.conv_pad[l],
+                         bn_first ? ", no bias" : ", " + act, kConvSeesAllTowers[l] ? ", sees both towers" : "");
       s.module = kConvParamNames[l];
       s.weight_index = l;
       s.input = {c_in, in_side, in_side};
       s.output = {c_out, side, side};
       s.weight = {c_out, c_in, k, k};
-      s.bias = c_out;
+      s.bias = bn_first ? 0 : c_out;
       s.bias_one = kConvBiasOne[l];
       s.mult_adds = static_cast<int64_t>(c_out) * side * side * c_in * k * k;
     });
     const std::string n = std::to_string(l + 1);
-    if (kLrnAfter[l] && cfg.lrn) {
+    if (bn_first) batchnorm(l, c_out, side, true);
+    if (kLrnAfter[l] && cfg.norm == Norm::Lrn) {
       per_tower("lrn" + n, "lrn", [&](int, LayerSpec& s) {
         s.detail = str_cat("size ", cfg.lrn_params.size, " (within the tower)");
         s.input = s.output = {c_out, side, side};
@@ -168,21 +220,33 @@ std::vector<LayerSpec> describe_layers(const NetworkConfig& cfg) {
         s.output = {c_out, geo.block_out[l], geo.block_out[l]};
       });
     }
+    if (bn_after_pool(cfg, l)) batchnorm(l, c_out, geo.block_out[l], false);
   }
-  for (int k = 0; k < kFcLayers; ++k) {
-    // Every fc layer reads the previous layer of every tower (an exchange point).
+
+  void gap() {
+    const int c = cfg.conv_channels[kConvLayers - 1] / T, side = geo.block_out[kConvLayers - 1];
+    per_tower("gap", "global_avgpool", [&](int, LayerSpec& s) {
+      s.detail = "global average pooling (within the tower)";
+      s.input = {c, side, side};
+      s.output = {c};
+    });
+  }
+
+  // Every fc layer reads the previous layer of every tower (an exchange point).
+  void fc_layer(int k) {
+    const int layers = cfg.fc_layers();
+    const bool hidden = k < layers - 1;
     const int in = k == 0 ? geo.fc6_inputs : cfg.fc_width[k - 1];
-    const bool hidden = k < 2;
-    per_tower(kFcNames[k], "linear", [&](int t, LayerSpec& s) {
+    per_tower(fc_name(k), "linear", [&](int t, LayerSpec& s) {
       const int n_out = hidden ? cfg.fc_width[k] / T : fc8_classes(cfg, t);
       s.detail = hidden ? act + ", sees both towers" : std::string(T > 1 ? "sees both towers" : "");
-      s.module = kFcParamNames[k];
+      s.module = fc_module(k, layers);
       s.weight_index = kConvLayers + k;
       s.input = {in};
       s.output = {n_out};
       s.weight = {n_out, in};
       s.bias = n_out;
-      s.bias_one = kFcBiasOne[k];
+      s.bias_one = hidden;
       s.mult_adds = static_cast<int64_t>(n_out) * in;
     });
     if (hidden && cfg.dropout > 0.0f) {
@@ -192,7 +256,17 @@ std::vector<LayerSpec> describe_layers(const NetworkConfig& cfg) {
       });
     }
   }
-  return out;
+};
+
+}  // namespace
+
+std::vector<LayerSpec> describe_layers(const NetworkConfig& cfg) {
+  validate_config(cfg);
+  TableBuilder table(cfg);
+  for (int l = 0; l < kConvLayers; ++l) table.conv_block(l);
+  if (cfg.gap_head) table.gap();
+  for (int k = 0; k < cfg.fc_layers(); ++k) table.fc_layer(k);
+  return std::move(table.out);
 }
 
 }  // namespace alexnet

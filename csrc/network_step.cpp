@@ -1,23 +1,44 @@
 // The training step of the two-tower network (network.h has the placement rules): the order in which the towers
-// run each stage, where they wait for each other, the update, and the per-tower timings.
+// run each stage, where they wait for each other, the update, and the per-tower timings. Each stage issues its work
+// on every tower in turn; on GPUs the towers' streams run concurrently.
 #include "network_engine.h"
 
 namespace alexnet {
 
-void Network::Impl::update(Tower& t, float lr, float momentum, float weight_decay) {
+namespace {
+
+// parts of tensors, one per tower, in tower order.
+template <class Towers, class Get>
+std::vector<Tensor> parts(Towers& towers, Get get) {
+  std::vector<Tensor> v;
+  for (auto& t : towers) v.push_back(get(t));
+  return v;
+}
+
+}  // namespace
+
+void Network::Impl::update(Tower& t, const OptimizerSettings& opt) {
+  const NetworkConfig& c = cfg();
   for (Parameter& p : net.params_) {
-    if (p.tower != t.index) continue;
+    if (p.tower != t.index || !p.trainable) continue;
     // Weight decay on the weights only: the paper's update (Section 5) is written for the weights w, and
-    // cuda-convnet's layer definitions for it decay weights but not biases.
-    ops::sgd_update(p.value, p.momentum, p.grad, lr, momentum, p.is_bias ? 0.0f : weight_decay);
+    // cuda-convnet's layer definitions for it decay weights but not biases (nor, here, BatchNorm's scale and shift).
+    const float decay = p.decay ? opt.weight_decay : 0.0f;
+    if (c.optimizer == OptimizerKind::Sgd) {
+      ops::sgd_update(p.value, p.momentum, p.grad, opt.lr, opt.momentum, decay);
+    } else {
+      // Kingma & Ba 2015, Algorithm 1, at timestep t = step + 1; AdamW decouples the decay (Loshchilov & Hutter).
+      ops::adam_update(p.value, p.momentum, p.variance, p.grad, opt.lr, opt.beta1, opt.beta2, opt.eps, decay,
+                       c.optimizer == OptimizerKind::AdamW, static_cast<int64_t>(net.step) + 1);
+    }
   }
 }
 
-StepStats Network::Impl::run(const HostBatch& b, Mode mode, bool training, float lr, float momentum,
-                             float weight_decay, float* probs_out) {
+StepStats Network::Impl::run(const HostBatch& b, Mode mode, bool training, const OptimizerSettings& opt,
+                             float* probs_out) {
   net.check_batch(b);
   try {
-    return schedule(b, mode, training, lr, momentum, weight_decay, probs_out);
+    return schedule(b, mode, training, opt, probs_out);
   } catch (...) {
     // Let whatever was queued finish before the step's tensors can be freed or reused, then report the error.
 #ifdef ALEXNET_WITH_CUDA
@@ -35,18 +56,9 @@ StepStats Network::Impl::run(const HostBatch& b, Mode mode, bool training, float
   }
 }
 
-StepStats Network::Impl::schedule(const HostBatch& b, Mode mode, bool training, float lr, float momentum,
-                                  float weight_decay, float* probs_out) {
-  const bool backward = mode == Mode::Train || mode == Mode::Gradients;
+// The input, conv1 .. conv5 and the head's input (flattened or globally pooled conv5 block) of every tower.
+void Network::Impl::forward_convs(const HostBatch& b, bool batch_stats) {
   const int64_t n = b.images_shape[0];
-  const int T = static_cast<int>(towers.size());
-  auto parts = [&](auto get) {
-    std::vector<Tensor> v;
-    for (Tower& t : towers) v.push_back(get(t));
-    return v;
-  };
-
-  // Forward. Each loop issues one stage on every tower; on GPUs the towers' streams run concurrently.
   for (Tower& t : towers) {
     Scope scope(t);
     timing(t, kStart);
@@ -59,38 +71,97 @@ StepStats Network::Impl::schedule(const HostBatch& b, Mode mode, bool training, 
   }
   for (Tower& t : towers) {
     Scope scope(t);
-    Tensor x = conv_forward(t, 0, t.conv_in[0]);
-    conv_forward(t, 1, x);
+    Tensor x = conv_forward(t, 0, t.conv_in[0], batch_stats);
+    conv_forward(t, 1, x, batch_stats);
     record(t, kConv3In);
   }
   for (Tower& t : towers) {  // conv3 sees the conv2 maps of every tower
     Scope scope(t);
-    Tensor x = gather(t, parts([](Tower& s) { return s.block_out[1]; }), kConv3In);
-    for (int l = 2; l < kConvLayers; ++l) x = conv_forward(t, l, x);
-    record(t, kFc6In);
+    Tensor x = gather(t, parts(towers, [](Tower& s) { return s.block_out[1]; }), kConv3In);
+    for (int l = 2; l < kConvLayers; ++l) x = conv_forward(t, l, x, batch_stats);
+    head_forward(t, n);
+    record(t, fc_in_point(0));
   }
-  for (int k = 0; k < kFcLayers; ++k) {  // every fc layer sees the previous layer of every tower
-    const int point = kFc6In + k;
+}
+
+// Every fc layer sees the previous layer of every tower; then the logits are gathered on tower 0.
+void Network::Impl::forward_head(bool training) {
+  const int layers = cfg().fc_layers();
+  for (int k = 0; k < layers; ++k) {
     for (Tower& t : towers) {
       Scope scope(t);
-      Tensor x;
-      if (k == 0) {
-        x = gather(t, parts([](Tower& s) { return s.block_out[kConvLayers - 1]; }), point);
-        x = x.view({n, x.numel() / n});
-      } else {
-        x = gather(t, parts([k](Tower& s) { return s.fc_drop[k - 1]; }), point);
-      }
+      Tensor x = k == 0 ? gather(t, parts(towers, [](Tower& s) { return s.head_in; }), fc_in_point(0))
+                        : gather(t, parts(towers, [k](Tower& s) { return s.fc_drop[k - 1]; }), fc_in_point(k));
       fc_forward(t, k, x, training);
-      record(t, point + 1);  // kFc7In, kFc8In, kLogits
-      if (k == kFcLayers - 1 && t.index != 0) timing(t, kForwardDone);
+      record(t, k + 1 < layers ? fc_in_point(k + 1) : static_cast<int>(kLogits));
+      if (k == layers - 1 && t.index != 0) timing(t, kForwardDone);
     }
   }
+  Tower& t0 = towers[0];
+  Scope scope(t0);
+  net.logits_ = gather(t0, parts(towers, [layers](Tower& s) { return s.fc_out[layers - 1]; }), kLogits);
+}
+
+// The output layer takes its classes' columns of the softmax gradient from tower 0; every other fc layer's output
+// gradient is the sum of the slices every tower's next layer sends back.
+void Network::Impl::backward_head(bool training) {
+  const NetworkConfig& c = cfg();
+  const int last = c.fc_layers() - 1;
+  Tower& t0 = towers[0];
+  for (Tower& t : towers) {
+    Scope scope(t);
+    Tensor dz = towers.size() == 1 ? dlogits : slice_from(t, t0, dlogits, t.class_offset, t.fc_n[last], kDLogits);
+    t.fc_dx[last] = fc_backward(t, last, dz, training);
+    record(t, fc_dx_point(c, last));
+  }
+  for (int k = last - 1; k >= 0; --k) {
+    for (Tower& t : towers) {
+      Scope scope(t);
+      Tensor g = reduce_slice(t, parts(towers, [k](Tower& s) { return s.fc_dx[k + 1]; }), t.fc_in_offset[k],
+                              t.fc_n[k], fc_dx_point(c, k + 1));
+      t.fc_dx[k] = fc_backward(t, k, g, training);
+      record(t, fc_dx_point(c, k));
+    }
+  }
+}
+
+// conv5 .. conv3 from the first fc layer's input gradients, then conv2, conv1 from conv3's.
+void Network::Impl::backward_convs() {
+  const NetworkConfig& c = cfg();
+  for (Tower& t : towers) {
+    Scope scope(t);
+    const int64_t features = t.head_in.size(1);
+    Tensor g = reduce_slice(t, parts(towers, [](Tower& s) { return s.fc_dx[0]; }), t.index * features, features,
+                            fc_dx_point(c, 0));
+    g = head_backward(t, g);
+    for (int l = kConvLayers - 1; l >= 2; --l) g = conv_backward(t, l, g);
+    t.conv3_dx = g;
+    record(t, kConv3Dx);
+  }
+  for (Tower& t : towers) {
+    Scope scope(t);
+    const int c2 = t.conv_c[1];
+    Tensor g = reduce_slice(t, parts(towers, [](Tower& s) { return s.conv3_dx; }), static_cast<int64_t>(t.index) * c2,
+                            c2, kConv3Dx);
+    g = conv_backward(t, 1, g);
+    conv_backward(t, 0, g);
+    timing(t, kBackwardDone);
+  }
+}
+
+StepStats Network::Impl::schedule(const HostBatch& b, Mode mode, bool training, const OptimizerSettings& opt,
+                                  float* probs_out) {
+  const bool backward = mode == Mode::Train || mode == Mode::Gradients;
+  const int64_t n = b.images_shape[0];
+  // BatchNorm normalizes with the batch's statistics whenever a backward pass follows (Train, Gradients), with the
+  // running statistics in evaluation and prediction.
+  forward_convs(b, backward);
+  forward_head(training);
   StepStats stats;
   stats.n = n;
   Tower& t0 = towers[0];
   {
     Scope scope(t0);
-    net.logits_ = gather(t0, parts([](Tower& s) { return s.fc_out[kFcLayers - 1]; }), kLogits);
     auto [loss, p] = ops::softmax_xent_forward(net.logits_, labels);
     stats.loss = loss;
     probs = p;
@@ -100,52 +171,14 @@ StepStats Network::Impl::schedule(const HostBatch& b, Mode mode, bool training, 
     }
     timing(t0, kForwardDone);
   }
-
   if (backward) {
-    // fc8: each tower takes its classes' columns of the softmax gradient from tower 0.
-    for (Tower& t : towers) {
-      Scope scope(t);
-      Tensor dz = T == 1 ? dlogits : slice_from(t, t0, dlogits, t.class_offset, t.fc_n[2], kDLogits);
-      t.fc_dx[2] = fc_backward(t, 2, dz, training);
-      record(t, kFc8Dx);
-    }
-    // fc7, fc6: the gradient of tower t's outputs is the sum of the slices every tower's next layer sends back.
-    for (int k = 1; k >= 0; --k) {
-      const int point = kFc8Dx + (1 - k);  // where fc(k+1)'s input gradients were recorded
-      for (Tower& t : towers) {
-        Scope scope(t);
-        Tensor g = reduce_slice(t, parts([k](Tower& s) { return s.fc_dx[k + 1]; }), t.fc_in_offset[k], t.fc_n[k],
-                                point);
-        t.fc_dx[k] = fc_backward(t, k, g, training);
-        record(t, point + 1);  // kFc7Dx, kFc6Dx
-      }
-    }
-    // conv5 .. conv3
-    const int c5 = t0.conv_c[kConvLayers - 1], side5 = net.geo_.block_out[kConvLayers - 1];
-    for (Tower& t : towers) {
-      Scope scope(t);
-      const int64_t features = static_cast<int64_t>(c5) * side5 * side5;
-      Tensor g = reduce_slice(t, parts([](Tower& s) { return s.fc_dx[0]; }), t.index * features, features, kFc6Dx);
-      g = g.view({n, c5, side5, side5});
-      for (int l = kConvLayers - 1; l >= 2; --l) g = conv_backward(t, l, g);
-      t.conv3_dx = g;
-      record(t, kConv3Dx);
-    }
-    // conv2, conv1
-    for (Tower& t : towers) {
-      Scope scope(t);
-      const int c2 = t.conv_c[1];
-      Tensor g = reduce_slice(t, parts([](Tower& s) { return s.conv3_dx; }), static_cast<int64_t>(t.index) * c2, c2,
-                              kConv3Dx);
-      g = conv_backward(t, 1, g);
-      conv_backward(t, 0, g);
-      timing(t, kBackwardDone);
-    }
+    backward_head(training);
+    backward_convs();
   }
   if (mode == Mode::Train) {
     for (Tower& t : towers) {
       Scope scope(t);
-      update(t, lr, momentum, weight_decay);
+      update(t, opt);
       timing(t, kUpdateDone);
     }
   }
@@ -159,14 +192,16 @@ StepStats Network::Impl::schedule(const HostBatch& b, Mode mode, bool training, 
     if (probs_out) probs.copy_to_host(probs_out);
   }
   finish(backward, mode == Mode::Train);
-  if (mode != Mode::Gradients) {
-    // Free the step's activations and gradients (back to the allocator's cache for the next step); keep them after
-    // compute_gradients, whose caller inspects them.
-    for (Tower& t : towers) t.clear();
-    for (Parameter& p : net.params_) p.grad = Tensor();
-    net.logits_ = probs = dlogits = labels = Tensor();
-  }
+  // Keep the activations and gradients after compute_gradients, whose caller inspects them.
+  if (mode != Mode::Gradients) free_step();
   return stats;
+}
+
+// The step's activations and gradients go back to the allocator's cache for the next step.
+void Network::Impl::free_step() {
+  for (Tower& t : towers) t.clear();
+  for (Parameter& p : net.params_) p.grad = Tensor();
+  net.logits_ = probs = dlogits = labels = Tensor();
 }
 
 // Waits for every tower (the step's cross-stream reads are then complete, so its tensors may be freed) and reads

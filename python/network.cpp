@@ -96,30 +96,67 @@ py::dict memory_dict(const MemoryStats& s) {
   return d;
 }
 
-// The network's shape-defining options (AlexNet's constructor arguments) as a config: shared by Network's
-// constructor and describe_layers, so the summary of a set of options is the summary of the net they build.
-NetworkConfig options_config(const std::string& arch, int input_size, int num_classes, int towers, bool lrn,
-                             bool overlapping_pool, const std::string& activation, float dropout,
-                             const std::optional<std::vector<int>>& conv_channels,
-                             const std::optional<std::vector<int>>& fc_width) {
-  NetworkConfig c = NetworkConfig::make(arch, input_size, num_classes, towers);
-  c.lrn = lrn;
-  if (!overlapping_pool) c.pool_kernel = c.pool_stride = 2;  // the paper's s = z = 2 baseline
-  AX_CHECK(activation == "relu" || activation == "tanh", "AlexNet: activation must be 'relu' or 'tanh', got '",
-           activation, "'");
-  c.activation = ops::parse_activation(activation);
-  c.dropout = dropout;
-  if (conv_channels) {
-    AX_CHECK(conv_channels->size() == kConvLayers, "AlexNet: expected 5 conv widths, got ", conv_channels->size());
-    for (int l = 0; l < kConvLayers; ++l) c.conv_channels[l] = (*conv_channels)[l];
+// The network's shape-defining options (AlexNet's constructor arguments, checked there first) as a config: shared by
+// Network's constructor and describe_layers, so the summary of a set of options is the summary of the net they build.
+struct Options {
+  std::string arch;
+  int input_size = 0, num_classes = 0, towers = 2;
+  std::string norm = "lrn", bn_position = "before_pool";
+  bool overlapping_pool = true;
+  std::string activation = "relu";
+  float dropout = 0.5f;
+  std::optional<std::vector<int>> conv_channels;
+  std::optional<std::vector<int>> fc_width;  // the hidden fc widths; none: the arch's
+  bool gap_head = false;
+  std::string optimizer = "sgd";
+};
+
+template <class T>
+T parse_choice(const std::string& option, const std::string& value,
+               std::initializer_list<std::pair<const char*, T>> choices) {
+  std::string names;
+  for (const auto& [name, v] : choices) {
+    if (value == name) return v;
+    names += str_cat(names.empty() ? "'" : ", '", name, "'");
+  }
+  throw ValueError(str_cat("AlexNet: ", option, " must be one of ", names, ", got '", value, "'"));
+}
+
+NetworkConfig options_config(const Options& o) {
+  NetworkConfig c = NetworkConfig::make(o.arch, o.input_size, o.num_classes, o.towers);
+  c.norm = parse_choice<Norm>("norm", o.norm, {{"lrn", Norm::Lrn}, {"batchnorm", Norm::BatchNorm}, {"none", Norm::None}});
+  c.bn_position = parse_choice<BnPosition>("bn_position", o.bn_position,
+                                           {{"before_pool", BnPosition::BeforePool}, {"after_pool", BnPosition::AfterPool}});
+  c.optimizer = parse_choice<OptimizerKind>(
+      "optimizer", o.optimizer, {{"sgd", OptimizerKind::Sgd}, {"adam", OptimizerKind::Adam}, {"adamw", OptimizerKind::AdamW}});
+  if (!o.overlapping_pool) c.pool_kernel = c.pool_stride = 2;  // the paper's s = z = 2 baseline
+  AX_CHECK(o.activation == "relu" || o.activation == "tanh", "AlexNet: activation must be 'relu' or 'tanh', got '",
+           o.activation, "'");
+  c.activation = ops::parse_activation(o.activation);
+  c.dropout = o.dropout;
+  if (o.conv_channels) {
+    AX_CHECK(o.conv_channels->size() == kConvLayers, "AlexNet: expected 5 conv widths, got ", o.conv_channels->size());
+    for (int l = 0; l < kConvLayers; ++l) c.conv_channels[l] = (*o.conv_channels)[l];
     c.arch = "custom";
   }
-  if (fc_width) {
-    AX_CHECK(fc_width->size() == 2, "AlexNet: expected 2 fc widths (fc6, fc7), got ", fc_width->size());
-    c.fc_width = {(*fc_width)[0], (*fc_width)[1]};
-    c.arch = "custom";
-  }
+  if (o.fc_width) c.fc_width = *o.fc_width;
+  c.gap_head = o.gap_head;
+  if (o.gap_head) c.fc_width.clear();
   return c;
+}
+
+const char* norm_name(Norm n) { return n == Norm::Lrn ? "lrn" : n == Norm::BatchNorm ? "batchnorm" : "none"; }
+const char* optimizer_name(OptimizerKind k) {
+  return k == OptimizerKind::Sgd ? "sgd" : k == OptimizerKind::Adam ? "adam" : "adamw";
+}
+
+// A parameter's tensor by slot: "value", "momentum" (SGD's velocity or Adam's m) or "variance" (Adam's v).
+Tensor& slot_tensor(Network& net, const std::string& name, const std::string& slot) {
+  AX_CHECK(slot == "value" || slot == "momentum" || slot == "variance", "AlexNet: unknown state slot '", slot, "'");
+  Parameter& p = net.parameter(name);
+  Tensor& t = slot == "value" ? p.value : slot == "momentum" ? p.momentum : p.variance;
+  AX_CHECK(t.defined(), "AlexNet: ", name, " has no ", slot, " (a buffer, or not kept by this optimizer)");
+  return t;
 }
 
 py::list layers_list(const std::vector<LayerSpec>& layers) {
@@ -135,6 +172,7 @@ py::list layers_list(const std::vector<LayerSpec>& layers) {
     d["output"] = py::tuple(py::cast(s.output));
     d["weight"] = py::tuple(py::cast(s.weight));
     d["bias"] = s.bias;
+    d["buffers"] = s.buffers;
     d["parameters"] = s.parameters();
     d["mult_adds"] = s.mult_adds;
     out.append(d);
@@ -148,13 +186,35 @@ void bind_network(py::module_& m) {
   using py::arg;
   using OptArray = std::optional<py::array>;
 
+  py::class_<Options>(m, "NetworkOptions", "AlexNet's shape-defining options (alexnet_cuda.model fills them in).")
+      .def(py::init<>())
+      .def_readwrite("arch", &Options::arch)
+      .def_readwrite("input_size", &Options::input_size)
+      .def_readwrite("num_classes", &Options::num_classes)
+      .def_readwrite("towers", &Options::towers)
+      .def_readwrite("norm", &Options::norm)
+      .def_readwrite("bn_position", &Options::bn_position)
+      .def_readwrite("overlapping_pool", &Options::overlapping_pool)
+      .def_readwrite("activation", &Options::activation)
+      .def_readwrite("dropout", &Options::dropout)
+      .def_readwrite("conv_channels", &Options::conv_channels)
+      .def_readwrite("fc_width", &Options::fc_width)
+      .def_readwrite("gap_head", &Options::gap_head)
+      .def_readwrite("optimizer", &Options::optimizer);
+
+  py::class_<OptimizerSettings>(m, "OptimizerSettings", "One update's settings (csrc/network.h).")
+      .def(py::init<>())
+      .def_readwrite("lr", &OptimizerSettings::lr)
+      .def_readwrite("momentum", &OptimizerSettings::momentum)
+      .def_readwrite("weight_decay", &OptimizerSettings::weight_decay)
+      .def_readwrite("beta1", &OptimizerSettings::beta1)
+      .def_readwrite("beta2", &OptimizerSettings::beta2)
+      .def_readwrite("eps", &OptimizerSettings::eps);
+
   py::class_<Network>(m, "Network", "The two-tower AlexNet (csrc/network.h). Use alexnet_cuda.AlexNet.")
-      .def(py::init([](const std::string& arch, int input_size, int num_classes, int towers,
-                       const std::vector<std::string>& devices, bool lrn, bool overlapping_pool,
-                       const std::string& activation, float dropout, float bias_init, float weight_std, uint64_t seed,
-                       std::optional<std::vector<int>> conv_channels, std::optional<std::vector<int>> fc_width) {
-             NetworkConfig c = options_config(arch, input_size, num_classes, towers, lrn, overlapping_pool,
-                                              activation, dropout, conv_channels, fc_width);
+      .def(py::init([](const Options& o, const std::vector<std::string>& devices, float bias_init, float weight_std,
+                       uint64_t seed) {
+             NetworkConfig c = options_config(o);
              c.devices.clear();
              for (const std::string& d : devices) c.devices.push_back(Device::parse(d));
              c.bias_init = bias_init;
@@ -163,9 +223,7 @@ void bind_network(py::module_& m) {
              py::gil_scoped_release release;
              return std::make_unique<Network>(c);
            }),
-           arg("arch"), arg("input_size"), arg("num_classes"), arg("towers"), arg("devices"), arg("lrn"),
-           arg("overlapping_pool"), arg("activation"), arg("dropout"), arg("bias_init"), arg("weight_std"),
-           arg("seed"), arg("conv_channels") = py::none(), arg("fc_width") = py::none())
+           arg("options"), arg("devices"), arg("bias_init"), arg("weight_std"), arg("seed"))
       .def("config",
            [](const Network& net) {
              const NetworkConfig& c = net.config();
@@ -179,8 +237,14 @@ void bind_network(py::module_& m) {
              d["conv_kernel"] = std::vector<int>(c.conv_kernel.begin(), c.conv_kernel.end());
              d["conv_stride"] = std::vector<int>(c.conv_stride.begin(), c.conv_stride.end());
              d["conv_pad"] = std::vector<int>(c.conv_pad.begin(), c.conv_pad.end());
-             d["fc_width"] = std::vector<int>(c.fc_width.begin(), c.fc_width.end());
-             d["lrn"] = c.lrn;
+             d["fc_width"] = c.fc_width;
+             d["gap_head"] = c.gap_head;
+             d["norm"] = norm_name(c.norm);
+             d["lrn"] = c.norm == Norm::Lrn;
+             d["bn_position"] = c.bn_position == BnPosition::AfterPool ? "after_pool" : "before_pool";
+             d["bn_momentum"] = c.bn_momentum;
+             d["bn_eps"] = c.bn_eps;
+             d["optimizer"] = optimizer_name(c.optimizer);
              d["lrn_size"] = c.lrn_params.size;
              d["lrn_alpha"] = c.lrn_params.alpha;
              d["lrn_beta"] = c.lrn_params.beta;
@@ -201,12 +265,13 @@ void bind_network(py::module_& m) {
       .def("layers", [](const Network& net) { return layers_list(describe_layers(net.config())); })
       .def("num_parameters", &Network::num_parameters)
       .def("parameter_names", &Network::parameter_names)
+      .def("buffer_names", &Network::buffer_names)
       .def(
-          "get_parameter", [](Network& net, const std::string& name) { return tensor_to_numpy(net.parameter(name).value); },
-          arg("name"))
-      .def(
-          "get_momentum", [](Network& net, const std::string& name) { return tensor_to_numpy(net.parameter(name).momentum); },
-          arg("name"))
+          "get_tensor",
+          [](Network& net, const std::string& name, const std::string& slot) {
+            return tensor_to_numpy(slot_tensor(net, name, slot));
+          },
+          arg("name"), arg("slot") = "value")
       .def(
           "get_gradient",
           [](Network& net, const std::string& name) -> py::object {
@@ -216,11 +281,10 @@ void bind_network(py::module_& m) {
           },
           arg("name"))
       .def(
-          "set_parameter",
-          [](Network& net, const std::string& name, const py::array& value, bool momentum) {
-            Parameter& p = net.parameter(name);
-            Tensor& dst = momentum ? p.momentum : p.value;
-            const std::string what = str_cat("AlexNet: ", momentum ? "momentum buffer " : "parameter ", name);
+          "set_tensor",
+          [](Network& net, const std::string& name, const std::string& slot, const py::array& value) {
+            Tensor& dst = slot_tensor(net, name, slot);
+            const std::string what = str_cat("AlexNet: ", slot, " of ", name);
             check_array(value, 'f', 4, "float32", what);
             AX_CHECK(shape_of(value) == dst.shape(), what, ": expected shape ", shape_str(dst.shape()), ", got ",
                      shape_str(shape_of(value)));
@@ -228,7 +292,7 @@ void bind_network(py::module_& m) {
             py::gil_scoped_release release;
             dst.copy_from(host);  // synchronous host-to-device copy on the device's default stream
           },
-          arg("name"), arg("value"), arg("momentum") = false)
+          arg("name"), arg("slot"), arg("value"))
       .def("logits",
            [](const Network& net) -> py::object {
              if (!net.logits().defined()) return py::none();
@@ -243,16 +307,16 @@ void bind_network(py::module_& m) {
           arg("mean"), arg("scale"))
       .def(
           "train_step",
-          [](Network& net, const py::array& images, const py::array& labels, float lr, float momentum,
-             float weight_decay, const OptArray& crops, const OptArray& flips, const OptArray& rgb_shift) {
+          [](Network& net, const py::array& images, const py::array& labels, const OptimizerSettings& opt,
+             const OptArray& crops, const OptArray& flips, const OptArray& rgb_shift) {
             HostBatch b = make_batch(images, labels, crops, flips, rgb_shift);
             CropColumns cc;
             cc.attach(b, crops);
             py::gil_scoped_release release;
-            return net.train_step(b, lr, momentum, weight_decay);
+            return net.train_step(b, opt);
           },
-          arg("images"), arg("labels"), arg("lr"), arg("momentum"), arg("weight_decay"), arg("crops") = py::none(),
-          arg("flips") = py::none(), arg("rgb_shift") = py::none())
+          arg("images"), arg("labels"), arg("optimizer"), arg("crops") = py::none(), arg("flips") = py::none(),
+          arg("rgb_shift") = py::none())
       .def(
           "compute_gradients",
           [](Network& net, const py::array& images, const py::array& labels, bool training, const OptArray& crops,
@@ -293,7 +357,8 @@ void bind_network(py::module_& m) {
           arg("images"), arg("crops") = py::none(), arg("flips") = py::none())
       .def_property(
           "step", [](const Network& net) { return net.step; }, [](Network& net, uint64_t s) { net.step = s; })
-      .def_static("dropout_offset", &Network::dropout_offset, arg("step"), arg("fc"), arg("tower"))
+      .def_static("dropout_offset", &Network::dropout_offset, arg("step"), arg("fc"), arg("tower"),
+                  arg("hidden_layers") = 2)
       .def("tower_timings",
            [](const Network& net) {
              py::list out;
@@ -317,17 +382,9 @@ void bind_network(py::module_& m) {
       .def("reset_peak_memory", &Network::reset_peak_memory);
 
   m.def(
-      "describe_layers",
-      [](const std::string& arch, int input_size, int num_classes, int towers, bool lrn, bool overlapping_pool,
-         const std::string& activation, float dropout, std::optional<std::vector<int>> conv_channels,
-         std::optional<std::vector<int>> fc_width) {
-        return layers_list(describe_layers(options_config(arch, input_size, num_classes, towers, lrn,
-                                                          overlapping_pool, activation, dropout, conv_channels,
-                                                          fc_width)));
-      },
+      "describe_layers", [](const Options& o) { return layers_list(describe_layers(options_config(o))); },
       "The layer table (csrc/network_layers.h) of the network these AlexNet options build, without building it.",
-      arg("arch"), arg("input_size"), arg("num_classes"), arg("towers"), arg("lrn"), arg("overlapping_pool"),
-      arg("activation"), arg("dropout"), arg("conv_channels") = py::none(), arg("fc_width") = py::none());
+      arg("options"));
 
   py::class_<StepStats>(m, "StepStats")
       .def_readonly("loss", &StepStats::loss)
