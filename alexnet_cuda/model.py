@@ -43,6 +43,28 @@ classes). ``arch='alexnet-small'``: the same 5 conv + 3 fc layers for 32x32 (CIF
 inputs: conv1 5x5 pad 2 (stride 1 at 32, 2 at 64), conv2 5x5 pad 2, conv3-5 3x3 pad 1, the paper's channel counts,
 3/2 pooling (32 -> 15 -> 7 -> 3), fc6/fc7 of 1024.
 
+Variants (issue 10): ``head`` = the arch's default hidden widths (the paper's ``[4096, 4096]``; ``[1024, 1024]`` for
+alexnet-small), any list of hidden widths (``[2000, 200]``, ``[]``; each hidden layer is linear -> activation ->
+dropout, split between the towers like fc6/fc7), or ``'gap'`` (the conv5 block -> global average pooling, each tower
+its own maps -> one linear layer to the classes). ``norm`` = ``'lrn'`` (the paper), ``'none'``, or ``'batchnorm'``
+(Ioffe & Szegedy 2015) after every conv, each tower normalizing its own channels: by default
+(``bn_position='before_pool'``) conv -> BN -> activation -> pool, BN on the conv's output before the nonlinearity as in
+Ioffe & Szegedy's Section 3.2; ``'after_pool'``: conv -> activation -> pool -> BN in conv1, conv2, conv5 (the common
+Keras AlexNet). A conv that BN directly follows has no bias (BN's mean subtraction cancels it, Section 3.2; its shift
+replaces it). BN uses the batch's statistics in ``train_step``/``compute_gradients`` and updates its running mean and
+(unbiased) variance with momentum 0.1 (PyTorch's convention), eps 1e-5; ``evaluate``/``predict`` use the running
+statistics. ``optimizer`` = ``'sgd'`` (Section 5), ``'adam'`` (Kingma & Ba 2015; weight decay as L2 in the gradient)
+or ``'adamw'`` (Loshchilov & Hutter 2019; decoupled decay), with ``adam_betas`` and ``adam_eps``; Adam's timestep is
+``step + 1``, so restoring ``step`` and :meth:`optimizer_state_dict` resumes it exactly.
+
+Names of the variants' tensors: hidden fc layer k is ``classifier.<3k+1>`` and the output layer
+``classifier.<3*hidden>`` (torchvision's Dropout/Linear/ReLU positions: the paper's head keeps classifier.1/.4/.6;
+the GAP head's only layer is ``classifier.0``; the layer names are fc6, fc7, ...). A conv's BatchNorm takes the
+position of the ReLU after it in torchvision: ``features.1`` (conv1), ``features.4``, ``features.7``, ``features.9``,
+``features.11`` (conv5), with PyTorch's ``weight``, ``bias``, ``running_mean``, ``running_var``. The running
+statistics are buffers: in :meth:`state_dict` and checkpoints, not in :meth:`parameter_names` nor in
+:meth:`num_parameters`.
+
 Initialization (Section 5): weights N(0, weight_std^2) with weight_std 0.01; biases ``bias_init`` (1 in the paper;
 Caffe uses 0.1) in conv2, conv4, conv5, fc6 and fc7 and 0 elsewhere. The numbers come from a Philox stream keyed by
 ``seed`` on the host, so every placement starts from the same weights.
@@ -62,6 +84,8 @@ from . import _C
 from .arguments import INT32_MAX, UINT64_MAX, float_arg, int_arg
 from .arguments import is_int as _is_int
 from .arguments import is_real as _is_real
+from .network_options import (BN_POSITIONS, DEFAULT_ADAM_BETAS, DEFAULT_ADAM_EPS, OPTIMIZERS, check_adam,
+                              check_choice, native_options, parse_head, resolve_norm)
 
 _ARCHS = ("alexnet", "alexnet-small")
 _ACTIVATIONS = ("relu", "tanh")
@@ -117,13 +141,16 @@ class AlexNet:
         input_size: 227 for 'alexnet'; 32 (default) or 64 for 'alexnet-small'.
         lrn, overlapping_pool, activation, dropout, towers: the paper's choices and their ablations (module doc).
         bias_init, weight_std: initialization (Section 5). seed: initialization and dropout streams.
-        widths: optional dict {'conv': [5 totals], 'fc': [fc6, fc7 totals]} overriding the layer widths (each a
-            multiple of ``towers``); used by the tests to build tiny nets.
+        widths: optional dict {'conv': [5 totals], 'fc': [hidden fc totals]} overriding the layer widths (each a
+            multiple of ``towers``); used by the tests to build tiny nets. 'fc' is the same as ``head``.
+        norm, bn_position, head, optimizer, adam_betas, adam_eps: the variants (module doc). ``lrn=False`` with the
+            default ``norm='lrn'`` means ``norm='none'``.
     """
 
     def __init__(self, num_classes=1000, devices=None, arch="alexnet", input_size=None, *, lrn=True,
                  overlapping_pool=True, activation="relu", dropout=0.5, towers=2, bias_init=1.0, weight_std=0.01,
-                 seed=0, widths=None):
+                 seed=0, widths=None, norm="lrn", bn_position="before_pool", head=None, optimizer="sgd",
+                 adam_betas=DEFAULT_ADAM_BETAS, adam_eps=DEFAULT_ADAM_EPS):
         int_arg("AlexNet", "num_classes", num_classes, 2, INT32_MAX)
         if arch not in _ARCHS:
             raise ValueError(f"AlexNet: arch must be one of {_ARCHS}, got {arch!r}")
@@ -156,22 +183,35 @@ class AlexNet:
                                  f"got {widths!r}")
             conv_channels = widths.get("conv")
             fc_width = widths.get("fc")
-            for key, v, n in (("conv", conv_channels, 5), ("fc", fc_width, 2)):
-                if v is not None and (not isinstance(v, (list, tuple)) or len(v) != n
-                                      or not all(_is_int(c) and 1 <= c <= INT32_MAX for c in v)):
-                    raise ValueError(f"AlexNet: widths[{key!r}] must be {n} positive ints, got {v!r}")
+            if conv_channels is not None and (not isinstance(conv_channels, (list, tuple)) or len(conv_channels) != 5
+                                              or not all(_is_int(c) and 1 <= c <= INT32_MAX for c in conv_channels)):
+                raise ValueError(f"AlexNet: widths['conv'] must be 5 positive ints, got {conv_channels!r}")
+            if fc_width is not None and not isinstance(fc_width, (list, tuple)):
+                raise ValueError(f"AlexNet: widths['fc'] must be a list of positive ints, got {fc_width!r}")
             conv_channels = None if conv_channels is None else [int(c) for c in conv_channels]
-            fc_width = None if fc_width is None else [int(c) for c in fc_width]
+        head = parse_head(head)
+        if fc_width is not None:
+            if head is not None:
+                raise ValueError("AlexNet: give the hidden fc widths once: head or widths['fc'], not both")
+            head = parse_head(list(fc_width))
+        norm = resolve_norm(norm, lrn)
+        check_choice("AlexNet", "bn_position", bn_position, BN_POSITIONS)
+        check_choice("AlexNet", "optimizer", optimizer, OPTIMIZERS)
+        self.adam_betas, self.adam_eps = check_adam(adam_betas, adam_eps)
         self.devices: list[str] = resolve_devices(devices)
         self.num_classes = int(num_classes)
         self.input_size = int(input_size)
         self.arch = arch
         self.towers = int(towers)
-        self._net = _C.Network(arch, self.input_size, self.num_classes, self.towers, self.devices, bool(lrn),
-                               bool(overlapping_pool), activation, float(dropout), float(bias_init),
-                               float(weight_std), int(seed), conv_channels, fc_width)
+        self.optimizer = optimizer
+        options = native_options(arch=arch, input_size=self.input_size, num_classes=self.num_classes,
+                                 towers=self.towers, norm=norm, bn_position=bn_position,
+                                 overlapping_pool=overlapping_pool, activation=activation, dropout=dropout,
+                                 conv_channels=conv_channels, head=head, optimizer=optimizer)
+        self._net = _C.Network(options, self.devices, float(bias_init), float(weight_std), int(seed))
         self._names = list(self._net.parameter_names())
-        self._shapes = {n: tuple(self._net.get_parameter(n).shape) for n in self._names}
+        self._buffers = list(self._net.buffer_names())
+        self._shapes = {n: tuple(self._net.get_tensor(n).shape) for n in self._names + self._buffers}
         self._mean_shape: tuple[int, ...] = (3,)
 
     # ---- properties ------------------------------------------------------------------------------------------------
@@ -188,13 +228,18 @@ class AlexNet:
 
     @property
     def config(self) -> dict:
-        """The layer widths, kernels, spatial sizes (conv_out, block_out, fc6_inputs) and options of this net."""
-        return dict(self._net.config())
+        """The layer widths, kernels, spatial sizes (conv_out, block_out, fc6_inputs) and options of this net
+        (``head``: 'gap' or the hidden widths; ``fc_width``: the hidden widths)."""
+        c = dict(self._net.config())
+        c["head"] = "gap" if c["gap_head"] else list(c["fc_width"])
+        return c
 
     def __repr__(self) -> str:
         c = self._net.config()
+        head = "gap" if c["gap_head"] else list(c["fc_width"])
         return (f"AlexNet(arch={c['arch']!r}, input_size={c['input_size']}, num_classes={c['num_classes']}, "
-                f"towers={c['towers']}, devices={c['devices']}, parameters={self.num_parameters():,})")
+                f"towers={c['towers']}, norm={c['norm']!r}, head={head!r}, optimizer={c['optimizer']!r}, "
+                f"devices={c['devices']}, parameters={self.num_parameters():,})")
 
     # ---- input -----------------------------------------------------------------------------------------------------
     def set_normalization(self, mean, scale=1.0) -> None:
@@ -285,9 +330,11 @@ class AlexNet:
     # ---- steps -----------------------------------------------------------------------------------------------------
     def train_step(self, images, labels, lr, momentum=0.9, weight_decay=5e-4, *, crops=None, flips=None,
                    rgb_shift=None) -> StepResult:
-        """Forward, loss, backward and the paper's SGD update (Section 5) on one batch; advances ``step``.
+        """Forward, loss, backward and the update of this net's optimizer on one batch; advances ``step``.
 
-        Weight decay applies to the weights, not the biases (cuda-convnet's setting for the paper's net).
+        SGD is the paper's (Section 5) with ``momentum``; Adam/AdamW ignore ``momentum`` and use the constructor's
+        ``adam_betas`` and ``adam_eps``. Weight decay applies to the conv and fc weights, not to the biases nor
+        BatchNorm's scale and shift (cuda-convnet's setting for the paper's net).
         """
         for name, v, ok in (("lr", lr, lambda x: x >= 0), ("momentum", momentum, lambda x: 0 <= x < 1),
                             ("weight_decay", weight_decay, lambda x: x >= 0)):
@@ -296,24 +343,27 @@ class AlexNet:
                                  f"weight_decay >= 0)")
         images, labels, crops, flips, rgb_shift = self._batch("train_step", images, labels, crops, flips, rgb_shift,
                                                               True)
-        s = self._net.train_step(images, labels, float(lr), float(momentum), float(weight_decay), crops, flips,
-                                 rgb_shift)
+        opt = _C.OptimizerSettings()
+        opt.lr, opt.momentum, opt.weight_decay = float(lr), float(momentum), float(weight_decay)
+        (opt.beta1, opt.beta2), opt.eps = self.adam_betas, self.adam_eps
+        s = self._net.train_step(images, labels, opt, crops, flips, rgb_shift)
         return self._result(s)
 
     def evaluate(self, images, labels, *, crops=None, flips=None) -> StepResult:
-        """Loss and top-1/top-5 accuracy with dropout off; no update."""
+        """Loss and top-1/top-5 accuracy with dropout off and BatchNorm on its running statistics; no update."""
         images, labels, crops, flips, _ = self._batch("evaluate", images, labels, crops, flips, None, True)
         return self._result(self._net.evaluate(images, labels, crops, flips))
 
     def predict(self, images, *, crops=None, flips=None) -> np.ndarray:
-        """Softmax probabilities (N, num_classes) float32, dropout off."""
+        """Softmax probabilities (N, num_classes) float32, dropout off, BatchNorm on its running statistics."""
         images, _, crops, flips, _ = self._batch("predict", images, None, crops, flips, None, False)
         return self._net.predict(images, crops, flips)
 
     def compute_gradients(self, images, labels, *, training=True, crops=None, flips=None,
                           rgb_shift=None) -> StepResult:
-        """Forward and backward without an update or a step advance (dropout on when ``training``); then
-        :meth:`gradients` and :meth:`logits` hold the results. For tests and inspection."""
+        """Forward and backward without an update or a step advance (dropout on when ``training``; BatchNorm uses
+        the batch's statistics either way and updates its running statistics); then :meth:`gradients` and
+        :meth:`logits` hold the results. For tests and inspection."""
         images, labels, crops, flips, rgb_shift = self._batch("compute_gradients", images, labels, crops, flips,
                                                               rgb_shift, True)
         return self._result(self._net.compute_gradients(images, labels, bool(training), crops, flips, rgb_shift))
@@ -337,9 +387,15 @@ class AlexNet:
 
     # ---- parameters ------------------------------------------------------------------------------------------------
     def parameter_names(self) -> list[str]:
+        """The trainable parameters' names (:meth:`state_dict` also holds the BatchNorm running statistics)."""
         return list(self._names)
 
+    def buffer_names(self) -> list[str]:
+        """The BatchNorm running statistics' names ('features.1.tower0.running_mean', ...); empty without BN."""
+        return list(self._buffers)
+
     def num_parameters(self) -> int:
+        """Trainable parameters of this variant (running statistics are not counted, as in PyTorch)."""
         return int(self._net.num_parameters())
 
     def layers(self) -> list[dict]:
@@ -355,41 +411,58 @@ class AlexNet:
         return format_table(self.layers(), repr(self))
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Every parameter by name (module doc: '<layer>.tower<T>.weight'), as float32 host copies."""
-        return {n: self._net.get_parameter(n) for n in self._names}
+        """Every parameter and BatchNorm running statistic by name (module doc: '<layer>.tower<T>.weight'), as
+        float32 host copies."""
+        return {n: self._net.get_tensor(n) for n in self._names + self._buffers}
+
+    def _optimizer_slots(self) -> dict[str, tuple[str, str]]:
+        """Key of each optimizer state tensor -> (parameter, slot). SGD: the momentum buffer under the parameter's
+        own name (as checkpoints have always stored it); Adam: '<name>.exp_avg' (m) and '<name>.exp_avg_sq' (v),
+        PyTorch's names."""
+        if self.optimizer == "sgd":
+            return {n: (n, "momentum") for n in self._names}
+        slots = {}
+        for n in self._names:
+            slots[f"{n}.exp_avg"] = (n, "momentum")
+            slots[f"{n}.exp_avg_sq"] = (n, "variance")
+        return slots
 
     def optimizer_state_dict(self) -> dict[str, np.ndarray]:
-        """The SGD momentum buffers, by the same names as :meth:`state_dict`."""
-        return {n: self._net.get_momentum(n) for n in self._names}
+        """The optimizer's state per parameter (SGD: momentum by the parameter's name; Adam: '<name>.exp_avg',
+        '<name>.exp_avg_sq'); Adam's step count is :attr:`step`."""
+        return {k: self._net.get_tensor(n, slot) for k, (n, slot) in self._optimizer_slots().items()}
 
-    def _check_state(self, op: str, state) -> dict[str, np.ndarray]:
+    def _check_state(self, op: str, state, shapes: dict[str, tuple]) -> dict[str, np.ndarray]:
         if not isinstance(state, dict):
             raise TypeError(f"AlexNet.{op}: expected a dict of arrays by name, got {type(state).__name__}")
-        missing = [n for n in self._names if n not in state]
-        unexpected = [k for k in state if k not in self._shapes]
+        missing = [n for n in shapes if n not in state]
+        unexpected = [k for k in state if k not in shapes]
         if missing or unexpected:
             raise ValueError(f"AlexNet.{op}: state does not match this network: missing {missing[:6]}"
                              f"{'...' if len(missing) > 6 else ''}, unexpected {unexpected[:6]}"
                              f"{'...' if len(unexpected) > 6 else ''}")
         out = {}
-        for n in self._names:
+        for n, shape in shapes.items():
             a = np.asarray(state[n])
             if a.dtype.kind != "f":
                 raise TypeError(f"AlexNet.{op}: {n} must be a float array, got dtype {a.dtype}")
-            if a.shape != self._shapes[n]:
-                raise ValueError(f"AlexNet.{op}: {n} has shape {a.shape}, expected {self._shapes[n]}")
+            if a.shape != shape:
+                raise ValueError(f"AlexNet.{op}: {n} has shape {a.shape}, expected {shape}")
             out[n] = np.ascontiguousarray(a, np.float32)
         return out
 
     def load_state_dict(self, state) -> None:
-        """Loads every parameter (all are checked before any is written)."""
-        for n, a in self._check_state("load_state_dict", state).items():
-            self._net.set_parameter(n, a, False)
+        """Loads every parameter and running statistic (all are checked before any is written)."""
+        for n, a in self._check_state("load_state_dict", state, self._shapes).items():
+            self._net.set_tensor(n, "value", a)
 
     def load_optimizer_state_dict(self, state) -> None:
-        """Loads every momentum buffer (all are checked before any is written)."""
-        for n, a in self._check_state("load_optimizer_state_dict", state).items():
-            self._net.set_parameter(n, a, True)
+        """Loads the optimizer's state (the keys of :meth:`optimizer_state_dict`; all are checked before any is
+        written)."""
+        slots = self._optimizer_slots()
+        shapes = {k: self._shapes[n] for k, (n, _) in slots.items()}
+        for k, a in self._check_state("load_optimizer_state_dict", state, shapes).items():
+            self._net.set_tensor(slots[k][0], slots[k][1], a)
 
     # ---- measurements ----------------------------------------------------------------------------------------------
     def peak_memory(self) -> dict[str, int]:

@@ -19,12 +19,15 @@ import json
 import sys
 from typing import Any
 
+from .network_options import BN_POSITIONS, NORMS, check_choice, head_str, native_options, parse_head, resolve_norm
+
 PROG = "python -m alexnet_cuda.summary"
 
 
 def describe(num_classes: int = 1000, arch: str = "alexnet", input_size: int | None = None, *, towers: int = 2,
              lrn: bool = True, overlapping_pool: bool = True, activation: str = "relu", dropout: float = 0.5,
-             widths: dict | None = None) -> list[dict[str, Any]]:
+             widths: dict | None = None, norm: str = "lrn", bn_position: str = "before_pool",
+             head: Any = None) -> list[dict[str, Any]]:
     """The layer table of the network that ``AlexNet(num_classes, arch=arch, ...)`` would build, without building
     it (no weights are allocated). Raises ValueError for options the network rejects."""
     from . import _C
@@ -32,9 +35,13 @@ def describe(num_classes: int = 1000, arch: str = "alexnet", input_size: int | N
     if input_size is None:
         input_size = 227 if arch == "alexnet" else 32
     widths = widths or {}
-    return list(_C.describe_layers(arch, int(input_size), int(num_classes), int(towers), bool(lrn),
-                                   bool(overlapping_pool), activation, float(dropout), widths.get("conv"),
-                                   widths.get("fc")))
+    head = parse_head(widths["fc"] if widths.get("fc") is not None else head, PROG)
+    check_choice(PROG, "bn_position", bn_position, BN_POSITIONS)
+    options = native_options(arch=arch, input_size=input_size, num_classes=num_classes, towers=towers,
+                             norm=resolve_norm(norm, lrn, PROG), bn_position=bn_position,
+                             overlapping_pool=overlapping_pool, activation=activation, dropout=dropout,
+                             conv_channels=widths.get("conv"), head=head)
+    return list(_C.describe_layers(options))
 
 
 def totals(layers: list[dict[str, Any]]) -> dict[str, int]:
@@ -84,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-overlap-pool", dest="overlapping_pool", action="store_false", help="2x2/2 pooling")
     p.add_argument("--activation", choices=("relu", "tanh"), default="relu", help="default relu")
     p.add_argument("--dropout", type=float, default=0.5, metavar="P", help="default 0.5")
+    p.add_argument("--norm", choices=NORMS, default="lrn", help="default lrn (the paper)")
+    p.add_argument("--bn-position", choices=BN_POSITIONS, default="before_pool", help="default before_pool")
+    p.add_argument("--head", default=None, metavar="WIDTHS|gap",
+                   help="hidden fc widths ('4096,4096', '2000,200', 'none') or 'gap'; default: the arch's")
     p.add_argument("--json", action="store_true", help="print the layers and totals as JSON")
     return p
 
@@ -92,14 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         layers = describe(args.num_classes, args.arch, args.input_size, towers=args.towers, lrn=args.lrn,
-                          overlapping_pool=args.overlapping_pool, activation=args.activation, dropout=args.dropout)
+                          overlapping_pool=args.overlapping_pool, activation=args.activation, dropout=args.dropout,
+                          norm=args.norm, bn_position=args.bn_position, head=args.head)
     except ValueError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps({"layers": layers, "totals": totals(layers)}, indent=2))
         return 0
-    print(format_table(layers, f"{args.arch}, {args.num_classes} classes, {args.towers} tower(s)"))
+    print(format_table(layers, f"{args.arch}, {args.num_classes} classes, {args.towers} tower(s), norm "
+                               f"{resolve_norm(args.norm, args.lrn)}, head {head_str(parse_head(args.head, PROG))}"))
     return 0
 
 

@@ -1,0 +1,94 @@
+"""The network variant options of issue 10 (``norm``, ``bn_position``, ``head``, ``optimizer`` and Adam's settings):
+parsing and checking, shared by :class:`alexnet_cuda.AlexNet`, the layer summary and the command-line flags, so a
+variant is spelled and refused the same way everywhere. What each option builds is documented in
+``alexnet_cuda/model.py`` and ``csrc/network.h``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .arguments import INT32_MAX, float_arg
+from .arguments import is_int as _is_int
+
+NORMS = ("lrn", "batchnorm", "none")
+BN_POSITIONS = ("before_pool", "after_pool")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+# The hidden fc widths of each arch's default head: the paper's fc6/fc7 (Section 3.5), narrower for small images.
+DEFAULT_HEAD = {"alexnet": [4096, 4096], "alexnet-small": [1024, 1024]}
+DEFAULT_ADAM_BETAS = (0.9, 0.999)  # Kingma & Ba 2015, Section 2
+DEFAULT_ADAM_EPS = 1e-8
+
+
+def parse_head(head: Any, where: str = "AlexNet") -> str | list[int] | None:
+    """``head`` as None (the arch's default), 'gap', or a list of hidden widths (possibly empty).
+
+    Accepts 'gap', a comma-separated string of widths ('4096,4096', '2000,200', '' or 'none' for no hidden layer)
+    or a list/tuple of ints."""
+    if head is None:
+        return None
+    if isinstance(head, str):
+        text = head.strip().lower()
+        if text == "gap":
+            return "gap"
+        if text in ("", "none"):
+            return []
+        parts = [p.strip() for p in text.split(",")]
+        if not all(p.isdigit() for p in parts):
+            raise ValueError(f"{where}: head must be 'gap' or comma-separated hidden widths such as '4096,4096' or "
+                             f"'2000,200' (or '' for none), got {head!r}")
+        head = [int(p) for p in parts]
+    if not isinstance(head, (list, tuple)) or not all(_is_int(w) and 1 <= w <= INT32_MAX for w in head):
+        raise ValueError(f"{where}: head must be 'gap' or a list of positive int hidden widths, got {head!r}")
+    return [int(w) for w in head]
+
+
+def head_str(head: str | list[int] | None) -> str:
+    """The command-line spelling of a parsed head ('gap', '4096,4096', 'none')."""
+    if head is None:
+        return "default"
+    if head == "gap":
+        return "gap"
+    return ",".join(str(w) for w in head) or "none"
+
+
+def resolve_norm(norm: Any, lrn: Any = True, where: str = "AlexNet") -> str:
+    """``norm`` checked; the older ``lrn=False`` switch turns the default 'lrn' into 'none'."""
+    if norm not in NORMS:
+        raise ValueError(f"{where}: norm must be one of {NORMS}, got {norm!r}")
+    return "none" if norm == "lrn" and not lrn else norm
+
+
+def check_choice(where: str, name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{where}: {name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def check_adam(betas: Any, eps: Any, where: str = "AlexNet") -> tuple[tuple[float, float], float]:
+    """Adam's (beta1, beta2) in [0, 1) and eps > 0, as floats."""
+    if not isinstance(betas, (list, tuple)) or len(betas) != 2:
+        raise ValueError(f"{where}: adam_betas must be two numbers (beta1, beta2), got {betas!r}")
+    b = tuple(float_arg(where, "adam_betas", v) for v in betas)
+    if not all(0.0 <= v < 1.0 for v in b):
+        raise ValueError(f"{where}: adam_betas must be in [0, 1), got {betas!r}")
+    e = float_arg(where, "adam_eps", eps)
+    if not e > 0.0:
+        raise ValueError(f"{where}: adam_eps must be > 0, got {eps!r}")
+    return (b[0], b[1]), e
+
+
+def native_options(*, arch: str, input_size: int, num_classes: int, towers: int, norm: str, bn_position: str,
+                   overlapping_pool: bool, activation: str, dropout: float, conv_channels: list[int] | None,
+                   head: str | list[int] | None, optimizer: str = "sgd"):
+    """The C++ network's options (``_C.NetworkOptions``) for already-checked values."""
+    from . import _C
+
+    o = _C.NetworkOptions()
+    o.arch, o.input_size, o.num_classes, o.towers = arch, int(input_size), int(num_classes), int(towers)
+    o.norm, o.bn_position, o.optimizer = norm, bn_position, optimizer
+    o.overlapping_pool, o.activation, o.dropout = bool(overlapping_pool), activation, float(dropout)
+    o.conv_channels = conv_channels
+    o.gap_head = head == "gap"
+    o.fc_width = None if head is None or head == "gap" else list(head)
+    return o
