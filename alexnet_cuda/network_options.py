@@ -92,3 +92,65 @@ def native_options(*, arch: str, input_size: int, num_classes: int, towers: int,
     o.gap_head = head == "gap"
     o.fc_width = None if head is None or head == "gap" else list(head)
     return o
+
+
+# ---- command-line flags (train; evaluate and predict read the variant from the checkpoint) --------------------------
+def _head_flag(text: str) -> str | list[int]:
+    import argparse
+
+    try:
+        return parse_head(text, "--head")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _betas_flag(text: str) -> tuple[float, float]:
+    import argparse
+
+    try:
+        parts = tuple(float(p) for p in text.split(","))
+        return check_adam(parts, DEFAULT_ADAM_EPS, "--adam-betas")[0]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected BETA1,BETA2 in [0, 1), e.g. 0.9,0.999 ({exc})") from None
+
+
+def add_variant_flags(parser) -> None:
+    """--norm, --bn-position, --head, --optimizer, --adam-betas, --adam-eps (the fields of TrainConfig of the same
+    names; --lr and --weight-decay serve every optimizer)."""
+    from .cli import float_in
+
+    g = parser.add_argument_group("network and optimizer variants (issue 10; any combination with the switches above)")
+    g.add_argument("--norm", choices=NORMS, default="lrn",
+                   help="lrn: the paper's local response normalization after conv1, conv2 (3.3); batchnorm: batch "
+                        "normalization after every conv (Ioffe & Szegedy 2015), each tower its own channels; none "
+                        "(default lrn)")
+    g.add_argument("--bn-position", choices=BN_POSITIONS, default="before_pool",
+                   help="with --norm batchnorm, in the blocks that pool: before_pool = conv -> BN -> ReLU -> pool "
+                        "(the usual placement); after_pool = conv -> ReLU -> pool -> BN (default before_pool)")
+    g.add_argument("--head", type=_head_flag, metavar="WIDTHS|gap",
+                   help="the classifier: hidden fully connected widths then the classes, e.g. 4096,4096 (the "
+                        "paper's), 2000,200, or none; or gap = global average pooling of conv5 then one linear "
+                        "layer (default: 4096,4096 for alexnet, 1024,1024 for alexnet-small)")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
+                   help="sgd: the paper's momentum SGD (5); adam (Kingma & Ba 2015, weight decay as L2); adamw "
+                        "(Loshchilov & Hutter 2019, decoupled weight decay). --lr defaults to 0.001 for adam/adamw "
+                        "(default sgd)")
+    g.add_argument("--adam-betas", type=_betas_flag, default=DEFAULT_ADAM_BETAS, metavar="B1,B2",
+                   help="adam/adamw: decay rates of the moment estimates (default 0.9,0.999)")
+    g.add_argument("--adam-eps", type=float_in(0.0, lo_open=True), default=DEFAULT_ADAM_EPS, metavar="EPS",
+                   help="adam/adamw: the denominator's epsilon (default 1e-8)")
+
+
+# Adam's suggested step size (Kingma & Ba 2015, Algorithm 1: alpha = 0.001); the SGD recipes' 0.01 diverges with Adam.
+ADAM_DEFAULT_LR = 1e-3
+
+
+def variant_model_config(c: Any) -> dict[str, Any]:
+    """The variant's AlexNet constructor arguments from a TrainConfig (stored in checkpoints with the others)."""
+    return {"norm": c.norm, "bn_position": c.bn_position, "head": c.head, "optimizer": c.optimizer,
+            "adam_betas": list(c.adam_betas), "adam_eps": c.adam_eps}
+
+
+def variant_summary(c: Any) -> str:
+    """'norm lrn, head 4096,4096, sgd' for the train log (c: a TrainConfig)."""
+    return f"norm {resolve_norm(c.norm, c.lrn)}, head {head_str(c.head)}, {c.optimizer}"

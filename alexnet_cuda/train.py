@@ -44,6 +44,7 @@ from . import build_info
 from . import checkpoint as ckpt_io
 from . import cli
 from .cli import ConfigError
+from .network_options import variant_model_config, variant_summary
 # The settings live in train_config; they are re-exported because callers know them as alexnet_cuda.train's.
 from .train_config import (  # noqa: F401
     ARCHS, DATASETS, DEFAULT_EPOCHS, PROG, RECIPES, RESUME_OVERRIDES, RESUME_OVERRIDES_IF_SET, SCHEDULES,
@@ -163,7 +164,7 @@ def _model_config(c: TrainConfig, num_classes: int) -> dict[str, Any]:
     return {"num_classes": int(num_classes), "arch": c.arch, "input_size": c.input_size, "lrn": c.lrn,
             "overlapping_pool": c.overlapping_pool, "activation": c.activation, "dropout": c.dropout,
             "towers": c.towers, "bias_init": c.bias_init, "weight_std": c.weight_std, "seed": c.seed,
-            **({"widths": c.widths} if c.widths is not None else {})}
+            **variant_model_config(c), **({"widths": c.widths} if c.widths is not None else {})}
 
 
 def auto_input_scale(model, c: TrainConfig, eigvals: np.ndarray) -> float:
@@ -454,7 +455,7 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
         where += " (emulated CUDA devices, running on the CPU)"
     if epoch < c.epochs:
         _log(f"{'resuming' if resumed is not None else 'training'} {c.arch} ({crop}x{crop} crops of {s}x{s} images"
-             f"{f', {n_params:,} parameters' if n_params else ''}) on {where}: "
+             f"{f', {n_params:,} parameters' if n_params else ''}; {variant_summary(c)}) on {where}: "
              f"{c.dataset} data, {len(train_set)} training / {len(val_set)} validation images, {len(classes)} "
              f"classes; epoch {epoch + 1} of {c.epochs}; run directory {out}")
 

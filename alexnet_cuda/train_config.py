@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .arguments import FLOAT32_MAX
 from .cli import ConfigError, add_debug_flag, float_in, gpu_list, int_at_least
+from .network_options import ADAM_DEFAULT_LR, DEFAULT_ADAM_BETAS, DEFAULT_ADAM_EPS, add_variant_flags
 
 PROG = "python -m alexnet_cuda.train"
 DATASETS = ("synthetic", "folder", "imagenet", "cifar10", "tinyimagenet")
@@ -73,6 +74,12 @@ class TrainConfig:
     bias_init: float | None = None
     input_scale: float | None = None       # (pixel - mean) * input_scale; None: the arch's recipe
     widths: dict | None = None             # layer-width override of AlexNet (tiny nets in tests); no flag
+    norm: str = "lrn"                      # lrn|batchnorm|none (issue 10 variants: network_options.py)
+    bn_position: str = "before_pool"
+    head: str | list[int] | None = None    # 'gap' or hidden fc widths; None: the arch's
+    optimizer: str = "sgd"                 # sgd|adam|adamw
+    adam_betas: tuple[float, float] = DEFAULT_ADAM_BETAS
+    adam_eps: float = DEFAULT_ADAM_EPS
     # optimisation (paper Section 5)
     epochs: int | None = None
     batch_size: int | None = None          # None: 128 (the paper) for alexnet, see RECIPES
@@ -155,6 +162,8 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"--image-size {c.image_size} is smaller than the network input {c.input_size}")
     if c.epochs is None:
         c.epochs = DEFAULT_EPOCHS[c.dataset]
+    if c.lr is None and c.optimizer in ("adam", "adamw"):
+        c.lr = ADAM_DEFAULT_LR
     for key, value in RECIPES[c.arch].items():
         if getattr(c, key) is None and value != "auto":
             setattr(c, key, value)
@@ -273,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="2x2 stride-2 pooling instead of the overlapping 3x3 stride-2 (3.4)")
     g.add_argument("--activation", choices=("relu", "tanh"), default="relu", help="activation (3.1; default relu)")
     g.add_argument("--dropout", type=float_in(0.0, 1.0), default=0.5, metavar="P",
-                   help="dropout probability in the first two fully connected layers (4.2; default 0.5)")
+                   help="dropout probability after every hidden fully connected layer (4.2; default 0.5)")
     g.add_argument("--towers", type=int, choices=(1, 2), default=2,
                    help="2: the paper's two-GPU split with cross-tower connections only in layers 3, 6, 7, 8 "
                         "(3.2); 1: a single column (default 2)")
@@ -321,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validate on at most N batches (quick checks)")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_debug_flag(g)
+    add_variant_flags(p)
     return p
 
 
