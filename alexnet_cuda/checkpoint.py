@@ -2,12 +2,14 @@
 
 A checkpoint holds everything needed to continue a run exactly where it stopped:
 
-* ``param/<name>``     the network's parameters (``model.state_dict()``),
-* ``momentum/<name>``  the SGD momentum buffers (``model.optimizer_state_dict()``),
+* ``param/<name>``     the network's parameters and BatchNorm running statistics (``model.state_dict()``),
+* ``momentum/<name>``  the optimizer's state (``model.optimizer_state_dict()``): SGD's momentum buffer under the
+                       parameter's name; Adam's ``<name>.exp_avg`` and ``<name>.exp_avg_sq`` (its step count is the
+                       model's ``step``, in ``meta``),
 * ``array/<name>``     other arrays: the training-set mean image, the RGB PCA (eigenvalues, eigenvectors), and any
                        array found inside the Augmenter's or Loader's state,
 * ``meta``             a JSON document stored as a uint8 array: format and version, the model configuration (arch,
-                       number of classes, ablation options), class ids and names, epoch, step, learning rate, the
+                       number of classes, ablation options, the variant: norm, head, optimizer), class ids and names, epoch, step, learning rate, the
                        scheduler's state, the RNG states and the running metrics of a half-finished epoch.
 
 Why this format: ``numpy.load(..., allow_pickle=False)`` can only ever produce plain arrays, so opening a checkpoint

@@ -98,7 +98,8 @@ BAD = st.sampled_from([-1, 0, 1, 2**31, 2**64, 1.5, float("nan"), float("inf"), 
                        [4], {"conv": [4] * 5}, {"conv": [2**31] * 5}, {"fc": [0, 8]}, {"bogus": 1}, "cuda:9", "tpu",
                        ["cpu"], ["cpu", "cuda:0"], "relu", "alexnet", 227, 64])
 CONSTRUCTOR = ["num_classes", "devices", "arch", "input_size", "lrn", "overlapping_pool", "activation", "dropout",
-               "towers", "bias_init", "weight_std", "seed", "widths"]
+               "towers", "bias_init", "weight_std", "seed", "widths", "norm", "bn_position", "head", "optimizer",
+               "adam_betas", "adam_eps"]
 
 
 def build_and_predict(kwargs):
@@ -216,7 +217,8 @@ def load_and_predict(path):
 META_VALUES = st.sampled_from([None, 0, -1, 2**31, 2**64, 1.5, float("nan"), "x", [], {}, {"conv": [2**31] * 5},
                                "alexnet", "alexnet-small", 227, True])
 MODEL_KEYS = st.sampled_from(["num_classes", "arch", "input_size", "towers", "dropout", "weight_std", "bias_init",
-                              "seed", "widths", "activation", "lrn", "bogus"])
+                              "seed", "widths", "activation", "lrn", "norm", "head", "optimizer", "adam_betas",
+                              "bogus"])
 
 
 @given(data=st.data())

@@ -20,6 +20,10 @@ VARIANTS = [
     dict(num_classes=5, arch="alexnet-small", input_size=64, overlapping_pool=False, activation="tanh"),
     dict(num_classes=11, arch="alexnet", widths={"conv": [8, 8, 8, 8, 8], "fc": [16, 16]}),
     dict(num_classes=3, arch="alexnet", towers=1, widths={"conv": [4, 6, 8, 8, 10], "fc": [12, 12]}),
+    # the variants of issue 10: BatchNorm (conv biases dropped where BN follows the conv; running statistics as
+    # buffers), the GAP head, other hidden widths
+    dict(num_classes=7, arch="alexnet-small", norm="batchnorm", head="gap"),
+    dict(num_classes=7, arch="alexnet-small", norm="batchnorm", bn_position="after_pool", head=[64, 32, 16]),
 ]
 
 
@@ -33,11 +37,15 @@ def test_summary_matches_the_built_network(options):
     from_table = {}
     for x in layers:
         if x["module"]:
-            from_table[f"{x['module']}.tower{x['tower']}.weight"] = tuple(x["weight"])
-            from_table[f"{x['module']}.tower{x['tower']}.bias"] = (x["bias"],)
+            prefix = f"{x['module']}.tower{x['tower']}"
+            from_table[f"{prefix}.weight"] = tuple(x["weight"])
+            if x["bias"]:
+                from_table[f"{prefix}.bias"] = (x["bias"],)
+            if x["buffers"]:
+                from_table[f"{prefix}.running_mean"] = from_table[f"{prefix}.running_var"] = (x["buffers"],)
     assert from_table == shapes
     text = net.summary()
-    assert f"{net.num_parameters():,}" in text and "conv1" in text and "fc8" in text
+    assert f"{net.num_parameters():,}" in text and "conv1" in text and layers[-1]["name"] in text
 
 
 def test_the_papers_net_totals():
@@ -77,5 +85,10 @@ def test_command_line(tmp_path):
                    cwd=tmp_path)
     assert r.returncode == 0
     assert json.loads(r.stdout)["totals"] == totals(describe(num_classes=10, arch="alexnet-small", lrn=False))
+    r = run_module("alexnet_cuda.summary", "--norm", "batchnorm", "--head", "gap", "--json", cwd=tmp_path)
+    assert r.returncode == 0
+    assert json.loads(r.stdout)["totals"] == totals(describe(norm="batchnorm", head="gap"))
+    r = run_module("alexnet_cuda.summary", "--head", "gap,1", cwd=tmp_path)
+    assert r.returncode == 2 and "head" in r.stderr and "Traceback" not in r.stderr
     r = run_module("alexnet_cuda.summary", "--input-size", "224", cwd=tmp_path)
     assert r.returncode == 2 and "error" in r.stderr and "Traceback" not in r.stderr
