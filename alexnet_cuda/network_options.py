@@ -152,5 +152,6 @@ def variant_model_config(c: Any) -> dict[str, Any]:
 
 
 def variant_summary(c: Any) -> str:
-    """'norm lrn, head 4096,4096, sgd' for the train log (c: a TrainConfig)."""
-    return f"norm {resolve_norm(c.norm, c.lrn)}, head {head_str(c.head)}, {c.optimizer}"
+    """'norm lrn, head 4096,4096, sgd' for the train log (c: a resolved TrainConfig)."""
+    head = DEFAULT_HEAD.get(c.arch) if c.head is None else c.head
+    return f"norm {resolve_norm(c.norm, c.lrn)}, head {head_str(head)}, {c.optimizer}"
