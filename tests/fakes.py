@@ -22,7 +22,9 @@ GRID = 4  # features: the input patch average-pooled to GRID x GRID per channel
 class FakeAlexNet:
     def __init__(self, num_classes=1000, devices=None, arch="alexnet", input_size=None, *, lrn=True,
                  overlapping_pool=True, activation="relu", dropout=0.5, towers=2, bias_init=1.0, weight_std=0.01,
-                 seed=0, widths=None):
+                 seed=0, widths=None, norm="lrn", bn_position="before_pool", head=None, optimizer="sgd",
+                 adam_betas=(0.9, 0.999), adam_eps=1e-8):
+        # The variants (norm, head, optimizer) change nothing in this stand-in: it stays one linear layer with SGD.
         if arch not in ("alexnet", "alexnet-small"):
             raise ValueError(f"FakeAlexNet: unknown arch {arch!r}")
         self.arch = arch

@@ -91,7 +91,7 @@ def test_mixed_cpu_gpu_towers_rejected():
     (dict(input_size=32.0), TypeError, "AlexNet: input_size must be an int"),
     (dict(widths={"conv": [3, 4, 4, 4, 4]}), ValueError, "AlexNet: conv1 width 3 must be a positive multiple of "
                                                           "towers=2"),
-    (dict(widths={"fc": [8]}), ValueError, "AlexNet: widths\\['fc'\\] must be 2 positive ints"),
+    (dict(widths={"fc": [8, 0]}), ValueError, "AlexNet: head must be 'gap' or a list of positive int hidden widths"),
     (dict(widths={"convs": [4] * 5}), ValueError, "AlexNet: widths must be a dict"),
 ])
 def test_unknown_option_values(kwargs, error, match):
