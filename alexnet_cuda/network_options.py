@@ -104,12 +104,12 @@ def _head_flag(text: str) -> str | list[int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _betas_flag(text: str) -> tuple[float, float]:
+def _betas_flag(text: str) -> list[float]:
     import argparse
 
     try:
         parts = tuple(float(p) for p in text.split(","))
-        return check_adam(parts, DEFAULT_ADAM_EPS, "--adam-betas")[0]
+        return list(check_adam(parts, DEFAULT_ADAM_EPS, "--adam-betas")[0])
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected BETA1,BETA2 in [0, 1), e.g. 0.9,0.999 ({exc})") from None
 
@@ -135,7 +135,7 @@ def add_variant_flags(parser) -> None:
                    help="sgd: the paper's momentum SGD (5); adam (Kingma & Ba 2015, weight decay as L2); adamw "
                         "(Loshchilov & Hutter 2019, decoupled weight decay). --lr defaults to 0.001 for adam/adamw "
                         "(default sgd)")
-    g.add_argument("--adam-betas", type=_betas_flag, default=DEFAULT_ADAM_BETAS, metavar="B1,B2",
+    g.add_argument("--adam-betas", type=_betas_flag, default=list(DEFAULT_ADAM_BETAS), metavar="B1,B2",
                    help="adam/adamw: decay rates of the moment estimates (default 0.9,0.999)")
     g.add_argument("--adam-eps", type=float_in(0.0, lo_open=True), default=DEFAULT_ADAM_EPS, metavar="EPS",
                    help="adam/adamw: the denominator's epsilon (default 1e-8)")

@@ -78,7 +78,7 @@ class TrainConfig:
     bn_position: str = "before_pool"
     head: str | list[int] | None = None    # 'gap' or hidden fc widths; None: the arch's
     optimizer: str = "sgd"                 # sgd|adam|adamw
-    adam_betas: tuple[float, float] = DEFAULT_ADAM_BETAS
+    adam_betas: list[float] = dataclasses.field(default_factory=lambda: list(DEFAULT_ADAM_BETAS))  # a list: JSON
     adam_eps: float = DEFAULT_ADAM_EPS
     # optimisation (paper Section 5)
     epochs: int | None = None
@@ -164,6 +164,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
         c.epochs = DEFAULT_EPOCHS[c.dataset]
     if c.lr is None and c.optimizer in ("adam", "adamw"):
         c.lr = ADAM_DEFAULT_LR
+    c.adam_betas = [float(b) for b in c.adam_betas]  # as the checkpoint's JSON gives them back
     for key, value in RECIPES[c.arch].items():
         if getattr(c, key) is None and value != "auto":
             setattr(c, key, value)

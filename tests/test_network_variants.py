@@ -205,3 +205,25 @@ def test_bad_options_name_the_option(options, message):
 def test_head_and_widths_fc_conflict():
     with pytest.raises(ValueError, match="head or widths"):
         tiny(head="gap")
+
+
+# ---- through the trainer: checkpoints carry the variant ------------------------------------------------------------
+def test_train_resume_and_evaluate_a_variant(tmp_path):
+    """train with BatchNorm, the GAP head and Adam; resume is exact (Adam's moments and step, BN's running
+    statistics come back), the config round-trips, and the checkpoint rebuilds the same variant for evaluation."""
+    from alexnet_cuda import checkpoint as ckpt_io
+    from alexnet_cuda.train import TrainConfig, resolve, train
+    from test_train import NARROW, _assert_same_run, real
+
+    variant_flags = dict(norm="batchnorm", head="gap", optimizer="adam", adam_betas=(0.8, 0.99),
+                         widths={"conv": NARROW["conv"]}, lr=0.003)
+    whole = train(real(tmp_path, "whole", epochs=2, synthetic_images=32, **variant_flags))
+    part1 = train(real(tmp_path, "parts", epochs=1, synthetic_images=32, **variant_flags))
+    part2 = train(TrainConfig(out=str(tmp_path / "parts"), resume=True, epochs=2, progress=False))
+    _assert_same_run(whole, [part1, part2])
+    ckpt = ckpt_io.load(tmp_path / "whole" / "last.npz")
+    assert TrainConfig(**ckpt.meta["config"]) == resolve(real(tmp_path, "whole", epochs=2, synthetic_images=32,
+                                                              **variant_flags))
+    model = ckpt_io.build_model(ckpt, devices="cpu")
+    assert model.config["norm"] == "batchnorm" and model.config["head"] == "gap" and model.optimizer == "adam"
+    assert model.buffer_names() and any(k.endswith(".exp_avg_sq") for k in ckpt.momentum)

@@ -173,8 +173,10 @@ def _assert_same_run(a: dict, b_runs: list[dict]) -> None:
     assert _records(out_a / "steps.jsonl") == _records(out_b / "steps.jsonl")
     assert _without_timing(_records(out_a / "metrics.jsonl")) == _without_timing(_records(out_b / "metrics.jsonl"))
     ca, cb = ckpt_io.load(out_a / "last.npz"), ckpt_io.load(out_b / "last.npz")
-    for k in ca.params:
+    assert set(ca.params) == set(cb.params) and set(ca.momentum) == set(cb.momentum)
+    for k in ca.params:  # parameters and BatchNorm running statistics
         np.testing.assert_array_equal(ca.params[k], cb.params[k])
+    for k in ca.momentum:  # the optimizer's state (SGD momentum; Adam's exp_avg and exp_avg_sq)
         np.testing.assert_array_equal(ca.momentum[k], cb.momentum[k])
 
 
