@@ -95,23 +95,23 @@ def native_options(*, arch: str, input_size: int, num_classes: int, towers: int,
 
 
 # ---- command-line flags (train; evaluate and predict read the variant from the checkpoint) --------------------------
-def _head_flag(text: str) -> str | list[int]:
+def _flag_type(parse, hint: str = ""):
+    """An argparse type from a parser raising ValueError (argparse then prints a one-line usage error)."""
     import argparse
 
-    try:
-        return parse_head(text, "--head")
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{hint}{exc}") from None
+
+    return convert
 
 
-def _betas_flag(text: str) -> list[float]:
-    import argparse
-
-    try:
-        parts = tuple(float(p) for p in text.split(","))
-        return list(check_adam(parts, DEFAULT_ADAM_EPS, "--adam-betas")[0])
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected BETA1,BETA2 in [0, 1), e.g. 0.9,0.999 ({exc})") from None
+_head_flag = _flag_type(lambda text: parse_head(text, "the classifier"))
+_betas_flag = _flag_type(lambda text: list(check_adam(tuple(float(p) for p in text.split(",")), DEFAULT_ADAM_EPS,
+                                                      "--adam-betas")[0]),
+                         "expected BETA1,BETA2 in [0, 1), e.g. 0.9,0.999: ")
 
 
 def add_variant_flags(parser) -> None:
