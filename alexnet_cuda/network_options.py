@@ -153,5 +153,7 @@ def variant_model_config(c: Any) -> dict[str, Any]:
 
 def variant_summary(c: Any) -> str:
     """'norm lrn, head 4096,4096, sgd' for the train log (c: a resolved TrainConfig)."""
-    head = DEFAULT_HEAD.get(c.arch) if c.head is None else c.head
+    head = c.head
+    if head is None:  # the widths override of the tests, else the arch's default
+        head = (c.widths or {}).get("fc") or DEFAULT_HEAD.get(c.arch)
     return f"norm {resolve_norm(c.norm, c.lrn)}, head {head_str(head)}, {c.optimizer}"
