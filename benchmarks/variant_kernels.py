@@ -15,6 +15,12 @@ BATCHNORM = dict(momentum=0.1, eps=1e-5)
 ADAM = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=5e-4)
 
 
+def _per_channel(device: str, c: int):
+    """gamma = 1, beta = 0, running mean 0, running variance 1 (as freshly initialized), on the device."""
+    return tensors(device, np.ones(c, np.float32), np.zeros(c, np.float32), np.zeros(c, np.float32),
+                   np.ones(c, np.float32))
+
+
 def batchnorm_cases(net: Any, n: int, rng: np.random.Generator) -> list[Case]:
     from alexnet_cuda import ops
 
@@ -24,20 +30,17 @@ def batchnorm_cases(net: Any, n: int, rng: np.random.Generator) -> list[Case]:
     for layer, shape in shapes:
         c, numel = shape[1], int(np.prod(shape))
 
-        def per_channel(device, c=c):
-            return tensors(device, np.ones(c, np.float32), np.zeros(c, np.float32), np.zeros(c, np.float32),
-                           np.ones(c, np.float32))
-
         def train(device, shape=shape):
-            (x,), (g, b, rm, rv) = tensors(device, f32(rng, *shape)), per_channel(device)
+            (x,), (g, b, rm, rv) = tensors(device, f32(rng, *shape)), _per_channel(device, shape[1])
             return lambda: ops.batchnorm_forward_train(x, g, b, rm, rv, **BATCHNORM)
 
         def evaluate(device, shape=shape):
-            (x,), (g, b, rm, rv) = tensors(device, f32(rng, *shape)), per_channel(device)
+            (x,), (g, b, rm, rv) = tensors(device, f32(rng, *shape)), _per_channel(device, shape[1])
             return lambda: ops.batchnorm_forward_eval(x, g, b, rm, rv, BATCHNORM["eps"])
 
         def backward(device, shape=shape):
-            (x, dy), (g, b, rm, rv) = tensors(device, f32(rng, *shape), f32(rng, *shape)), per_channel(device)
+            x, dy = tensors(device, f32(rng, *shape), f32(rng, *shape))
+            g, b, rm, rv = _per_channel(device, shape[1])
             _, mean, invstd = ops.batchnorm_forward_train(x, g, b, rm, rv, **BATCHNORM)
             return lambda: ops.batchnorm_backward(x, dy, g, mean, invstd)
 
