@@ -128,3 +128,12 @@ def test_bad_args(device):
         ops.adam_update(w, readonly, v, dw, device=device)
     with pytest.raises(ValueError, match="adam_update: step must be >= 1"):
         ref.adam_update(w, m, v, dw, 1e-3, step=0)
+
+
+def test_cuda_device_mismatch_names_the_op():
+    if alexnet_cuda.build_info()["gpus"] == []:
+        pytest.skip("needs a CUDA device (a GPU or the emulated device) to put one input elsewhere")
+    w, m, v = (alexnet_cuda.tensor(np.zeros(4, np.float32), "cpu") for _ in range(3))
+    grad = alexnet_cuda.tensor(np.zeros(4, np.float32), "cuda")
+    with pytest.raises(ValueError, match="adam_update: grad is on cuda:0 but the other inputs are on cpu"):
+        ops.adam_update(w, m, v, grad)
