@@ -1,4 +1,5 @@
-// The op boundary: checks every argument once, allocates outputs, and dispatches to cpu:: or cuda:: kernels.
+// The op boundary of the layers: checks every argument once, allocates outputs, and dispatches to cpu:: or cuda::
+// kernels (the optimizers' boundary is ops_optimizers.cpp; the checks both use are in ops_checks.h).
 #include "ops.h"
 
 #include <cstring>
@@ -9,6 +10,7 @@
 #include "ops_checks.h"
 #ifdef ALEXNET_WITH_CUDA
 #include "cuda/kernels.h"
+#include "cuda/runtime.h"  // copy_2d
 #endif
 
 namespace alexnet::ops {
