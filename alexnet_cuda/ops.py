@@ -309,7 +309,8 @@ def topk_correct(scores, labels, *, device=None):
 def _require_writeable(c: _Call, **arrays: Any) -> None:
     """NumPy arrays that an op updates in place must be writeable (Tensors are updated on their device)."""
     if any(not a.flags.writeable for a in arrays.values() if isinstance(a, np.ndarray)):
-        raise ValueError(f"{c.op}: {' and '.join(arrays)} must be writeable arrays (updated in place)")
+        *others, last = arrays
+        raise ValueError(f"{c.op}: {', '.join(others)} and {last} must be writeable arrays (updated in place)")
 
 
 def _write_back(pairs: list[tuple[Any, Tensor]]) -> None:

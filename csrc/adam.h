@@ -7,22 +7,26 @@
 //   w = w - lr * m_hat / (sqrt(v_hat) + eps), m_hat = m / (1 - beta1^t), v_hat = v / (1 - beta2^t)
 // The last line is written as in Kingma & Ba's Section 2 "more efficient" form (and PyTorch):
 //   w -= (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
-// so the bias corrections are two scalars computed once per tensor on the host, in double (ops.cpp).
+// so the bias corrections are two scalars computed once per tensor on the host (ops_optimizers.cpp).
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 
 #include "philox.h"  // AX_HOST_DEVICE
 
 namespace alexnet::adam {
 
-// The per-tensor scalars of one step, all float32 so both backends compute the same expression.
+// The per-tensor scalars of one step. Every intermediate is double, on both backends, and only the stored w, m, v
+// are rounded to float32: in float, g^2 or weight_decay * w can overflow to inf (and m / sqrt(v) become inf / inf =
+// NaN) for weights whose true update is an ordinary number. The step stays memory-bound (7 floats moved per
+// weight), so the double arithmetic costs nothing measurable on the CPU or on GPUs with fast FP64.
 struct StepCoefficients {
-  float beta1, beta2, eps;
-  float l2_decay;           // weight_decay for Adam's L2 penalty, 0 for AdamW
-  float decoupled_keep;     // 1 - lr * weight_decay for AdamW, 1 for Adam
-  float step_size;          // lr / (1 - beta1^t)
-  float inv_sqrt_bias2;     // 1 / sqrt(1 - beta2^t)
+  double beta1, beta2, eps;
+  double l2_decay;        // weight_decay for Adam's L2 penalty, 0 for AdamW
+  double decoupled_keep;  // 1 - lr * weight_decay for AdamW, 1 for Adam
+  double step_size;       // lr / (1 - beta1^t)
+  double inv_sqrt_bias2;  // 1 / sqrt(1 - beta2^t)
 };
 
 inline StepCoefficients step_coefficients(float lr, float beta1, float beta2, float eps, float weight_decay,
@@ -33,21 +37,21 @@ inline StepCoefficients step_coefficients(float lr, float beta1, float beta2, fl
   k.beta1 = beta1;
   k.beta2 = beta2;
   k.eps = eps;
-  k.l2_decay = decoupled ? 0.0f : weight_decay;
-  k.decoupled_keep = decoupled ? static_cast<float>(1.0 - static_cast<double>(lr) * weight_decay) : 1.0f;
-  k.step_size = static_cast<float>(lr / bias1);
-  k.inv_sqrt_bias2 = static_cast<float>(1.0 / std::sqrt(bias2));
+  k.l2_decay = decoupled ? 0.0 : weight_decay;
+  k.decoupled_keep = decoupled ? 1.0 - static_cast<double>(lr) * weight_decay : 1.0;
+  k.step_size = lr / bias1;
+  k.inv_sqrt_bias2 = 1.0 / std::sqrt(bias2);
   return k;
 }
 
-// One element, in place. fmaf and sqrtf are correctly rounded on both backends, and explicit fmaf leaves the
-// compilers nothing to contract differently.
+// One element, in place.
 AX_HOST_DEVICE void step(const StepCoefficients& k, float& w, float& m, float& v, float dw) {
-  const float g = fmaf(k.l2_decay, w, dw);
-  m = fmaf(k.beta1, m, (1.0f - k.beta1) * g);
-  v = fmaf(k.beta2, v, (1.0f - k.beta2) * (g * g));
-  const float denom = fmaf(sqrtf(v), k.inv_sqrt_bias2, k.eps);
-  w = fmaf(-k.step_size, m / denom, w * k.decoupled_keep);
+  const double w0 = w, g = dw + k.l2_decay * w0;
+  const double m1 = k.beta1 * m + (1.0 - k.beta1) * g;
+  const double v1 = k.beta2 * v + (1.0 - k.beta2) * (g * g);
+  m = static_cast<float>(m1);
+  v = static_cast<float>(v1);
+  w = static_cast<float>(w0 * k.decoupled_keep - k.step_size * (m1 / (sqrt(v1) * k.inv_sqrt_bias2 + k.eps)));
 }
 
 }  // namespace alexnet::adam

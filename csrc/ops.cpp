@@ -1,4 +1,5 @@
-// The op boundary: checks every argument once, allocates outputs, and dispatches to cpu:: or cuda:: kernels.
+// The op boundary of the layers: checks every argument once, allocates outputs, and dispatches to cpu:: or cuda::
+// kernels (the optimizers' boundary is ops_optimizers.cpp; the checks both use are in ops_checks.h).
 #include "ops.h"
 
 #include <cstring>
@@ -9,6 +10,7 @@
 #include "ops_checks.h"
 #ifdef ALEXNET_WITH_CUDA
 #include "cuda/kernels.h"
+#include "cuda/runtime.h"  // copy_2d
 #endif
 
 namespace alexnet::ops {
@@ -289,8 +291,8 @@ std::tuple<Tensor, Tensor, Tensor> batchnorm_forward_train(const Tensor& x, cons
                                                            float momentum, float eps) {
   const char* op = "batchnorm_forward_train";
   const BatchnormShape s = batchnorm_shape(op, x);
-  check_all_shaped(op, x, {s.c},
-                   {{"gamma", &gamma}, {"beta", &beta}, {"running_mean", &running_mean}, {"running_var", &running_var}});
+  check_all_shaped(op, x, {s.c}, {{"gamma", &gamma}, {"beta", &beta}});
+  check_all_shaped(op, x, {s.c}, {{"running_mean", &running_mean}, {"running_var", &running_var}});
   check_batch_statistics(op, s);
   check_finite(op, "momentum", momentum);
   AX_CHECK(momentum >= 0.0f && momentum <= 1.0f, op, ": momentum must be in [0, 1], got ", momentum);
@@ -311,8 +313,8 @@ Tensor batchnorm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor
                               const Tensor& running_var, float eps) {
   const char* op = "batchnorm_forward_eval";
   const BatchnormShape s = batchnorm_shape(op, x);
-  check_all_shaped(op, x, {s.c},
-                   {{"gamma", &gamma}, {"beta", &beta}, {"running_mean", &running_mean}, {"running_var", &running_var}});
+  check_all_shaped(op, x, {s.c}, {{"gamma", &gamma}, {"beta", &beta}});
+  check_all_shaped(op, x, {s.c}, {{"running_mean", &running_mean}, {"running_var", &running_var}});
   check_eps(op, eps);
   Tensor y = Tensor::empty(x.shape(), x.device());
   AX_DISPATCH(x.device(),
