@@ -162,8 +162,9 @@ def _prepare_run(c: TrainConfig, out: Path, train_set, val_set, devices: list[st
     else:
         input_scale = auto_input_scale(model, c, eigvals)
     model.set_normalization(mean, input_scale)
-    augmenter = data.Augmenter(s, crop, eigvals=eigvals, eigvecs=eigvecs, pca_std=c.pca_std, flip=True,
-                               seed=c.seed + 1)
+    jitter = data.PixelJitter(brightness=c.brightness, contrast=c.contrast, saturation=c.saturation, noise=c.noise)
+    augmenter = data.Augmenter(s, crop, eigvals=eigvals, eigvecs=eigvecs, pca_std=c.pca_std, flip=c.flip,
+                               seed=c.seed + 1, jitter=jitter)
     train_loader, val_loader = make_loaders(c, train_set, val_set)
     batches_per_epoch = len(train_loader)
     if c.train_batches is not None:

@@ -75,10 +75,11 @@ def validate(model, loader, image_size: int, crop: int, max_batches: int | None 
 
 
 def train_step(run: Run, images, labels, lr: float):
-    """One SGD step on the batch with this step's augmentation draw (paper Section 4.1 and 5); refuses a batch
-    the network refuses, and stops on a non-finite loss."""
+    """One SGD step on the batch with this step's augmentation draw (paper Section 4.1 and 5, and the pixel jitter
+    when it is on); refuses a batch the network refuses, and stops on a non-finite loss."""
     c, p = run.config, run.progress
     aug = run.augmenter.draw(len(labels))
+    images = run.augmenter.jitter_pixels(images, aug)
     try:
         r = run.model.train_step(images, labels, lr, c.momentum, c.weight_decay, crops=aug["crops"],
                                  flips=aug["flips"], rgb_shift=aug["rgb_shift"])
