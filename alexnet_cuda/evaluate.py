@@ -7,7 +7,9 @@ Prints the top-1 and top-5 error rates on the validation set two ways (paper Sec
   softmax outputs averaged over the ten before ranking the classes.
 
 Without ``--data`` it evaluates on the data the checkpoint was trained with (the built-in synthetic dataset is
-regenerated). Without ``--checkpoint`` it takes the newest ``runs/*/best.npz``.
+regenerated); for a folder without ``train/`` and ``val/``, ``--split val`` and ``--split test`` are the splits the
+run made of it, read from the run directory's ``splits/`` (``--split test``: images the run never trained or
+validated on). Without ``--checkpoint`` it takes the newest ``runs/*/best.npz``.
 """
 
 from __future__ import annotations
@@ -103,7 +105,8 @@ def evaluate(model, dataset, *, batch_size: int = 128, ten_crop: bool = True, wo
 def dataset_for(ckpt: ckpt_io.Checkpoint, data: str | None, kind: str | None, split: str):
     """The evaluation set: ``data`` when given, else the one the checkpoint was trained on."""
     from . import data as data_mod
-    from .train import TrainConfig, open_datasets
+    from .train import TrainConfig
+    from .train_data import open_split
 
     image_size = int(ckpt.meta.get("image_size", 0)) or None
     if data is None:
@@ -114,8 +117,8 @@ def dataset_for(ckpt: ckpt_io.Checkpoint, data: str | None, kind: str | None, sp
         config = TrainConfig(**{k: v for k, v in saved.items() if k in fields})
         if config.dataset != "synthetic" and (config.data is None or not Path(config.data).is_dir()):
             raise ConfigError(f"the training data of {ckpt.path} ({config.data}) is not available here; pass --data")
-        train_set, val_set = open_datasets(config)
-        return train_set if split == "train" else val_set
+        # The run directory holds the checkpoint and, for a folder the run split itself, the file list of each split.
+        return open_split(config, Path(ckpt.path).parent, split)
     path = Path(data).expanduser()
     if not path.is_dir():
         raise ConfigError(f"--data {data}: no such directory")
@@ -144,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="PATH", help="dataset directory (default: the checkpoint's training data)")
     p.add_argument("--dataset", choices=("folder", "imagenet", "cifar10", "tinyimagenet"),
                    help="dataset kind (default: detected)")
-    p.add_argument("--split", choices=("val", "train"), default="val", help="default val")
+    p.add_argument("--split", choices=("val", "train", "test"), default="val",
+                   help="default val; test: the held-out split that train made of a folder without train/ and val/ "
+                        "(read from the run directory's splits/), or a dataset's own test split")
     p.add_argument("--batch-size", type=cli.int_at_least(1), default=128, metavar="N", help="default 128")
     p.add_argument("--max-images", type=cli.int_at_least(1), metavar="N", help="evaluate on the first N images only")
     p.add_argument("--no-ten-crop", dest="ten_crop", action="store_false", help="centre crop only (faster)")

@@ -99,7 +99,8 @@ def _start_message(run: Run, devices: list[str], resuming: bool, train_images: i
         where += " (emulated CUDA devices, running on the CPU)"
     return (f"{'resuming' if resuming else 'training'} {c.arch} ({crop}x{crop} crops of {s}x{s} images"
             f"{f', {n_params:,} parameters' if n_params else ''}) on {where}: "
-            f"{c.dataset} data, {train_images} training / {val_images} validation images, {len(run.classes)} "
+            f"{c.dataset} data, {train_images} training / {val_images} validation images"
+            f"{' (the same ones: --val-on-train)' if c.val_on_train else ''}, {len(run.classes)} "
             f"classes; epoch {run.progress.epoch + 1} of {c.epochs}; run directory {run.out}")
 
 
@@ -126,7 +127,7 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
         raise ConfigError(f"--out {out} already holds a run (last.npz): pass --resume to continue it, or choose "
                           f"another --out")
     devices = resolve_devices(c.device, c.gpus, c.towers)
-    train_set, val_set = open_datasets(c)
+    train_set, val_set = open_datasets(c, out)
     out.mkdir(parents=True, exist_ok=True)
     run = _prepare_run(c, out, train_set, val_set, devices, resumed, model_class)
     history = read_history(out)

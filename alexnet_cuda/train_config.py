@@ -187,7 +187,18 @@ def resolve(config: TrainConfig) -> TrainConfig:
 
 
 def resolve_split(c: TrainConfig) -> None:
-    """The split fractions and seed of a folder without train/ and val/ (used only for such a folder)."""
+    """The split fractions and seed, which only a folder of class folders without train/ and val/ uses: given for a
+    dataset with its own splits they are refused rather than silently ignored."""
+    from .data.datasets import is_unsplit_folder
+
+    split_flags = {"--val-fraction": c.val_fraction, "--test-fraction": c.test_fraction,
+                   "--split-seed": c.split_seed}
+    if c.dataset not in ("folder", "imagenet") or not is_unsplit_folder(c.data):
+        given = [flag for flag, value in split_flags.items() if value is not None]
+        if given:
+            raise ConfigError(f"{given[0]} applies only to a folder of class folders without train/ and val/; "
+                              f"{c.data or 'the synthetic dataset'} has its own splits")
+        return
     if c.val_on_train and c.val_fraction:
         raise ConfigError("--val-on-train validates on the training images; it cannot be combined with "
                           "--val-fraction")
@@ -195,6 +206,9 @@ def resolve_split(c: TrainConfig) -> None:
         c.val_fraction = 0.0 if c.val_on_train else DEFAULT_SPLIT["val_fraction"]
     if c.test_fraction is None:
         c.test_fraction = DEFAULT_SPLIT["test_fraction"]
+    if c.val_fraction == 0 and not c.val_on_train:
+        raise ConfigError("--val-fraction 0 leaves no validation images; pass --val-on-train to validate on the "
+                          "training images (and be told so)")
     if c.val_fraction + c.test_fraction >= 1.0:
         raise ConfigError(f"--val-fraction {c.val_fraction:g} plus --test-fraction {c.test_fraction:g} leave no "
                           f"training images (their sum must be below 1)")

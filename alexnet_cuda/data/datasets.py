@@ -55,7 +55,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 
 LAYOUTS = """expected one of these layouts:
   class folders   : ROOT/train/<class>/<image files> and ROOT/val/<class>/<image files> (optional ROOT/classes.txt
-                    with '<class id><TAB><name>' lines), or ROOT/<class>/<image files> directly
+                    with '<class id><TAB><name>' lines), or ROOT/<class>/<image files> directly (then split
+                    per class by the trainer: --val-fraction, --test-fraction)
   ILSVRC-2012 val : ROOT/val/<image files> (flat) plus a labels file (ILSVRC2012_validation_ground_truth.txt with
                     one 1-based index per line in sorted filename order, or '<filename> <label>' lines in val.txt /
                     val_labels.txt / labels.txt) in ROOT/val or ROOT
@@ -673,6 +674,13 @@ class Cifar10Dataset(Dataset):
 # ------------------------------------------------------------------------------------------------- open
 
 
+def is_unsplit_folder(path) -> bool:
+    """True for ``ROOT/<class>/<images>`` without ``train/`` and ``val/``: a dataset that ships no splits, which
+    :func:`open_dataset` returns whole (the training driver splits it, see :mod:`.splits`)."""
+    path = str(path)
+    return _has_class_folders(path) and not any(os.path.isdir(os.path.join(path, s)) for s in ("train", "val"))
+
+
 def _detect(path: str, split: str) -> str:
     if _cifar_dir(path):
         return "cifar10"
@@ -683,7 +691,7 @@ def _detect(path: str, split: str) -> str:
         return "folder"
     if _has_flat_images(split_dir) and _find_val_labels(split_dir, path):
         return "imagenet"
-    if _has_class_folders(path) and not any(os.path.isdir(os.path.join(path, s)) for s in ("train", "val")):
+    if is_unsplit_folder(path):
         return "folder"
     return "unknown"
 
@@ -728,8 +736,8 @@ def open_dataset(path, kind: str = "auto", split: str = "train", image_size: int
         elif _has_flat_images(split_dir) and _find_val_labels(split_dir, root):
             # ILSVRC-style flat val (accepted for kind "folder" too: the train split next to it is class folders)
             ds = _flat_val_dataset(root, split_dir, _find_val_labels(split_dir, root), image_size)
-        elif _has_class_folders(root) and not any(os.path.isdir(os.path.join(root, s)) for s in ("train", "val")):
-            ds = _folder_dataset(root, root, image_size)  # ROOT/<class>/<images>: one split, ``split`` unused
+        elif is_unsplit_folder(root):
+            ds = _folder_dataset(root, root, image_size)  # ROOT/<class>/<images>: every image, ``split`` unused
         elif _has_flat_images(split_dir):
             raise ValueError(f"open_dataset: {split_dir} holds images but no class folders and no labels file "
                              f"({', '.join(VAL_LABEL_FILES)})\n{LAYOUTS}")
