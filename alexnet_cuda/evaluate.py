@@ -106,6 +106,7 @@ def dataset_for(ckpt: ckpt_io.Checkpoint, data: str | None, kind: str | None, sp
     """The evaluation set: ``data`` when given, else the one the checkpoint was trained on."""
     from . import data as data_mod
     from .train import TrainConfig
+    from .data.resize import at_size
     from .train_data import open_split
 
     image_size = int(ckpt.meta.get("image_size", 0)) or None
@@ -123,7 +124,8 @@ def dataset_for(ckpt: ckpt_io.Checkpoint, data: str | None, kind: str | None, sp
     if not path.is_dir():
         raise ConfigError(f"--data {data}: no such directory")
     try:
-        return data_mod.open_dataset(path, kind=kind or "auto", split=split, image_size=image_size or 256)
+        dataset = data_mod.open_dataset(path, kind=kind or "auto", split=split, image_size=image_size or 256)
+        return at_size(dataset, image_size)  # the side the network was trained at (CIFAR-10 and Tiny ImageNet too)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"--data {data}: {str(exc).splitlines()[0]}") from None
 

@@ -62,9 +62,11 @@ def _synthetic(c: TrainConfig):
 
 def _open(c: TrainConfig, split: str):
     from . import data
+    from .data.resize import at_size
 
     try:
-        return data.open_dataset(c.data, kind=c.dataset, split=split, image_size=c.image_size)
+        # CIFAR-10 and Tiny ImageNet come at their native size: resampled to --image-size like any other folder.
+        return at_size(data.open_dataset(c.data, kind=c.dataset, split=split, image_size=c.image_size), c.image_size)
     except (OSError, ValueError, KeyError) as exc:
         # The data package's messages go on with the supported layouts, which --help lists: keep the first line.
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
