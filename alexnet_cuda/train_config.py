@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .arguments import FLOAT32_MAX
 from .cli import ConfigError, add_debug_flag, float_in, gpu_list, int_at_least
+from .train_examples import EXAMPLES
 
 PROG = "python -m alexnet_cuda.train"
 DATASETS = ("synthetic", "folder", "imagenet", "cifar10", "tinyimagenet")
@@ -293,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(f"--data: {_layouts()}\n\n" if _layouts() else "") + wrap(
             "Outputs in --out: last.npz and best.npz (checkpoints), metrics.jsonl (per epoch), steps.jsonl (per "
             "step), mean.npy and pca.npz (input statistics). Ctrl-C saves a checkpoint and stops; --resume --out "
-            "DIR continues exactly (only --epochs, --device, --gpus and --workers may change)."))
+            "DIR continues exactly (only --epochs, --device, --gpus and --workers may change).") + "\n\n" + EXAMPLES)
     g = p.add_argument_group("data")
     g.add_argument("--data", metavar="PATH", help="dataset directory (default: the built-in synthetic dataset)")
     g.add_argument("--dataset", choices=DATASETS, help="dataset kind (default: detected from --data)")
@@ -394,8 +395,8 @@ def _add_augmentation_flags(p: argparse.ArgumentParser) -> None:
         textwrap.fill("Applied per image to the uint8 S x S images, in this order: brightness, contrast, saturation, "
                       "noise; each draw comes from the seeded augmentation stream (--resume stays exact).",
                       width=100))
-    g.add_argument("--no-flip", dest="flip", action="store_false",
-                   help="no random horizontal reflections (4.1)")
+    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+                   help="random horizontal reflections (4.1; default on; --no-flip turns them off)")
     g.add_argument("--brightness", type=float_in(0.0, 1.0), default=0.0, metavar="S",
                    help="multiply each image by a factor uniform in [1-S, 1+S]")
     g.add_argument("--contrast", type=float_in(0.0, 1.0), default=0.0, metavar="S",
