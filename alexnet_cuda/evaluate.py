@@ -123,11 +123,24 @@ def dataset_for(ckpt: ckpt_io.Checkpoint, data: str | None, kind: str | None, sp
     path = Path(data).expanduser()
     if not path.is_dir():
         raise ConfigError(f"--data {data}: no such directory")
+    _warn_if_unsplit(path, ckpt)
     try:
         dataset = data_mod.open_dataset(path, kind=kind or "auto", split=split, image_size=image_size or 256)
         return at_size(dataset, image_size)  # the side the network was trained at (CIFAR-10 and Tiny ImageNet too)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"--data {data}: {str(exc).splitlines()[0]}") from None
+
+
+def _warn_if_unsplit(path: Path, ckpt: ckpt_io.Checkpoint) -> None:
+    """A folder without train/ and val/ is read whole: say so when it is the folder the checkpoint was trained on,
+    since its training images are then among those scored."""
+    from .data.datasets import is_unsplit_folder
+
+    saved = ckpt.meta.get("config") if isinstance(ckpt.meta.get("config"), dict) else {}
+    if is_unsplit_folder(path) and saved.get("data") == str(path.resolve()):
+        print(f"{PROG}: note: --data {path} is the folder {ckpt.path} was trained on and has no train/ and val/: "
+              f"all its images are scored, the training ones included. Without --data, --split test scores the "
+              f"images the run held out.", file=sys.stderr)
 
 
 def check_classes(ckpt: ckpt_io.Checkpoint, dataset) -> None:

@@ -127,6 +127,8 @@ def test_evaluate_scores_the_test_split_from_the_run_directory(tmp_path, monkeyp
     assert evaluate_mod.main(["--checkpoint", str(out / "last.npz"), "--split", "test", "--json",
                               "--no-progress", "--workers", "0"]) == 0
     assert json.loads(capsys.readouterr().out)["images"] == 2
+    assert len(evaluate_mod.dataset_for(ckpt, str(data), None, "val")) == 20  # the folder given: all of it,
+    assert "the training ones included" in capsys.readouterr().err  # and evaluate says so
     (out / "splits" / "split.json").unlink()
     with pytest.raises(ConfigError, match="does not hold the split this run used"):
         evaluate_mod.dataset_for(ckpt, None, None, "test")
