@@ -211,6 +211,35 @@ def lrn_backward(x, y, scale, dy, size=5, alpha=1e-4, beta=0.75, k=2.0, *, devic
                  *c.ints(size=size), *c.floats(alpha=alpha, beta=beta, k=k))
 
 
+# ---- batchnorm ----------------------------------------------------------------------------------------------------
+def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum=0.1, eps=1e-5, *, device=None):
+    """Batch normalization in training mode (Ioffe & Szegedy 2015, Algorithm 1) over x (n, c) per feature or
+    (n, c, h, w) per channel. Returns (y, saved_mean, saved_invstd) and updates running_mean and running_var in
+    place (PyTorch's rule: running = (1 - momentum) * running + momentum * batch statistic, the variance unbiased).
+    """
+    c = _Call("batchnorm_forward_train", device, x)
+    rm, rv = c.t(running_mean, "running_mean"), c.t(running_var, "running_var")
+    _require_writeable(c, running_mean=running_mean, running_var=running_var)
+    out = c.run(_C.ops.batchnorm_forward_train, c.t(x, "x"), c.t(gamma, "gamma"), c.t(beta, "beta"), rm, rv,
+                *c.floats(momentum=momentum, eps=eps))
+    _write_back([(running_mean, rm), (running_var, rv)])
+    return out
+
+
+def batchnorm_forward_eval(x, gamma, beta, running_mean, running_var, eps=1e-5, *, device=None):
+    """Inference mode: y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta."""
+    c = _Call("batchnorm_forward_eval", device, x)
+    return c.run(_C.ops.batchnorm_forward_eval, c.t(x, "x"), c.t(gamma, "gamma"), c.t(beta, "beta"),
+                 c.t(running_mean, "running_mean"), c.t(running_var, "running_var"), *c.floats(eps=eps))
+
+
+def batchnorm_backward(x, dy, gamma, saved_mean, saved_invstd, *, device=None):
+    """Backward of the training-mode forward, from its saved statistics. Returns (dx, dgamma, dbeta)."""
+    c = _Call("batchnorm_backward", device, x)
+    return c.run(_C.ops.batchnorm_backward, c.t(x, "x"), c.t(dy, "dy"), c.t(gamma, "gamma"),
+                 c.t(saved_mean, "saved_mean"), c.t(saved_invstd, "saved_invstd"))
+
+
 # ---- maxpool ------------------------------------------------------------------------------------------------------
 def maxpool_forward(x, kernel=3, stride=2, *, device=None):
     """Max pooling (paper Section 3.4: overlapping with kernel 3, stride 2)."""
@@ -223,6 +252,19 @@ def maxpool_backward(x, y, dy, kernel=3, stride=2, *, device=None):
     c = _Call("maxpool_backward", device, x)
     return c.run(_C.ops.maxpool_backward, c.t(x, "x"), c.t(y, "y"), c.t(dy, "dy"),
                  *c.ints(kernel=kernel, stride=stride))
+
+
+# ---- global_avgpool -----------------------------------------------------------------------------------------------
+def global_avgpool_forward(x, *, device=None):
+    """Global average pooling (Lin et al. 2014, Network in Network): x (n, c, h, w) -> (n, c), the mean over h, w."""
+    c = _Call("global_avgpool_forward", device, x)
+    return c.run(_C.ops.global_avgpool_forward, c.t(x, "x"))
+
+
+def global_avgpool_backward(dy, h, w, *, device=None):
+    """dy (n, c) -> dx (n, c, h, w) = dy / (h * w) at every position."""
+    c = _Call("global_avgpool_backward", device, dy)
+    return c.run(_C.ops.global_avgpool_backward, c.t(dy, "dy"), *c.ints(h=h, w=w))
 
 
 # ---- dropout ------------------------------------------------------------------------------------------------------
@@ -263,6 +305,21 @@ def topk_correct(scores, labels, *, device=None):
     return tuple(c.run(_C.ops.topk_correct, c.t(scores, "scores"), _labels(c, labels)))
 
 
+# ---- in-place state ----------------------------------------------------------------------------------------------
+def _require_writeable(c: _Call, **arrays: Any) -> None:
+    """NumPy arrays that an op updates in place must be writeable (Tensors are updated on their device)."""
+    if any(not a.flags.writeable for a in arrays.values() if isinstance(a, np.ndarray)):
+        *others, last = arrays
+        raise ValueError(f"{c.op}: {', '.join(others)} and {last} must be writeable arrays (updated in place)")
+
+
+def _write_back(pairs: list[tuple[Any, Tensor]]) -> None:
+    """Copies the updated Tensors back into the caller's NumPy arrays (a Tensor argument was updated in place)."""
+    for array, tensor in pairs:
+        if isinstance(array, np.ndarray):
+            array[...] = tensor.numpy()
+
+
 # ---- sgd ----------------------------------------------------------------------------------------------------------
 def sgd_update(weight, momentum_buffer, grad, lr, momentum=0.9, weight_decay=5e-4, *, device=None):
     """The paper's update (Section 5), in place: v = mu*v - wd*lr*w - lr*grad; w += v.
@@ -272,12 +329,26 @@ def sgd_update(weight, momentum_buffer, grad, lr, momentum=0.9, weight_decay=5e-
     """
     c = _Call("sgd_update", device, weight)
     w, v, g = c.t(weight, "weight"), c.t(momentum_buffer, "momentum_buffer"), c.t(grad, "grad")
-    if c.numpy and (not weight.flags.writeable or not momentum_buffer.flags.writeable):
-        raise ValueError("sgd_update: weight and momentum_buffer must be writeable arrays (updated in place)")
+    _require_writeable(c, weight=weight, momentum_buffer=momentum_buffer)
     c.run(_C.ops.sgd_update, w, v, g, *c.floats(lr=lr, momentum=momentum, weight_decay=weight_decay))
-    if c.numpy:
-        weight[...] = w.numpy()
-        momentum_buffer[...] = v.numpy()
+    _write_back([(weight, w), (momentum_buffer, v)])
+
+
+# ---- adam ---------------------------------------------------------------------------------------------------------
+def adam_update(weight, m, v, grad, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, decoupled=False,
+                step=1, *, device=None):
+    """Adam (Kingma & Ba 2015, Algorithm 1), in place on weight and the moment estimates m and v, at the 1-based
+    ``step`` (bias correction 1 - beta^step). ``decoupled=False``: the L2 penalty enters the gradient
+    (g = grad + weight_decay * weight); ``decoupled=True``: AdamW (Loshchilov & Hutter 2019), the weight shrinks by
+    lr * weight_decay * weight apart from the adaptive step. NumPy arrays are written back like ``sgd_update``.
+    """
+    c = _Call("adam_update", device, weight)
+    w, tm, tv, g = c.t(weight, "weight"), c.t(m, "m"), c.t(v, "v"), c.t(grad, "grad")
+    _require_writeable(c, weight=weight, m=m, v=v)
+    c.run(_C.ops.adam_update, w, tm, tv, g,
+          *c.floats(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay),
+          bool_arg(c.op, "decoupled", decoupled), int_arg(c.op, "step", step, -(2**63), 2**63 - 1))
+    _write_back([(weight, w), (m, tm), (v, tv)])
 
 
 # ---- prepare_batch ------------------------------------------------------------------------------------------------

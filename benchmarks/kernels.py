@@ -7,7 +7,8 @@ conv3 256->192 3x3 pad 1 on 13x13 (conv3 sees the maps of both towers), conv4 19
 (standalone, and its cost when fused into the conv/fc epilogue); LRN (n=5) after conv1 and conv2; 3x3/2 max
 pooling after conv1, conv2 and conv5; fc6 9216->2048, fc7 4096->2048, fc8 4096->500; dropout on the fc6/fc7
 outputs; softmax cross-entropy over batch x 1000; the SGD update over each layer's per-tower parameters (weights +
-biases); prepare_batch (batch x 256x256x3 uint8 -> 227x227 float crops).
+biases); prepare_batch (batch x 256x256x3 uint8 -> 227x227 float crops); and the variants' ops of issue 10
+(variant_kernels.py): BatchNorm, global average pooling, Adam.
 
 Ops run through :mod:`alexnet_cuda.ops` on device Tensors (no host copies are timed). An op that is not implemented
 yet (or fails) is reported as such and the run goes on.
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,128 +36,25 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks.common` impor
     sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import common  # noqa: E402
+from benchmarks.kernel_cases import (F4, Case, Net, Thunk, f32, layer_parameter_counts, paper_net,  # noqa: E402,F401
+                                     tensors, tiny_net, torch_tensors)
+from benchmarks.variant_kernels import variant_cases  # noqa: E402
 
 # The targets (GPU only): what "fast enough" means for each kind of op.
 CONV_VS_CUDNN = 0.8        # conv forward/backward: at least 0.8x cuDNN's speed (torch time / our time >= 0.8)
-BANDWIDTH_FRACTION = 0.7   # LRN, pooling, ReLU, dropout, SGD: >= 70% of the measured copy bandwidth
+BANDWIDTH_FRACTION = 0.7   # LRN, BN, pooling, ReLU, dropout, SGD, Adam: >= 70% of the measured copy bandwidth
 FMA_FRACTION = 0.7         # fully connected: >= 70% of the measured FP32 FMA peak
 WHY_PLACEHOLDER = "TODO(human): not met; explain from a profile of this run (ncu/nsys) and say what would close it"
 
-GROUPS = ["conv2d", "relu", "lrn", "maxpool", "linear", "dropout", "softmax_xent", "sgd", "prepare_batch"]
+GROUPS = ["conv2d", "relu", "lrn", "maxpool", "linear", "dropout", "softmax_xent", "sgd", "prepare_batch", "batchnorm",
+          "global_avgpool", "adam"]
 ALIASES = {"conv": "conv2d", "fc": "linear", "pool": "maxpool", "softmax": "softmax_xent", "xent": "softmax_xent",
-           "prepare": "prepare_batch"}
+           "prepare": "prepare_batch", "bn": "batchnorm", "gap": "global_avgpool"}
 
 # Hyper-parameters of the paper (Sections 3.3, 4.2, 5).
 LRN = dict(size=5, alpha=1e-4, beta=0.75, k=2.0)
 DROPOUT_P = 0.5
 SGD = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
-
-
-# ---- the network's shapes -----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Conv:
-    name: str
-    c_in: int
-    c_out: int
-    k: int
-    stride: int
-    pad: int
-    h_in: int
-
-    @property
-    def h_out(self) -> int:
-        return (self.h_in + 2 * self.pad - self.k) // self.stride + 1
-
-
-@dataclass(frozen=True)
-class Net:
-    """One tower's shapes. Every derived shape (LRN, pooling, fc inputs, parameter counts) follows from these."""
-
-    convs: tuple[Conv, ...]
-    fc: int          # fc6/fc7 outputs per tower
-    classes: int     # fc8 outputs over both towers
-    image: int       # stored image side (uint8)
-    crop: int        # network input side
-
-    def conv(self, name: str) -> Conv:
-        return next(c for c in self.convs if c.name == name)
-
-    @staticmethod
-    def pooled(h: int) -> int:
-        return (h - 3) // 2 + 1
-
-    @property
-    def fc6_in(self) -> int:  # both towers' pooled conv5 maps
-        c5 = self.conv("conv5")
-        return 2 * c5.c_out * self.pooled(c5.h_out) ** 2
-
-    def fcs(self) -> list[tuple[str, int, int, str]]:
-        return [("fc6", self.fc6_in, self.fc, "relu"), ("fc7", 2 * self.fc, self.fc, "relu"),
-                ("fc8", 2 * self.fc, self.classes // 2, "none")]
-
-
-def paper_net() -> Net:
-    conv1 = Conv("conv1", 3, 48, 11, 4, 0, 227)
-    conv2 = Conv("conv2", 48, 128, 5, 1, 2, Net.pooled(conv1.h_out))
-    conv3 = Conv("conv3", 256, 192, 3, 1, 1, Net.pooled(conv2.h_out))
-    conv4 = Conv("conv4", 192, 192, 3, 1, 1, conv3.h_out)
-    conv5 = Conv("conv5", 192, 128, 3, 1, 1, conv4.h_out)
-    return Net((conv1, conv2, conv3, conv4, conv5), fc=2048, classes=1000, image=256, crop=227)
-
-
-def tiny_net() -> Net:
-    """Same structure, a few channels and small images: for the smoke test only."""
-    conv1 = Conv("conv1", 3, 4, 11, 4, 0, 67)
-    conv2 = Conv("conv2", 4, 8, 5, 1, 2, Net.pooled(conv1.h_out))
-    conv3 = Conv("conv3", 16, 6, 3, 1, 1, Net.pooled(conv2.h_out))
-    conv4 = Conv("conv4", 6, 6, 3, 1, 1, conv3.h_out)
-    conv5 = Conv("conv5", 6, 4, 3, 1, 1, conv4.h_out)
-    return Net((conv1, conv2, conv3, conv4, conv5), fc=16, classes=10, image=72, crop=67)
-
-
-# ---- benchmark cases ----------------------------------------------------------------------------------------------
-Thunk = Callable[[], Any]
-
-
-@dataclass
-class Case:
-    """One op call to time. ``ours(device)`` sets up inputs and returns the call; ``theirs(torch, device)`` does the
-    same through PyTorch. ``baseline`` (optional) is a second call timed alongside: the reported time is then
-    median(ours) - median(baseline), used for the cost of a fused ReLU."""
-
-    name: str
-    group: str
-    layer: str
-    pass_: str
-    shape: str
-    ours: Callable[[str], Thunk]
-    flops: float | None = None
-    bytes: float | None = None
-    target: str | None = None  # "cudnn", "bandwidth", "fma" or None
-    theirs: Callable[[Any, str], Thunk] | None = None
-    theirs_what: str = ""
-    baseline: Callable[[str], Thunk] | None = None
-    note: str = ""
-    result: dict = field(default_factory=dict)
-
-
-def _f32(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarray:
-    return (rng.standard_normal(shape, dtype=np.float32) * np.float32(scale))
-
-
-def _tensors(device: str, *arrays: np.ndarray):
-    """Device copies of the inputs, made once at set-up so no host copy is timed (any of the three dtypes)."""
-    from alexnet_cuda import Tensor
-
-    return [Tensor.from_numpy(np.ascontiguousarray(a), device, "benchmark input") for a in arrays]
-
-
-def _torch_tensors(torch: Any, device: str, *arrays: np.ndarray, grad: bool = False):
-    out = []
-    for a in arrays:
-        t = torch.from_numpy(np.ascontiguousarray(a)).to(device)
-        out.append(t.requires_grad_(grad) if grad and t.is_floating_point() else t)
-    return out
 
 
 def _lrn_numpy(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -194,7 +91,6 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
     rng = np.random.default_rng(seed)
     n = batch
     cases: list[Case] = []
-    F4 = 4  # bytes per float32
 
     # -- conv2d: forward (bias + ReLU fused, as the network runs it), dL/dx, dL/dw ------------------------------------
     for cv in net.convs:
@@ -205,24 +101,24 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
         desc = f"{n}x{cv.c_in}x{cv.h_in}x{cv.h_in} -> {cv.c_out}, {cv.k}x{cv.k}/{cv.stride} pad {cv.pad}"
 
         def fwd(device, cv=cv, xs=xs, ws=ws, act="relu"):
-            x, w, b = _tensors(device, _f32(rng, *xs), _f32(rng, *ws, scale=0.01), _f32(rng, cv.c_out))
+            x, w, b = tensors(device, f32(rng, *xs), f32(rng, *ws, scale=0.01), f32(rng, cv.c_out))
             return lambda: ops.conv2d_forward(x, w, b, cv.stride, cv.pad, 1, act)
 
         def fwd_torch(torch, device, cv=cv, xs=xs, ws=ws):
-            x, w, b = _torch_tensors(torch, device, _f32(rng, *xs), _f32(rng, *ws, scale=0.01), _f32(rng, cv.c_out))
+            x, w, b = torchtensors(torch, device, f32(rng, *xs), f32(rng, *ws, scale=0.01), f32(rng, cv.c_out))
             return lambda: torch.nn.functional.conv2d(x, w, b, cv.stride, cv.pad)
 
         def bwd_in(device, cv=cv, ys=ys, ws=ws):
-            dy, w = _tensors(device, _f32(rng, *ys), _f32(rng, *ws, scale=0.01))
+            dy, w = tensors(device, f32(rng, *ys), f32(rng, *ws, scale=0.01))
             return lambda: ops.conv2d_backward_input(dy, w, (cv.h_in, cv.h_in), cv.stride, cv.pad, 1)
 
         def bwd_w(device, cv=cv, xs=xs, ys=ys):
-            x, dy = _tensors(device, _f32(rng, *xs), _f32(rng, *ys))
+            x, dy = tensors(device, f32(rng, *xs), f32(rng, *ys))
             return lambda: ops.conv2d_backward_weight(x, dy, (cv.k, cv.k), cv.stride, cv.pad, 1)
 
         def torch_bwd(mask, cv=cv, xs=xs, ws=ws, ys=ys):
             def make(torch, device):
-                x, w, dy = _torch_tensors(torch, device, _f32(rng, *xs), _f32(rng, *ws, scale=0.01), _f32(rng, *ys))
+                x, w, dy = torchtensors(torch, device, f32(rng, *xs), f32(rng, *ws, scale=0.01), f32(rng, *ys))
                 conv_bwd = torch.ops.aten.convolution_backward
                 return lambda: conv_bwd(dy, x, w, None, [cv.stride] * 2, [cv.pad] * 2, [1, 1], False, [0, 0], 1, mask)
             return make
@@ -244,27 +140,27 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
         flops = 2.0 * n * fin * fout
 
         def fwd(device, fin=fin, fout=fout, act=act):
-            x, w, b = _tensors(device, _f32(rng, n, fin), _f32(rng, fout, fin, scale=0.01), _f32(rng, fout))
+            x, w, b = tensors(device, f32(rng, n, fin), f32(rng, fout, fin, scale=0.01), f32(rng, fout))
             return lambda: ops.linear_forward(x, w, b, act)
 
         def fwd_torch(torch, device, fin=fin, fout=fout):
-            x, w, b = _torch_tensors(torch, device, _f32(rng, n, fin), _f32(rng, fout, fin, scale=0.01), _f32(rng, fout))
+            x, w, b = torchtensors(torch, device, f32(rng, n, fin), f32(rng, fout, fin, scale=0.01), f32(rng, fout))
             return lambda: torch.nn.functional.linear(x, w, b)
 
         def bwd_in(device, fin=fin, fout=fout):
-            dy, w = _tensors(device, _f32(rng, n, fout), _f32(rng, fout, fin, scale=0.01))
+            dy, w = tensors(device, f32(rng, n, fout), f32(rng, fout, fin, scale=0.01))
             return lambda: ops.linear_backward_input(dy, w)
 
         def bwd_in_torch(torch, device, fin=fin, fout=fout):
-            dy, w = _torch_tensors(torch, device, _f32(rng, n, fout), _f32(rng, fout, fin, scale=0.01))
+            dy, w = torchtensors(torch, device, f32(rng, n, fout), f32(rng, fout, fin, scale=0.01))
             return lambda: torch.mm(dy, w)
 
         def bwd_w(device, fin=fin, fout=fout):
-            x, dy = _tensors(device, _f32(rng, n, fin), _f32(rng, n, fout))
+            x, dy = tensors(device, f32(rng, n, fin), f32(rng, n, fout))
             return lambda: ops.linear_backward_weight(x, dy)
 
         def bwd_w_torch(torch, device, fin=fin, fout=fout):
-            x, dy = _torch_tensors(torch, device, _f32(rng, n, fin), _f32(rng, n, fout))
+            x, dy = torchtensors(torch, device, f32(rng, n, fin), f32(rng, n, fout))
             return lambda: torch.mm(dy.t(), x)
 
         kw = dict(group="linear", layer=name, shape=desc, flops=flops, target="fma")
@@ -285,19 +181,19 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
         desc = "x".join(map(str, shape))
 
         def fwd(device, shape=shape):
-            (x,) = _tensors(device, _f32(rng, *shape))
+            (x,) = tensors(device, f32(rng, *shape))
             return lambda: ops.relu_forward(x)
 
         def fwd_torch(torch, device, shape=shape):
-            (x,) = _torch_tensors(torch, device, _f32(rng, *shape))
+            (x,) = torchtensors(torch, device, f32(rng, *shape))
             return lambda: torch.nn.functional.relu(x)
 
         def bwd(device, shape=shape):
-            y, dy = _tensors(device, np.maximum(_f32(rng, *shape), 0), _f32(rng, *shape))
+            y, dy = tensors(device, np.maximum(f32(rng, *shape), 0), f32(rng, *shape))
             return lambda: ops.relu_backward(y, dy)
 
         def bwd_torch(torch, device, shape=shape):
-            y, dy = _torch_tensors(torch, device, np.maximum(_f32(rng, *shape), 0), _f32(rng, *shape))
+            y, dy = torchtensors(torch, device, np.maximum(f32(rng, *shape), 0), f32(rng, *shape))
             return lambda: torch.ops.aten.threshold_backward(dy, y, 0)
 
         kw = dict(group="relu", layer=layer, shape=desc, target="bandwidth")
@@ -314,7 +210,7 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
 
             def fused(act, cv=cv, xs=xs, ws=ws):
                 def make(device):
-                    x, w, b = _tensors(device, _f32(rng, *xs), _f32(rng, *ws, scale=0.01), _f32(rng, cv.c_out))
+                    x, w, b = tensors(device, f32(rng, *xs), f32(rng, *ws, scale=0.01), f32(rng, cv.c_out))
                     return lambda: ops.conv2d_forward(x, w, b, cv.stride, cv.pad, 1, act)
                 return make
         else:
@@ -322,7 +218,7 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
 
             def fused(act, fin=fin, fout=shape[1]):
                 def make(device):
-                    x, w, b = _tensors(device, _f32(rng, n, fin), _f32(rng, fout, fin, scale=0.01), _f32(rng, fout))
+                    x, w, b = tensors(device, f32(rng, n, fin), f32(rng, fout, fin, scale=0.01), f32(rng, fout))
                     return lambda: ops.linear_forward(x, w, b, act)
                 return make
         cases.append(Case(f"relu.{layer}.fused", group="relu", layer=layer, pass_="fused", shape=desc,
@@ -337,21 +233,21 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
         desc = "x".join(map(str, shape)) + f", n={LRN['size']}"
 
         def fwd(device, shape=shape):
-            (x,) = _tensors(device, _f32(rng, *shape))
+            (x,) = tensors(device, f32(rng, *shape))
             return lambda: ops.lrn_forward(x, **LRN)
 
         def fwd_torch(torch, device, shape=shape):
-            (x,) = _torch_tensors(torch, device, _f32(rng, *shape))
+            (x,) = torchtensors(torch, device, f32(rng, *shape))
             return lambda: torch.nn.functional.local_response_norm(x, LRN["size"], LRN["alpha"], LRN["beta"], LRN["k"])
 
         def bwd(device, shape=shape):
-            x = _f32(rng, *shape)
+            x = f32(rng, *shape)
             y, scale = _lrn_numpy(x)
-            tx, ty, ts, tdy = _tensors(device, x, y, scale, _f32(rng, *shape))
+            tx, ty, ts, tdy = tensors(device, x, y, scale, f32(rng, *shape))
             return lambda: ops.lrn_backward(tx, ty, ts, tdy, **LRN)
 
         def bwd_torch(torch, device, shape=shape):
-            x, dy = _torch_tensors(torch, device, _f32(rng, *shape), _f32(rng, *shape), grad=True)
+            x, dy = torchtensors(torch, device, f32(rng, *shape), f32(rng, *shape), grad=True)
             dy = dy.detach()
             y = torch.nn.functional.local_response_norm(x, LRN["size"], LRN["alpha"], LRN["beta"], LRN["k"])
             return lambda: torch.autograd.grad(y, x, dy, retain_graph=True)
@@ -374,21 +270,21 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
         desc = "x".join(map(str, shape)) + f" -> {ho}x{ho}"
 
         def fwd(device, shape=shape):
-            (x,) = _tensors(device, _f32(rng, *shape))
+            (x,) = tensors(device, f32(rng, *shape))
             return lambda: ops.maxpool_forward(x, 3, 2)
 
         def fwd_torch(torch, device, shape=shape):
-            (x,) = _torch_tensors(torch, device, _f32(rng, *shape))
+            (x,) = torchtensors(torch, device, f32(rng, *shape))
             return lambda: torch.nn.functional.max_pool2d(x, 3, 2)
 
         def bwd(device, shape=shape):
-            x = _f32(rng, *shape)
+            x = f32(rng, *shape)
             y = _maxpool_numpy(x)
-            tx, ty, tdy = _tensors(device, x, y, _f32(rng, *y.shape))
+            tx, ty, tdy = tensors(device, x, y, f32(rng, *y.shape))
             return lambda: ops.maxpool_backward(tx, ty, tdy, 3, 2)
 
         def bwd_torch(torch, device, shape=shape):
-            (x,) = _torch_tensors(torch, device, _f32(rng, *shape))
+            (x,) = torchtensors(torch, device, f32(rng, *shape))
             y, idx = torch.nn.functional.max_pool2d(x, 3, 2, return_indices=True)
             dy = torch.randn_like(y)
             return lambda: torch.ops.aten.max_pool2d_with_indices_backward(dy, x, [3, 3], [2, 2], [0, 0], [1, 1],
@@ -409,19 +305,19 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
         numel = n * net.fc
 
         def fwd(device, shape=shape):
-            (x,) = _tensors(device, _f32(rng, *shape))
+            (x,) = tensors(device, f32(rng, *shape))
             return lambda: ops.dropout_forward(x, DROPOUT_P, 1234, 0, True)
 
         def fwd_torch(torch, device, shape=shape):
-            (x,) = _torch_tensors(torch, device, _f32(rng, *shape))
+            (x,) = torchtensors(torch, device, f32(rng, *shape))
             return lambda: torch.nn.functional.dropout(x, DROPOUT_P, training=True)
 
         def bwd(device, shape=shape):
-            (dy,) = _tensors(device, _f32(rng, *shape))
+            (dy,) = tensors(device, f32(rng, *shape))
             return lambda: ops.dropout_backward(dy, DROPOUT_P, 1234, 0, True)
 
         def bwd_torch(torch, device, shape=shape):
-            x, dy = _torch_tensors(torch, device, _f32(rng, *shape), _f32(rng, *shape))
+            x, dy = torchtensors(torch, device, f32(rng, *shape), f32(rng, *shape))
             _, mask = torch.native_dropout(x, DROPOUT_P, True)
             return lambda: torch.ops.aten.native_dropout_backward(dy, mask, 1.0 / (1.0 - DROPOUT_P))
 
@@ -436,25 +332,25 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
 
     # -- softmax cross-entropy --------------------------------------------------------------------------------------
     classes = net.classes
-    logits_np = _f32(rng, n, classes)
+    logits_np = f32(rng, n, classes)
     labels_np = rng.integers(0, classes, size=n, dtype=np.int32)
     xent_bytes = 2.0 * n * classes * F4 + n * 4
 
     def xent_fwd(device):
-        logits, labels = _tensors(device, logits_np, labels_np)
+        logits, labels = tensors(device, logits_np, labels_np)
         return lambda: ops.softmax_xent_forward(logits, labels)
 
     def xent_fwd_torch(torch, device):
-        logits, labels = _torch_tensors(torch, device, logits_np, labels_np.astype(np.int64))
+        logits, labels = torchtensors(torch, device, logits_np, labels_np.astype(np.int64))
         return lambda: torch.nn.functional.cross_entropy(logits, labels)
 
     def xent_bwd(device):
-        probs, labels = _tensors(device, _softmax_numpy(logits_np), labels_np)
+        probs, labels = tensors(device, _softmax_numpy(logits_np), labels_np)
         return lambda: ops.softmax_xent_backward(probs, labels)
 
     def xent_bwd_torch(torch, device):
-        (logits,) = _torch_tensors(torch, device, logits_np, grad=True)
-        (labels,) = _torch_tensors(torch, device, labels_np.astype(np.int64))
+        (logits,) = torchtensors(torch, device, logits_np, grad=True)
+        (labels,) = torchtensors(torch, device, labels_np.astype(np.int64))
         loss = torch.nn.functional.cross_entropy(logits, labels)
         return lambda: torch.autograd.grad(loss, logits, retain_graph=True)
 
@@ -468,17 +364,15 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
     ]
 
     # -- SGD over each layer's per-tower parameters (weights + biases) ------------------------------------------------
-    params = [(cv.name, cv.c_out * cv.c_in * cv.k * cv.k + cv.c_out) for cv in net.convs]
-    params += [(name, fin * fout + fout) for name, fin, fout, _ in net.fcs()]
-    for layer, count in params:
+    for layer, count in layer_parameter_counts(net):
         def sgd(device, count=count):
-            w, v, g = _tensors(device, _f32(rng, count, scale=0.01), np.zeros(count, np.float32),
-                               _f32(rng, count, scale=1e-3))
+            w, v, g = tensors(device, f32(rng, count, scale=0.01), np.zeros(count, np.float32),
+                               f32(rng, count, scale=1e-3))
             return lambda: ops.sgd_update(w, v, g, SGD["lr"], SGD["momentum"], SGD["weight_decay"])
 
         def sgd_torch(torch, device, count=count):
-            w, v, g = _torch_tensors(torch, device, _f32(rng, count, scale=0.01), np.zeros(count, np.float32),
-                                     _f32(rng, count, scale=1e-3))
+            w, v, g = torchtensors(torch, device, f32(rng, count, scale=0.01), np.zeros(count, np.float32),
+                                     f32(rng, count, scale=1e-3))
             lr, mu, wd = SGD["lr"], SGD["momentum"], SGD["weight_decay"]
 
             def step():  # the paper's update (Section 5) as eager in-place ops
@@ -499,8 +393,8 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
         crop_y = rng.integers(0, span, size=n, dtype=np.int32)
         crop_x = rng.integers(0, span, size=n, dtype=np.int32)
         flip = rng.integers(0, 2, size=n, dtype=np.int32)
-        shift = _f32(rng, n, 3, scale=0.1)
-        t = _tensors(device, images, mean, crop_y, crop_x, flip, shift)
+        shift = f32(rng, n, 3, scale=0.1)
+        t = tensors(device, images, mean, crop_y, crop_x, flip, shift)
         return lambda: ops.prepare_batch(*t, net.crop, 1.0 / 255)
 
     crop_px = n * net.crop * net.crop * 3
@@ -508,7 +402,7 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
                       shape=f"{n}x{net.image}x{net.image}x3 uint8 -> {n}x3x{net.crop}x{net.crop}", ours=prepare,
                       bytes=float(crop_px + 3 * net.image * net.image * F4 + crop_px * F4),
                       note="bytes: cropped pixels and the mean read once, float crops written"))
-    return cases
+    return cases + variant_cases(net, n, rng)
 
 
 def select(cases: list[Case], spec: str | None) -> list[Case]:

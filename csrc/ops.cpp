@@ -1,67 +1,23 @@
-// The op boundary: checks every argument once, allocates outputs, and dispatches to cpu:: or cuda:: kernels.
+// The op boundary of the layers: checks every argument once, allocates outputs, and dispatches to cpu:: or cuda::
+// kernels (the optimizers' boundary is ops_optimizers.cpp; the checks both use are in ops_checks.h).
 #include "ops.h"
 
-#include <cmath>
 #include <cstring>
+#include <tuple>
 #include <vector>
 
 #include "cpu/kernels.h"
+#include "ops_checks.h"
 #ifdef ALEXNET_WITH_CUDA
 #include "cuda/kernels.h"
-#include "cuda/runtime.h"
+#include "cuda/runtime.h"  // copy_2d
 #endif
 
 namespace alexnet::ops {
 
-// Runs cpu_call on the CPU, or cuda_call with `stream` (the device's current stream) on the tensor's GPU.
-#ifdef ALEXNET_WITH_CUDA
-#define AX_DISPATCH(device, cpu_call, cuda_call)                      \
-  do {                                                                \
-    if ((device).is_cpu()) {                                          \
-      cpu_call;                                                       \
-    } else {                                                          \
-      cuda::DeviceGuard ax_guard_((device).index);                    \
-      cudaStream_t stream = cuda::current_stream((device).index);     \
-      cuda_call;                                                      \
-    }                                                                 \
-  } while (0)
-#else
-#define AX_DISPATCH(device, cpu_call, cuda_call) \
-  do {                                           \
-    cpu_call;                                    \
-  } while (0)
-#endif
+using namespace detail;
 
 namespace {
-
-void check_tensor(const char* op, const char* name, const Tensor& t, int ndim, DType dtype = DType::F32) {
-  AX_CHECK(t.defined(), op, ": ", name, " is missing");
-  AX_CHECK_TYPE(t.dtype() == dtype, op, ": expected ", name, " of dtype ", dtype_name(dtype), ", got ",
-                dtype_name(t.dtype()));
-  AX_CHECK(ndim < 0 || t.ndim() == ndim, op, ": expected ", name, " with ", ndim, " dimensions, got shape ",
-           shape_str(t.shape()));
-}
-
-void check_shape(const char* op, const char* name, const Tensor& t, const Shape& expected) {
-  AX_CHECK(t.shape() == expected, op, ": expected ", name, " of shape ", shape_str(expected), ", got ",
-           shape_str(t.shape()));
-}
-
-void check_device(const char* op, const char* name, const Tensor& t, const Tensor& ref) {
-  AX_CHECK(t.device() == ref.device(), op, ": ", name, " is on ", t.device().str(), " but the other inputs are on ",
-           ref.device().str());
-}
-
-int to_int(const char* op, const char* what, int64_t v) {
-  AX_CHECK(v >= 0 && v <= 0x7fffffff, op, ": ", what, " = ", v, " is out of the supported range");
-  return static_cast<int>(v);
-}
-
-// Float arguments: NaN fails every range comparison, but +-inf (a Python float above the float32 maximum becomes
-// inf on the way in) passes one-sided ones, and would turn the outputs into inf/NaN.
-void check_finite(const char* op, const char* name, float v) {
-  AX_CHECK(std::isfinite(v), op, ": ", name, " must be a finite float32 (|", name, "| <= 3.4e38), got ", v);
-}
 
 // Copies labels to the host (a few hundred bytes) and checks each is in [0, classes).
 void check_labels(const char* op, const Tensor& labels, int64_t n, int64_t classes) {
@@ -136,10 +92,28 @@ void check_lrn(const char* op, const Tensor& x, const LrnParams& p) {
            p.beta);
 }
 
-int64_t spatial_of(const Tensor& t) {
-  int64_t s = 1;
-  for (int d = 2; d < t.ndim(); ++d) s *= t.size(d);
-  return s;
+// batchnorm: x is (n, c) or (n, c, h, w); the per-channel tensors are (c) on x's device.
+struct BatchnormShape {
+  int n, c;
+  int64_t spatial;
+};
+
+BatchnormShape batchnorm_shape(const char* op, const Tensor& x) {
+  check_tensor(op, "x", x, -1);
+  AX_CHECK(x.ndim() == 2 || x.ndim() == 4, op, ": expected x of shape (n, c) or (n, c, h, w), got ",
+           shape_str(x.shape()));
+  return {to_int(op, "batch", x.size(0)), to_int(op, "channels", x.size(1)), spatial_of(x)};
+}
+
+// The batch variance needs two values per channel; with one it is 0 and the unbiased variance is 0/0.
+void check_batch_statistics(const char* op, const BatchnormShape& s) {
+  AX_CHECK(static_cast<int64_t>(s.n) * s.spatial >= 2, op, ": training mode needs at least 2 values per channel ",
+           "(n * h * w >= 2) for the batch variance, got n=", s.n, " and h * w = ", s.spatial);
+}
+
+void check_eps(const char* op, float eps) {
+  check_finite(op, "eps", eps);
+  AX_CHECK(eps > 0.0f, op, ": eps must be > 0 (it keeps 1 / sqrt(var + eps) finite), got ", eps);
 }
 
 }  // namespace
@@ -301,11 +275,7 @@ std::pair<Tensor, Tensor> lrn_forward(const Tensor& x, const LrnParams& p) {
 Tensor lrn_backward(const Tensor& x, const Tensor& y, const Tensor& scale, const Tensor& dy, const LrnParams& p) {
   const char* op = "lrn_backward";
   check_lrn(op, x, p);
-  for (auto [name, t] : {std::pair<const char*, const Tensor*>{"y", &y}, {"scale", &scale}, {"dy", &dy}}) {
-    check_tensor(op, name, *t, -1);
-    check_shape(op, name, *t, x.shape());
-    check_device(op, name, *t, x);
-  }
+  check_all_shaped(op, x, x.shape(), {{"y", &y}, {"scale", &scale}, {"dy", &dy}});
   const int n = to_int(op, "batch", x.size(0)), c = to_int(op, "channels", x.size(1));
   const int64_t spatial = spatial_of(x);
   Tensor dx = Tensor::empty(x.shape(), x.device());
@@ -313,6 +283,63 @@ Tensor lrn_backward(const Tensor& x, const Tensor& y, const Tensor& scale, const
               cpu::lrn_backward(n, c, spatial, p, x.data(), y.data(), scale.data(), dy.data(), dx.data()),
               cuda::lrn_backward(n, c, spatial, p, x.data(), y.data(), scale.data(), dy.data(), dx.data(), stream));
   return dx;
+}
+
+// ---- batchnorm -----------------------------------------------------------------------------------------------
+std::tuple<Tensor, Tensor, Tensor> batchnorm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                                           Tensor& running_mean, Tensor& running_var,
+                                                           float momentum, float eps) {
+  const char* op = "batchnorm_forward_train";
+  const BatchnormShape s = batchnorm_shape(op, x);
+  check_all_shaped(op, x, {s.c}, {{"gamma", &gamma}, {"beta", &beta}});
+  check_all_shaped(op, x, {s.c}, {{"running_mean", &running_mean}, {"running_var", &running_var}});
+  check_batch_statistics(op, s);
+  check_finite(op, "momentum", momentum);
+  AX_CHECK(momentum >= 0.0f && momentum <= 1.0f, op, ": momentum must be in [0, 1], got ", momentum);
+  check_eps(op, eps);
+  Tensor y = Tensor::empty(x.shape(), x.device());
+  Tensor mean = Tensor::empty({s.c}, x.device()), invstd = Tensor::empty({s.c}, x.device());
+  AX_DISPATCH(x.device(),
+              cpu::batchnorm_forward_train(s.n, s.c, s.spatial, momentum, eps, x.data(), gamma.data(), beta.data(),
+                                           running_mean.data(), running_var.data(), y.data(), mean.data(),
+                                           invstd.data()),
+              cuda::batchnorm_forward_train(s.n, s.c, s.spatial, momentum, eps, x.data(), gamma.data(), beta.data(),
+                                            running_mean.data(), running_var.data(), y.data(), mean.data(),
+                                            invstd.data(), stream));
+  return {y, mean, invstd};
+}
+
+Tensor batchnorm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                              const Tensor& running_var, float eps) {
+  const char* op = "batchnorm_forward_eval";
+  const BatchnormShape s = batchnorm_shape(op, x);
+  check_all_shaped(op, x, {s.c}, {{"gamma", &gamma}, {"beta", &beta}});
+  check_all_shaped(op, x, {s.c}, {{"running_mean", &running_mean}, {"running_var", &running_var}});
+  check_eps(op, eps);
+  Tensor y = Tensor::empty(x.shape(), x.device());
+  AX_DISPATCH(x.device(),
+              cpu::batchnorm_forward_eval(s.n, s.c, s.spatial, eps, x.data(), gamma.data(), beta.data(),
+                                          running_mean.data(), running_var.data(), y.data()),
+              cuda::batchnorm_forward_eval(s.n, s.c, s.spatial, eps, x.data(), gamma.data(), beta.data(),
+                                           running_mean.data(), running_var.data(), y.data(), stream));
+  return y;
+}
+
+std::tuple<Tensor, Tensor, Tensor> batchnorm_backward(const Tensor& x, const Tensor& dy, const Tensor& gamma,
+                                                      const Tensor& saved_mean, const Tensor& saved_invstd) {
+  const char* op = "batchnorm_backward";
+  const BatchnormShape s = batchnorm_shape(op, x);
+  check_all_shaped(op, x, x.shape(), {{"dy", &dy}});
+  check_all_shaped(op, x, {s.c}, {{"gamma", &gamma}, {"saved_mean", &saved_mean}, {"saved_invstd", &saved_invstd}});
+  check_batch_statistics(op, s);
+  Tensor dx = Tensor::empty(x.shape(), x.device());
+  Tensor dgamma = Tensor::empty({s.c}, x.device()), dbeta = Tensor::empty({s.c}, x.device());
+  AX_DISPATCH(x.device(),
+              cpu::batchnorm_backward(s.n, s.c, s.spatial, x.data(), dy.data(), gamma.data(), saved_mean.data(),
+                                      saved_invstd.data(), dx.data(), dgamma.data(), dbeta.data()),
+              cuda::batchnorm_backward(s.n, s.c, s.spatial, x.data(), dy.data(), gamma.data(), saved_mean.data(),
+                                       saved_invstd.data(), dx.data(), dgamma.data(), dbeta.data(), stream));
+  return {dx, dgamma, dbeta};
 }
 
 // ---- maxpool -------------------------------------------------------------------------------------------------
@@ -338,6 +365,31 @@ Tensor maxpool_backward(const Tensor& x, const Tensor& y, const Tensor& dy, int 
   Tensor dx = Tensor::empty(x.shape(), x.device());
   AX_DISPATCH(x.device(), cpu::maxpool_backward(s, x.data(), y.data(), dy.data(), dx.data()),
               cuda::maxpool_backward(s, x.data(), y.data(), dy.data(), dx.data(), stream));
+  return dx;
+}
+
+// ---- global_avgpool ------------------------------------------------------------------------------------------
+Tensor global_avgpool_forward(const Tensor& x) {
+  const char* op = "global_avgpool_forward";
+  check_tensor(op, "x", x, 4);
+  const int n = to_int(op, "batch", x.size(0)), c = to_int(op, "channels", x.size(1));
+  AX_CHECK(x.size(2) >= 1 && x.size(3) >= 1, op, ": expected a non-empty h x w map to average, got x ",
+           shape_str(x.shape()));
+  Tensor y = Tensor::empty({n, c}, x.device());
+  AX_DISPATCH(x.device(), cpu::global_avgpool_forward(n, c, spatial_of(x), x.data(), y.data()),
+              cuda::global_avgpool_forward(n, c, spatial_of(x), x.data(), y.data(), stream));
+  return y;
+}
+
+Tensor global_avgpool_backward(const Tensor& dy, int h, int w) {
+  const char* op = "global_avgpool_backward";
+  check_tensor(op, "dy", dy, 2);
+  AX_CHECK(h >= 1 && w >= 1, op, ": the input size h x w must be positive, got ", h, "x", w);
+  const int n = to_int(op, "batch", dy.size(0)), c = to_int(op, "channels", dy.size(1));
+  Tensor dx = Tensor::empty({n, c, h, w}, dy.device());
+  const int64_t spatial = static_cast<int64_t>(h) * w;
+  AX_DISPATCH(dy.device(), cpu::global_avgpool_backward(n, c, spatial, dy.data(), dx.data()),
+              cuda::global_avgpool_backward(n, c, spatial, dy.data(), dx.data(), stream));
   return dx;
 }
 
@@ -409,24 +461,6 @@ std::pair<int64_t, int64_t> topk_correct(const Tensor& scores, const Tensor& lab
   int32_t host[2] = {0, 0};
   correct.copy_to_host(host);
   return {host[0], host[1]};
-}
-
-// ---- sgd -----------------------------------------------------------------------------------------------------
-void sgd_update(Tensor& w, Tensor& v, const Tensor& dw, float lr, float momentum, float weight_decay) {
-  const char* op = "sgd_update";
-  check_tensor(op, "weight", w, -1);
-  for (auto [name, t] : {std::pair<const char*, const Tensor*>{"momentum_buffer", &v}, {"grad", &dw}}) {
-    check_tensor(op, name, *t, -1);
-    check_shape(op, name, *t, w.shape());
-    check_device(op, name, *t, w);
-  }
-  check_finite(op, "lr", lr);
-  check_finite(op, "weight_decay", weight_decay);
-  AX_CHECK(lr >= 0.0f, op, ": lr must be >= 0, got ", lr);
-  AX_CHECK(momentum >= 0.0f && momentum < 1.0f, op, ": momentum must be in [0, 1), got ", momentum);
-  AX_CHECK(weight_decay >= 0.0f, op, ": weight_decay must be >= 0, got ", weight_decay);
-  AX_DISPATCH(w.device(), cpu::sgd_update(w.numel(), lr, momentum, weight_decay, w.data(), v.data(), dw.data()),
-              cuda::sgd_update(w.numel(), lr, momentum, weight_decay, w.data(), v.data(), dw.data(), stream));
 }
 
 // ---- prepare_batch -------------------------------------------------------------------------------------------

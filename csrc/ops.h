@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <tuple>
 #include <utility>
 
 #include "shapes.h"
@@ -40,6 +41,25 @@ Tensor lrn_backward(const Tensor& x, const Tensor& y, const Tensor& scale, const
 Tensor maxpool_forward(const Tensor& x, int kernel, int stride);
 Tensor maxpool_backward(const Tensor& x, const Tensor& y, const Tensor& dy, int kernel, int stride);
 
+// batchnorm (batchnorm.cpp / batchnorm.cu), Ioffe & Szegedy 2015. x (n, c) (after a linear layer: per feature) or
+// (n, c, h, w) (after a conv: per channel over n, h, w); gamma, beta, running_mean, running_var (c) float32.
+// Training mode: normalizes with the batch mean and biased batch variance, and updates the running statistics in
+// place like PyTorch: running = (1 - momentum) * running + momentum * batch_stat, using the UNBIASED variance for
+// running_var. Returns (y, saved_mean, saved_invstd) with saved_invstd = 1 / sqrt(var_biased + eps).
+std::tuple<Tensor, Tensor, Tensor> batchnorm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                                           Tensor& running_mean, Tensor& running_var,
+                                                           float momentum, float eps);
+// Inference mode: y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta.
+Tensor batchnorm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                              const Tensor& running_var, float eps);
+// Backward of the training-mode forward: returns (dx, dgamma, dbeta).
+std::tuple<Tensor, Tensor, Tensor> batchnorm_backward(const Tensor& x, const Tensor& dy, const Tensor& gamma,
+                                                      const Tensor& saved_mean, const Tensor& saved_invstd);
+
+// global_avgpool (global_avgpool.cpp / global_avgpool.cu): x (n, c, h, w) -> (n, c), the mean over h, w.
+Tensor global_avgpool_forward(const Tensor& x);
+Tensor global_avgpool_backward(const Tensor& dy, int h, int w);  // dy (n, c) -> dx (n, c, h, w)
+
 // dropout (dropout.cpp / dropout.cu), paper Section 4.2, inverted. Identity when training is false.
 Tensor dropout_forward(const Tensor& x, float p, uint64_t seed, uint64_t offset, bool training = true);
 Tensor dropout_backward(const Tensor& dy, float p, uint64_t seed, uint64_t offset, bool training = true);
@@ -53,6 +73,12 @@ std::pair<int64_t, int64_t> topk_correct(const Tensor& scores, const Tensor& lab
 
 // sgd (sgd.cpp / sgd.cu), paper Section 5, in place on w and v.
 void sgd_update(Tensor& w, Tensor& v, const Tensor& dw, float lr, float momentum, float weight_decay);
+
+// adam (adam.cpp / adam.cu), Kingma & Ba 2015, Algorithm 1, in place on w, m, v; step is 1-based (bias correction
+// 1 - beta^step). decoupled = false: Adam with L2 (g = dw + weight_decay * w); decoupled = true: AdamW
+// (Loshchilov & Hutter 2019): w -= lr * weight_decay * w, separate from the adaptive step. Maths in adam.h.
+void adam_update(Tensor& w, Tensor& m, Tensor& v, const Tensor& dw, float lr, float beta1, float beta2, float eps,
+                 float weight_decay, bool decoupled, int64_t step);
 
 // prepare_batch (prepare_batch.cpp / prepare_batch.cu): uint8 (n, h, w, 3) -> float (n, 3, crop, crop) with mean
 // subtraction, crop, flip and a per-image RGB shift (the paper's PCA colour noise, Section 4.1). mean f32 (3, h, w)

@@ -213,8 +213,16 @@ static void bind_ops(py::module_& m) {
       [](const Tensor& x, const Tensor& y, const Tensor& scale, const Tensor& dy, int size, float alpha, float beta,
          float k) { return lrn_backward(x, y, scale, dy, lrn_params(size, alpha, beta, k)); },
       arg("x"), arg("y"), arg("scale"), arg("dy"), arg("size"), arg("alpha"), arg("beta"), arg("k"), nogil);
+  m.def("batchnorm_forward_train", &batchnorm_forward_train, arg("x"), arg("gamma"), arg("beta"), arg("running_mean"),
+        arg("running_var"), arg("momentum"), arg("eps"), nogil);
+  m.def("batchnorm_forward_eval", &batchnorm_forward_eval, arg("x"), arg("gamma"), arg("beta"), arg("running_mean"),
+        arg("running_var"), arg("eps"), nogil);
+  m.def("batchnorm_backward", &batchnorm_backward, arg("x"), arg("dy"), arg("gamma"), arg("saved_mean"),
+        arg("saved_invstd"), nogil);
   m.def("maxpool_forward", &maxpool_forward, arg("x"), arg("kernel"), arg("stride"), nogil);
   m.def("maxpool_backward", &maxpool_backward, arg("x"), arg("y"), arg("dy"), arg("kernel"), arg("stride"), nogil);
+  m.def("global_avgpool_forward", &global_avgpool_forward, arg("x"), nogil);
+  m.def("global_avgpool_backward", &global_avgpool_backward, arg("dy"), arg("h"), arg("w"), nogil);
   m.def("dropout_forward", &dropout_forward, arg("x"), arg("p"), arg("seed"), arg("offset"), arg("training"), nogil);
   m.def("dropout_backward", &dropout_backward, arg("dy"), arg("p"), arg("seed"), arg("offset"), arg("training"), nogil);
   m.def("softmax_xent_forward", &softmax_xent_forward, arg("logits"), arg("labels"), nogil);
@@ -222,6 +230,8 @@ static void bind_ops(py::module_& m) {
   m.def("topk_correct", &topk_correct, arg("scores"), arg("labels"), nogil);
   m.def("sgd_update", &sgd_update, arg("weight"), arg("momentum_buffer"), arg("grad"), arg("lr"), arg("momentum"),
         arg("weight_decay"), nogil);
+  m.def("adam_update", &adam_update, arg("weight"), arg("m"), arg("v"), arg("grad"), arg("lr"), arg("beta1"),
+        arg("beta2"), arg("eps"), arg("weight_decay"), arg("decoupled"), arg("step"), nogil);
   m.def("prepare_batch", &prepare_batch, arg("images"), arg("mean"), arg("crop_y"), arg("crop_x"), arg("flip"),
         arg("rgb_shift"), arg("crop"), arg("scale"), nogil);
   m.def("add_", &add_, arg("dst"), arg("src"), nogil);

@@ -191,7 +191,8 @@ def assert_clean_error(outcome: Outcome, op: str | tuple[str, ...], names: list[
     if outcome.memory:
         return
     assert outcome.clean, f"{call}: raised {outcome.error}: {outcome.message} (expected TypeError/ValueError)"
-    words = set(re.findall(r"[A-Za-z_]+", outcome.message))
+    # Letter runs, plus identifiers with digits so that names such as beta1 count too.
+    words = set(re.findall(r"[A-Za-z_]+", outcome.message)) | set(re.findall(r"[A-Za-z_]\w*", outcome.message))
     assert any(n in words for n in names), f"{call}: the message names none of {names}: {outcome.message}"
 
 

@@ -16,8 +16,11 @@ from hypothesis import strategies as st
 
 from alexnet_cuda import ops
 from alexnet_cuda.reference import activation as ref_activation
+from alexnet_cuda.reference import adam as ref_adam
+from alexnet_cuda.reference import batchnorm as ref_batchnorm
 from alexnet_cuda.reference import conv2d as ref_conv2d
 from alexnet_cuda.reference import dropout as ref_dropout
+from alexnet_cuda.reference import global_avgpool as ref_global_avgpool
 from alexnet_cuda.reference import linear as ref_linear
 from alexnet_cuda.reference import lrn as ref_lrn
 from alexnet_cuda.reference import maxpool as ref_maxpool
@@ -153,6 +156,53 @@ def lrn_backward(draw):
     return dict(x=x, y=y, scale=scale, dy=arrays(draw, x.shape), **p)
 
 
+def batchnorm_inputs(draw):
+    """x (n, c) or (n, c, h, w) with at least 2 values per channel, and the (c) parameter vectors."""
+    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    spatial = (draw(st.integers(1, 3)), draw(st.integers(1, 3))) if draw(st.booleans()) else ()
+    if n * int(np.prod(spatial)) < 2:
+        n = 2
+    return dict(x=arrays(draw, (n, c) + spatial), gamma=arrays(draw, (c,)), beta=arrays(draw, (c,)))
+
+
+def batchnorm_running(draw, c):
+    return dict(running_mean=arrays(draw, (c,)), running_var=arrays(draw, (c,), lo=0.1, hi=4.0))
+
+
+@st.composite
+def batchnorm_forward_train(draw):
+    d = batchnorm_inputs(draw)
+    return dict(**d, **batchnorm_running(draw, d["x"].shape[1]), momentum=draw(st.floats(0, 1)),
+                eps=draw(st.floats(1e-5, 1e-1)))
+
+
+@st.composite
+def batchnorm_forward_eval(draw):
+    d = batchnorm_inputs(draw)
+    return dict(**d, **batchnorm_running(draw, d["x"].shape[1]), eps=draw(st.floats(1e-5, 1e-1)))
+
+
+@st.composite
+def batchnorm_backward(draw):
+    d = batchnorm_inputs(draw)
+    c = d["x"].shape[1]
+    _, mean, invstd, _, _ = ref_batchnorm.batchnorm_forward_train(d["x"], d["gamma"], d["beta"], np.zeros(c),
+                                                                   np.ones(c), eps=draw(st.floats(1e-5, 1e-1)))
+    return dict(x=d["x"], dy=arrays(draw, d["x"].shape), gamma=d["gamma"], saved_mean=mean.astype(F32),
+                saved_invstd=invstd.astype(F32))
+
+
+@st.composite
+def global_avgpool_forward(draw):
+    return dict(x=arrays(draw, tuple(draw(st.integers(1, 4)) for _ in range(4))))
+
+
+@st.composite
+def global_avgpool_backward(draw):
+    return dict(dy=arrays(draw, (draw(st.integers(1, 3)), draw(st.integers(1, 4)))), h=draw(st.integers(1, 5)),
+                w=draw(st.integers(1, 5)))
+
+
 def pool_args(draw):
     h, w = draw(st.integers(1, 6)), draw(st.integers(1, 6))
     return (draw(st.integers(1, 2)), draw(st.integers(1, 3)), h, w), draw(st.integers(1, min(h, w))), \
@@ -219,6 +269,15 @@ def sgd_update(draw):
 
 
 @st.composite
+def adam_update(draw):
+    shape = any_shape(draw)
+    return dict(weight=arrays(draw, shape), m=arrays(draw, shape), v=arrays(draw, shape, lo=0.0),
+                grad=arrays(draw, shape), lr=draw(st.floats(0, 1)), beta1=draw(st.floats(0, 0.99)), beta2=draw(st.floats(0, 0.999)),
+                eps=draw(st.floats(1e-8, 1e-2)), weight_decay=draw(st.floats(0, 1e-1)), decoupled=draw(st.booleans()),
+                step=draw(st.integers(1, 10**6)))
+
+
+@st.composite
 def prepare_batch(draw):
     n, h, w = draw(st.integers(1, 3)), draw(st.integers(1, 6)), draw(st.integers(1, 6))
     crop = draw(st.integers(1, min(h, w)))
@@ -236,6 +295,17 @@ def sgd_returning(**kw):
     return kw["weight"], kw["momentum_buffer"]
 
 
+def adam_returning(**kw):
+    """adam_update updates in place: the child returns the updated weight and moment estimates."""
+    ops.adam_update(**kw)
+    return kw["weight"], kw["m"], kw["v"]
+
+
+def batchnorm_train_returning(**kw):
+    """batchnorm_forward_train updates the running statistics in place: the child returns them after its outputs."""
+    return (*ops.batchnorm_forward_train(**kw), kw["running_mean"], kw["running_var"])
+
+
 def reference_sgd(**kw):
     return ref_sgd.sgd_update(**kw)
 
@@ -251,6 +321,10 @@ def reference_maxpool_backward(x, y, dy, kernel, stride):
 def reference_topk(scores, labels):
     return ref_softmax_xent.topk_correct(scores, labels)
 
+
+# The ops that update arguments in place run in the child through a wrapper returning them; this is the op itself.
+IN_PLACE = {"sgd_update": ops.sgd_update, "adam_update": ops.adam_update,
+            "batchnorm_forward_train": ops.batchnorm_forward_train}
 
 # op name -> (valid-argument strategy, the function run in the child, the float64 reference)
 OPS = {
@@ -277,6 +351,16 @@ OPS = {
     "softmax_xent_backward": (softmax_xent_backward, ops.softmax_xent_backward, ref_softmax_xent.softmax_xent_backward),
     "topk_correct": (topk_correct, ops.topk_correct, reference_topk),
     "sgd_update": (sgd_update, sgd_returning, reference_sgd),
+    "adam_update": (adam_update, adam_returning, ref_adam.adam_update),
+    "batchnorm_forward_train": (batchnorm_forward_train, batchnorm_train_returning,
+                                ref_batchnorm.batchnorm_forward_train),
+    "batchnorm_forward_eval": (batchnorm_forward_eval, ops.batchnorm_forward_eval,
+                               ref_batchnorm.batchnorm_forward_eval),
+    "batchnorm_backward": (batchnorm_backward, ops.batchnorm_backward, ref_batchnorm.batchnorm_backward),
+    "global_avgpool_forward": (global_avgpool_forward, ops.global_avgpool_forward,
+                               ref_global_avgpool.global_avgpool_forward),
+    "global_avgpool_backward": (global_avgpool_backward, ops.global_avgpool_backward,
+                                ref_global_avgpool.global_avgpool_backward),
     "prepare_batch": (prepare_batch, ops.prepare_batch, ref_prepare_batch.prepare_batch),
 }
 
@@ -336,7 +420,7 @@ def bad_arrays(a: np.ndarray) -> st.SearchStrategy:
 
 def mutations(op: str, kwargs: dict) -> st.SearchStrategy:
     """(argument name, bad value) pairs for one argument of ``op``."""
-    params = inspect.signature(OPS[op][1] if op != "sgd_update" else ops.sgd_update).parameters
+    params = inspect.signature(IN_PLACE.get(op, OPS[op][1])).parameters
     options = []
     for name in params:
         value = kwargs.get(name, params[name].default)
@@ -344,12 +428,14 @@ def mutations(op: str, kwargs: dict) -> st.SearchStrategy:
             pool = bad_arrays(value)
         elif name in ("activation",):
             pool = st.sampled_from(BAD_NAMES)
-        elif name == "training":
+        elif name in ("training", "decoupled"):
             pool = st.sampled_from(BAD_BOOLS)
         elif name == "device":
             pool = st.sampled_from(["cuda:99", "tpu", "", 0, "cpu:1", "CPU"])
         elif name in ("input_size", "kernel_size"):
             pool = st.sampled_from([5, (1,), (1, 2, 3), (2**31, 1), (-1, 2), ("a", 1), None, [2, 2]])
+        elif name in ("h", "w"):  # output sizes: no huge valid value, whose tensor would only test the allocator
+            pool = st.sampled_from([0, -1, -2**31, 2**31, 2**63, 1.5, float("nan"), "2", None, True, np.int64(2), (1,)])
         elif isinstance(value, float) or name in ("p", "lr", "momentum", "weight_decay", "alpha", "beta", "k", "scale"):
             pool = st.sampled_from(BAD_FLOATS)
         else:
@@ -384,7 +470,7 @@ def test_one_bad_argument(child, op, data):
     outcome = _run(child, op, kwargs, tensors=data.draw(st.booleans(), label="as Tensors"))
     call = f"{op}({name}={bad!r:.60})"
     if outcome.error is not None:
-        names = [n for n in inspect.signature(ops.sgd_update if op == "sgd_update" else OPS[op][1]).parameters]
+        names = [n for n in inspect.signature(IN_PLACE.get(op, OPS[op][1])).parameters]
         assert_clean_error(outcome, op, names, call)
         return
     # Accepted: then it must be right (a NumPy integer for an int, a big-endian array, an equivalent value...).

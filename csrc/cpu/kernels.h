@@ -1,11 +1,13 @@
-// CPU kernels (C++17 + OpenMP), one file per layer: conv2d.cpp, linear.cpp, activation.cpp, lrn.cpp,
-// maxpool.cpp, dropout.cpp, softmax_xent.cpp, sgd.cpp, prepare_batch.cpp, elementwise.cpp; gemm.h is the blocked
-// matrix product under conv2d and linear. Raw pointers to contiguous row-major memory; shapes were checked by the
-// op layer (ops.cpp) before any of these run. Outputs are overwritten, never accumulated into, unless stated.
+// CPU kernels (C++17 + OpenMP), one file per layer: conv2d.cpp, linear.cpp, activation.cpp, lrn.cpp, batchnorm.cpp,
+// maxpool.cpp, global_avgpool.cpp, dropout.cpp, softmax_xent.cpp, sgd.cpp, adam.cpp, prepare_batch.cpp,
+// elementwise.cpp; gemm.h is the blocked matrix product under conv2d and linear. Raw pointers to contiguous row-major
+// memory; shapes were checked by the op layer (ops.cpp) before any of these run. Outputs are overwritten, never
+// accumulated into, unless stated.
 #pragma once
 
 #include <cstdint>
 
+#include "adam.h"
 #include "shapes.h"
 
 namespace alexnet::cpu {
@@ -31,10 +33,24 @@ void lrn_forward(int n, int c, int64_t spatial, const LrnParams& p, const float*
 void lrn_backward(int n, int c, int64_t spatial, const LrnParams& p, const float* x, const float* y,
                   const float* scale, const float* dy, float* dx);
 
+// batchnorm.cpp (maths in batchnorm.h): x, y, dx, dy are (n, c, spatial); per-channel arrays are (c). The training
+// forward writes y, saved_mean, saved_invstd and updates running_mean/running_var in place; n * spatial >= 2.
+void batchnorm_forward_train(int n, int c, int64_t spatial, float momentum, float eps, const float* x,
+                             const float* gamma, const float* beta, float* running_mean, float* running_var, float* y,
+                             float* saved_mean, float* saved_invstd);
+void batchnorm_forward_eval(int n, int c, int64_t spatial, float eps, const float* x, const float* gamma,
+                            const float* beta, const float* running_mean, const float* running_var, float* y);
+void batchnorm_backward(int n, int c, int64_t spatial, const float* x, const float* dy, const float* gamma,
+                        const float* saved_mean, const float* saved_invstd, float* dx, float* dgamma, float* dbeta);
+
 // maxpool.cpp. Backward routes each output gradient to its window's maximum; ties go to the first maximum in
 // scan order (row by row, left to right), so the gradient is deterministic.
 void maxpool_forward(const PoolShape& s, const float* x, float* y);
 void maxpool_backward(const PoolShape& s, const float* x, const float* y, const float* dy, float* dx);
+
+// global_avgpool.cpp: x (n, c, spatial) -> y (n, c), the mean of each plane; backward spreads dy / spatial over it.
+void global_avgpool_forward(int n, int c, int64_t spatial, const float* x, float* y);
+void global_avgpool_backward(int n, int c, int64_t spatial, const float* dy, float* dx);
 
 // dropout.cpp (inverted dropout, philox.h): element i is kept when uniform(seed, offset, i) >= p, and kept
 // elements are scaled by 1/(1-p). Backward regenerates the same mask from (seed, offset).
@@ -51,6 +67,9 @@ void topk_correct(int n, int classes, const float* scores, const int32_t* labels
 
 // sgd.cpp: the paper's update (Section 5): v = momentum*v - weight_decay*lr*w - lr*dw; w = w + v.
 void sgd_update(int64_t count, float lr, float momentum, float weight_decay, float* w, float* v, const float* dw);
+
+// adam.cpp: Adam / AdamW (adam.h), in place on w, m, v with the step's per-tensor coefficients.
+void adam_update(int64_t count, const adam::StepCoefficients& k, float* w, float* m, float* v, const float* dw);
 
 // prepare_batch.cpp: out[i, c, y, x] = (img[i, sy, sx, c] - mean[c(, sy, sx)] + rgb_shift[i, c]) * scale with
 // sy = crop_y[i] + y, sx = crop_x[i] + (flip[i] ? crop - 1 - x : x).

@@ -1,12 +1,13 @@
-// CUDA kernels, one file per layer: conv2d.cu, linear.cu, activation.cu, lrn.cu, maxpool.cu, dropout.cu,
-// softmax_xent.cu, sgd.cu, prepare_batch.cu, elementwise.cu; gemm.cuh is the tiled matrix product under conv2d
-// and linear. Same contracts as cpu/kernels.h (read it for the maths), on device pointers, launched on `stream`
-// (asynchronous). Every launch is checked (AX_CUDA_CHECK_LAUNCH in cuda/check.cuh). `loss` and `correct` are
-// device pointers too: the op layer copies them back.
+// CUDA kernels, one file per layer: conv2d.cu, linear.cu, activation.cu, lrn.cu, batchnorm.cu, maxpool.cu,
+// global_avgpool.cu, dropout.cu, softmax_xent.cu, sgd.cu, adam.cu, prepare_batch.cu, elementwise.cu; gemm.cuh is the
+// tiled matrix product under conv2d and linear. Same contracts as cpu/kernels.h (read it for the maths), on device
+// pointers, launched on `stream` (asynchronous). Every launch is checked (AX_CUDA_CHECK_LAUNCH in cuda/check.cuh).
+// `loss` and `correct` are device pointers too: the op layer copies them back.
 #pragma once
 
 #include <cstdint>
 
+#include "adam.h"
 #include "cuda/runtime.h"
 #include "shapes.h"
 
@@ -36,10 +37,25 @@ void lrn_forward(int n, int c, int64_t spatial, const LrnParams& p, const float*
 void lrn_backward(int n, int c, int64_t spatial, const LrnParams& p, const float* x, const float* y,
                   const float* scale, const float* dy, float* dx, cudaStream_t stream);
 
+// batchnorm.cu
+void batchnorm_forward_train(int n, int c, int64_t spatial, float momentum, float eps, const float* x,
+                             const float* gamma, const float* beta, float* running_mean, float* running_var, float* y,
+                             float* saved_mean, float* saved_invstd, cudaStream_t stream);
+void batchnorm_forward_eval(int n, int c, int64_t spatial, float eps, const float* x, const float* gamma,
+                            const float* beta, const float* running_mean, const float* running_var, float* y,
+                            cudaStream_t stream);
+void batchnorm_backward(int n, int c, int64_t spatial, const float* x, const float* dy, const float* gamma,
+                        const float* saved_mean, const float* saved_invstd, float* dx, float* dgamma, float* dbeta,
+                        cudaStream_t stream);
+
 // maxpool.cu
 void maxpool_forward(const PoolShape& s, const float* x, float* y, cudaStream_t stream);
 void maxpool_backward(const PoolShape& s, const float* x, const float* y, const float* dy, float* dx,
                       cudaStream_t stream);
+
+// global_avgpool.cu
+void global_avgpool_forward(int n, int c, int64_t spatial, const float* x, float* y, cudaStream_t stream);
+void global_avgpool_backward(int n, int c, int64_t spatial, const float* dy, float* dx, cudaStream_t stream);
 
 // dropout.cu (philox.h: the same stream as the CPU, bit for bit)
 void dropout_forward(int64_t count, float p, uint64_t seed, uint64_t offset, const float* x, float* y,
@@ -58,6 +74,10 @@ void topk_correct(int n, int classes, const float* scores, const int32_t* labels
 // sgd.cu
 void sgd_update(int64_t count, float lr, float momentum, float weight_decay, float* w, float* v, const float* dw,
                 cudaStream_t stream);
+
+// adam.cu
+void adam_update(int64_t count, const adam::StepCoefficients& k, float* w, float* m, float* v, const float* dw,
+                 cudaStream_t stream);
 
 // prepare_batch.cu
 void prepare_batch(const BatchShape& s, const uint8_t* images, const float* mean, const int32_t* crop_y,
