@@ -197,6 +197,9 @@ struct Network::Impl {
   }
 
   bool dropout_on(bool training) const { return training && cfg().dropout > 0.0f; }
+  // Stream position of the first element of a (n, features) fc output: sample i of this batch is sample
+  // sample_offset + i of the global batch (network.h), so its row starts at (sample_offset + i) * features.
+  uint64_t dropout_first(const Tensor& y) const { return net.sample_offset * static_cast<uint64_t>(y.size(1)); }
 
   Tensor fc_forward(Tower& t, int k, const Tensor& x, bool training) {
     const NetworkConfig& c = cfg();
@@ -206,7 +209,8 @@ struct Network::Impl {
     t.fc_out[k] = y;
     if (k < 2) {
       if (dropout_on(training)) {
-        y = ops::dropout_forward(y, c.dropout, c.seed, Network::dropout_offset(net.step, k, t.index), true);
+        y = ops::dropout_forward(y, c.dropout, c.seed, Network::dropout_offset(net.step, k, t.index), true,
+                                 dropout_first(y));
       }
       t.fc_drop[k] = y;
     }
@@ -217,7 +221,8 @@ struct Network::Impl {
     const NetworkConfig& c = cfg();
     if (k < 2) {
       if (dropout_on(training)) {
-        g = ops::dropout_backward(g, c.dropout, c.seed, Network::dropout_offset(net.step, k, t.index), true);
+        g = ops::dropout_backward(g, c.dropout, c.seed, Network::dropout_offset(net.step, k, t.index), true,
+                                  dropout_first(g));
       }
       g = ops::activation_backward(t.fc_out[k], g, c.activation);
     }
@@ -269,6 +274,7 @@ struct Network::Impl {
   StepStats schedule(const HostBatch& b, Mode mode, bool training, float lr, float momentum, float weight_decay,
                      float* probs_out);
   void update(Tower& t, float lr, float momentum, float weight_decay);
+  void apply_update(float lr, float momentum, float weight_decay);
   void finish(bool backward, bool update);
 };
 

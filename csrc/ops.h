@@ -40,9 +40,13 @@ Tensor lrn_backward(const Tensor& x, const Tensor& y, const Tensor& scale, const
 Tensor maxpool_forward(const Tensor& x, int kernel, int stride);
 Tensor maxpool_backward(const Tensor& x, const Tensor& y, const Tensor& dy, int kernel, int stride);
 
-// dropout (dropout.cpp / dropout.cu), paper Section 4.2, inverted. Identity when training is false.
-Tensor dropout_forward(const Tensor& x, float p, uint64_t seed, uint64_t offset, bool training = true);
-Tensor dropout_backward(const Tensor& dy, float p, uint64_t seed, uint64_t offset, bool training = true);
+// dropout (dropout.cpp / dropout.cu), paper Section 4.2, inverted. Identity when training is false. `first`: the
+// position of x's first element in the mask's stream (x is that slice of a larger tensor: data-parallel ranks each
+// hold a slice of the global batch and must draw that slice of its mask).
+Tensor dropout_forward(const Tensor& x, float p, uint64_t seed, uint64_t offset, bool training = true,
+                       uint64_t first = 0);
+Tensor dropout_backward(const Tensor& dy, float p, uint64_t seed, uint64_t offset, bool training = true,
+                        uint64_t first = 0);
 
 // softmax_xent (softmax_xent.cpp / softmax_xent.cu). logits (n, classes) f32, labels (n) i32 on the same device.
 // Returns (mean loss, probs).

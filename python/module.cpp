@@ -215,8 +215,10 @@ static void bind_ops(py::module_& m) {
       arg("x"), arg("y"), arg("scale"), arg("dy"), arg("size"), arg("alpha"), arg("beta"), arg("k"), nogil);
   m.def("maxpool_forward", &maxpool_forward, arg("x"), arg("kernel"), arg("stride"), nogil);
   m.def("maxpool_backward", &maxpool_backward, arg("x"), arg("y"), arg("dy"), arg("kernel"), arg("stride"), nogil);
-  m.def("dropout_forward", &dropout_forward, arg("x"), arg("p"), arg("seed"), arg("offset"), arg("training"), nogil);
-  m.def("dropout_backward", &dropout_backward, arg("dy"), arg("p"), arg("seed"), arg("offset"), arg("training"), nogil);
+  m.def("dropout_forward", &dropout_forward, arg("x"), arg("p"), arg("seed"), arg("offset"), arg("training"),
+        arg("first") = 0, nogil);
+  m.def("dropout_backward", &dropout_backward, arg("dy"), arg("p"), arg("seed"), arg("offset"), arg("training"),
+        arg("first") = 0, nogil);
   m.def("softmax_xent_forward", &softmax_xent_forward, arg("logits"), arg("labels"), nogil);
   m.def("softmax_xent_backward", &softmax_xent_backward, arg("probs"), arg("labels"), nogil);
   m.def("topk_correct", &topk_correct, arg("scores"), arg("labels"), nogil);

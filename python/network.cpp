@@ -216,6 +216,28 @@ void bind_network(py::module_& m) {
           },
           arg("name"))
       .def(
+          "set_gradient",
+          [](Network& net, const std::string& name, const py::array& value) {
+            // Data-parallel training replaces each gradient by its average over the ranks (distributed.py).
+            Parameter& p = net.parameter(name);
+            const std::string what = str_cat("AlexNet.set_gradient: ", name);
+            AX_CHECK(p.grad.defined(), what, ": no gradient to replace (call compute_gradients first)");
+            check_array(value, 'f', 4, "float32", what);
+            AX_CHECK(shape_of(value) == p.grad.shape(), what, ": expected shape ", shape_str(p.grad.shape()),
+                     ", got ", shape_str(shape_of(value)));
+            Tensor host = Tensor::from_host(value.data(), p.grad.shape(), Device::cpu());
+            py::gil_scoped_release release;
+            p.grad.copy_from(host);
+          },
+          arg("name"), arg("value"))
+      .def(
+          "apply_update",
+          [](Network& net, float lr, float momentum, float weight_decay) {
+            py::gil_scoped_release release;
+            net.apply_update(lr, momentum, weight_decay);
+          },
+          arg("lr"), arg("momentum"), arg("weight_decay"))
+      .def(
           "set_parameter",
           [](Network& net, const std::string& name, const py::array& value, bool momentum) {
             Parameter& p = net.parameter(name);
@@ -293,6 +315,9 @@ void bind_network(py::module_& m) {
           arg("images"), arg("crops") = py::none(), arg("flips") = py::none())
       .def_property(
           "step", [](const Network& net) { return net.step; }, [](Network& net, uint64_t s) { net.step = s; })
+      .def_property(
+          "sample_offset", [](const Network& net) { return net.sample_offset; },
+          [](Network& net, uint64_t s) { net.sample_offset = s; })
       .def_static("dropout_offset", &Network::dropout_offset, arg("step"), arg("fc"), arg("tower"))
       .def("tower_timings",
            [](const Network& net) {
