@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -43,6 +44,7 @@ import numpy as np
 from . import build_info
 from . import checkpoint as ckpt_io
 from . import cli
+from . import distributed
 from .cli import ConfigError
 # The settings live in train_config; they are re-exported because callers know them as alexnet_cuda.train's.
 from .train_config import (  # noqa: F401
@@ -263,9 +265,12 @@ def _log(msg: str, bar: Any = None) -> None:
 
 
 def validate(model, loader, image_size: int, crop: int, max_batches: int | None = None,
-             stop: StopRequest | None = None) -> dict[str, float] | None:
+             stop: StopRequest | None = None, world: distributed.SingleProcess | None = None
+             ) -> dict[str, float] | None:
     """Loss, top-1 and top-5 accuracy on the centre patches of ``loader``'s images (dropout off, no update).
-    Returns None when a Ctrl-C interrupted it."""
+    Returns None when a Ctrl-C interrupted it. Data-parallel (``world``): each rank evaluates its share of every
+    batch (a sharded loader) and the sums are added over the ranks."""
+    world = world or distributed.SingleProcess()
     from .data import center_crop
 
     # The validation loader does not shuffle, so every epoch number gives the same order; a new number always starts
@@ -277,17 +282,19 @@ def validate(model, loader, image_size: int, crop: int, max_batches: int | None 
         if max_batches is not None and b >= max_batches:
             break
         k = len(labels)
-        view = center_crop(image_size, crop, k)
-        r = model.evaluate(images, labels, crops=view["crops"], flips=view["flips"])
-        loss += float(r.loss) * k
-        top1 += float(r.top1) * k
-        top5 += float(r.top5) * k
-        n += k
+        if k:  # a rank's share of a small last batch may be empty
+            view = center_crop(image_size, crop, k)
+            r = model.evaluate(images, labels, crops=view["crops"], flips=view["flips"])
+            loss += float(r.loss) * k
+            top1 += float(r.top1) * k
+            top5 += float(r.top5) * k
+            n += k
         if stop is not None and stop.requested:
             return None
+    loss, top1, top5, n = world.sum([loss, top1, top5, n])  # distributed: the ranks' shares added
     if n == 0:
         raise ConfigError("the validation set produced no batches")
-    return {"loss": loss / n, "top1": top1 / n, "top5": top5 / n, "images": n}
+    return {"loss": loss / n, "top1": top1 / n, "top5": top5 / n, "images": int(n)}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -308,6 +315,7 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
     """
     from . import data
 
+    world = distributed.setup()  # distributed: SingleProcess without an MPI launcher (mpi4py not imported)
     # ---- settings: fresh, or the checkpoint's when resuming --------------------------------------------------------
     resumed = None
     if config.resume:
@@ -329,15 +337,21 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
                 merged[k] = getattr(config, k)
         config = TrainConfig(**merged)
     c = resolve(config)
+    if world.size > 1:  # distributed: rank 0's run directory (a default one is named by the time), a global batch
+        c = dataclasses.replace(c, out=world.broadcast(c.out))
+        if c.batch_size % world.size:
+            raise ConfigError(f"--batch-size {c.batch_size} is the global batch: it must be a multiple of the "
+                              f"{world.size} ranks")
     out = Path(c.out)
     if not c.resume and (out / "last.npz").exists():
         raise ConfigError(f"--out {out} already holds a run (last.npz): pass --resume to continue it, or choose "
                           f"another --out")
-    devices = resolve_devices(c.device, c.gpus, c.towers)
+    devices = distributed.place_devices(resolve_devices(c.device, c.gpus, c.towers), c.gpus, world)
 
     # ---- data ------------------------------------------------------------------------------------------------------
     train_set, val_set = open_datasets(c)
-    out.mkdir(parents=True, exist_ok=True)
+    if world.is_root:  # distributed: only rank 0 writes
+        out.mkdir(parents=True, exist_ok=True)
     classes, class_ids = list(train_set.classes), list(train_set.class_ids)
     s = int(train_set.image_size)
     if s < c.input_size:
@@ -348,8 +362,8 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
             eigvals, eigvecs = resumed.arrays["pca_eigvals"], resumed.arrays["pca_eigvecs"]
         except KeyError as exc:
             raise ckpt_io.CheckpointError(f"checkpoint {resumed.path}: has no {exc} array to resume with") from None
-    else:
-        mean, eigvals, eigvecs = _input_statistics(c, train_set, out)
+    else:  # distributed: rank 0 computes (and caches) them, the others receive them
+        mean, eigvals, eigvecs = world.broadcast(_input_statistics(c, train_set, out) if world.is_root else None)
 
     # ---- model, augmentation, loaders ------------------------------------------------------------------------------
     if model_class is None:
@@ -376,10 +390,11 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
     if len(train_set) < c.batch_size:
         raise ConfigError(f"the training set ({len(train_set)} images) is smaller than one batch ({c.batch_size}); "
                           f"lower --batch-size")
+    shard = (world.rank, world.size)  # distributed: each rank loads its share of every global batch
     train_loader = data.Loader(train_set, c.batch_size, shuffle=True, drop_last=True, seed=c.seed,
-                               workers=c.workers)
+                               workers=c.workers, shard=shard)
     val_loader = data.Loader(val_set, c.batch_size, shuffle=False, drop_last=False, seed=c.seed,
-                             workers=c.workers)
+                             workers=c.workers, shard=shard)
     batches_per_epoch = len(train_loader)
     if c.train_batches is not None:
         batches_per_epoch = min(batches_per_epoch, c.train_batches)
@@ -404,8 +419,10 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
         except (KeyError, ValueError, TypeError) as exc:
             raise ckpt_io.CheckpointError(f"checkpoint {resumed.path}: cannot resume from it "
                                           f"({type(exc).__name__}: {exc})") from None
-        _truncate_jsonl(out / "steps.jsonl", lambda r: r.get("step", 0) <= step)
-        _truncate_jsonl(out / "metrics.jsonl", lambda r: r.get("epoch", 0) <= epoch)
+        if world.is_root:
+            _truncate_jsonl(out / "steps.jsonl", lambda r: r.get("step", 0) <= step)
+            _truncate_jsonl(out / "metrics.jsonl", lambda r: r.get("epoch", 0) <= epoch)
+    world.broadcast_model(model)  # distributed: every rank starts from rank 0's parameters, momentum and step
 
     last_path, best_path = out / "last.npz", out / "best.npz"
     have_checkpoint = last_path.exists()
@@ -425,6 +442,8 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
     def save(path: Path, extra: dict[str, Any] | None = None) -> None:
         params = model.state_dict()
         check_parameters(params, f"saving {path.name}")
+        if not world.is_root:  # distributed: the ranks hold the same parameters; rank 0 writes them
+            return
         arrays = {"mean": mean, "pca_eigvals": eigvals, "pca_eigvecs": eigvecs}
         meta = {
             "config": dataclasses.asdict(c), "model": model_cfg, "classes": classes, "class_ids": class_ids,
@@ -445,21 +464,24 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
     if (out / "metrics.jsonl").exists():
         history = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
     step_losses: list[float] = []
-    stop = StopRequest()
+    stop = distributed.AgreedStop(StopRequest(), world)  # distributed: a Ctrl-C on any rank stops every rank
     status = "completed"
 
     n_params = model.num_parameters() if hasattr(model, "num_parameters") else None
     where = " and ".join(dict.fromkeys(devices))
     if any(d.startswith("cuda") for d in devices) and build_info().get("cuda_emulated"):
         where += " (emulated CUDA devices, running on the CPU)"
-    if epoch < c.epochs:
+    if world.size > 1:
+        where += f", data-parallel over {world.size} MPI ranks (global batch {c.batch_size})"
+    if epoch < c.epochs and world.is_root:
         _log(f"{'resuming' if resumed is not None else 'training'} {c.arch} ({crop}x{crop} crops of {s}x{s} images"
              f"{f', {n_params:,} parameters' if n_params else ''}) on {where}: "
              f"{c.dataset} data, {len(train_set)} training / {len(val_set)} validation images, {len(classes)} "
              f"classes; epoch {epoch + 1} of {c.epochs}; run directory {out}")
 
     stop.install()
-    steps_file = open(out / "steps.jsonl", "a", buffering=1)  # line-buffered: follow it with tail -f
+    # line-buffered: follow it with tail -f. distributed: only rank 0 writes files, the progress bar and the log.
+    steps_file = open(out / "steps.jsonl" if world.is_root else os.devnull, "a", buffering=1)
     try:
         while epoch < c.epochs:
             # ---- one epoch of training ----------------------------------------------------------------------------
@@ -468,15 +490,20 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
                 running = {"loss": 0.0, "top1": 0.0, "top5": 0.0, "batches": 0, "seconds": 0.0}
             lr = schedule.lr
             bar = _progress_bar(batches_per_epoch * c.batch_size, batch_in_epoch * c.batch_size,
-                                f"epoch {epoch + 1}/{c.epochs}", c.progress)
+                                f"epoch {epoch + 1}/{c.epochs}", c.progress and world.is_root)
             t_last = time.perf_counter()
             try:
                 if batch_in_epoch < batches_per_epoch:
                     for images, labels in train_loader:
-                        aug = augmenter.draw(len(labels))
+                        # distributed: the global batch's draws, this rank's share of them
+                        lo, hi = world.shard(c.batch_size)
+                        aug = {k: v[lo:hi] for k, v in augmenter.draw(c.batch_size).items()}
                         try:
-                            r = model.train_step(images, labels, lr, c.momentum, c.weight_decay, crops=aug["crops"],
-                                                 flips=aug["flips"], rgb_shift=aug["rgb_shift"])
+                            r, stopping = world.train_step(model, images, labels, lr, c.momentum, c.weight_decay,
+                                                           crops=aug["crops"], flips=aug["flips"],
+                                                           rgb_shift=aug["rgb_shift"],
+                                                           stop_requested=stop.local_requested)
+                            stop.agree(stopping)
                         except ValueError as exc:  # e.g. a batch with NaN in it: say which batch
                             raise ConfigError(f"step {step + 1} (epoch {epoch + 1}, batch {batch_in_epoch + 1}) "
                                               f"refused: {exc}") from None
@@ -509,7 +536,7 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
                                 "top1": f"{100 * running['top1'] / running['batches']:.1f}%",
                                 "run_left": _fmt_time(steps_left * running["seconds"] / running["batches"])},
                                 refresh=False)
-                            bar.update(len(labels))
+                            bar.update(c.batch_size)
                         if stop.requested or batch_in_epoch >= batches_per_epoch:
                             break
                         if c.save_every and step % c.save_every == 0:
@@ -526,7 +553,7 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
                     check_parameters(model.state_dict(), "validating")
                     if bar is not None:
                         bar.set_description(f"epoch {epochs_done}/{c.epochs} validating")
-                    val = validate(model, val_loader, s, crop, c.val_batches, stop)
+                    val = validate(model, val_loader, s, crop, c.val_batches, stop, world)
                     if val is None:
                         status = "interrupted"
                         break
@@ -555,8 +582,9 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
             have_checkpoint = True
             if improved:
                 save(best_path, {"metrics": record})
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+            if world.is_root:
+                with open(out / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
             history.append(record)
             msg = (f"epoch {epochs_done}/{c.epochs}  train loss {record['train_loss']:.4f}  "
                    f"top-1 {100 * record['train_top1']:.1f}%  top-5 {100 * record['train_top5']:.1f}%")
@@ -567,7 +595,8 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
                     f"{_fmt_time(record['time'])}  {record['images_per_s']:.0f} img/s")
             if skipped:
                 msg += f"  ({skipped} unreadable images skipped)"
-            _log(msg)
+            if world.is_root:
+                _log(msg)
         if status == "interrupted":
             steps_file.flush()
             save(last_path)
@@ -580,6 +609,7 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
             if close is not None:
                 close()
 
+    world.barrier()  # distributed: rank 0's files are complete when train() returns on any rank
     return {"status": status, "out": str(out), "epochs_done": epoch, "batch_in_epoch": batch_in_epoch,
             "step": step, "step_losses": step_losses, "history": history, "best_val_top1": best_val_top1,
             "last_checkpoint": str(last_path), "best_checkpoint": str(best_path) if best_path.exists() else None,
@@ -601,7 +631,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.resume and args.out is None:
         parser.error("--resume needs --out DIR (the run directory to continue)")
-    return cli.run(PROG, args, lambda: _run(args))
+    code = cli.run(PROG, args, lambda: _run(args))
+    world = distributed.setup()
+    if code not in (0, cli.EXIT_INTERRUPTED) and world.size > 1:
+        # distributed: this rank failed (its error is printed above); the others may wait for it in a collective
+        world.abort(f"{PROG} failed with exit status {code}", code)
+    return code
 
 
 def _run(args) -> int:
