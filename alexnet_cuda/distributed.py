@@ -23,14 +23,20 @@ What makes N ranks equal one process:
 Without a launcher, or with one rank, :func:`setup` returns :class:`SingleProcess` and mpi4py (an optional
 dependency: ``pip install ".[dist]"``) is never imported. A rank that fails calls ``MPI_Abort`` after printing its
 error (:meth:`MPIWorld.abort`, also the ``sys.excepthook``), which ends every rank instead of leaving them in a
-collective forever. On GPUs the gradients go through the host here (the MPI host-copy path); csrc/nccl.h is the
-device-pointer path with NCCL.
+collective forever.
+
+On GPUs the gradients are averaged by NCCL on the devices (csrc/nccl.h: loaded at run time, one communicator per
+tower, its unique id broadcast over MPI, each layer's reduction started as backward produces it) when every rank
+can load libnccl (:func:`load_nccl`); otherwise through the host with MPI, as on the CPU. ``ALEXNET_NCCL_LIBRARY``
+names the library; ``ALEXNET_DIST_BACKEND=nccl`` makes a missing NCCL an error, ``=mpi`` skips it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -74,6 +80,40 @@ def _local_rank(environ) -> int | None:
     return None
 
 
+def nccl_candidates(environ=None) -> list[str]:
+    """Where libnccl is looked for, in order: ``ALEXNET_NCCL_LIBRARY`` alone when set; else the nvidia-nccl-cu12
+    wheel's copy, then the dynamic loader's search path (LD_LIBRARY_PATH, the system's libraries)."""
+    env = os.environ if environ is None else environ
+    if env.get("ALEXNET_NCCL_LIBRARY"):
+        return [env["ALEXNET_NCCL_LIBRARY"]]
+    out = []
+    try:
+        spec = importlib.util.find_spec("nvidia.nccl")
+    except (ImportError, ValueError):
+        spec = None
+    for where in (spec.submodule_search_locations or []) if spec else []:
+        wheel = Path(where) / "lib" / "libnccl.so.2"
+        if wheel.exists():
+            out.append(str(wheel))
+    return out + ["libnccl.so.2", "libnccl.so"]
+
+
+def load_nccl(environ=None) -> str:
+    """Loads libnccl (the first of :func:`nccl_candidates` that loads) and returns its path. RuntimeError listing
+    every place tried and why each failed."""
+    from . import _C
+
+    reasons = []
+    for path in nccl_candidates(environ):
+        try:
+            _C.nccl_load(path)
+            return path
+        except RuntimeError as exc:
+            reasons.append(str(exc))
+    raise RuntimeError("NCCL not found: " + "; ".join(reasons) + ". Install it with pip install nvidia-nccl-cu12, "
+                       "or set ALEXNET_NCCL_LIBRARY to libnccl.so.2")
+
+
 class SingleProcess:
     """One process: every collective is the identity. The training loop calls the same methods either way."""
 
@@ -105,6 +145,10 @@ class SingleProcess:
     def barrier(self) -> None:
         pass
 
+    def choose_gradient_path(self, model, devices: list[str]) -> str | None:
+        """Data-parallel only: how gradients are averaged ('nccl' or 'mpi'); None in one process."""
+        return None
+
     def abort(self, message: str, code: int = 1) -> None:
         pass
 
@@ -117,6 +161,7 @@ class MPIWorld(SingleProcess):
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self.is_root = self.rank == 0
         self.local_rank = self.rank if local_rank is None else local_rank
+        self.nccl = False  # gradients averaged by NCCL inside the network's backward (choose_gradient_path)
 
     # ---- the batch -------------------------------------------------------------------------------------------------
     def shard(self, count: int) -> tuple[int, int]:
@@ -133,9 +178,14 @@ class MPIWorld(SingleProcess):
 
         n = len(labels)
         model.sample_offset = self._first_sample(n)
-        r = model.compute_gradients(images, labels, training=True, crops=crops, flips=flips, rgb_shift=rgb_shift)
-        self.average_gradients(model)
-        model.apply_update(lr, momentum, weight_decay)
+        if self.nccl:  # averaged layer by layer during backward, on the devices (csrc/nccl.h)
+            r = model.train_step(images, labels, lr, momentum, weight_decay, crops=crops, flips=flips,
+                                 rgb_shift=rgb_shift)
+        else:
+            r = model.compute_gradients(images, labels, training=True, crops=crops, flips=flips,
+                                        rgb_shift=rgb_shift)
+            self.average_gradients(model)
+            model.apply_update(lr, momentum, weight_decay)
         loss, top1, top5, count, stop = self.sum([r.loss * n, r.top1 * n, r.top5 * n, n, bool(stop_requested)])
         return StepResult(loss / count, top1 / count, top5 / count), stop > 0
 
@@ -201,6 +251,41 @@ class MPIWorld(SingleProcess):
         model.load_state_dict(params)
         model.load_optimizer_state_dict(momenta)
         model.step = int(self.broadcast(int(model.step)))
+
+    def choose_gradient_path(self, model, devices: list[str], environ=None) -> str:
+        """NCCL when the towers are on GPUs and every rank loads it (all ranks must take the same path), else MPI
+        through the host. Returns 'nccl' or 'mpi' and a line saying why, for the log."""
+        env = os.environ if environ is None else environ
+        wanted = env.get("ALEXNET_DIST_BACKEND", "auto")
+        if wanted not in ("auto", "nccl", "mpi"):
+            raise ValueError(f"ALEXNET_DIST_BACKEND must be auto, nccl or mpi, got {wanted!r}")
+        on_gpus = all(d.startswith("cuda") for d in devices)
+        if wanted == "mpi" or (wanted == "auto" and not on_gpus):
+            return "mpi"
+        if not on_gpus:
+            raise ValueError(f"ALEXNET_DIST_BACKEND=nccl needs the towers on GPUs, got {devices}")
+        try:
+            load_nccl(env)
+            why = ""
+        except RuntimeError as exc:
+            why = str(exc)
+        if self.sum([why == ""])[0] < self.size:
+            if wanted == "nccl":
+                raise RuntimeError(why or "NCCL could not be loaded on every rank")
+            if self.is_root:
+                print(f"note: averaging gradients through MPI on the host ({why or 'NCCL missing on some rank'})",
+                      file=sys.stderr, flush=True)
+            return "mpi"
+        self.use_nccl(model)
+        return "nccl"
+
+    def use_nccl(self, model) -> None:
+        """One NCCL communicator per tower: rank 0 creates each unique id and broadcasts it over MPI."""
+        from . import _C
+
+        ids = [self.broadcast(_C.nccl_unique_id() if self.is_root else None) for _ in range(model.towers)]
+        model._net.use_nccl(ids, self.rank, self.size)
+        self.nccl = True
 
     def abort(self, message: str, code: int = 1) -> None:
         """Ends every rank: prints ``message`` and calls MPI_Abort (which mpiexec/srun turn into the end of the

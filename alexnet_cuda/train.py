@@ -423,6 +423,7 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
             _truncate_jsonl(out / "steps.jsonl", lambda r: r.get("step", 0) <= step)
             _truncate_jsonl(out / "metrics.jsonl", lambda r: r.get("epoch", 0) <= epoch)
     world.broadcast_model(model)  # distributed: every rank starts from rank 0's parameters, momentum and step
+    world.choose_gradient_path(model, devices)  # distributed: NCCL on GPUs when every rank has it, else MPI
 
     last_path, best_path = out / "last.npz", out / "best.npz"
     have_checkpoint = last_path.exists()

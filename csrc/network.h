@@ -96,6 +96,8 @@ struct HostBatch {
   const int32_t* labels = nullptr;
 };
 
+class GradientReducer;  // nccl.h
+
 struct StepStats {
   float loss = 0.0f;
   int64_t top1 = 0, top5 = 0;  // correct counts
@@ -157,6 +159,10 @@ class Network {
   // the masks of one process with the whole batch. 0 in one process.
   uint64_t sample_offset = 0;
 
+  // Data-parallel training on GPUs (nccl.h): backward hands each layer's gradients to `reducer` as soon as they
+  // exist, and the update waits for it. Null (the default): gradients stay local.
+  void set_gradient_reducer(std::shared_ptr<GradientReducer> reducer) { reducer_ = std::move(reducer); }
+
   std::vector<TowerTiming> tower_timings() const { return timings_; }
   // Peak / current allocator statistics of every distinct device of the towers.
   std::vector<std::pair<std::string, MemoryStats>> memory_stats() const;
@@ -172,6 +178,7 @@ class Network {
   std::unique_ptr<Impl> impl_;
   Tensor logits_;
   std::vector<TowerTiming> timings_;
+  std::shared_ptr<GradientReducer> reducer_;
 };
 
 }  // namespace alexnet

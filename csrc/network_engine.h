@@ -6,6 +6,7 @@
 #include <optional>
 #include <vector>
 
+#include "nccl.h"
 #include "network.h"
 #include "network_layers.h"
 #include "ops.h"
@@ -191,9 +192,21 @@ struct Network::Impl {
     const int k = c.conv_kernel[l];
     w.grad = ops::conv2d_backward_weight(t.conv_in[l], g, k, k, c.conv_stride[l], c.conv_pad[l], 1);
     param(t.conv_b[l]).grad = ops::bias_backward(g);
+    gradients_ready(t, w, param(t.conv_b[l]));
     if (l == 0) return Tensor();  // the image needs no gradient
     const int side = static_cast<int>(t.conv_in[l].size(2));
     return ops::conv2d_backward_input(g, w.value, side, side, c.conv_stride[l], c.conv_pad[l], 1);
+  }
+
+  // Data-parallel (nccl.h): a layer's gradients are complete on the tower's stream; the reducer starts averaging
+  // them across the ranks now, overlapping the rest of backward.
+  void gradients_ready(Tower& t, Parameter& w, Parameter& b) {
+    if (!net.reducer_) return;
+    void* stream = nullptr;
+#ifdef ALEXNET_WITH_CUDA
+    stream = t.stream;
+#endif
+    net.reducer_->layer_ready(t.index, {&w, &b}, stream);
   }
 
   bool dropout_on(bool training) const { return training && cfg().dropout > 0.0f; }
@@ -229,6 +242,7 @@ struct Network::Impl {
     Parameter& w = param(t.fc_w[k]);
     w.grad = ops::linear_backward_weight(t.fc_in[k], g);
     param(t.fc_b[k]).grad = ops::bias_backward(g);
+    gradients_ready(t, w, param(t.fc_b[k]));
     return ops::linear_backward_input(g, w.value);
   }
 

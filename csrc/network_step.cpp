@@ -159,6 +159,7 @@ StepStats Network::Impl::schedule(const HostBatch& b, Mode mode, bool training, 
       timing(t, kBackwardDone);
     }
   }
+  if (backward && net.reducer_) net.reducer_->wait();  // data-parallel: the averaged gradients (nccl.h)
   if (mode == Mode::Train) {
     for (Tower& t : towers) {
       Scope scope(t);

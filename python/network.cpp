@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "bindings.h"
+#include "nccl.h"
 #include "network.h"
 #include "network_layers.h"
 #include "ops.h"
@@ -231,6 +232,16 @@ void bind_network(py::module_& m) {
           },
           arg("name"), arg("value"))
       .def(
+          "use_nccl",
+          [](Network& net, const std::vector<py::bytes>& unique_ids, int rank, int size) {
+            std::vector<std::string> ids(unique_ids.begin(), unique_ids.end());
+            py::gil_scoped_release release;
+            net.set_gradient_reducer(nccl::make_reducer(net, ids, rank, size));
+          },
+          "Average every gradient over the ranks with NCCL as backward produces it (csrc/nccl.h).",
+          arg("unique_ids"), arg("rank"), arg("size"))
+      .def("drop_gradient_reducer", [](Network& net) { net.set_gradient_reducer(nullptr); })
+      .def(
           "apply_update",
           [](Network& net, float lr, float momentum, float weight_decay) {
             py::gil_scoped_release release;
@@ -340,6 +351,12 @@ void bind_network(py::module_& m) {
              return out;
            })
       .def("reset_peak_memory", &Network::reset_peak_memory);
+
+  // NCCL, loaded at run time (csrc/nccl.h); alexnet_cuda/distributed.py searches for the library.
+  m.def("nccl_load", &nccl::load_library, arg("path"));
+  m.def("nccl_loaded", &nccl::library_loaded);
+  m.def("nccl_version", &nccl::library_version);
+  m.def("nccl_unique_id", [] { return py::bytes(nccl::unique_id()); });
 
   m.def(
       "describe_layers",
