@@ -645,6 +645,8 @@ def _run(args) -> int:
         summary = train(config_from_args(args))
     except KeyboardInterrupt:
         print(f"{PROG}: aborted (no checkpoint saved for the current epoch)", file=sys.stderr)
+        # distributed: a second Ctrl-C on this rank alone; the others must not wait for it
+        distributed.setup().abort("aborted by Ctrl-C", cli.EXIT_INTERRUPTED)
         return cli.EXIT_INTERRUPTED
     out = summary["out"]
     if summary["status"] == "interrupted":

@@ -63,7 +63,7 @@ def checks(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("dist")
     proc, _ = launch("checks", out)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads((out / "result.json").read_text())
+    return {**json.loads((out / "result.json").read_text()), "out": out}
 
 
 # ---- 2 ranks ------------------------------------------------------------------------------------------------------
@@ -94,6 +94,22 @@ def test_resumed_two_rank_run_equals_uninterrupted_and_only_rank0_writes(checks)
     assert r["whole_step"] == r["resumed_step"] == 8
     assert r["params_equal"] and r["momentum_equal"] and r["losses_equal"]
     assert r["writes_by_rank"][0] > 0 and r["writes_by_rank"][1] == 0
+
+
+@requires_mpi
+def test_two_rank_training_run_equals_a_one_process_run(checks, tmp_path):
+    """The whole driver (train()): 2 epochs on 2 ranks x 4 against one process x 8 (this pytest process)."""
+    from distributed_worker import train_config
+
+    from alexnet_cuda import checkpoint as ckpt_io
+    from alexnet_cuda.train import train
+
+    one = train(train_config(tmp_path / "one"))
+    two = ckpt_io.load(checks["out"] / "whole" / "last.npz")
+    mine = ckpt_io.load(tmp_path / "one" / "last.npz")
+    assert one["step"] == 8
+    for k, v in mine.params.items():
+        np.testing.assert_allclose(two.params[k], v, rtol=1e-4, atol=1e-5 * float(np.abs(v).max()))
 
 
 @requires_mpi
