@@ -649,6 +649,8 @@ def _run(args) -> int:
         distributed.setup().abort("aborted by Ctrl-C", cli.EXIT_INTERRUPTED)
         return cli.EXIT_INTERRUPTED
     out = summary["out"]
+    if not distributed.setup().is_root:  # distributed: rank 0 says how the run ended
+        return cli.EXIT_INTERRUPTED if summary["status"] == "interrupted" else 0
     if summary["status"] == "interrupted":
         print(f"stopped at step {summary['step']} (epoch {summary['epochs_done'] + 1}, batch "
               f"{summary['batch_in_epoch']}); saved {summary['last_checkpoint']}. Continue with: "

@@ -123,7 +123,7 @@ def test_reductions_start_layer_by_layer_fc_first(fake_nccl, tmp_path):
     check_reducer(fake_nccl, tmp_path, {}, "cpu")
 
 
-def test_reducer_on_the_emulated_device(fake_nccl, tmp_path):
+def test_reducer_on_the_emulated_cuda_device(fake_nccl, tmp_path):
     """The same on the emulated CUDA device: the reductions are issued with the towers' streams."""
     try:
         import alexnet_cuda._C_emulated  # noqa: F401

@@ -17,7 +17,7 @@ void apply_dropout_mask(int64_t count, float p, uint64_t seed, uint64_t offset, 
   const float scale = 1.0f / (1.0f - p);
   // One Philox call yields the uniforms of 4 consecutive stream positions: the calls covering [first, first+count).
   const int64_t begin = static_cast<int64_t>(first / 4);
-  const int64_t blocks = static_cast<int64_t>((first + static_cast<uint64_t>(count) + 3) / 4) - begin;
+  const int64_t blocks = (static_cast<int64_t>(first % 4) + count + 3) / 4;  // no overflow at first near 2^64
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
     float u[4];

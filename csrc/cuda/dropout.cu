@@ -21,7 +21,7 @@ template <bool kAligned>
 __global__ void dropout_mask_kernel(int64_t count, float p, float scale, uint64_t seed, uint64_t offset,
                                     uint64_t first, const float* __restrict__ x, float* __restrict__ y) {
   const uint64_t begin = first / 4;
-  const int64_t blocks = static_cast<int64_t>((first + static_cast<uint64_t>(count) + 3) / 4 - begin);
+  const int64_t blocks = (static_cast<int64_t>(first % 4) + count + 3) / 4;  // no overflow at first near 2^64
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; b < blocks; b += stride) {
     float u[4];
