@@ -44,8 +44,8 @@ requires_mpi = pytest.mark.skipif(not (_has_mpi4py() and _mpiexec()),
                                   reason='needs mpi4py and mpiexec: pip install ".[dist]"')
 
 
-def launch(scenario: str, out: Path) -> tuple[subprocess.CompletedProcess, float]:
-    env = module_env()
+def launch(scenario: str, out: Path, **env_extra: str) -> tuple[subprocess.CompletedProcess, float]:
+    env = {**module_env(), **env_extra}
     env["OMP_NUM_THREADS"] = "1"  # two ranks on two cores
     for k in [k for k in env if k.startswith(("PMI_", "OMPI_", "PMIX_"))]:
         del env[k]  # a test run itself inside mpiexec must not pass its rank on
@@ -110,6 +110,25 @@ def test_two_rank_training_run_equals_a_one_process_run(checks, tmp_path):
     assert one["step"] == 8
     for k, v in mine.params.items():
         np.testing.assert_allclose(two.params[k], v, rtol=1e-4, atol=1e-5 * float(np.abs(v).max()))
+
+
+@requires_mpi
+def test_two_ranks_on_emulated_cuda_devices_average_through_the_host(tmp_path):
+    """GPUs without NCCL: each rank on its own (emulated) GPU, gradients through the host with MPI; the same
+    weights as one CPU process with the whole batch."""
+    import alexnet_cuda
+
+    if not list(Path(alexnet_cuda.__file__).parent.glob("_C_emulated.*")):
+        pytest.skip("the emulated CUDA device is not built (tools/emulation_build.sh)")
+    if os.environ.get("ALEXNET_CUDA_EMULATED") == "asan":
+        pytest.skip("not under the sanitizer pass: its LD_PRELOAD would instrument mpiexec too")
+    proc, _ = launch("emulated-cuda", tmp_path, ALEXNET_CUDA_EMULATED="1",
+                     ALEXNET_NCCL_LIBRARY=str(tmp_path / "no" / "libnccl.so.2"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "note: averaging gradients through MPI on the host (NCCL not found" in proc.stderr
+    e = json.loads((tmp_path / "result.json").read_text())["equivalence"]
+    assert e["gradient_path"] == "mpi" and e["devices"] == ["cuda:0", "cuda:0"]
+    assert e["ranks_identical"] and e["param_rel_err"] < 1e-5 and e["momentum_rel_err"] < 1e-5, e
 
 
 @requires_mpi
