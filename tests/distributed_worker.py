@@ -1,7 +1,8 @@
 """The rank side of tests/test_distributed.py: ``mpiexec -n 2 python tests/distributed_worker.py SCENARIO OUT``.
 
-``checks``: several checks in one launch (each launch costs seconds); rank 0 writes their results to OUT/result.json
-for the test to assert on. ``raise`` / ``die``: rank 1 fails mid-training (an exception / killed outright), and the
+``single`` (without mpiexec): the one-process run of the same training. ``checks``: several checks in one launch
+(each launch costs seconds); rank 0 writes their results to OUT/result.json for the test to assert on.
+``emulated-cuda``: the equivalence check with each rank on its own emulated GPU. ``raise`` / ``die``: rank 1 fails mid-training (an exception / killed outright), and the
 job must end on every rank instead of hanging.
 """
 
@@ -182,6 +183,9 @@ def fail(world, root: Path, how: str) -> None:
 def main() -> None:
     scenario, root = sys.argv[1], Path(sys.argv[2])
     world = distributed.setup()
+    if scenario == "single":  # without mpiexec: the one-process run the 2-rank run must equal
+        train_mod.train(train_config(root / "one"))
+        return
     assert world.size == 2, f"expected 2 ranks, got {world.size}"
     if scenario == "emulated-cuda":  # each rank on its own emulated GPU, no NCCL: the MPI host-copy path
         result = {"equivalence": equivalence(world, f"cuda:{world.local_rank}")}

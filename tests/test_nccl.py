@@ -24,6 +24,7 @@ FAKE_SOURCE = Path(__file__).resolve().parent / "fake_nccl.c"
 
 def run_child(code: str, env_extra: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in module_env().items() if not k.startswith(("PMI_", "OMPI_", "PMIX_"))}
+    env["OMP_NUM_THREADS"] = "1"  # a tiny net: threads only wait for each other on a busy machine
     env.update(env_extra)
     return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300)
 
