@@ -2,8 +2,8 @@
 
 ``single`` (without mpiexec): the one-process run of the same training. ``checks``: several checks in one launch
 (each launch costs seconds); rank 0 writes their results to OUT/result.json for the test to assert on.
-``emulated-cuda``: the equivalence check with each rank on its own emulated GPU. ``raise`` / ``die``: rank 1 fails mid-training (an exception / killed outright), and the
-job must end on every rank instead of hanging.
+``emulated-cuda``: the equivalence check with each rank on its own emulated GPU. ``raise`` / ``die``: rank 1 fails
+mid-training (an exception / killed outright), and the job must end on every rank instead of hanging.
 """
 
 from __future__ import annotations
