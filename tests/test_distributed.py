@@ -208,3 +208,35 @@ def test_sample_offset_gives_the_global_batch_dropout_masks():
         np.testing.assert_allclose((halves[0][k] + halves[1][k]) / 2, g, rtol=1e-4, atol=1e-6 * np.abs(g).max())
     with pytest.raises(ValueError, match="sample_offset"):
         net.sample_offset = -1
+
+
+def test_ranks_of_a_node_take_one_gpu_each_by_local_rank(monkeypatch):
+    import alexnet_cuda
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(alexnet_cuda, "visible_gpus", lambda *a, **k: 2)
+    rank3 = SimpleNamespace(size=4, local_rank=3)
+    assert distributed.place_devices(["cuda:0", "cuda:1"], None, rank3) == ["cuda:1", "cuda:1"]
+    assert distributed.place_devices(["cuda:0", "cuda:1"], [0, 1], rank3) == ["cuda:0", "cuda:1"]  # --gpus wins
+    assert distributed.place_devices(["cpu", "cpu"], None, rank3) == ["cpu", "cpu"]
+    assert distributed.place_devices(["cuda:0", "cuda:1"], None, distributed.SingleProcess()) == ["cuda:0", "cuda:1"]
+
+
+def test_agreed_stop_asks_the_ranks_until_one_said_stop():
+    class World(distributed.SingleProcess):
+        asked = 0
+        others_stop = False
+
+        def any(self, flag):
+            self.asked += 1
+            return flag or self.others_stop
+
+    class Stop:
+        requested = False
+
+    world = World()
+    stop = distributed.AgreedStop(Stop(), world)
+    assert not stop.requested and world.asked == 1
+    world.others_stop = True  # a Ctrl-C reached another rank only
+    assert stop.requested and not stop.local_requested
+    assert stop.requested and world.asked == 2  # agreed true stays true without another collective
