@@ -38,6 +38,7 @@ import numpy as np
 
 from . import build_info
 from . import cli
+from . import distributed
 from .cli import ConfigError
 # The pieces live in their own modules (train_config: settings and flags; train_data: datasets and input statistics;
 # train_state: checkpoints and resume; train_loop: the loop; train_log: what is printed and written); the names
@@ -49,7 +50,7 @@ from .train_config import (  # noqa: F401
     detect_dataset, resolve, resolve_devices)
 from .train_data import input_statistics, make_loaders, open_datasets
 from .train_loop import StopRequest, run_epochs, validate  # noqa: F401
-from .train_log import log, read_history
+from .train_log import log, read_history, set_quiet
 from .train_state import Run, TrainingDiverged, restore, resume_config, resumed_statistics  # noqa: F401
 
 _input_statistics = input_statistics  # the name the tests know
@@ -97,6 +98,8 @@ def _start_message(run: Run, devices: list[str], resuming: bool, train_images: i
     where = " and ".join(dict.fromkeys(devices))
     if any(d.startswith("cuda") for d in devices) and build_info().get("cuda_emulated"):
         where += " (emulated CUDA devices, running on the CPU)"
+    if run.world.size > 1:
+        where += f", data-parallel over {run.world.size} MPI ranks (global batch {c.batch_size})"
     return (f"{'resuming' if resuming else 'training'} {c.arch} ({crop}x{crop} crops of {s}x{s} images"
             f"{f', {n_params:,} parameters' if n_params else ''}) on {where}: "
             f"{c.dataset} data, {train_images} training / {val_images} validation images"
@@ -120,20 +123,31 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
     is kept) or checkpoint.CheckpointError (--resume with a bad checkpoint). ``model_class`` replaces
     :class:`alexnet_cuda.AlexNet` (tests pass a stand-in).
     """
+    world = distributed.setup()  # distributed: SingleProcess without an MPI launcher (mpi4py not imported)
     config, resumed = resume_config(config)
     c = resolve(config)
+    if world.size > 1:  # distributed: rank 0's run directory (a default one is named by the time), a global batch
+        c = dataclasses.replace(c, out=world.broadcast(c.out))
+        if c.batch_size % world.size:
+            raise ConfigError(f"--batch-size {c.batch_size} is the global batch: it must be a multiple of the "
+                              f"{world.size} ranks")
     out = Path(c.out)
     if not c.resume and (out / "last.npz").exists():
         raise ConfigError(f"--out {out} already holds a run (last.npz): pass --resume to continue it, or choose "
                           f"another --out")
-    devices = resolve_devices(c.device, c.gpus, c.towers)
-    train_set, val_set = open_datasets(c, out)
-    out.mkdir(parents=True, exist_ok=True)
-    run = _prepare_run(c, out, train_set, val_set, devices, resumed, model_class)
+    devices = distributed.place_devices(resolve_devices(c.device, c.gpus, c.towers), c.gpus, world)
+    set_quiet(not world.is_root)  # distributed: only rank 0 writes files and the log
+    # (every rank splits an unsplit folder by the same seed; rank 0 records and, resuming, checks the split)
+    train_set, val_set = open_datasets(c, out if world.is_root else None)
+    if world.is_root:
+        out.mkdir(parents=True, exist_ok=True)
+    run = _prepare_run(c, out, train_set, val_set, devices, resumed, model_class, world)
     history = read_history(out)
-    if run.progress.epoch < c.epochs:
+    if run.progress.epoch < c.epochs and world.is_root:
         log(_start_message(run, devices, resumed is not None, len(train_set), len(val_set)))
-    status, step_losses = run_epochs(run, StopRequest(), history)
+    # distributed: a Ctrl-C on any rank stops every rank at the same step
+    status, step_losses = run_epochs(run, distributed.AgreedStop(StopRequest(), world), history)
+    world.barrier()  # distributed: rank 0's files are complete when train() returns on any rank
     p = run.progress
     return {"status": status, "out": str(out), "epochs_done": p.epoch, "batch_in_epoch": p.batch_in_epoch,
             "step": p.step, "step_losses": step_losses, "history": history, "best_val_top1": p.best_val_top1,
@@ -142,9 +156,10 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
             "config": dataclasses.asdict(c)}
 
 
-def _prepare_run(c: TrainConfig, out: Path, train_set, val_set, devices: list[str], resumed, model_class) -> Run:
+def _prepare_run(c: TrainConfig, out: Path, train_set, val_set, devices: list[str], resumed, model_class,
+                 world: distributed.SingleProcess) -> Run:
     """The network with its input normalization, the augmentation stream, the loaders and the schedule, put back
-    where the checkpoint left them when resuming."""
+    where the checkpoint left them when resuming; data-parallel, every rank then holds rank 0's model."""
     from . import data
 
     s = int(train_set.image_size)
@@ -152,8 +167,8 @@ def _prepare_run(c: TrainConfig, out: Path, train_set, val_set, devices: list[st
         raise ConfigError(f"the dataset's images are {s}x{s}, smaller than the network input {c.input_size}")
     if resumed is not None:
         mean, eigvals, eigvecs = resumed_statistics(resumed)
-    else:
-        mean, eigvals, eigvecs = input_statistics(c, train_set, out)
+    else:  # distributed: rank 0 computes (and caches) them, the others receive them
+        mean, eigvals, eigvecs = world.broadcast(input_statistics(c, train_set, out) if world.is_root else None)
     model, model_cfg = build_network(c, len(train_set.classes), devices, model_class)
     crop = int(model.input_size)
     if resumed is not None:
@@ -166,7 +181,7 @@ def _prepare_run(c: TrainConfig, out: Path, train_set, val_set, devices: list[st
     jitter = data.PixelJitter(brightness=c.brightness, contrast=c.contrast, saturation=c.saturation, noise=c.noise)
     augmenter = data.Augmenter(s, crop, eigvals=eigvals, eigvecs=eigvecs, pca_std=c.pca_std, flip=c.flip,
                                seed=c.seed + 1, jitter=jitter)
-    train_loader, val_loader = make_loaders(c, train_set, val_set)
+    train_loader, val_loader = make_loaders(c, train_set, val_set, shard=(world.rank, world.size))
     batches_per_epoch = len(train_loader)
     if c.train_batches is not None:
         batches_per_epoch = min(batches_per_epoch, c.train_batches)
@@ -175,9 +190,11 @@ def _prepare_run(c: TrainConfig, out: Path, train_set, val_set, devices: list[st
               eigvals=eigvals, eigvecs=eigvecs, augmenter=augmenter, train_loader=train_loader,
               val_loader=val_loader, batches_per_epoch=batches_per_epoch,
               schedule=LRSchedule(c.lr_schedule, c.lr, c.lr_patience, c.lr_step_epochs, c.lr_drops),
-              have_checkpoint=(out / "last.npz").exists())
+              have_checkpoint=(out / "last.npz").exists(), world=world)
     if resumed is not None:
         restore(run, resumed)
+    world.broadcast_model(model)  # distributed: every rank starts from rank 0's parameters, momentum and step
+    world.choose_gradient_path(model, devices)  # distributed: NCCL on GPUs when every rank has it, else MPI
     return run
 
 
@@ -196,7 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.resume and args.out is None:
         parser.error("--resume needs --out DIR (the run directory to continue)")
-    return cli.run(PROG, args, lambda: _run(args))
+    code = cli.run(PROG, args, lambda: _run(args))
+    world = distributed.setup()
+    if code not in (0, cli.EXIT_INTERRUPTED) and world.size > 1:
+        # distributed: this rank failed (its error is printed above); the others may wait for it in a collective
+        world.abort(f"{PROG} failed with exit status {code}", code)
+    return code
 
 
 def _run(args) -> int:
@@ -204,8 +226,12 @@ def _run(args) -> int:
         summary = train(config_from_args(args))
     except KeyboardInterrupt:
         print(f"{PROG}: aborted (no checkpoint saved for the current epoch)", file=sys.stderr)
+        # distributed: a second Ctrl-C on this rank alone; the others must not wait for it
+        distributed.setup().abort("aborted by Ctrl-C", cli.EXIT_INTERRUPTED)
         return cli.EXIT_INTERRUPTED
     out = summary["out"]
+    if not distributed.setup().is_root:  # distributed: rank 0 says how the run ended
+        return cli.EXIT_INTERRUPTED if summary["status"] == "interrupted" else 0
     if summary["status"] == "interrupted":
         print(f"stopped at step {summary['step']} (epoch {summary['epochs_done'] + 1}, batch "
               f"{summary['batch_in_epoch']}); saved {summary['last_checkpoint']}. Continue with: "

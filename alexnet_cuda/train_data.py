@@ -231,15 +231,16 @@ def input_statistics(c: TrainConfig, train_set, out: Path) -> tuple[np.ndarray, 
     return mean, pca[0], pca[1]
 
 
-def make_loaders(c: TrainConfig, train_set, val_set):
-    """The shuffled training loader (whole batches only) and the ordered validation loader."""
+def make_loaders(c: TrainConfig, train_set, val_set, shard: tuple[int, int] = (0, 1)):
+    """The shuffled training loader (whole batches only) and the ordered validation loader. Data-parallel,
+    ``shard`` = (rank, ranks): each rank loads its share of every (global) batch."""
     from . import data
 
     if len(train_set) < c.batch_size:
         raise ConfigError(f"the training set ({len(train_set)} images) is smaller than one batch ({c.batch_size}); "
                           f"lower --batch-size")
     train_loader = data.Loader(train_set, c.batch_size, shuffle=True, drop_last=True, seed=c.seed,
-                               workers=c.workers)
+                               workers=c.workers, shard=shard)
     val_loader = data.Loader(val_set, c.batch_size, shuffle=False, drop_last=False, seed=c.seed,
-                             workers=c.workers)
+                             workers=c.workers, shard=shard)
     return train_loader, val_loader

@@ -10,6 +10,15 @@ from typing import Any, Callable
 
 from . import checkpoint as ckpt_io
 
+# Data-parallel training (distributed.py): every rank but rank 0 is quiet, so the console shows one run.
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> None:
+    global _quiet
+    _quiet = bool(quiet)
+
+
 def fmt_time(seconds: float) -> str:
     seconds = int(round(seconds))
     h, rem = divmod(seconds, 3600)
@@ -19,6 +28,8 @@ def fmt_time(seconds: float) -> str:
 
 def log(msg: str, bar: Any = None) -> None:
     """A console line; through the progress bar when there is one, so the bar is redrawn below it."""
+    if _quiet:
+        return
     if bar is not None:
         bar.write(msg, file=sys.stdout)
     else:

@@ -6,13 +6,14 @@ the current step (:class:`StopRequest`); a NaN or infinite loss stops it without
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 import threading
 import time
 from typing import Any, TextIO
 
-from . import train_log
+from . import distributed, train_log
 from .cli import ConfigError
 from .train_config import PROG
 from .train_state import Run, TrainingDiverged, check_parameters, kept_checkpoint, new_running, save
@@ -47,10 +48,14 @@ class StopRequest:
 
 
 def validate(model, loader, image_size: int, crop: int, max_batches: int | None = None,
-             stop: StopRequest | None = None) -> dict[str, float] | None:
+             stop: StopRequest | None = None, world: distributed.SingleProcess | None = None
+             ) -> dict[str, float] | None:
     """Loss, top-1 and top-5 accuracy on the centre patches of ``loader``'s images (dropout off, no update).
-    Returns None when a Ctrl-C interrupted it."""
+    Returns None when a Ctrl-C interrupted it. Data-parallel (``world``): each rank evaluates its share of every
+    batch (a sharded loader) and the sums are added over the ranks."""
     from .data import center_crop
+
+    world = world or distributed.SingleProcess()
 
     # The validation loader does not shuffle, so every epoch number gives the same order; a new number always starts
     # at the first batch (the same number would continue where a capped pass stopped).
@@ -61,28 +66,34 @@ def validate(model, loader, image_size: int, crop: int, max_batches: int | None 
         if max_batches is not None and b >= max_batches:
             break
         k = len(labels)
-        view = center_crop(image_size, crop, k)
-        r = model.evaluate(images, labels, crops=view["crops"], flips=view["flips"])
-        loss += float(r.loss) * k
-        top1 += float(r.top1) * k
-        top5 += float(r.top5) * k
-        n += k
+        if k:  # a rank's share of a small last batch may be empty
+            view = center_crop(image_size, crop, k)
+            r = model.evaluate(images, labels, crops=view["crops"], flips=view["flips"])
+            loss += float(r.loss) * k
+            top1 += float(r.top1) * k
+            top5 += float(r.top5) * k
+            n += k
         if stop is not None and stop.requested:
             return None
+    loss, top1, top5, n = world.sum([loss, top1, top5, n])  # distributed: the ranks' shares added
     if n == 0:
         raise ConfigError("the validation set produced no batches")
-    return {"loss": loss / n, "top1": top1 / n, "top5": top5 / n, "images": n}
+    return {"loss": loss / n, "top1": top1 / n, "top5": top5 / n, "images": int(n)}
 
 
-def train_step(run: Run, images, labels, lr: float):
+def train_step(run: Run, images, labels, lr: float, stop: distributed.AgreedStop):
     """One SGD step on the batch with this step's augmentation draw (paper Section 4.1 and 5, and the pixel jitter
-    when it is on); refuses a batch the network refuses, and stops on a non-finite loss."""
-    c, p = run.config, run.progress
-    aug = run.augmenter.draw(len(labels))
+    when it is on); refuses a batch the network refuses, and stops on a non-finite loss. Data-parallel: ``images``
+    are this rank's share of the global batch, which draws the whole batch's augmentation and keeps its share."""
+    c, p, world = run.config, run.progress, run.world
+    lo, hi = world.shard(c.batch_size)
+    aug = {k: v[lo:hi] for k, v in run.augmenter.draw(c.batch_size).items()}
     images = run.augmenter.jitter_pixels(images, aug)
     try:
-        r = run.model.train_step(images, labels, lr, c.momentum, c.weight_decay, crops=aug["crops"],
-                                 flips=aug["flips"], rgb_shift=aug["rgb_shift"])
+        r, stopping = world.train_step(run.model, images, labels, lr, c.momentum, c.weight_decay,
+                                       crops=aug["crops"], flips=aug["flips"], rgb_shift=aug["rgb_shift"],
+                                       stop_requested=stop.local_requested)
+        stop.agree(stopping)
     except ValueError as exc:  # e.g. a batch with NaN in it: say which batch
         raise ConfigError(f"step {p.step + 1} (epoch {p.epoch + 1}, batch {p.batch_in_epoch + 1}) "
                           f"refused: {exc}") from None
@@ -95,7 +106,7 @@ def train_step(run: Run, images, labels, lr: float):
     return r
 
 
-def train_batches(run: Run, lr: float, bar: Any, stop: StopRequest, steps_file: TextIO,
+def train_batches(run: Run, lr: float, bar: Any, stop: distributed.AgreedStop, steps_file: TextIO,
                   step_losses: list[float]) -> None:
     """The rest of the current epoch's batches (all of them, or until Ctrl-C); ``--save-every`` checkpoints."""
     c, p = run.config, run.progress
@@ -103,7 +114,7 @@ def train_batches(run: Run, lr: float, bar: Any, stop: StopRequest, steps_file: 
     if p.batch_in_epoch >= run.batches_per_epoch:
         return
     for images, labels in run.train_loader:
-        r = train_step(run, images, labels, lr)
+        r = train_step(run, images, labels, lr, stop)
         loss = float(r.loss)
         p.step += 1
         p.batch_in_epoch += 1
@@ -118,7 +129,7 @@ def train_batches(run: Run, lr: float, bar: Any, stop: StopRequest, steps_file: 
         steps_file.write(train_log.step_line(p.step, p.epoch + 1, p.batch_in_epoch, loss, float(r.top1), lr))
         if bar is not None:
             train_log.update_bar(bar, p.running, p.batch_in_epoch, run.batches_per_epoch, p.epoch, c.epochs,
-                                 len(labels))
+                                 c.batch_size)
         if stop.requested or p.batch_in_epoch >= run.batches_per_epoch:
             break
         if c.save_every and p.step % c.save_every == 0:
@@ -144,19 +155,21 @@ def end_epoch(run: Run, lr: float, val: dict[str, float] | None, steps_file: Tex
     save(run, run.last_path, {"metrics": record})
     if improved:
         save(run, run.best_path, {"metrics": record})
-    train_log.append_metrics(run.out, record)
     history.append(record)
+    if run.world.is_root:  # distributed: only rank 0 writes files
+        train_log.append_metrics(run.out, record)
     train_log.log(train_log.epoch_message(record, c.epochs, run.schedule.lr))
 
 
-def run_epochs(run: Run, stop: StopRequest, history: list[dict[str, Any]]) -> tuple[str, list[float]]:
+def run_epochs(run: Run, stop: distributed.AgreedStop, history: list[dict[str, Any]]) -> tuple[str, list[float]]:
     """Trains from where ``run.progress`` stands to ``--epochs``. Returns the status ('completed' or
-    'interrupted') and the losses of the steps it ran."""
+    'interrupted') and the losses of the steps it ran. ``stop`` is a Ctrl-C handler agreed by every rank."""
     c, p = run.config, run.progress
     step_losses: list[float] = []
     status = "completed"
     stop.install()
-    steps_file = open(run.out / "steps.jsonl", "a", buffering=1)  # line-buffered: follow it with tail -f
+    # line-buffered: follow it with tail -f. distributed: only rank 0 writes files, the progress bar and the log.
+    steps_file = open(run.out / "steps.jsonl" if run.world.is_root else os.devnull, "a", buffering=1)
     try:
         while p.epoch < c.epochs:
             if p.batch_in_epoch == 0:
@@ -164,7 +177,7 @@ def run_epochs(run: Run, stop: StopRequest, history: list[dict[str, Any]]) -> tu
                 p.running = new_running()
             lr = run.schedule.lr
             bar = train_log.progress_bar(run.batches_per_epoch * c.batch_size, p.batch_in_epoch * c.batch_size,
-                                         f"epoch {p.epoch + 1}/{c.epochs}", c.progress)
+                                         f"epoch {p.epoch + 1}/{c.epochs}", c.progress and run.world.is_root)
             try:
                 train_batches(run, lr, bar, stop, steps_file, step_losses)
                 if stop.requested:
@@ -176,7 +189,8 @@ def run_epochs(run: Run, stop: StopRequest, history: list[dict[str, Any]]) -> tu
                     check_parameters(run, run.model.state_dict(), "validating")
                     if bar is not None:
                         bar.set_description(f"epoch {epochs_done}/{c.epochs} validating")
-                    val = validate(run.model, run.val_loader, run.image_size, run.crop, c.val_batches, stop)
+                    val = validate(run.model, run.val_loader, run.image_size, run.crop, c.val_batches, stop,
+                                   run.world)
                     if val is None:
                         status = "interrupted"
                         break

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import checkpoint as ckpt_io
+from . import distributed
 from .cli import ConfigError
 from .lr_schedule import LRSchedule
 from .train_config import RESUME_OVERRIDES, RESUME_OVERRIDES_IF_SET, TrainConfig
@@ -61,6 +62,8 @@ class Run:
     batches_per_epoch: int
     progress: Progress = dataclasses.field(default_factory=Progress)
     have_checkpoint: bool = False
+    # The MPI ranks training this model data-parallel (distributed.py); one process: SingleProcess.
+    world: distributed.SingleProcess = dataclasses.field(default_factory=distributed.SingleProcess)
 
     @property
     def last_path(self) -> Path:
@@ -126,8 +129,9 @@ def restore(run: Run, resumed: ckpt_io.Checkpoint) -> None:
     except (KeyError, ValueError, TypeError) as exc:
         raise ckpt_io.CheckpointError(f"checkpoint {resumed.path}: cannot resume from it "
                                       f"({type(exc).__name__}: {exc})") from None
-    truncate_jsonl(run.out / "steps.jsonl", lambda r: r.get("step", 0) <= p.step)
-    truncate_jsonl(run.out / "metrics.jsonl", lambda r: r.get("epoch", 0) <= p.epoch)
+    if run.world.is_root:  # distributed: only rank 0 writes
+        truncate_jsonl(run.out / "steps.jsonl", lambda r: r.get("step", 0) <= p.step)
+        truncate_jsonl(run.out / "metrics.jsonl", lambda r: r.get("epoch", 0) <= p.epoch)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -156,6 +160,8 @@ def save(run: Run, path: Path, extra: dict[str, Any] | None = None) -> None:
     """Writes a checkpoint of the run as it is now (atomically: a crash keeps the previous file)."""
     params = run.model.state_dict()
     check_parameters(run, params, f"saving {path.name}")
+    if not run.world.is_root:  # distributed: the ranks hold the same parameters; rank 0 writes them
+        return
     c, p = run.config, run.progress
     arrays = {"mean": run.mean, "pca_eigvals": run.eigvals, "pca_eigvecs": run.eigvecs}
     meta = {

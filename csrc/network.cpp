@@ -201,12 +201,16 @@ void Network::check_batch(const HostBatch& b) const {
   }
 }
 
+static void check_update_arguments(const char* op, float lr, float momentum, float weight_decay) {
+  AX_CHECK(lr >= 0.0f && std::isfinite(lr), op, ": lr must be finite and >= 0, got ", lr);
+  AX_CHECK(momentum >= 0.0f && momentum < 1.0f, op, ": momentum must be in [0, 1), got ", momentum);
+  AX_CHECK(weight_decay >= 0.0f && std::isfinite(weight_decay), op, ": weight_decay must be finite and >= 0, got ",
+           weight_decay);
+}
+
 StepStats Network::train_step(const HostBatch& batch, float lr, float momentum, float weight_decay) {
   AX_CHECK(batch.labels, "AlexNet.train_step: labels are required");
-  AX_CHECK(lr >= 0.0f && std::isfinite(lr), "AlexNet.train_step: lr must be finite and >= 0, got ", lr);
-  AX_CHECK(momentum >= 0.0f && momentum < 1.0f, "AlexNet.train_step: momentum must be in [0, 1), got ", momentum);
-  AX_CHECK(weight_decay >= 0.0f && std::isfinite(weight_decay),
-           "AlexNet.train_step: weight_decay must be finite and >= 0, got ", weight_decay);
+  check_update_arguments("AlexNet.train_step", lr, momentum, weight_decay);
   StepStats s = impl_->run(batch, Impl::Mode::Train, true, lr, momentum, weight_decay, nullptr);
   ++step;
   return s;
@@ -215,6 +219,16 @@ StepStats Network::train_step(const HostBatch& batch, float lr, float momentum, 
 StepStats Network::compute_gradients(const HostBatch& batch, bool training) {
   AX_CHECK(batch.labels, "AlexNet.compute_gradients: labels are required");
   return impl_->run(batch, Impl::Mode::Gradients, training, 0, 0, 0, nullptr);
+}
+
+void Network::apply_update(float lr, float momentum, float weight_decay) {
+  check_update_arguments("AlexNet.apply_update", lr, momentum, weight_decay);
+  for (const Parameter& p : params_) {
+    AX_CHECK(p.grad.defined(), "AlexNet.apply_update: parameter ", p.name,
+             " has no gradient (call compute_gradients with training=True first)");
+  }
+  impl_->apply_update(lr, momentum, weight_decay);
+  ++step;
 }
 
 StepStats Network::evaluate(const HostBatch& batch) {

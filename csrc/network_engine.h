@@ -6,6 +6,7 @@
 #include <optional>
 #include <vector>
 
+#include "nccl.h"
 #include "network.h"
 #include "network_layers.h"
 #include "ops.h"
@@ -191,12 +192,27 @@ struct Network::Impl {
     const int k = c.conv_kernel[l];
     w.grad = ops::conv2d_backward_weight(t.conv_in[l], g, k, k, c.conv_stride[l], c.conv_pad[l], 1);
     param(t.conv_b[l]).grad = ops::bias_backward(g);
+    gradients_ready(t, w, param(t.conv_b[l]));
     if (l == 0) return Tensor();  // the image needs no gradient
     const int side = static_cast<int>(t.conv_in[l].size(2));
     return ops::conv2d_backward_input(g, w.value, side, side, c.conv_stride[l], c.conv_pad[l], 1);
   }
 
+  // Data-parallel (nccl.h): a layer's gradients are complete on the tower's stream; the reducer starts averaging
+  // them across the ranks now, overlapping the rest of backward.
+  void gradients_ready(Tower& t, Parameter& w, Parameter& b) {
+    if (!net.reducer_) return;
+    void* stream = nullptr;
+#ifdef ALEXNET_WITH_CUDA
+    stream = t.stream;
+#endif
+    net.reducer_->layer_ready(t.index, {&w, &b}, stream);
+  }
+
   bool dropout_on(bool training) const { return training && cfg().dropout > 0.0f; }
+  // Stream position of the first element of a (n, features) fc output: sample i of this batch is sample
+  // sample_offset + i of the global batch (network.h), so its row starts at (sample_offset + i) * features.
+  uint64_t dropout_first(const Tensor& y) const { return net.sample_offset * static_cast<uint64_t>(y.size(1)); }
 
   Tensor fc_forward(Tower& t, int k, const Tensor& x, bool training) {
     const NetworkConfig& c = cfg();
@@ -206,7 +222,8 @@ struct Network::Impl {
     t.fc_out[k] = y;
     if (k < 2) {
       if (dropout_on(training)) {
-        y = ops::dropout_forward(y, c.dropout, c.seed, Network::dropout_offset(net.step, k, t.index), true);
+        y = ops::dropout_forward(y, c.dropout, c.seed, Network::dropout_offset(net.step, k, t.index), true,
+                                 dropout_first(y));
       }
       t.fc_drop[k] = y;
     }
@@ -217,13 +234,15 @@ struct Network::Impl {
     const NetworkConfig& c = cfg();
     if (k < 2) {
       if (dropout_on(training)) {
-        g = ops::dropout_backward(g, c.dropout, c.seed, Network::dropout_offset(net.step, k, t.index), true);
+        g = ops::dropout_backward(g, c.dropout, c.seed, Network::dropout_offset(net.step, k, t.index), true,
+                                  dropout_first(g));
       }
       g = ops::activation_backward(t.fc_out[k], g, c.activation);
     }
     Parameter& w = param(t.fc_w[k]);
     w.grad = ops::linear_backward_weight(t.fc_in[k], g);
     param(t.fc_b[k]).grad = ops::bias_backward(g);
+    gradients_ready(t, w, param(t.fc_b[k]));
     return ops::linear_backward_input(g, w.value);
   }
 
@@ -269,6 +288,7 @@ struct Network::Impl {
   StepStats schedule(const HostBatch& b, Mode mode, bool training, float lr, float momentum, float weight_decay,
                      float* probs_out);
   void update(Tower& t, float lr, float momentum, float weight_decay);
+  void apply_update(float lr, float momentum, float weight_decay);
   void finish(bool backward, bool update);
 };
 

@@ -13,6 +13,23 @@ void Network::Impl::update(Tower& t, float lr, float momentum, float weight_deca
   }
 }
 
+// The update half of a data-parallel step (Network::apply_update): the gradients are compute_gradients', averaged
+// over the ranks in place. Releases the step's tensors as the end of a Train step does.
+void Network::Impl::apply_update(float lr, float momentum, float weight_decay) {
+  for (Tower& t : towers) {
+    Scope scope(t);
+    update(t, lr, momentum, weight_decay);
+  }
+#ifdef ALEXNET_WITH_CUDA
+  if (gpu) {
+    for (Tower& t : towers) cuda::synchronize_stream(t.stream);
+  }
+#endif
+  for (Tower& t : towers) t.clear();
+  for (Parameter& p : net.params_) p.grad = Tensor();
+  net.logits_ = probs = dlogits = labels = Tensor();
+}
+
 StepStats Network::Impl::run(const HostBatch& b, Mode mode, bool training, float lr, float momentum,
                              float weight_decay, float* probs_out) {
   net.check_batch(b);
@@ -142,6 +159,7 @@ StepStats Network::Impl::schedule(const HostBatch& b, Mode mode, bool training, 
       timing(t, kBackwardDone);
     }
   }
+  if (backward && net.reducer_) net.reducer_->wait();  // data-parallel: the averaged gradients (nccl.h)
   if (mode == Mode::Train) {
     for (Tower& t : towers) {
       Scope scope(t);
