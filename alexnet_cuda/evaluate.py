@@ -7,7 +7,9 @@ Prints the top-1 and top-5 error rates on the validation set two ways (paper Sec
   softmax outputs averaged over the ten before ranking the classes.
 
 Without ``--data`` it evaluates on the data the checkpoint was trained with (the built-in synthetic dataset is
-regenerated). Without ``--checkpoint`` it takes the newest ``runs/*/best.npz``.
+regenerated); for a folder without ``train/`` and ``val/``, ``--split val`` and ``--split test`` are the splits the
+run made of it, read from the run directory's ``splits/`` (``--split test``: images the run never trained or
+validated on). Without ``--checkpoint`` it takes the newest ``runs/*/best.npz``.
 """
 
 from __future__ import annotations
@@ -103,7 +105,9 @@ def evaluate(model, dataset, *, batch_size: int = 128, ten_crop: bool = True, wo
 def dataset_for(ckpt: ckpt_io.Checkpoint, data: str | None, kind: str | None, split: str):
     """The evaluation set: ``data`` when given, else the one the checkpoint was trained on."""
     from . import data as data_mod
-    from .train import TrainConfig, open_datasets
+    from .train import TrainConfig
+    from .data.resize import at_size
+    from .train_data import open_split
 
     image_size = int(ckpt.meta.get("image_size", 0)) or None
     if data is None:
@@ -114,15 +118,29 @@ def dataset_for(ckpt: ckpt_io.Checkpoint, data: str | None, kind: str | None, sp
         config = TrainConfig(**{k: v for k, v in saved.items() if k in fields})
         if config.dataset != "synthetic" and (config.data is None or not Path(config.data).is_dir()):
             raise ConfigError(f"the training data of {ckpt.path} ({config.data}) is not available here; pass --data")
-        train_set, val_set = open_datasets(config)
-        return train_set if split == "train" else val_set
+        # The run directory holds the checkpoint and, for a folder the run split itself, the file list of each split.
+        return open_split(config, Path(ckpt.path).parent, split)
     path = Path(data).expanduser()
     if not path.is_dir():
         raise ConfigError(f"--data {data}: no such directory")
+    _warn_if_unsplit(path, ckpt)
     try:
-        return data_mod.open_dataset(path, kind=kind or "auto", split=split, image_size=image_size or 256)
+        dataset = data_mod.open_dataset(path, kind=kind or "auto", split=split, image_size=image_size or 256)
+        return at_size(dataset, image_size)  # the side the network was trained at (CIFAR-10 and Tiny ImageNet too)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"--data {data}: {str(exc).splitlines()[0]}") from None
+
+
+def _warn_if_unsplit(path: Path, ckpt: ckpt_io.Checkpoint) -> None:
+    """A folder without train/ and val/ is read whole: say so when it is the folder the checkpoint was trained on,
+    since its training images are then among those scored."""
+    from .data.datasets import is_unsplit_folder
+
+    saved = ckpt.meta.get("config") if isinstance(ckpt.meta.get("config"), dict) else {}
+    if is_unsplit_folder(path) and saved.get("data") == str(path.resolve()):
+        print(f"{PROG}: note: --data {path} is the folder {ckpt.path} was trained on and has no train/ and val/: "
+              f"all its images are scored, the training ones included. Without --data, --split test scores the "
+              f"images the run held out.", file=sys.stderr)
 
 
 def check_classes(ckpt: ckpt_io.Checkpoint, dataset) -> None:
@@ -144,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="PATH", help="dataset directory (default: the checkpoint's training data)")
     p.add_argument("--dataset", choices=("folder", "imagenet", "cifar10", "tinyimagenet"),
                    help="dataset kind (default: detected)")
-    p.add_argument("--split", choices=("val", "train"), default="val", help="default val")
+    p.add_argument("--split", choices=("val", "train", "test"), default="val",
+                   help="default val; test: the held-out split that train made of a folder without train/ and val/ "
+                        "(read from the run directory's splits/), or a dataset's own test split")
     p.add_argument("--batch-size", type=cli.int_at_least(1), default=128, metavar="N", help="default 128")
     p.add_argument("--max-images", type=cli.int_at_least(1), metavar="N", help="evaluate on the first N images only")
     p.add_argument("--no-ten-crop", dest="ten_crop", action="store_false", help="centre crop only (faster)")

@@ -107,6 +107,13 @@ def _check_finite(where: str, name: str, batch: np.ndarray) -> None:
         raise ValueError(f"{where}: {name} of image {int(np.argmin(finite))} of the batch contain NaN or inf")
 
 
+def _check_update_arguments(op: str, lr, momentum, weight_decay) -> None:
+    for name, v, ok in (("lr", lr, lambda x: x >= 0), ("momentum", momentum, lambda x: 0 <= x < 1),
+                        ("weight_decay", weight_decay, lambda x: x >= 0)):
+        if not ok(float_arg(op, name, v)):
+            raise ValueError(f"{op}: bad {name}={v!r} (lr >= 0, 0 <= momentum < 1, weight_decay >= 0)")
+
+
 def resolve_devices(devices: Any) -> list[str]:
     """The two tower devices for AlexNet's ``devices`` argument (see :class:`AlexNet`)."""
     if devices is None or devices == "auto":
@@ -227,6 +234,19 @@ class AlexNet:
         self._net.step = int(value)
 
     @property
+    def sample_offset(self) -> int:
+        """Position of the batch's first sample in the global batch of a data-parallel step (rank r of N with local
+        batch n: r * n; 0 in one process). Dropout then draws each sample's mask from its global position, so N
+        ranks draw the masks of one process with the whole batch (alexnet_cuda/distributed.py)."""
+        return int(self._net.sample_offset)
+
+    @sample_offset.setter
+    def sample_offset(self, value: int) -> None:
+        if not _is_int(value) or value < 0:
+            raise ValueError(f"AlexNet.sample_offset must be an int >= 0, got {value!r}")
+        self._net.sample_offset = int(value)
+
+    @property
     def config(self) -> dict:
         """The layer widths, kernels, spatial sizes (conv_out, block_out, fc6_inputs) and options of this net
         (``head``: 'gap' or the hidden widths; ``fc_width``: the hidden widths)."""
@@ -323,6 +343,14 @@ class AlexNet:
             _check_finite(where, "rgb_shift", rgb_shift)
         return images, labels, crops, flips, rgb_shift
 
+    def _optimizer_settings(self, op: str, lr, momentum, weight_decay):
+        """One update's settings: the step's lr, momentum (SGD) and weight decay, the constructor's Adam betas/eps."""
+        _check_update_arguments(op, lr, momentum, weight_decay)
+        opt = _C.OptimizerSettings()
+        opt.lr, opt.momentum, opt.weight_decay = float(lr), float(momentum), float(weight_decay)
+        (opt.beta1, opt.beta2), opt.eps = self.adam_betas, self.adam_eps
+        return opt
+
     @staticmethod
     def _result(s) -> StepResult:
         return StepResult(float(s.loss), s.top1 / s.n, s.top5 / s.n)
@@ -336,16 +364,9 @@ class AlexNet:
         ``adam_betas`` and ``adam_eps``. Weight decay applies to the conv and fc weights, not to the biases nor
         BatchNorm's scale and shift (cuda-convnet's setting for the paper's net).
         """
-        for name, v, ok in (("lr", lr, lambda x: x >= 0), ("momentum", momentum, lambda x: 0 <= x < 1),
-                            ("weight_decay", weight_decay, lambda x: x >= 0)):
-            if not ok(float_arg("AlexNet.train_step", name, v)):
-                raise ValueError(f"AlexNet.train_step: bad {name}={v!r} (lr >= 0, 0 <= momentum < 1, "
-                                 f"weight_decay >= 0)")
+        opt = self._optimizer_settings("AlexNet.train_step", lr, momentum, weight_decay)
         images, labels, crops, flips, rgb_shift = self._batch("train_step", images, labels, crops, flips, rgb_shift,
                                                               True)
-        opt = _C.OptimizerSettings()
-        opt.lr, opt.momentum, opt.weight_decay = float(lr), float(momentum), float(weight_decay)
-        (opt.beta1, opt.beta2), opt.eps = self.adam_betas, self.adam_eps
         s = self._net.train_step(images, labels, opt, crops, flips, rgb_shift)
         return self._result(s)
 
@@ -367,6 +388,21 @@ class AlexNet:
         images, labels, crops, flips, rgb_shift = self._batch("compute_gradients", images, labels, crops, flips,
                                                               rgb_shift, True)
         return self._result(self._net.compute_gradients(images, labels, bool(training), crops, flips, rgb_shift))
+
+    def apply_update(self, lr, momentum=0.9, weight_decay=5e-4) -> None:
+        """The update half of :meth:`train_step` from the current gradients (those of :meth:`compute_gradients`
+        with ``training=True``, possibly replaced by :meth:`set_gradients`); advances ``step``.
+        ``compute_gradients`` + ``apply_update`` equals ``train_step`` bit for bit: data-parallel training averages
+        the gradients across ranks between the two."""
+        self._net.apply_update(self._optimizer_settings("AlexNet.apply_update", lr, momentum, weight_decay))
+
+    def set_gradients(self, grads: dict) -> None:
+        """Replace the gradients of the last :meth:`compute_gradients` (float32 arrays of the parameters' shapes,
+        by name; names left out keep theirs)."""
+        for n, g in grads.items():
+            if n not in self._names:
+                raise ValueError(f"AlexNet.set_gradients: unknown parameter {n!r}")
+            self._net.set_gradient(n, np.ascontiguousarray(g, dtype=np.float32))
 
     def gradients(self) -> dict[str, np.ndarray]:
         """The gradients of the last :meth:`compute_gradients`, by parameter name."""

@@ -268,20 +268,21 @@ def global_avgpool_backward(dy, h, w, *, device=None):
 
 
 # ---- dropout ------------------------------------------------------------------------------------------------------
-def _dropout_args(c, p, seed, offset, training):
+def _dropout_args(c, p, seed, offset, training, first):
     return (*c.floats(p=p), int_arg(c.op, "seed", seed, 0, UINT64_MAX), int_arg(c.op, "offset", offset, 0, UINT64_MAX),
-            bool_arg(c.op, "training", training))
+            bool_arg(c.op, "training", training), int_arg(c.op, "first", first, 0, UINT64_MAX))
 
 
-def dropout_forward(x, p=0.5, seed=0, offset=0, training=True, *, device=None):
-    """Inverted dropout (paper Section 4.2) with a Philox mask keyed by (seed, offset); identity when not training."""
+def dropout_forward(x, p=0.5, seed=0, offset=0, training=True, *, first=0, device=None):
+    """Inverted dropout (paper Section 4.2) with a Philox mask keyed by (seed, offset); identity when not training.
+    ``first``: x is the slice starting at element ``first`` of a larger tensor, and gets that slice of its mask."""
     c = _Call("dropout_forward", device, x)
-    return c.run(_C.ops.dropout_forward, c.t(x, "x"), *_dropout_args(c, p, seed, offset, training))
+    return c.run(_C.ops.dropout_forward, c.t(x, "x"), *_dropout_args(c, p, seed, offset, training, first))
 
 
-def dropout_backward(dy, p=0.5, seed=0, offset=0, training=True, *, device=None):
+def dropout_backward(dy, p=0.5, seed=0, offset=0, training=True, *, first=0, device=None):
     c = _Call("dropout_backward", device, dy)
-    return c.run(_C.ops.dropout_backward, c.t(dy, "dy"), *_dropout_args(c, p, seed, offset, training))
+    return c.run(_C.ops.dropout_backward, c.t(dy, "dy"), *_dropout_args(c, p, seed, offset, training, first))
 
 
 # ---- softmax cross-entropy ----------------------------------------------------------------------------------------

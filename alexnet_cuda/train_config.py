@@ -17,6 +17,7 @@ from pathlib import Path
 from .arguments import FLOAT32_MAX
 from .cli import ConfigError, add_debug_flag, float_in, gpu_list, int_at_least
 from .network_options import ADAM_DEFAULT_LR, DEFAULT_ADAM_BETAS, DEFAULT_ADAM_EPS, add_variant_flags
+from .train_examples import EXAMPLES
 
 PROG = "python -m alexnet_cuda.train"
 DATASETS = ("synthetic", "folder", "imagenet", "cifar10", "tinyimagenet")
@@ -42,6 +43,9 @@ RECIPES = {
     "alexnet": {"batch_size": 128, "lr": 0.01, "weight_std": 0.01, "bias_init": 1.0, "input_scale": 1.0},
     "alexnet-small": {"batch_size": 32, "lr": 0.01, "weight_std": 0.03, "bias_init": 0.1, "input_scale": "auto"},
 }
+# A folder of class folders without train/ and val/ is split per class: this fraction of each class validates and
+# this one is held out for testing (evaluate --split test), the rest trains.
+DEFAULT_SPLIT = {"val_fraction": 0.1, "test_fraction": 0.1}
 # The built-in synthetic dataset: 10 classes, this many training / validation images.
 SYNTHETIC_TRAIN_IMAGES = 2560
 SYNTHETIC_VAL_IMAGES = 500
@@ -62,6 +66,17 @@ class TrainConfig:
     synthetic_images: int | None = None    # synthetic training images (validation: about a fifth)
     stats_images: int | None = 10000       # images used for the mean image and the RGB PCA (None: all)
     workers: int | None = None             # data-loading workers (None: the loader's default)
+    # splits of a folder of class folders without train/ and val/ (data/splits.py); other layouts keep their own
+    val_fraction: float | None = None      # None: 0.1 (DEFAULT_SPLIT)
+    test_fraction: float | None = None     # None: 0.1
+    split_seed: int | None = None          # None: the run's --seed
+    val_on_train: bool = False             # validate on the training images (asked for explicitly, said loudly)
+    # augmentation beside the crops and PCA colour noise (paper Section 4.1): data/jitter.py, 0 = off
+    flip: bool = True                      # Section 4.1's horizontal reflections
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    noise: float = 0.0
     # model
     arch: str | None = None                # alexnet|alexnet-small; None: by dataset
     input_size: int | None = None          # network input (crop) side; None: 227 (alexnet), 32 or 64 (small)
@@ -170,6 +185,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
             setattr(c, key, value)
     if c.dataset == "synthetic" and c.synthetic_images is None:
         c.synthetic_images = SYNTHETIC_TRAIN_IMAGES
+    resolve_split(c)
     if c.lr_schedule not in SCHEDULES:
         raise ConfigError(f"unknown --lr-schedule {c.lr_schedule!r} (choose from {', '.join(SCHEDULES)})")
     if c.out is None:
@@ -179,6 +195,36 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"--out {c.out}: exists and is not a directory (the run directory holds the checkpoints "
                           f"and logs)")
     return c
+
+
+def resolve_split(c: TrainConfig) -> None:
+    """The split fractions and seed, which only a folder of class folders without train/ and val/ uses: given for a
+    dataset with its own splits they are refused rather than silently ignored."""
+    from .data.datasets import is_unsplit_folder
+
+    split_flags = {"--val-fraction": c.val_fraction, "--test-fraction": c.test_fraction,
+                   "--split-seed": c.split_seed}
+    if c.dataset not in ("folder", "imagenet") or not is_unsplit_folder(c.data):
+        given = [flag for flag, value in split_flags.items() if value is not None]
+        if given:
+            raise ConfigError(f"{given[0]} applies only to a folder of class folders without train/ and val/; "
+                              f"{c.data or 'the synthetic dataset'} has its own splits")
+        return
+    if c.val_on_train and c.val_fraction:
+        raise ConfigError("--val-on-train validates on the training images; it cannot be combined with "
+                          "--val-fraction")
+    if c.val_fraction is None:
+        c.val_fraction = 0.0 if c.val_on_train else DEFAULT_SPLIT["val_fraction"]
+    if c.test_fraction is None:
+        c.test_fraction = DEFAULT_SPLIT["test_fraction"]
+    if c.val_fraction == 0 and not c.val_on_train:
+        raise ConfigError("--val-fraction 0 leaves no validation images; pass --val-on-train to validate on the "
+                          "training images (and be told so)")
+    if c.val_fraction + c.test_fraction >= 1.0:
+        raise ConfigError(f"--val-fraction {c.val_fraction:g} plus --test-fraction {c.test_fraction:g} leave no "
+                          f"training images (their sum must be below 1)")
+    if c.split_seed is None:
+        c.split_seed = c.seed
 
 
 def check_memory(c: TrainConfig) -> None:
@@ -258,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(f"--data: {_layouts()}\n\n" if _layouts() else "") + wrap(
             "Outputs in --out: last.npz and best.npz (checkpoints), metrics.jsonl (per epoch), steps.jsonl (per "
             "step), mean.npy and pca.npz (input statistics). Ctrl-C saves a checkpoint and stops; --resume --out "
-            "DIR continues exactly (only --epochs, --device, --gpus and --workers may change)."))
+            "DIR continues exactly (only --epochs, --device, --gpus and --workers may change).") + "\n\n" + EXAMPLES)
     g = p.add_argument_group("data")
     g.add_argument("--data", metavar="PATH", help="dataset directory (default: the built-in synthetic dataset)")
     g.add_argument("--dataset", choices=DATASETS, help="dataset kind (default: detected from --data)")
@@ -272,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stats-images", type=int_at_least(1), default=10000, metavar="N",
                    help="images used for the mean image and the colour PCA (default 10000)")
     g.add_argument("--workers", type=int_at_least(0), help="data-loading workers (default: the loader's choice)")
+    _add_split_flags(p)
+    _add_augmentation_flags(p)
     g = p.add_argument_group("network (paper Section 3; the switches are the paper's ablations)")
     g.add_argument("--arch", choices=ARCHS,
                    help="alexnet: the paper's network, 227x227 inputs; alexnet-small: the same design for 32x32 or "
@@ -333,6 +381,41 @@ def build_parser() -> argparse.ArgumentParser:
     add_debug_flag(g)
     add_variant_flags(p)
     return p
+
+
+def _add_split_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "splits (only for a --data folder of class folders without train/ and val/; other layouts keep their own)",
+        textwrap.fill("Each class is split by --split-seed into training, validation and test images; the file lists "
+                      "are written to OUT/splits/ and reused by --resume and by evaluate --split test.", width=100))
+    g.add_argument("--val-fraction", type=float_in(0.0, 1.0), metavar="F",
+                   help=f"fraction of each class to validate on (default {DEFAULT_SPLIT['val_fraction']:g})")
+    g.add_argument("--test-fraction", type=float_in(0.0, 1.0), metavar="F",
+                   help=f"fraction of each class held out for the test split (default "
+                        f"{DEFAULT_SPLIT['test_fraction']:g})")
+    g.add_argument("--split-seed", type=int, metavar="N",
+                   help="seed of the split (default: --seed; fix it to compare training seeds on one split)")
+    g.add_argument("--val-on-train", action="store_true",
+                   help="validate on the training images (any layout): the validation accuracy then measures "
+                        "memorisation, and the log says so")
+
+
+def _add_augmentation_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "pixel augmentation (beside the paper's crops, reflections and --pca-std colour noise; 0 = off)",
+        textwrap.fill("Applied per image to the uint8 S x S images, in this order: brightness, contrast, saturation, "
+                      "noise; each draw comes from the seeded augmentation stream (--resume stays exact).",
+                      width=100))
+    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+                   help="random horizontal reflections (4.1; default on; --no-flip turns them off)")
+    g.add_argument("--brightness", type=float_in(0.0, 1.0), default=0.0, metavar="S",
+                   help="multiply each image by a factor uniform in [1-S, 1+S]")
+    g.add_argument("--contrast", type=float_in(0.0, 1.0), default=0.0, metavar="S",
+                   help="scale each image's deviation from its mean gray level by a factor in [1-S, 1+S]")
+    g.add_argument("--saturation", type=float_in(0.0, 1.0), default=0.0, metavar="S",
+                   help="scale each pixel's deviation from its gray level by a factor in [1-S, 1+S]")
+    g.add_argument("--noise", type=float_in(0.0, 1.0), default=0.0, metavar="S",
+                   help="add Gaussian noise of standard deviation S x 255 to every pixel and channel")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -234,17 +234,19 @@ void Network::check_batch(const HostBatch& b) const {
   }
 }
 
+static void check_update_arguments(const char* op, const OptimizerSettings& opt) {
+  AX_CHECK(opt.lr >= 0.0f && std::isfinite(opt.lr), op, ": lr must be finite and >= 0, got ", opt.lr);
+  AX_CHECK(opt.momentum >= 0.0f && opt.momentum < 1.0f, op, ": momentum must be in [0, 1), got ", opt.momentum);
+  AX_CHECK(opt.weight_decay >= 0.0f && std::isfinite(opt.weight_decay), op,
+           ": weight_decay must be finite and >= 0, got ", opt.weight_decay);
+  AX_CHECK(opt.beta1 >= 0.0f && opt.beta1 < 1.0f && opt.beta2 >= 0.0f && opt.beta2 < 1.0f, op,
+           ": adam betas must be in [0, 1), got (", opt.beta1, ", ", opt.beta2, ")");
+  AX_CHECK(opt.eps > 0.0f && std::isfinite(opt.eps), op, ": adam eps must be finite and > 0, got ", opt.eps);
+}
+
 StepStats Network::train_step(const HostBatch& batch, const OptimizerSettings& opt) {
   AX_CHECK(batch.labels, "AlexNet.train_step: labels are required");
-  AX_CHECK(opt.lr >= 0.0f && std::isfinite(opt.lr), "AlexNet.train_step: lr must be finite and >= 0, got ", opt.lr);
-  AX_CHECK(opt.momentum >= 0.0f && opt.momentum < 1.0f, "AlexNet.train_step: momentum must be in [0, 1), got ",
-           opt.momentum);
-  AX_CHECK(opt.weight_decay >= 0.0f && std::isfinite(opt.weight_decay),
-           "AlexNet.train_step: weight_decay must be finite and >= 0, got ", opt.weight_decay);
-  AX_CHECK(opt.beta1 >= 0.0f && opt.beta1 < 1.0f && opt.beta2 >= 0.0f && opt.beta2 < 1.0f,
-           "AlexNet.train_step: adam betas must be in [0, 1), got (", opt.beta1, ", ", opt.beta2, ")");
-  AX_CHECK(opt.eps > 0.0f && std::isfinite(opt.eps), "AlexNet.train_step: adam eps must be finite and > 0, got ",
-           opt.eps);
+  check_update_arguments("AlexNet.train_step", opt);
   StepStats s = impl_->run(batch, Impl::Mode::Train, true, opt, nullptr);
   ++step;
   return s;
@@ -253,6 +255,16 @@ StepStats Network::train_step(const HostBatch& batch, const OptimizerSettings& o
 StepStats Network::compute_gradients(const HostBatch& batch, bool training) {
   AX_CHECK(batch.labels, "AlexNet.compute_gradients: labels are required");
   return impl_->run(batch, Impl::Mode::Gradients, training, OptimizerSettings{}, nullptr);
+}
+
+void Network::apply_update(const OptimizerSettings& opt) {
+  check_update_arguments("AlexNet.apply_update", opt);
+  for (const Parameter& p : params_) {
+    AX_CHECK(!p.trainable || p.grad.defined(), "AlexNet.apply_update: parameter ", p.name,
+             " has no gradient (call compute_gradients with training=True first)");
+  }
+  impl_->apply_update(opt);
+  ++step;
 }
 
 StepStats Network::evaluate(const HostBatch& batch) {

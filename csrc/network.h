@@ -127,6 +127,8 @@ struct HostBatch {
   const int32_t* labels = nullptr;
 };
 
+class GradientReducer;  // nccl.h
+
 struct StepStats {
   float loss = 0.0f;
   int64_t top1 = 0, top5 = 0;  // correct counts
@@ -174,8 +176,14 @@ class Network {
   StepStats train_step(const HostBatch& batch, const OptimizerSettings& opt);
   // Forward and backward only (dropout on when `training`; BatchNorm always uses the batch's statistics and updates
   // its running statistics, as a training forward does); gradients stay in Parameter::grad and the logits in
-  // logits(). Does not advance the step. For tests and gradient inspection.
+  // logits(). Does not advance the step. For tests, gradient inspection, and data-parallel training
+  // (alexnet_cuda/distributed.py): compute_gradients, average the gradients across ranks, apply_update.
   StepStats compute_gradients(const HostBatch& batch, bool training);
+  // The update half of train_step, from the gradients in Parameter::grad (those of compute_gradients, possibly
+  // replaced by their average over ranks); then step += 1 and the step's tensors are released. ValueError when a
+  // parameter has no gradient. compute_gradients(training=true) + apply_update == train_step, bit for bit.
+  // (Data-parallel BatchNorm normalizes with each rank's own batch statistics, as PyTorch's DDP without SyncBN.)
+  void apply_update(const OptimizerSettings& opt);
   // Forward with dropout off and BatchNorm on its running statistics: loss and top-k counts.
   StepStats evaluate(const HostBatch& batch);
   // Forward with dropout off and BatchNorm on its running statistics: softmax probabilities (n, num_classes) on the host (row-major into `probs`).
@@ -191,6 +199,14 @@ class Network {
   static uint64_t dropout_offset(uint64_t step, int fc, int tower, int hidden_layers = 2) {
     return step * 2 * static_cast<uint64_t>(hidden_layers > 2 ? hidden_layers : 2) + fc * 2 + tower;
   }
+  // Position of the batch's first sample in the global batch (data-parallel rank r of N with local batch n sets
+  // r * n): sample i's dropout mask is then the one of global sample sample_offset + i, so N ranks draw exactly
+  // the masks of one process with the whole batch. 0 in one process.
+  uint64_t sample_offset = 0;
+
+  // Data-parallel training on GPUs (nccl.h): backward hands each layer's gradients to `reducer` as soon as they
+  // exist, and the update waits for it. Null (the default): gradients stay local.
+  void set_gradient_reducer(std::shared_ptr<GradientReducer> reducer) { reducer_ = std::move(reducer); }
 
   std::vector<TowerTiming> tower_timings() const { return timings_; }
   // Peak / current allocator statistics of every distinct device of the towers.
@@ -207,6 +223,7 @@ class Network {
   std::unique_ptr<Impl> impl_;
   Tensor logits_;
   std::vector<TowerTiming> timings_;
+  std::shared_ptr<GradientReducer> reducer_;
 };
 
 }  // namespace alexnet

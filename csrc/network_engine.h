@@ -6,6 +6,7 @@
 #include <optional>
 #include <vector>
 
+#include "nccl.h"
 #include "network.h"
 #include "network_layers.h"
 #include "ops.h"
@@ -263,6 +264,7 @@ struct Network::Impl {
     const int k = c.conv_kernel[l];
     w.grad = ops::conv2d_backward_weight(t.conv_in[l], g, k, k, c.conv_stride[l], c.conv_pad[l], 1);
     if (t.conv[l].bias != kNone) param(t.conv[l].bias).grad = ops::bias_backward(g);
+    gradients_ready(t, conv_block_parameters(t, l));
     if (l == 0) return Tensor();  // the image needs no gradient
     const int side = static_cast<int>(t.conv_in[l].size(2));
     return ops::conv2d_backward_input(g, w.value, side, side, c.conv_stride[l], c.conv_pad[l], 1);
@@ -279,6 +281,28 @@ struct Network::Impl {
     return g.view(x.shape());
   }
 
+  // Data-parallel (nccl.h): a layer's gradients are complete on the tower's stream; the reducer starts averaging
+  // them across the ranks now, overlapping the rest of backward.
+  void gradients_ready(Tower& t, const std::vector<Parameter*>& params) {
+    if (!net.reducer_) return;
+    void* stream = nullptr;
+#ifdef ALEXNET_WITH_CUDA
+    stream = t.stream;
+#endif
+    net.reducer_->layer_ready(t.index, params, stream);
+  }
+  // conv l's trainable tensors on tower t: its weight, its bias unless BatchNorm replaced it, BN's scale and shift.
+  std::vector<Parameter*> conv_block_parameters(Tower& t, int l) {
+    std::vector<Parameter*> out{&param(t.conv[l].weight)};
+    for (int i : {t.conv[l].bias, t.bn[l].gamma, t.bn[l].beta})
+      if (i != kNone) out.push_back(&param(i));
+    return out;
+  }
+
+  // Stream position of the first element of a (n, features) fc output: sample i of this batch is sample
+  // sample_offset + i of the global batch (network.h), so its row starts at (sample_offset + i) * features.
+  uint64_t dropout_first(const Tensor& y) const { return net.sample_offset * static_cast<uint64_t>(y.size(1)); }
+
   bool hidden_fc(int k) const { return k < cfg().fc_layers() - 1; }
   bool dropout_on(bool training) const { return training && cfg().dropout > 0.0f; }
   uint64_t dropout_offset(int k, const Tower& t) const {
@@ -293,7 +317,9 @@ struct Network::Impl {
     Tensor y = ops::linear_forward(x, param(t.fc[k].weight).value, param(t.fc[k].bias).value,
                                    hidden ? c.activation : Activation::None);
     t.fc_out[k] = y;
-    if (hidden && dropout_on(training)) y = ops::dropout_forward(y, c.dropout, c.seed, dropout_offset(k, t), true);
+    if (hidden && dropout_on(training)) {
+      y = ops::dropout_forward(y, c.dropout, c.seed, dropout_offset(k, t), true, dropout_first(y));
+    }
     t.fc_drop[k] = y;
     return y;
   }
@@ -301,12 +327,15 @@ struct Network::Impl {
   Tensor fc_backward(Tower& t, int k, Tensor g, bool training) {
     const NetworkConfig& c = cfg();
     if (hidden_fc(k)) {
-      if (dropout_on(training)) g = ops::dropout_backward(g, c.dropout, c.seed, dropout_offset(k, t), true);
+      if (dropout_on(training)) {
+        g = ops::dropout_backward(g, c.dropout, c.seed, dropout_offset(k, t), true, dropout_first(g));
+      }
       g = ops::activation_backward(t.fc_out[k], g, c.activation);
     }
     Parameter& w = param(t.fc[k].weight);
     w.grad = ops::linear_backward_weight(t.fc_in[k], g);
     param(t.fc[k].bias).grad = ops::bias_backward(g);
+    gradients_ready(t, {&w, &param(t.fc[k].bias)});
     return ops::linear_backward_input(g, w.value);
   }
 
@@ -355,6 +384,7 @@ struct Network::Impl {
   void backward_head(bool training);
   void backward_convs();
   void update(Tower& t, const OptimizerSettings& opt);
+  void apply_update(const OptimizerSettings& opt);
   void finish(bool backward, bool update);
   void free_step();
 };

@@ -34,6 +34,21 @@ void Network::Impl::update(Tower& t, const OptimizerSettings& opt) {
   }
 }
 
+// The update half of a data-parallel step (Network::apply_update): the gradients are compute_gradients', averaged
+// over the ranks in place. Releases the step's tensors as the end of a Train step does.
+void Network::Impl::apply_update(const OptimizerSettings& opt) {
+  for (Tower& t : towers) {
+    Scope scope(t);
+    update(t, opt);
+  }
+#ifdef ALEXNET_WITH_CUDA
+  if (gpu) {
+    for (Tower& t : towers) cuda::synchronize_stream(t.stream);
+  }
+#endif
+  free_step();
+}
+
 StepStats Network::Impl::run(const HostBatch& b, Mode mode, bool training, const OptimizerSettings& opt,
                              float* probs_out) {
   net.check_batch(b);
@@ -175,6 +190,7 @@ StepStats Network::Impl::schedule(const HostBatch& b, Mode mode, bool training, 
     backward_head(training);
     backward_convs();
   }
+  if (backward && net.reducer_) net.reducer_->wait();  // data-parallel: the averaged gradients (nccl.h)
   if (mode == Mode::Train) {
     for (Tower& t : towers) {
       Scope scope(t);

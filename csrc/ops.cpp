@@ -394,25 +394,33 @@ Tensor global_avgpool_backward(const Tensor& dy, int h, int w) {
 }
 
 // ---- dropout -------------------------------------------------------------------------------------------------
-Tensor dropout_forward(const Tensor& x, float p, uint64_t seed, uint64_t offset, bool training) {
+// The stream positions [first, first + count) must not wrap around 2^64 (the mask would silently restart).
+static void check_dropout_first(const char* op, uint64_t first, int64_t count) {
+  AX_CHECK(first <= UINT64_MAX - static_cast<uint64_t>(count), op, ": first + numel must be < 2^64, got first=",
+           first, " and ", count, " elements");
+}
+
+Tensor dropout_forward(const Tensor& x, float p, uint64_t seed, uint64_t offset, bool training, uint64_t first) {
   const char* op = "dropout_forward";
   check_tensor(op, "x", x, -1);
   AX_CHECK(p >= 0.0f && p < 1.0f, op, ": p must be in [0, 1), got ", p);
+  check_dropout_first(op, first, x.numel());
   if (!training || p == 0.0f) return x.clone();
   Tensor y = Tensor::empty(x.shape(), x.device());
-  AX_DISPATCH(x.device(), cpu::dropout_forward(x.numel(), p, seed, offset, x.data(), y.data()),
-              cuda::dropout_forward(x.numel(), p, seed, offset, x.data(), y.data(), stream));
+  AX_DISPATCH(x.device(), cpu::dropout_forward(x.numel(), p, seed, offset, first, x.data(), y.data()),
+              cuda::dropout_forward(x.numel(), p, seed, offset, first, x.data(), y.data(), stream));
   return y;
 }
 
-Tensor dropout_backward(const Tensor& dy, float p, uint64_t seed, uint64_t offset, bool training) {
+Tensor dropout_backward(const Tensor& dy, float p, uint64_t seed, uint64_t offset, bool training, uint64_t first) {
   const char* op = "dropout_backward";
   check_tensor(op, "dy", dy, -1);
   AX_CHECK(p >= 0.0f && p < 1.0f, op, ": p must be in [0, 1), got ", p);
+  check_dropout_first(op, first, dy.numel());
   if (!training || p == 0.0f) return dy.clone();
   Tensor dx = Tensor::empty(dy.shape(), dy.device());
-  AX_DISPATCH(dy.device(), cpu::dropout_backward(dy.numel(), p, seed, offset, dy.data(), dx.data()),
-              cuda::dropout_backward(dy.numel(), p, seed, offset, dy.data(), dx.data(), stream));
+  AX_DISPATCH(dy.device(), cpu::dropout_backward(dy.numel(), p, seed, offset, first, dy.data(), dx.data()),
+              cuda::dropout_backward(dy.numel(), p, seed, offset, first, dy.data(), dx.data(), stream));
   return dx;
 }
 

@@ -60,9 +60,13 @@ std::tuple<Tensor, Tensor, Tensor> batchnorm_backward(const Tensor& x, const Ten
 Tensor global_avgpool_forward(const Tensor& x);
 Tensor global_avgpool_backward(const Tensor& dy, int h, int w);  // dy (n, c) -> dx (n, c, h, w)
 
-// dropout (dropout.cpp / dropout.cu), paper Section 4.2, inverted. Identity when training is false.
-Tensor dropout_forward(const Tensor& x, float p, uint64_t seed, uint64_t offset, bool training = true);
-Tensor dropout_backward(const Tensor& dy, float p, uint64_t seed, uint64_t offset, bool training = true);
+// dropout (dropout.cpp / dropout.cu), paper Section 4.2, inverted. Identity when training is false. `first`: the
+// position of x's first element in the mask's stream (x is that slice of a larger tensor: data-parallel ranks each
+// hold a slice of the global batch and must draw that slice of its mask).
+Tensor dropout_forward(const Tensor& x, float p, uint64_t seed, uint64_t offset, bool training = true,
+                       uint64_t first = 0);
+Tensor dropout_backward(const Tensor& dy, float p, uint64_t seed, uint64_t offset, bool training = true,
+                        uint64_t first = 0);
 
 // softmax_xent (softmax_xent.cpp / softmax_xent.cu). logits (n, classes) f32, labels (n) i32 on the same device.
 // Returns (mean loss, probs).

@@ -223,8 +223,10 @@ static void bind_ops(py::module_& m) {
   m.def("maxpool_backward", &maxpool_backward, arg("x"), arg("y"), arg("dy"), arg("kernel"), arg("stride"), nogil);
   m.def("global_avgpool_forward", &global_avgpool_forward, arg("x"), nogil);
   m.def("global_avgpool_backward", &global_avgpool_backward, arg("dy"), arg("h"), arg("w"), nogil);
-  m.def("dropout_forward", &dropout_forward, arg("x"), arg("p"), arg("seed"), arg("offset"), arg("training"), nogil);
-  m.def("dropout_backward", &dropout_backward, arg("dy"), arg("p"), arg("seed"), arg("offset"), arg("training"), nogil);
+  m.def("dropout_forward", &dropout_forward, arg("x"), arg("p"), arg("seed"), arg("offset"), arg("training"),
+        arg("first") = 0, nogil);
+  m.def("dropout_backward", &dropout_backward, arg("dy"), arg("p"), arg("seed"), arg("offset"), arg("training"),
+        arg("first") = 0, nogil);
   m.def("softmax_xent_forward", &softmax_xent_forward, arg("logits"), arg("labels"), nogil);
   m.def("softmax_xent_backward", &softmax_xent_backward, arg("probs"), arg("labels"), nogil);
   m.def("topk_correct", &topk_correct, arg("scores"), arg("labels"), nogil);

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "bindings.h"
+#include "nccl.h"
 #include "network.h"
 #include "network_layers.h"
 #include "ops.h"
@@ -281,6 +282,38 @@ void bind_network(py::module_& m) {
           },
           arg("name"))
       .def(
+          "set_gradient",
+          [](Network& net, const std::string& name, const py::array& value) {
+            // Data-parallel training replaces each gradient by its average over the ranks (distributed.py).
+            Parameter& p = net.parameter(name);
+            const std::string what = str_cat("AlexNet.set_gradient: ", name);
+            AX_CHECK(p.grad.defined(), what, ": no gradient to replace (call compute_gradients first)");
+            check_array(value, 'f', 4, "float32", what);
+            AX_CHECK(shape_of(value) == p.grad.shape(), what, ": expected shape ", shape_str(p.grad.shape()),
+                     ", got ", shape_str(shape_of(value)));
+            Tensor host = Tensor::from_host(value.data(), p.grad.shape(), Device::cpu());
+            py::gil_scoped_release release;
+            p.grad.copy_from(host);
+          },
+          arg("name"), arg("value"))
+      .def(
+          "use_nccl",
+          [](Network& net, const std::vector<py::bytes>& unique_ids, int rank, int size) {
+            std::vector<std::string> ids(unique_ids.begin(), unique_ids.end());
+            py::gil_scoped_release release;
+            net.set_gradient_reducer(nccl::make_reducer(net, ids, rank, size));
+          },
+          "Average every gradient over the ranks with NCCL as backward produces it (csrc/nccl.h).",
+          arg("unique_ids"), arg("rank"), arg("size"))
+      .def("drop_gradient_reducer", [](Network& net) { net.set_gradient_reducer(nullptr); })
+      .def(
+          "apply_update",
+          [](Network& net, const OptimizerSettings& opt) {
+            py::gil_scoped_release release;
+            net.apply_update(opt);
+          },
+          arg("optimizer"))
+      .def(
           "set_tensor",
           [](Network& net, const std::string& name, const std::string& slot, const py::array& value) {
             Tensor& dst = slot_tensor(net, name, slot);
@@ -357,6 +390,9 @@ void bind_network(py::module_& m) {
           arg("images"), arg("crops") = py::none(), arg("flips") = py::none())
       .def_property(
           "step", [](const Network& net) { return net.step; }, [](Network& net, uint64_t s) { net.step = s; })
+      .def_property(
+          "sample_offset", [](const Network& net) { return net.sample_offset; },
+          [](Network& net, uint64_t s) { net.sample_offset = s; })
       .def_static("dropout_offset", &Network::dropout_offset, arg("step"), arg("fc"), arg("tower"),
                   arg("hidden_layers") = 2)
       .def("tower_timings",
@@ -380,6 +416,12 @@ void bind_network(py::module_& m) {
              return out;
            })
       .def("reset_peak_memory", &Network::reset_peak_memory);
+
+  // NCCL, loaded at run time (csrc/nccl.h); alexnet_cuda/distributed.py searches for the library.
+  m.def("nccl_load", &nccl::load_library, arg("path"));
+  m.def("nccl_loaded", &nccl::library_loaded);
+  m.def("nccl_version", &nccl::library_version);
+  m.def("nccl_unique_id", [] { return py::bytes(nccl::unique_id()); });
 
   m.def(
       "describe_layers", [](const Options& o) { return layers_list(describe_layers(options_config(o))); },

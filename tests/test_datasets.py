@@ -254,6 +254,23 @@ def test_cifar10_python_pickles(cifar_py):
     assert len(pickle.dumps(train)) < 5000 and np.array_equal(pickle.loads(pickle.dumps(train)).load(5), img)
 
 
+def test_the_trainer_sees_cifar10_at_its_image_size(cifar_py):
+    """The small net's recipe takes random 32x32 crops of 36x36 images: CIFAR-10 is resampled to --image-size."""
+    from PIL import Image
+
+    from alexnet_cuda.train import TrainConfig, open_datasets, resolve
+
+    c = resolve(TrainConfig(data=str(cifar_py), out=str(cifar_py / "run")))
+    assert (c.dataset, c.image_size, c.input_size) == ("cifar10", 36, 32)
+    train, val = open_datasets(c)
+    assert train.image_size == val.image_size == 36 and len(train) == 20 and list(val.labels) == \
+        cifar_arrays(6, 99)[1]
+    native = open_dataset(cifar_py).load(5)
+    want = np.asarray(Image.fromarray(native).resize((36, 36), Image.BILINEAR))
+    np.testing.assert_array_equal(train.load(5), want)
+    assert np.array_equal(pickle.loads(pickle.dumps(train)).load(5), want)  # for 'spawn' workers
+
+
 def test_cifar10_binary(tmp_path):
     d = tmp_path / "cifar-10-batches-bin"
     d.mkdir()

@@ -84,6 +84,23 @@ def test_forward_backward_match_reference(device, rng, shape, p, seed, offset):
     np.testing.assert_array_equal(dx != 0, y != 0)
 
 
+@pytest.mark.parametrize("first", [0, 1, 6, 24, 37])
+def test_slice_with_first_gets_the_slice_of_the_whole_mask(device, rng, first):
+    """first: a slice of a larger tensor (one rank's rows of a global batch) draws that slice of its mask, at any
+    alignment (first % 4 != 0 straddles a Philox block), forward and backward, and equal to the reference."""
+    whole = rng.standard_normal(120).astype(np.float32)
+    part = whole[first:first + 50].copy()
+    expected = ops.dropout_forward(whole, 0.5, 11, 3, device=device)[first:first + 50]
+    np.testing.assert_array_equal(ops.dropout_forward(part, 0.5, 11, 3, first=first, device=device), expected)
+    np.testing.assert_array_equal(ops.dropout_backward(part, 0.5, 11, 3, first=first, device=device), expected)
+    np.testing.assert_array_equal(ref.dropout_mask(part.shape, 0.5, 11, 3, first), expected != 0)
+
+
+def test_first_past_the_stream_end_is_refused(device):
+    with pytest.raises(ValueError, match="dropout_forward: first"):
+        ops.dropout_forward(np.ones(8, np.float32), 0.5, 1, 2, first=2**64 - 4, device=device)
+
+
 def test_threshold_is_inclusive(device):
     """keep when uniform >= p: pick p equal to some element's uniform (an exact float32), which must be kept."""
     seed, offset, count = 31, 4, 203

@@ -2,9 +2,10 @@
 
 from .augment import Augmenter, apply_augmentation, center_crop, compute_mean, compute_pca, ten_crops
 from .datasets import BadImage, Dataset, FileDataset, Subset, load_image_file, open_dataset
+from .jitter import PixelJitter
 from .loader import Loader
 from .synthetic import SyntheticDataset, synthetic_dataset
 
-__all__ = ["Augmenter", "BadImage", "Dataset", "FileDataset", "Loader", "Subset", "SyntheticDataset",
-           "apply_augmentation", "center_crop", "compute_mean", "compute_pca", "load_image_file", "open_dataset",
-           "synthetic_dataset", "ten_crops"]
+__all__ = ["Augmenter", "BadImage", "Dataset", "FileDataset", "Loader", "PixelJitter", "Subset",
+           "SyntheticDataset", "apply_augmentation", "center_crop", "compute_mean", "compute_pca",
+           "load_image_file", "open_dataset", "synthetic_dataset", "ten_crops"]

@@ -9,6 +9,9 @@ presentation. Test time: "the network makes a prediction by extracting five 224 
 patches and the center patch) as well as their horizontal reflections ... and averaging the predictions".
 Section 2: the only other preprocessing is "subtracting the mean activity over the training set from each pixel".
 
+Beside the paper's: brightness, contrast and saturation jitter and Gaussian noise (:mod:`.jitter`, off by default),
+applied to the uint8 images before the steps below; :meth:`Augmenter.draw` draws their parameters too.
+
 This module only *draws* the per-image parameters (crop offsets, flips, RGB shifts) so that the crop, flip, mean
 subtraction and colour shift can be applied wherever the batch lives (on the GPU by the model's input op, or by
 :func:`apply_augmentation` in NumPy). Parameters come from a seeded NumPy Generator whose exact state is saved.
@@ -27,6 +30,7 @@ import json
 import numpy as np
 
 from .datasets import Dataset, Subset
+from .jitter import PixelJitter
 
 
 def _check_geometry(image_size: int, crop: int, where: str) -> tuple[int, int]:
@@ -37,10 +41,11 @@ def _check_geometry(image_size: int, crop: int, where: str) -> tuple[int, int]:
 
 
 class Augmenter:
-    """Draws per-batch augmentation parameters (random crop, horizontal flip, PCA colour shift)."""
+    """Draws per-batch augmentation parameters (random crop, horizontal flip, PCA colour shift, and the pixel
+    jitter's when ``jitter`` turns any on)."""
 
     def __init__(self, image_size: int, crop: int, eigvals=None, eigvecs=None, pca_std: float = 0.1,
-                 flip: bool = True, seed: int = 0):
+                 flip: bool = True, seed: int = 0, jitter: PixelJitter | None = None):
         self.image_size, self.crop = _check_geometry(image_size, crop, "Augmenter")
         if (eigvals is None) != (eigvecs is None):
             raise ValueError("Augmenter: give both eigvals (3,) and eigvecs (3, 3), or neither")
@@ -49,11 +54,14 @@ class Augmenter:
         if pca_std < 0:
             raise ValueError(f"Augmenter: pca_std must be >= 0, got {pca_std}")
         self.pca_std, self.flip, self.seed = float(pca_std), bool(flip), int(seed)
+        self.jitter = jitter if jitter is not None else PixelJitter()
         self.rng = np.random.Generator(np.random.PCG64(self.seed))
 
     def draw(self, n: int) -> dict:
         """Parameters for ``n`` images: crops int32 (n, 2) (y, x) uniform in [0, image_size - crop]; flips int32
-        (n,) 0/1; rgb_shift float32 (n, 3) to add to every pixel of the (mean-subtracted) image, 0..255 units."""
+        (n,) 0/1; rgb_shift float32 (n, 3) to add to every pixel of the (mean-subtracted) image, 0..255 units;
+        then the pixel jitter's parameters (:meth:`PixelJitter.draw`), drawn last so that with the jitter off the
+        stream is the paper recipe's alone."""
         n = int(n)
         hi = self.image_size - self.crop
         crops = self.rng.integers(0, hi + 1, size=(n, 2)).astype(np.int32)
@@ -63,7 +71,14 @@ class Augmenter:
             shift = (alpha * self.eigvals) @ self.eigvecs.T / 255.0  # row k: eigvecs @ (alpha_k * eigvals) / 255
         else:
             shift = np.zeros((n, 3))
-        return {"crops": crops, "flips": flips, "rgb_shift": shift.astype(np.float32)}
+        params = {"crops": crops, "flips": flips, "rgb_shift": shift.astype(np.float32)}
+        if self.jitter.enabled:
+            params.update(self.jitter.draw(self.rng, n))
+        return params
+
+    def jitter_pixels(self, images: np.ndarray, params: dict) -> np.ndarray:
+        """``images`` (uint8 (n, S, S, 3)) with the pixel jitter of ``params`` applied; unchanged when it is off."""
+        return self.jitter.apply(images, params)
 
     def state_dict(self) -> dict:
         """The exact generator state (as a JSON string: PCG64's 128-bit integers survive any container)."""

@@ -1,5 +1,8 @@
 """Datasets: ImageNet-style class folders, the flat ILSVRC-2012 validation set, CIFAR-10, Tiny ImageNet.
 
+This module holds the file readers and :func:`open_dataset`; the :class:`Dataset` interface is in :mod:`.base`
+and the CIFAR-10 reader in :mod:`.cifar10`.
+
 Every dataset returns square uint8 RGB images of one fixed side (``Dataset.image_size``) and integer labels, so
 a batch is a plain ``(B, S, S, 3)`` array. Images of variable size are prepared as in the paper (Section 2):
 "we down-sampled the images to a fixed resolution of 256 x 256. Given a rectangular image, we first rescaled the
@@ -43,9 +46,7 @@ transparent pixel reads as 0 like the zero padding the network sees elsewhere; i
 
 from __future__ import annotations
 
-import io
 import os
-import pickle
 import re
 import stat
 
@@ -53,101 +54,10 @@ import numpy as np
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm")
 
-LAYOUTS = """expected one of these layouts:
-  class folders   : ROOT/train/<class>/<image files> and ROOT/val/<class>/<image files> (optional ROOT/classes.txt
-                    with '<class id><TAB><name>' lines), or ROOT/<class>/<image files> directly
-  ILSVRC-2012 val : ROOT/val/<image files> (flat) plus a labels file (ILSVRC2012_validation_ground_truth.txt with
-                    one 1-based index per line in sorted filename order, or '<filename> <label>' lines in val.txt /
-                    val_labels.txt / labels.txt) in ROOT/val or ROOT
-  CIFAR-10        : ROOT/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta} or
-                    ROOT/cifar-10-batches-bin/{data_batch_1..5.bin,test_batch.bin,batches.meta.txt}
-                    (ROOT may also be the batches folder itself)
-  Tiny ImageNet   : ROOT/wnids.txt, ROOT/words.txt, ROOT/train/<wnid>/images/*.JPEG,
-                    ROOT/val/images/*.JPEG and ROOT/val/val_annotations.txt
-  synthetic       : the word 'synthetic' (kind='synthetic'), generated in memory"""
+from .base import LAYOUTS, BadImage, Dataset, Subset  # noqa: F401  (re-exported: the package's names)
+from .cifar10 import Cifar10Dataset, _cifar_dir, safe_unpickle  # noqa: F401
 
 KINDS = ("auto", "synthetic", "folder", "imagenet", "cifar10", "tinyimagenet")
-
-
-class BadImage(Exception):
-    """An image file that cannot be read, is truncated or does not decode. The message names the file."""
-
-
-# ---------------------------------------------------------------------------------------------------- base
-
-
-class Dataset:
-    """Indexable collection of square uint8 RGB images with integer labels.
-
-    Subclasses set ``classes`` (readable names, index = label), ``class_ids`` (e.g. wnids, same order),
-    ``image_size`` and ``root``, and implement ``__len__``, ``label`` and ``load``.
-    """
-
-    classes: list[str]
-    class_ids: list[str]
-    image_size: int
-    root: str | None = None
-
-    def __len__(self) -> int:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def label(self, i: int) -> int:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def load(self, i: int) -> np.ndarray:  # pragma: no cover - abstract
-        """uint8 (image_size, image_size, 3) RGB; raises BadImage for an unreadable or truncated file."""
-        raise NotImplementedError
-
-    def describe(self, i: int) -> str:
-        """What to name in a warning about item ``i`` (the file path for file-backed datasets)."""
-        return f"{type(self).__name__}[{i}]"
-
-    @property
-    def labels(self) -> np.ndarray:
-        """All labels as int32 (n,)."""
-        return np.fromiter((self.label(i) for i in range(len(self))), dtype=np.int32, count=len(self))
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def _check_index(self, i: int) -> int:
-        n = len(self)
-        i = int(i)
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError(f"{type(self).__name__}: index {i} out of range for {n} images")
-        return i
-
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}(root={self.root!r}, images={len(self)}, classes={len(self.classes)}, "
-                f"image_size={self.image_size})")
-
-
-class Subset(Dataset):
-    """A view of some items of another dataset (same classes and image size)."""
-
-    def __init__(self, dataset: Dataset, indices):
-        self.dataset = dataset
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.classes, self.class_ids = dataset.classes, dataset.class_ids
-        self.image_size, self.root = dataset.image_size, dataset.root
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def label(self, i: int) -> int:
-        return self.dataset.label(int(self.indices[self._check_index(i)]))
-
-    def load(self, i: int) -> np.ndarray:
-        return self.dataset.load(int(self.indices[self._check_index(i)]))
-
-    def describe(self, i: int) -> str:
-        return self.dataset.describe(int(self.indices[self._check_index(i)]))
-
-
-# ---------------------------------------------------------------------------------------------- decoding
 
 
 def _to_rgb(img):
@@ -504,173 +414,14 @@ def _tinyimagenet(root: str, split: str) -> FileDataset:
 
 
 # ------------------------------------------------------------------------------------------------- CIFAR-10
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that can build only dicts/lists/bytes/numbers and NumPy arrays.
-
-    The CIFAR-10 python batches are pickles; a pickle can name any callable, so loading an untrusted one with
-    plain ``pickle.load`` runs arbitrary code. Here every global is checked against this allow-list.
-    """
-
-    ALLOWED = {
-        ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy.core.numeric", "_frombuffer"),
-        ("numpy._core.numeric", "_frombuffer"),
-    }
-
-    def find_class(self, module, name):
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load global {module}.{name} from a data file")
-        if module == "_codecs":
-            import _codecs
-
-            return _codecs.encode
-        if module == "numpy":
-            return getattr(np, name)
-        core = module.split(".")[-1]  # multiarray / numeric
-        try:  # NumPy >= 2 moved numpy.core to numpy._core
-            import importlib
-
-            mod = importlib.import_module(f"numpy._core.{core}")
-        except ImportError:  # pragma: no cover - NumPy 1.x
-            import importlib
-
-            mod = importlib.import_module(f"numpy.core.{core}")
-        return getattr(mod, name)
-
-
-def safe_unpickle(data: bytes):
-    """Load a pickle with :class:`_RestrictedUnpickler` (bytes keys kept as bytes, like Python 2 pickles)."""
-    return _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
-
-
-def _get(d: dict, key: str):
-    if key.encode() in d:
-        return d[key.encode()]
-    return d[key]
-
-
-def _cifar_dir(root: str) -> tuple[str, str] | None:
-    """(directory, 'py' or 'bin') for a CIFAR-10 folder at or under ``root``."""
-    for d in (root, os.path.join(root, "cifar-10-batches-py"), os.path.join(root, "cifar-10-batches-bin")):
-        if os.path.isfile(os.path.join(d, "data_batch_1")) or os.path.isfile(os.path.join(d, "batches.meta")):
-            return d, "py"
-        if os.path.isfile(os.path.join(d, "data_batch_1.bin")) or os.path.isfile(
-                os.path.join(d, "batches.meta.txt")):
-            return d, "bin"
-    return None
-
-
-class Cifar10Dataset(Dataset):
-    """CIFAR-10 held in memory (150 MB for the training set), decoded once on first use.
-
-    Pickling (for 'spawn' loader workers) sends only the path; each worker re-reads the batches.
-    """
-
-    IMAGE_SIZE = 32
-    RECORD = 1 + 3 * 32 * 32
-
-    def __init__(self, directory: str, fmt: str, split: str):
-        if split not in ("train", "val", "test"):
-            raise ValueError(f"{directory}: CIFAR-10 splits are 'train' and 'test' (alias 'val'), not '{split}'")
-        self.root, self.fmt, self.split = directory, fmt, split
-        self.image_size = self.IMAGE_SIZE
-        self._images = self._labels = None
-        self.class_ids = self._read_meta()
-        self.classes = list(self.class_ids)
-        self._ensure()
-
-    def _files(self) -> list[str]:
-        suffix = ".bin" if self.fmt == "bin" else ""
-        names = [f"data_batch_{k}{suffix}" for k in range(1, 6)] if self.split == "train" else [f"test_batch{suffix}"]
-        paths = [os.path.join(self.root, n) for n in names]
-        present = [p for p in paths if os.path.isfile(p)]
-        if not present:
-            raise ValueError(f"{self.root}: no CIFAR-10 {self.split} batches ({', '.join(names)}) found\n{LAYOUTS}")
-        return present
-
-    def _read_meta(self) -> list[str]:
-        if self.fmt == "bin":
-            p = os.path.join(self.root, "batches.meta.txt")
-            if os.path.isfile(p):
-                with open(p, encoding="utf-8") as f:
-                    names = [ln.strip() for ln in f if ln.strip()]
-                if names:
-                    return names
-        else:
-            p = os.path.join(self.root, "batches.meta")
-            if os.path.isfile(p):
-                with open(p, "rb") as f:
-                    meta = safe_unpickle(f.read())
-                return [n.decode() if isinstance(n, bytes) else str(n) for n in _get(meta, "label_names")]
-        return ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-    def _ensure(self) -> None:
-        if self._images is not None:
-            return
-        images, labels = [], []
-        for path in self._files():
-            with open(path, "rb") as f:
-                raw = f.read()
-            if self.fmt == "bin":
-                if len(raw) % self.RECORD:
-                    raise ValueError(f"{path}: size {len(raw)} is not a multiple of the {self.RECORD}-byte "
-                                     "CIFAR-10 record (1 label byte + 3072 pixel bytes)")
-                rec = np.frombuffer(raw, dtype=np.uint8).reshape(-1, self.RECORD)
-                labels.append(rec[:, 0].astype(np.int32))
-                images.append(rec[:, 1:])
-            else:
-                try:
-                    batch = safe_unpickle(raw)
-                    data = np.asarray(_get(batch, "data"), dtype=np.uint8)
-                    labs = np.asarray(_get(batch, "labels"), dtype=np.int32)
-                except (pickle.UnpicklingError, KeyError, EOFError, TypeError, ValueError) as exc:
-                    raise ValueError(f"{path}: not a CIFAR-10 python batch ({exc})") from exc
-                if data.ndim != 2 or data.shape[1] != 3072 or len(labs) != len(data):
-                    raise ValueError(f"{path}: expected data (N, 3072) and N labels, got {data.shape}, {labs.shape}")
-                images.append(data)
-                labels.append(labs)
-        data = np.concatenate(images)
-        # Rows are 1024 red, 1024 green, 1024 blue values, each plane row-major 32x32 -> (N, 32, 32, 3).
-        self._images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        self._labels = np.concatenate(labels)
-        if self._labels.size and (self._labels.min() < 0 or self._labels.max() >= len(self.class_ids)):
-            raise ValueError(f"{self.root}: labels outside 0..{len(self.class_ids) - 1}")
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_images"] = state["_labels"] = None
-        return state
-
-    def __len__(self) -> int:
-        self._ensure()
-        return len(self._labels)
-
-    def label(self, i: int) -> int:
-        self._ensure()
-        return int(self._labels[self._check_index(i)])
-
-    @property
-    def labels(self) -> np.ndarray:
-        self._ensure()
-        return self._labels.copy()
-
-    def load(self, i: int) -> np.ndarray:
-        self._ensure()
-        return self._images[self._check_index(i)].copy()
-
-    def describe(self, i: int) -> str:
-        return f"{self.root} ({self.split} image {i})"
-
-
 # ------------------------------------------------------------------------------------------------- open
+
+
+def is_unsplit_folder(path) -> bool:
+    """True for ``ROOT/<class>/<images>`` without ``train/`` and ``val/``: a dataset that ships no splits, which
+    :func:`open_dataset` returns whole (the training driver splits it, see :mod:`.splits`)."""
+    path = str(path)
+    return _has_class_folders(path) and not any(os.path.isdir(os.path.join(path, s)) for s in ("train", "val"))
 
 
 def _detect(path: str, split: str) -> str:
@@ -683,7 +434,7 @@ def _detect(path: str, split: str) -> str:
         return "folder"
     if _has_flat_images(split_dir) and _find_val_labels(split_dir, path):
         return "imagenet"
-    if _has_class_folders(path) and not any(os.path.isdir(os.path.join(path, s)) for s in ("train", "val")):
+    if is_unsplit_folder(path):
         return "folder"
     return "unknown"
 
@@ -728,8 +479,8 @@ def open_dataset(path, kind: str = "auto", split: str = "train", image_size: int
         elif _has_flat_images(split_dir) and _find_val_labels(split_dir, root):
             # ILSVRC-style flat val (accepted for kind "folder" too: the train split next to it is class folders)
             ds = _flat_val_dataset(root, split_dir, _find_val_labels(split_dir, root), image_size)
-        elif _has_class_folders(root) and not any(os.path.isdir(os.path.join(root, s)) for s in ("train", "val")):
-            ds = _folder_dataset(root, root, image_size)  # ROOT/<class>/<images>: one split, ``split`` unused
+        elif is_unsplit_folder(root):
+            ds = _folder_dataset(root, root, image_size)  # ROOT/<class>/<images>: every image, ``split`` unused
         elif _has_flat_images(split_dir):
             raise ValueError(f"open_dataset: {split_dir} holds images but no class folders and no labels file "
                              f"({', '.join(VAL_LABEL_FILES)})\n{LAYOUTS}")

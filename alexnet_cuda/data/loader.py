@@ -58,6 +58,13 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
     return np.random.default_rng([int(seed), int(epoch), 0x5EED]).permutation(n).astype(np.int64)
 
 
+def shard_span(count: int, rank: int, size: int) -> tuple[int, int]:
+    """Rank ``rank`` of ``size``'s share of a batch of ``count`` samples: (first, how many). Consecutive, in rank
+    order, so the ranks' shares concatenated are the batch (data-parallel training, alexnet_cuda/distributed.py)."""
+    lo, hi = count * rank // size, count * (rank + 1) // size
+    return lo, hi - lo
+
+
 def fill_batch(dataset: Dataset, order: np.ndarray, start: int, count: int, out: np.ndarray):
     """Decode images ``order[start:start+count]`` into ``out[:count]``; replace bad ones by
     ``order[start+count]``, ``order[start+count+1]``, ... (wrapping). Returns (labels int32, bad) where ``bad``
@@ -100,7 +107,7 @@ def _worker_main(worker_id, dataset, config, task_q, result_q, buffer, generatio
             return
         if task is None:
             return
-        gen, epoch, batch, slot, count = task
+        gen, epoch, batch, slot, start, count = task
         if gen != generation.value:  # the iteration that asked for it was abandoned
             result_q.put(("stale", gen, batch, slot))
             continue
@@ -110,7 +117,7 @@ def _worker_main(worker_id, dataset, config, task_q, result_q, buffer, generatio
                 orders[epoch] = epoch_order(n, seed, epoch, shuffle)
             out = np.frombuffer(buffer, dtype=np.uint8, count=slot_bytes, offset=slot * slot_bytes)
             out = out.reshape(batch_size, s, s, 3)
-            labels, bad = fill_batch(dataset, orders[epoch], batch * batch_size, count, out)
+            labels, bad = fill_batch(dataset, orders[epoch], start, count, out)
             result_q.put(("ok", gen, batch, slot, labels, bad))
         except _REPORTED_AS_IS as exc:  # not a bug in the worker: the message is enough
             result_q.put(("reraise", gen, batch, slot, type(exc).__name__, str(exc)))
@@ -168,14 +175,21 @@ class Loader:
     consumed the loader moves on to the next epoch by itself (so ``for epoch ...: loader.set_epoch(epoch);
     for batch in loader`` and plain repeated ``for batch in loader`` both work). Starting a new iteration ends
     the previous one. ``timeout`` (seconds, optional) bounds the wait for one batch.
+
+    ``shard=(rank, size)``: data-parallel training. The order and the batches are those of ``batch_size`` (the
+    global batch) on every rank, and each batch yields only this rank's consecutive share of it (``shard_span``),
+    so the ranks' batches together are exactly one process's batch.
     """
 
     POLL_S = 0.25
 
     def __init__(self, dataset: Dataset, batch_size: int, shuffle: bool = True, drop_last: bool = True,
                  seed: int = 0, workers: int | None = None, prefetch: int = 4, epoch: int = 0, *,
-                 start_method: str | None = None, timeout: float | None = None):
+                 start_method: str | None = None, timeout: float | None = None, shard: tuple[int, int] = (0, 1)):
         self.dataset = dataset
+        self.shard = (int(shard[0]), int(shard[1]))
+        if not 0 <= self.shard[0] < self.shard[1]:
+            raise ValueError(f"Loader: shard must be (rank, size) with 0 <= rank < size, got {shard}")
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
             raise ValueError(f"Loader: batch_size must be >= 1, got {batch_size}")
@@ -209,6 +223,11 @@ class Loader:
 
     def _count(self, batch: int) -> int:
         return min(self.batch_size, self.n - batch * self.batch_size)
+
+    def _span(self, batch: int) -> tuple[int, int]:
+        """Where this rank's share of ``batch`` starts in the epoch's order, and its length."""
+        first, count = shard_span(self._count(batch), *self.shard)
+        return batch * self.batch_size + first, count
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch to iterate (its order is ``permutation(seed, epoch)``); the same epoch keeps the
@@ -265,9 +284,9 @@ class Loader:
         s = self.dataset.image_size
         while gen == self._generation and self.position < len(self):
             b = self.position
-            count = self._count(b)
+            start, count = self._span(b)
             images = np.empty((count, s, s, 3), dtype=np.uint8)
-            labels, bad = fill_batch(self.dataset, order, b * self.batch_size, count, images)
+            labels, bad = fill_batch(self.dataset, order, start, count, images)
             self._record_bad(bad)
             self.position = b + 1
             yield images, labels
@@ -282,7 +301,7 @@ class Loader:
             while b not in self._ready:
                 while (self._free_slots and next_submit < nb and next_submit < b + self._nslots):
                     slot = self._free_slots.pop()
-                    self._task_q.put((gen, epoch, next_submit, slot, self._count(next_submit)))
+                    self._task_q.put((gen, epoch, next_submit, slot, *self._span(next_submit)))
                     self._in_flight += 1
                     next_submit += 1
                 msg = self._receive()
@@ -298,7 +317,7 @@ class Loader:
                     continue
                 self._ready[mbatch] = msg
             _, _, _, slot, labels, bad = self._ready.pop(b)
-            count = self._count(b)
+            count = self._span(b)[1]
             view = np.frombuffer(self._buffer, dtype=np.uint8, count=count * s * s * 3,
                                  offset=slot * self._slot_bytes)
             images = view.reshape(count, s, s, 3).copy()

@@ -54,30 +54,32 @@ def philox4x32_10(counter, key) -> np.ndarray:
     return np.stack([x0, x1, x2, x3], axis=-1).astype(np.uint32)
 
 
-def philox_words(seed: int, offset: int, count: int) -> np.ndarray:
-    """The first ``count`` 32-bit words of stream (seed, offset): word i comes from block i // 4, lane i % 4."""
-    seed, offset, count = int(seed), int(offset), int(count)
-    if not (0 <= seed < 2**64 and 0 <= offset < 2**64 and count >= 0):
-        raise ValueError("philox_words: seed and offset must be in [0, 2^64), count >= 0")
-    blocks = np.arange((count + 3) // 4, dtype=np.uint64)
+def philox_words(seed: int, offset: int, count: int, first: int = 0) -> np.ndarray:
+    """Words ``first .. first+count-1`` of stream (seed, offset): word i comes from block i // 4, lane i % 4."""
+    seed, offset, count, first = int(seed), int(offset), int(count), int(first)
+    if not (0 <= seed < 2**64 and 0 <= offset < 2**64 and count >= 0 and 0 <= first <= 2**64 - count):
+        raise ValueError("philox_words: seed and offset must be in [0, 2^64), count >= 0, first + count <= 2^64")
+    blocks = np.arange(first // 4, (first + count + 3) // 4, dtype=np.uint64)
     counters = np.empty(blocks.shape + (4,), dtype=np.uint64)
     counters[:, 0] = blocks & _MASK32
     counters[:, 1] = blocks >> _SHIFT32
     counters[:, 2] = offset & 0xFFFFFFFF
     counters[:, 3] = offset >> 32
     words = philox4x32_10(counters, (seed & 0xFFFFFFFF, seed >> 32))
-    return words.reshape(-1)[:count]
+    skip = first % 4
+    return words.reshape(-1)[skip:skip + count]
 
 
-def philox_uniform(seed: int, offset: int, count: int) -> np.ndarray:
-    """Uniforms in [0, 1) of stream (seed, offset) for elements 0 .. count-1 (float64, each exactly a float32:
-    the top 24 bits of the word times 2^-24)."""
-    words = philox_words(seed, offset, count)
+def philox_uniform(seed: int, offset: int, count: int, first: int = 0) -> np.ndarray:
+    """Uniforms in [0, 1) of stream (seed, offset) for elements first .. first+count-1 (float64, each exactly a
+    float32: the top 24 bits of the word times 2^-24)."""
+    words = philox_words(seed, offset, count, first)
     return (words >> np.uint32(8)).astype(np.float64) * 2.0**-24
 
 
-def dropout_mask(shape, p: float, seed: int, offset: int) -> np.ndarray:
-    """Boolean keep-mask of the given shape: element i (row-major) is kept when uniform(i) >= p.
+def dropout_mask(shape, p: float, seed: int, offset: int, first: int = 0) -> np.ndarray:
+    """Boolean keep-mask of the given shape: element i (row-major) is kept when uniform(first + i) >= p (first > 0:
+    the tensor is the slice starting at element ``first`` of a larger one, e.g. one rank's share of a batch).
 
     p is rounded to float32 first because the op receives it as a C++ float; comparing against the same value
     makes the mask bit-exact (the uniforms themselves are exact float32 values).
@@ -85,7 +87,7 @@ def dropout_mask(shape, p: float, seed: int, offset: int) -> np.ndarray:
     shape = tuple(shape)
     count = int(np.prod(shape, dtype=np.int64))
     p32 = float(np.float32(p))
-    return (philox_uniform(seed, offset, count) >= p32).reshape(shape)
+    return (philox_uniform(seed, offset, count, first) >= p32).reshape(shape)
 
 
 def _check_p(op: str, p: float) -> None:
@@ -93,21 +95,23 @@ def _check_p(op: str, p: float) -> None:
         raise ValueError(f"{op}: p must be in [0, 1), got {p}")
 
 
-def dropout_forward(x, p: float = 0.5, seed: int = 0, offset: int = 0, training: bool = True) -> np.ndarray:
+def dropout_forward(x, p: float = 0.5, seed: int = 0, offset: int = 0, training: bool = True,
+                    first: int = 0) -> np.ndarray:
     """y = x * keep / (1 - p) while training; the identity otherwise (inverted dropout)."""
     _check_p("dropout_forward", p)
     x = np.asarray(x, dtype=np.float64)
     if not training or p == 0.0:
         return x.copy()
-    keep = dropout_mask(x.shape, p, seed, offset)
+    keep = dropout_mask(x.shape, p, seed, offset, first)
     return np.where(keep, x / (1.0 - p), 0.0)
 
 
-def dropout_backward(dy, p: float = 0.5, seed: int = 0, offset: int = 0, training: bool = True) -> np.ndarray:
+def dropout_backward(dy, p: float = 0.5, seed: int = 0, offset: int = 0, training: bool = True,
+                     first: int = 0) -> np.ndarray:
     """dL/dx = dy * keep / (1 - p), with the mask regenerated from (seed, offset)."""
     _check_p("dropout_backward", p)
     dy = np.asarray(dy, dtype=np.float64)
     if not training or p == 0.0:
         return dy.copy()
-    keep = dropout_mask(dy.shape, p, seed, offset)
+    keep = dropout_mask(dy.shape, p, seed, offset, first)
     return np.where(keep, dy / (1.0 - p), 0.0)

@@ -53,9 +53,12 @@ void global_avgpool_forward(int n, int c, int64_t spatial, const float* x, float
 void global_avgpool_backward(int n, int c, int64_t spatial, const float* dy, float* dx);
 
 // dropout.cpp (inverted dropout, philox.h): element i is kept when uniform(seed, offset, i) >= p, and kept
-// elements are scaled by 1/(1-p). Backward regenerates the same mask from (seed, offset).
-void dropout_forward(int64_t count, float p, uint64_t seed, uint64_t offset, const float* x, float* y);
-void dropout_backward(int64_t count, float p, uint64_t seed, uint64_t offset, const float* dy, float* dx);
+// elements are scaled by 1/(1-p). Backward regenerates the same mask from (seed, offset). Element i uses stream
+// position first + i (first > 0: this tensor is a slice, starting at element `first`, of a larger one).
+void dropout_forward(int64_t count, float p, uint64_t seed, uint64_t offset, uint64_t first, const float* x,
+                     float* y);
+void dropout_backward(int64_t count, float p, uint64_t seed, uint64_t offset, uint64_t first, const float* dy,
+                      float* dx);
 
 // softmax_xent.cpp: logits (n, classes), labels in [0, classes). Forward writes probs and the mean loss.
 void softmax_xent_forward(int n, int classes, const float* logits, const int32_t* labels, float* probs, float* loss);

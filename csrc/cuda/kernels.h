@@ -57,11 +57,11 @@ void maxpool_backward(const PoolShape& s, const float* x, const float* y, const 
 void global_avgpool_forward(int n, int c, int64_t spatial, const float* x, float* y, cudaStream_t stream);
 void global_avgpool_backward(int n, int c, int64_t spatial, const float* dy, float* dx, cudaStream_t stream);
 
-// dropout.cu (philox.h: the same stream as the CPU, bit for bit)
-void dropout_forward(int64_t count, float p, uint64_t seed, uint64_t offset, const float* x, float* y,
-                     cudaStream_t stream);
-void dropout_backward(int64_t count, float p, uint64_t seed, uint64_t offset, const float* dy, float* dx,
-                      cudaStream_t stream);
+// dropout.cu (philox.h: the same stream as the CPU, bit for bit; element i uses stream position first + i)
+void dropout_forward(int64_t count, float p, uint64_t seed, uint64_t offset, uint64_t first, const float* x,
+                     float* y, cudaStream_t stream);
+void dropout_backward(int64_t count, float p, uint64_t seed, uint64_t offset, uint64_t first, const float* dy,
+                      float* dx, cudaStream_t stream);
 
 // softmax_xent.cu
 void softmax_xent_forward(int n, int classes, const float* logits, const int32_t* labels, float* probs, float* loss,

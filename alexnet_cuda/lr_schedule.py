@@ -1,0 +1,47 @@
+"""The learning-rate schedule of a training run (paper Section 5: divide by 10 when the validation error stops
+improving). Its state is part of every checkpoint, so a resumed run drops the rate at the same epoch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LRSchedule:
+    """``plateau``: divide the learning rate by 10 when the validation error has not improved for ``patience``
+    evaluations (the paper's heuristic), at most ``max_drops`` times. ``step``: divide by 10 every ``step_epochs``
+    epochs. ``none``: constant."""
+
+    def __init__(self, kind: str, lr: float, patience: int = 2, step_epochs: int = 30, max_drops: int = 3,
+                 threshold: float = 1e-4):
+        self.kind, self.lr, self.base_lr = kind, float(lr), float(lr)
+        self.patience, self.step_epochs, self.max_drops, self.threshold = patience, step_epochs, max_drops, threshold
+        self.best_error: float | None = None
+        self.bad_evals = 0
+        self.drops = 0
+
+    def epoch_end(self, epochs_done: int, val_error: float | None) -> float:
+        """Called after each epoch (``val_error`` None when it was not evaluated). Returns the next learning rate."""
+        if self.kind == "step":
+            drops = min(epochs_done // max(1, self.step_epochs), self.max_drops)
+            self.drops = drops
+            self.lr = self.base_lr * 0.1 ** drops
+        elif self.kind == "plateau" and val_error is not None:
+            if self.best_error is None or val_error < self.best_error - self.threshold:
+                self.best_error, self.bad_evals = val_error, 0
+            else:
+                self.bad_evals += 1
+                if self.bad_evals >= self.patience and self.drops < self.max_drops:
+                    self.lr *= 0.1
+                    self.drops += 1
+                    self.bad_evals = 0
+        return self.lr
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "lr": self.lr, "base_lr": self.base_lr, "best_error": self.best_error,
+                "bad_evals": self.bad_evals, "drops": self.drops, "patience": self.patience,
+                "step_epochs": self.step_epochs, "max_drops": self.max_drops, "threshold": self.threshold}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        for k in ("kind", "lr", "base_lr", "best_error", "bad_evals", "drops", "patience", "step_epochs",
+                  "max_drops", "threshold"):
+            setattr(self, k, d[k])
