@@ -186,6 +186,20 @@ def test_resume_equals_uninterrupted(options):
         np.testing.assert_array_equal(resumed.state_dict()[name], value, err_msg=name)
 
 
+def test_compute_gradients_then_apply_update_equals_train_step():
+    """The data-parallel split of a step (distributed.py) with BatchNorm and Adam: bit for bit train_step."""
+    images, labels = batch(n=4)
+    one, two = (tiny_variant(norm="batchnorm", optimizer="adam") for _ in range(2))
+    one.train_step(images, labels, 0.01)
+    two.compute_gradients(images, labels, training=True)
+    two.apply_update(0.01)
+    assert one.step == two.step == 1
+    for name, value in one.state_dict().items():
+        np.testing.assert_array_equal(two.state_dict()[name], value, err_msg=name)
+    for name, value in one.optimizer_state_dict().items():
+        np.testing.assert_array_equal(two.optimizer_state_dict()[name], value, err_msg=name)
+
+
 # ---- bad options --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("options, message", [
     (dict(norm="layernorm"), "norm must be one of"),
