@@ -119,7 +119,7 @@ def add_variant_flags(parser) -> None:
     names; --lr and --weight-decay serve every optimizer)."""
     from .cli import float_in
 
-    g = parser.add_argument_group("network and optimizer variants (issue 10; any combination with the switches above)")
+    g = parser.add_argument_group("network and optimizer variants (any combination with the switches above)")
     g.add_argument("--norm", choices=NORMS, default="lrn",
                    help="lrn: the paper's local response normalization after conv1, conv2 (3.3); batchnorm: batch "
                         "normalization after every conv (Ioffe & Szegedy 2015), each tower its own channels; none "
