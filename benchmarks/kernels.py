@@ -105,6 +105,16 @@ def paper_net() -> Net:
     return Net((conv1, conv2, conv3, conv4, conv5), fc=2048, classes=1000, image=256, crop=227)
 
 
+def small_net() -> Net:
+    """alexnet-small at 32x32 (csrc/network_layers.cpp): the default training run's network."""
+    conv1 = Conv("conv1", 3, 48, 5, 1, 2, 32)
+    conv2 = Conv("conv2", 48, 128, 5, 1, 2, Net.pooled(conv1.h_out))
+    conv3 = Conv("conv3", 256, 192, 3, 1, 1, Net.pooled(conv2.h_out))
+    conv4 = Conv("conv4", 192, 192, 3, 1, 1, conv3.h_out)
+    conv5 = Conv("conv5", 192, 128, 3, 1, 1, conv4.h_out)
+    return Net((conv1, conv2, conv3, conv4, conv5), fc=512, classes=10, image=36, crop=32)
+
+
 def tiny_net() -> Net:
     """Same structure, a few channels and small images: for the smoke test only."""
     conv1 = Conv("conv1", 3, 4, 11, 4, 0, 67)
@@ -739,6 +749,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", default=str(common.RESULTS_DIR), help="results folder (default: benchmarks/results)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     p.add_argument("--tiny", action="store_true", help="tiny shapes with the network's structure (smoke test only)")
+    p.add_argument("--small", action="store_true", help="alexnet-small's shapes at 32x32 (the default training run)")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     return p.parse_args(argv)
 
@@ -755,7 +766,7 @@ def main(argv: list[str] | None = None) -> dict:
     batch_note = "" if on_gpu or args.batch else "CPU default; the paper's network runs 128 per tower"
     reps = args.reps or (20 if on_gpu else 9)
     warmup = args.warmup if args.warmup is not None else (3 if on_gpu else 1)
-    net = tiny_net() if args.tiny else paper_net()
+    net = tiny_net() if args.tiny else small_net() if args.small else paper_net()
     cases = select(build_cases(net, batch), args.op)
     if args.list:
         for c in cases:
@@ -814,7 +825,8 @@ def main(argv: list[str] | None = None) -> dict:
         "benchmark": "kernels", "load_average_at_end": load_at_end, "schema_version": 1, "device": dev, "device_arg": device,
         "build_info": alexnet_cuda.build_info(), "git_commit": common.git_commit(), "date_utc": common.utc_now(),
         "command": common.command_line(__file__, argv), "batch": batch, "batch_note": batch_note,
-        "repetitions": reps, "warmup": warmup, "shapes": "tiny (smoke test)" if args.tiny else "paper (one tower)",
+        "repetitions": reps, "warmup": warmup, "shapes": "tiny (smoke test)" if args.tiny else
+        "alexnet-small 32x32 (one tower)" if args.small else "paper (one tower)",
         "timing": clock.name, "torch": {"status": torch_status, "version": getattr(torch, "__version__", None)},
         "peaks": peaks, "targets": {"conv_vs_cudnn": CONV_VS_CUDNN, "bandwidth_fraction": BANDWIDTH_FRACTION,
                                     "fma_fraction": FMA_FRACTION},
