@@ -371,8 +371,8 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
     else:
         input_scale = auto_input_scale(model, c, eigvals)
     model.set_normalization(mean, input_scale)
-    augmenter = data.Augmenter(s, crop, eigvals=eigvals, eigvecs=eigvecs, pca_std=c.pca_std, flip=True,
-                               seed=c.seed + 1)
+    augmenter = data.Augmenter(s, crop, eigvals=eigvals, eigvecs=eigvecs, pca_std=c.pca_std,
+                               flip=getattr(train_set, "mirror_invariant", True), seed=c.seed + 1)
     if len(train_set) < c.batch_size:
         raise ConfigError(f"the training set ({len(train_set)} images) is smaller than one batch ({c.batch_size}); "
                           f"lower --batch-size")

@@ -41,9 +41,13 @@ RECIPES = {
     "alexnet": {"batch_size": 128, "lr": 0.01, "weight_std": 0.01, "bias_init": 1.0, "input_scale": 1.0},
     "alexnet-small": {"batch_size": 32, "lr": 0.01, "weight_std": 0.03, "bias_init": 0.1, "input_scale": "auto"},
 }
-# The built-in synthetic dataset: 10 classes, this many training / validation images.
+# The built-in synthetic dataset: 10 classes, this many training / validation images, and its batch size. The
+# default run (python -m alexnet_cuda.train) is a newcomer's first command and should take under 3 minutes on two
+# CPU cores: batches of 16 learn more per image than 32 here (validation top-1 after 5120 images: 50% vs 43%) at
+# the same cost per image on the CPU.
 SYNTHETIC_TRAIN_IMAGES = 2560
 SYNTHETIC_VAL_IMAGES = 500
+SYNTHETIC_BATCH_SIZE = 16
 
 
 @dataclass
@@ -155,6 +159,8 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"--image-size {c.image_size} is smaller than the network input {c.input_size}")
     if c.epochs is None:
         c.epochs = DEFAULT_EPOCHS[c.dataset]
+    if c.dataset == "synthetic" and c.arch == "alexnet-small" and c.batch_size is None:
+        c.batch_size = SYNTHETIC_BATCH_SIZE
     for key, value in RECIPES[c.arch].items():
         if getattr(c, key) is None and value != "auto":
             setattr(c, key, value)
@@ -289,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=int_at_least(1),
                    help=f"passes over the training set (default: {DEFAULT_EPOCHS['synthetic']} for synthetic, 90 for "
                         f"ImageNet and folders, 40 for cifar10 / tinyimagenet)")
-    g.add_argument("--batch-size", type=int_at_least(1), metavar="N", help=_recipe_default("batch_size"))
+    g.add_argument("--batch-size", type=int_at_least(1), metavar="N",
+                   help=f"{_recipe_default('batch_size')}; {SYNTHETIC_BATCH_SIZE} for alexnet-small on the synthetic data")
     g.add_argument("--lr", type=float_in(0.0, lo_open=True), help=f"learning rate ({_recipe_default('lr')})")
     g.add_argument("--momentum", type=float_in(0.0, 1.0), default=0.9, help="default 0.9")
     g.add_argument("--weight-decay", type=float_in(0.0), default=5e-4, help="default 0.0005")
