@@ -26,7 +26,7 @@ SCHEDULES = ("plateau", "step", "none")
 # (the paper's 227-of-256 crop, scaled down). Tiny ImageNet: 64x64 crops of 72x72. Image folders and ImageNet: the
 # paper's network, 227x227 crops of 256x256.
 SMALL_DATA_IMAGE_SIZE = {32: 36, 64: 72}
-DEFAULT_EPOCHS = {"synthetic": 10, "cifar10": 40, "tinyimagenet": 40, "folder": 90, "imagenet": 90}
+DEFAULT_EPOCHS = {"synthetic": 4, "cifar10": 40, "tinyimagenet": 40, "folder": 90, "imagenet": 90}
 # Per-architecture defaults of the settings left at None.
 # alexnet: the paper's recipe (Section 5): batch 128, learning rate 0.01, weights N(0, 0.01^2), biases 1 in conv2,
 #   conv4, conv5, fc6, fc7, raw 0..255 pixels minus the mean image.

@@ -361,7 +361,7 @@ def test_out_naming_an_existing_file_is_a_config_error(tmp_path):
 
 
 def test_sizes_beyond_the_machines_memory_are_refused_up_front(tmp_path):
-    with pytest.raises(ConfigError, match=r"--batch-size 32 with --image-size 100000 .* needs at least .* GiB"):
+    with pytest.raises(ConfigError, match=r"--batch-size 16 with --image-size 100000 .* needs at least .* GiB"):
         train_mod.resolve(TrainConfig(image_size=100000, out=str(tmp_path / "o")))
     with pytest.raises(ConfigError, match=r"--synthetic-images 100000000000 needs at least"):
         train_mod.resolve(TrainConfig(synthetic_images=10**11, out=str(tmp_path / "o")))
