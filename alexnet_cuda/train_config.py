@@ -26,7 +26,7 @@ SCHEDULES = ("plateau", "step", "none")
 # (the paper's 227-of-256 crop, scaled down). Tiny ImageNet: 64x64 crops of 72x72. Image folders and ImageNet: the
 # paper's network, 227x227 crops of 256x256.
 SMALL_DATA_IMAGE_SIZE = {32: 36, 64: 72}
-DEFAULT_EPOCHS = {"synthetic": 4, "cifar10": 40, "tinyimagenet": 40, "folder": 90, "imagenet": 90}
+DEFAULT_EPOCHS = {"synthetic": 5, "cifar10": 40, "tinyimagenet": 40, "folder": 90, "imagenet": 90}
 # Per-architecture defaults of the settings left at None.
 # alexnet: the paper's recipe (Section 5): batch 128, learning rate 0.01, weights N(0, 0.01^2), biases 1 in conv2,
 #   conv4, conv5, fc6, fc7, raw 0..255 pixels minus the mean image.
@@ -44,7 +44,8 @@ RECIPES = {
 # The built-in synthetic dataset: 10 classes, this many training / validation images, and its batch size. The
 # default run (python -m alexnet_cuda.train) is a newcomer's first command and should take under 3 minutes on two
 # CPU cores: batches of 16 learn more per image than 32 here (validation top-1 after 5120 images: 50% vs 43%) at
-# the same cost per image on the CPU.
+# the same cost per image on the CPU. 5 epochs (DEFAULT_EPOCHS) reach 91% validation top-1 with 2 threads (87%
+# after 4), in about 25 s per epoch on two free cores.
 SYNTHETIC_TRAIN_IMAGES = 2560
 SYNTHETIC_VAL_IMAGES = 500
 SYNTHETIC_BATCH_SIZE = 16
