@@ -2,10 +2,10 @@
 
 With no arguments it trains a small AlexNet (``alexnet-small``, 32x32 inputs) on the built-in synthetic dataset (no
 download), on the GPUs when there are any and on the CPU otherwise, and shows the loss falling and the validation
-accuracy rising well above chance within a few minutes on a 2-core CPU: 10 epochs of 2,560 images, about 40 s each
-when the two cores are free; observed validation top-1 accuracy (chance 10 %) about 45 % after epoch 2, 80 % after
-epoch 6, 92 % after epoch 10. With ``--data DIR`` it trains on an image folder, ImageNet, CIFAR-10 or Tiny ImageNet
-(detected from the directory).
+accuracy rising well above chance within about 2.5 minutes on a 2-core CPU: 5 epochs of 2,560 images in batches of
+16, not mirrored (the synthetic classes are not mirror-invariant); observed validation top-1 accuracy (chance 10 %)
+39 %, 77 %, 87 %, 87 %, 91 % after epochs 1-5 with 2 threads. With ``--data DIR`` it trains on an image folder, ImageNet, CIFAR-10 or
+Tiny ImageNet (detected from the directory).
 
 The recipe is the paper's (Krizhevsky, Sutskever, Hinton 2012):
 
@@ -180,7 +180,8 @@ def _prepare_run(c: TrainConfig, out: Path, train_set, val_set, devices: list[st
         input_scale = auto_input_scale(model, c, eigvals)
     model.set_normalization(mean, input_scale)
     jitter = data.PixelJitter(brightness=c.brightness, contrast=c.contrast, saturation=c.saturation, noise=c.noise)
-    augmenter = data.Augmenter(s, crop, eigvals=eigvals, eigvecs=eigvecs, pca_std=c.pca_std, flip=c.flip,
+    augmenter = data.Augmenter(s, crop, eigvals=eigvals, eigvecs=eigvecs, pca_std=c.pca_std,
+                               flip=c.flip and getattr(train_set, "mirror_invariant", True),
                                seed=c.seed + 1, jitter=jitter)
     train_loader, val_loader = make_loaders(c, train_set, val_set, shard=(world.rank, world.size))
     batches_per_epoch = len(train_loader)

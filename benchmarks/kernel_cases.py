@@ -63,6 +63,16 @@ def paper_net() -> Net:
     return Net((conv1, conv2, conv3, conv4, conv5), fc=2048, classes=1000, image=256, crop=227)
 
 
+def small_net() -> Net:
+    """alexnet-small at 32x32 (csrc/network_layers.cpp): the default training run's network."""
+    conv1 = Conv("conv1", 3, 48, 5, 1, 2, 32)
+    conv2 = Conv("conv2", 48, 128, 5, 1, 2, Net.pooled(conv1.h_out))
+    conv3 = Conv("conv3", 256, 192, 3, 1, 1, Net.pooled(conv2.h_out))
+    conv4 = Conv("conv4", 192, 192, 3, 1, 1, conv3.h_out)
+    conv5 = Conv("conv5", 192, 128, 3, 1, 1, conv4.h_out)
+    return Net((conv1, conv2, conv3, conv4, conv5), fc=512, classes=10, image=36, crop=32)
+
+
 def tiny_net() -> Net:
     """Same structure, a few channels and small images: for the smoke test only."""
     conv1 = Conv("conv1", 3, 4, 11, 4, 0, 67)

@@ -37,7 +37,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks.common` impor
 
 from benchmarks import common  # noqa: E402
 from benchmarks.kernel_cases import (F4, Case, Net, Thunk, f32, layer_parameter_counts, paper_net,  # noqa: E402,F401
-                                     tensors, tiny_net, torch_tensors)
+                                     small_net, tensors, tiny_net, torch_tensors)
 from benchmarks.variant_kernels import variant_cases  # noqa: E402
 
 # The targets (GPU only): what "fast enough" means for each kind of op.
@@ -633,6 +633,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", default=str(common.RESULTS_DIR), help="results folder (default: benchmarks/results)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     p.add_argument("--tiny", action="store_true", help="tiny shapes with the network's structure (smoke test only)")
+    p.add_argument("--small", action="store_true", help="alexnet-small's shapes at 32x32 (the default training run)")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     return p.parse_args(argv)
 
@@ -649,7 +650,7 @@ def main(argv: list[str] | None = None) -> dict:
     batch_note = "" if on_gpu or args.batch else "CPU default; the paper's network runs 128 per tower"
     reps = args.reps or (20 if on_gpu else 9)
     warmup = args.warmup if args.warmup is not None else (3 if on_gpu else 1)
-    net = tiny_net() if args.tiny else paper_net()
+    net = tiny_net() if args.tiny else small_net() if args.small else paper_net()
     cases = select(build_cases(net, batch), args.op)
     if args.list:
         for c in cases:
@@ -708,7 +709,8 @@ def main(argv: list[str] | None = None) -> dict:
         "benchmark": "kernels", "load_average_at_end": load_at_end, "schema_version": 1, "device": dev, "device_arg": device,
         "build_info": alexnet_cuda.build_info(), "git_commit": common.git_commit(), "date_utc": common.utc_now(),
         "command": common.command_line(__file__, argv), "batch": batch, "batch_note": batch_note,
-        "repetitions": reps, "warmup": warmup, "shapes": "tiny (smoke test)" if args.tiny else "paper (one tower)",
+        "repetitions": reps, "warmup": warmup, "shapes": "tiny (smoke test)" if args.tiny else
+        "alexnet-small 32x32 (one tower)" if args.small else "paper (one tower)",
         "timing": clock.name, "torch": {"status": torch_status, "version": getattr(torch, "__version__", None)},
         "peaks": peaks, "targets": {"conv_vs_cudnn": CONV_VS_CUDNN, "bandwidth_fraction": BANDWIDTH_FRACTION,
                                     "fma_fraction": FMA_FRACTION},

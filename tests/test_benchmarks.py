@@ -82,3 +82,17 @@ def test_gpu_targets_are_judged_against_this_runs_measurements():
     assert kernels.judge(timed, "bandwidth", {"error": "no CUDA"}, on_gpu=True)["met"] is None
     assert kernels.judge(timed, "bandwidth", peaks, on_gpu=False)["met"] is None           # CPU: report only
     assert kernels.judge({"status": "not implemented"}, "fma", peaks, on_gpu=True)["met"] is None
+
+
+def test_vs_torch_network_has_our_layers():
+    """benchmarks/vs_torch.py's PyTorch network has exactly our parameter count (same layers, groups=2 towers)."""
+    import pytest
+
+    from benchmarks import vs_torch
+    torch = pytest.importorskip("torch")
+    import alexnet_cuda
+
+    ours = alexnet_cuda.AlexNet(10, ["cpu", "cpu"], "alexnet-small", 32, seed=0)
+    theirs = vs_torch.torch_alexnet(torch, "alexnet-small", 10)
+    assert sum(p.numel() for p in theirs.parameters()) == ours.num_parameters()
+    assert theirs(torch.zeros(2, 3, 32, 32)).shape == (2, 10)

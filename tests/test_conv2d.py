@@ -29,6 +29,8 @@ CASES = [
     pytest.param((1, 16, 20, 20, 32, 3, 3, 1, 1, 1), id="batch1-threaded-gemm"),  # big enough to thread each GEMM
     pytest.param((1, 64, 5, 5, 96, 3, 3, 1, 1, 1), id="batch1-threaded-gemm-split-by-rows"),  # many channels, 5x5 map
     pytest.param((4, 16, 13, 13, 24, 3, 3, 1, 1, 2), id="batch4-groups2-pairs-across-threads"),
+    # 7x7 maps: images are lowered side by side in chunks (conv2d.cpp), here of 1 and 2 images (3 and 4 at 1 thread)
+    pytest.param((7, 6, 7, 7, 8, 3, 3, 1, 1, 2), id="batch7-7x7-maps-image-chunks-groups2"),
 ]
 
 

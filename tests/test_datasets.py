@@ -433,3 +433,11 @@ def test_imagenette_mini_subset():
     assert Image.open(os.path.join(root, "train", train.class_ids[0], os.listdir(
         os.path.join(root, "train", train.class_ids[0]))[0])).size == (224, 224)
     assert open_dataset(root, split="val", image_size=224).load(299).shape == (224, 224, 3)
+
+
+def test_synthetic_is_not_mirrored_in_training():
+    """Its classes tell 45 from 135 degrees and left from right, so a mirror image is another class's image."""
+    from alexnet_cuda.data.datasets import Subset
+
+    train = synthetic_dataset("train", num_images=4)
+    assert train.mirror_invariant is False and Subset(train, [0, 1]).mirror_invariant is False

@@ -88,9 +88,12 @@ def test_defaults_without_arguments():
     c = train_mod.resolve(TrainConfig())
     assert (c.dataset, c.arch, c.input_size, c.image_size) == ("synthetic", "alexnet-small", 32, 36)
     assert c.epochs == train_mod.DEFAULT_EPOCHS["synthetic"]
+    from alexnet_cuda.train_config import SYNTHETIC_BATCH_SIZE
+
     small = train_mod.RECIPES["alexnet-small"]
-    assert (c.batch_size, c.lr, c.weight_std, c.bias_init) == (small["batch_size"], small["lr"], small["weight_std"],
+    assert (c.batch_size, c.lr, c.weight_std, c.bias_init) == (SYNTHETIC_BATCH_SIZE, small["lr"], small["weight_std"],
                                                                small["bias_init"])
+    assert train_mod.resolve(TrainConfig(synthetic_images=64, batch_size=32)).batch_size == 32
     paper = train_mod.resolve(TrainConfig(arch="alexnet"))
     assert (paper.batch_size, paper.lr, paper.weight_std, paper.bias_init, paper.input_scale, paper.input_size,
             paper.image_size) == (128, 0.01, 0.01, 1.0, 1.0, 227, 256)
@@ -360,7 +363,7 @@ def test_out_naming_an_existing_file_is_a_config_error(tmp_path):
 
 
 def test_sizes_beyond_the_machines_memory_are_refused_up_front(tmp_path):
-    with pytest.raises(ConfigError, match=r"--batch-size 32 with --image-size 100000 .* needs at least .* GiB"):
+    with pytest.raises(ConfigError, match=r"--batch-size 16 with --image-size 100000 .* needs at least .* GiB"):
         train_mod.resolve(TrainConfig(image_size=100000, out=str(tmp_path / "o")))
     with pytest.raises(ConfigError, match=r"--synthetic-images 100000000000 needs at least"):
         train_mod.resolve(TrainConfig(synthetic_images=10**11, out=str(tmp_path / "o")))

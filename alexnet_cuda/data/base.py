@@ -36,6 +36,9 @@ class Dataset:
     class_ids: list[str]
     image_size: int
     root: str | None = None
+    # Whether a horizontally mirrored image keeps its label: training mirrors images at random (paper Section 4.1)
+    # only when it does. True for photographs; the synthetic dataset's classes tell left from right.
+    mirror_invariant: bool = True
 
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -82,6 +85,7 @@ class Subset(Dataset):
         self.indices = np.asarray(indices, dtype=np.int64)
         self.classes, self.class_ids = dataset.classes, dataset.class_ids
         self.image_size, self.root = dataset.image_size, dataset.root
+        self.mirror_invariant = dataset.mirror_invariant
 
     def __len__(self) -> int:
         return len(self.indices)

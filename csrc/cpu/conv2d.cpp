@@ -1,16 +1,17 @@
-// conv2d on the CPU, lowered to matrix products (im2col; Chellapilla et al. 2006), one product per image and group.
-// For image i and group g, with K = (c_in/groups)*kh*kw and P = h_out*w_out:
+// conv2d on the CPU, lowered to matrix products (im2col; Chellapilla et al. 2006), one product per chunk of images
+// and group. For image i and group g, with K = (c_in/groups)*kh*kw and P = h_out*w_out:
 //   col[K, P]    = the input patches of x[i, group g channels], one column per output position (im2col)
 //   forward      y[i, g][c_out/groups, P] = act(w_g[c_out/groups, K] col + bias)     (paper Sections 3.1, 3.5)
 //   input grad   dcol[K, P] = w_g^T dy[i, g];  dx[i, group g channels] = col2im(dcol) (scatter-add of patches)
 //   weight grad  dw_g[c_out/groups, K] = sum_i dy[i, g] col^T
-// Groups are the paper's two-GPU split (Section 3.2, Figure 2): conv2, conv4 and conv5 only see the kernel maps of
-// their own half.
+// A chunk of b consecutive images puts their col matrices side by side, col[K, b*P], so each product covers b*P
+// columns (see chunks_of for why). Groups are the paper's two-GPU split (Section 3.2, Figure 2): conv2, conv4 and
+// conv5 only see the kernel maps of their own half.
 //
-// Threading: with at least as many (image, group) pairs as threads, the pairs are shared out and each runs its own
-// single-threaded GEMM on private scratch (no synchronisation at all); with fewer (batch 1), the pairs run in
+// Threading: with at least as many (chunk, group) items as threads, the items are shared out and each runs its own
+// single-threaded GEMM on private scratch (no synchronisation at all); with fewer (batch 1), the items run in
 // order and each GEMM is threaded internally. The weight gradient is deterministic either way: per-thread partial
-// sums over fixed, contiguous ranges of pairs, added in thread order (or, with threaded GEMMs, one owner thread
+// sums over fixed, contiguous ranges of items, added in thread order (or, with threaded GEMMs, one owner thread
 // per element of dw), never atomics.
 #include <omp.h>
 
@@ -56,15 +57,16 @@ void valid_range(int out_size, int in_size, int stride, int pad, int offset, int
 }
 
 // col[r, oy*w_out + ox] = x[c, oy*stride - pad + ki, ox*stride - pad + kj] (0 outside) for r = (c*kh + ki)*kw + kj.
-// x points at the group's first channel. Rows are independent, so `parallel` shares them among threads.
-void im2col(const ConvShape& s, const Lowering& l, const float* x, float* col, bool parallel) {
+// x points at the group's first channel; row r of col starts at col + r*ld (ld >= P: a chunk's images side by
+// side). Rows are independent, so `parallel` shares them among threads.
+void im2col(const ConvShape& s, const Lowering& l, const float* x, float* col, int64_t ld, bool parallel) {
   const int64_t rows = l.k;
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t r = 0; r < rows; ++r) {
     const int kj = static_cast<int>(r % s.kw), ki = static_cast<int>((r / s.kw) % s.kh);
     const int64_t c = r / (static_cast<int64_t>(s.kw) * s.kh);
     const float* xc = x + c * l.in_plane;
-    float* dst = col + r * l.p;
+    float* dst = col + r * ld;
     int lo, hi;
     valid_range(s.w_out, s.w_in, s.stride, s.pad, kj, &lo, &hi);
     for (int oy = 0; oy < s.h_out; ++oy) {
@@ -87,9 +89,9 @@ void im2col(const ConvShape& s, const Lowering& l, const float* x, float* col, b
 }
 
 // The adjoint of im2col: dx[c, iy, ix] = sum of the col entries that im2col copied from (c, iy, ix). dx points at
-// the group's first channel and is overwritten. Channels are independent (each owns its kh*kw rows of col), so
+// the group's first channel and is overwritten; col's rows are ld apart. Channels are independent (each owns its kh*kw rows of col), so
 // `parallel` shares channels among threads and every element is summed in the same order.
-void col2im(const ConvShape& s, const Lowering& l, const float* col, float* dx, bool parallel) {
+void col2im(const ConvShape& s, const Lowering& l, const float* col, int64_t ld, float* dx, bool parallel) {
   const int64_t channels = l.cin_g, taps = static_cast<int64_t>(s.kh) * s.kw;
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t c = 0; c < channels; ++c) {
@@ -97,7 +99,7 @@ void col2im(const ConvShape& s, const Lowering& l, const float* col, float* dx, 
     std::fill(dxc, dxc + l.in_plane, 0.0f);
     for (int64_t t = 0; t < taps; ++t) {
       const int ki = static_cast<int>(t / s.kw), kj = static_cast<int>(t % s.kw);
-      const float* src_row = col + (c * taps + t) * l.p;
+      const float* src_row = col + (c * taps + t) * ld;
       int lo, hi;
       valid_range(s.w_out, s.w_in, s.stride, s.pad, kj, &lo, &hi);
       for (int oy = 0; oy < s.h_out; ++oy) {
@@ -115,7 +117,7 @@ void col2im(const ConvShape& s, const Lowering& l, const float* col, float* dx, 
   }
 }
 
-// Grow-only scratch for one thread's col matrix.
+// Grow-only scratch, one per thread: the col matrix of a chunk and the chunk's block of output (or gradient) maps.
 struct Scratch {
   std::vector<float> data;
   float* get(size_t count) {
@@ -123,96 +125,163 @@ struct Scratch {
     return data.data();
   }
 };
-thread_local Scratch tls_col;
+thread_local Scratch tls_col, tls_maps;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 int max_threads() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 
-// Share whole (image, group) pairs among threads when that balances: at least one per thread, and either an
+// Image chunks. One GEMM covers a chunk of consecutive images lowered side by side, col[K, b*P], instead of one
+// image. With P = 7x7 (conv3-5 of alexnet-small) a single image leaves micro-tile columns idle (49 columns fill 4
+// panels of 16) and repacks the whole weight matrix for 49 columns of work. Measured at 1 thread (CPU time, batch
+// 32, AMD EPYC): forward and input gradient of conv3/conv5 of alexnet-small 31 -> 22 ms and 16.3 -> 12.5 ms with
+// chunks of ~256 columns; layers whose P already fills 128 columns (conv2 at 15x15, the paper's 13x13 maps) gained
+// nothing or lost (the wider col matrix leaves L2), and so did the weight gradient, where the chunk's columns are
+// the sum: those keep one image per product. A chunk never holds more than n / threads images, so the threads
+// still have a chunk each.
+constexpr int64_t kChunkColumns = 256;
+constexpr int64_t kChunkBelowColumns = 128;  // P at or above this: one image per product
+
+struct Chunks {
+  int64_t count;  // chunk c holds images [c*n/count, (c+1)*n/count)
+};
+
+Chunks chunks_of(const ConvShape& s, const Lowering& l, int threads, bool chunked) {
+  if (s.n == 0) return {0};
+  // 1x1: col is x itself, image by image.
+  int64_t per = (!chunked || l.identity || l.p >= kChunkBelowColumns) ? 1 : ceil_div(kChunkColumns, l.p);
+  per = std::max<int64_t>(1, std::min<int64_t>(per, s.n / threads));
+  int64_t count = ceil_div(s.n, per);
+  if (threads > 1) count = std::min<int64_t>(s.n, ceil_div(count, threads) * threads);  // a whole number per thread
+  return {count};
+}
+
+struct ImageRange {
+  int64_t begin, count;
+};
+
+ImageRange chunk_images(const ConvShape& s, const Chunks& ch, int64_t chunk) {
+  const int64_t begin = chunk * s.n / ch.count;
+  return {begin, (chunk + 1) * s.n / ch.count - begin};
+}
+
+// Between the (n, channels, P) maps t and a chunk's block[cout_g, b*P] of group g: block[co, j*P + p] is
+// t[begin + j, g*cout_g + co, p]. to_block gathers (dy into the GEMM operand), otherwise scatters (the GEMM's
+// output into y).
+void copy_maps(const ConvShape& s, const Lowering& l, ImageRange r, int64_t g, bool to_block, float* block,
+               float* maps) {
+  const int64_t cols = r.count * l.p;
+  for (int64_t j = 0; j < r.count; ++j) {
+    float* image = maps + ((r.begin + j) * s.c_out + g * l.cout_g) * l.p;
+    for (int64_t co = 0; co < l.cout_g; ++co) {
+      float* in_block = block + co * cols + j * l.p;
+      float* in_maps = image + co * l.p;
+      std::memcpy(to_block ? in_block : in_maps, to_block ? in_maps : in_block, sizeof(float) * l.p);
+    }
+  }
+}
+
+// The chunk's dy maps of group g as one [cout_g, b*P] operand (dy itself when the chunk is one image).
+const float* dy_block(const ConvShape& s, const Lowering& l, ImageRange r, int64_t g, const float* dy) {
+  if (r.count == 1) return dy + (r.begin * s.c_out + g * l.cout_g) * l.p;
+  float* block = tls_maps.get(static_cast<size_t>(l.cout_g * r.count * l.p));
+  copy_maps(s, l, r, g, true, block, const_cast<float*>(dy));
+  return block;
+}
+
+// col[K, b*P] of the chunk's images of group g (x itself for a 1x1 kernel, whose chunks are single images).
+const float* lowered(const ConvShape& s, const Lowering& l, ImageRange r, int64_t g, const float* x, bool parallel) {
+  const float* x_g = x + g * l.cin_g * l.in_plane;
+  const int64_t image_stride = s.c_in * l.in_plane;
+  if (l.identity) return x_g + r.begin * image_stride;
+  const int64_t cols = r.count * l.p;
+  float* col = tls_col.get(static_cast<size_t>(l.k * cols));
+  for (int64_t j = 0; j < r.count; ++j)
+    im2col(s, l, x_g + (r.begin + j) * image_stride, col + j * l.p, cols, parallel);
+  return col;
+}
+
+// Share whole (chunk, group) items among threads when that balances: at least one per thread, and either an
 // exact multiple or enough that the remainder hardly matters. Otherwise thread inside each GEMM.
-bool share_pairs(int64_t pairs, int threads) {
-  return threads > 1 && pairs >= threads && (pairs % threads == 0 || pairs >= 4 * threads);
+bool share_items(int64_t items, int threads) {
+  return threads > 1 && items >= threads && (items % threads == 0 || items >= 4 * threads);
+}
+
+// Runs run_item(item, parallel) over the (chunk, group) items: shared among threads, or in order with threaded
+// GEMMs.
+template <typename F>
+void for_each_item(int64_t items, int threads, F run_item) {
+  if (share_items(items, threads)) {
+#pragma omp parallel for schedule(static)
+    for (int64_t item = 0; item < items; ++item) run_item(item, false);
+  } else {
+    for (int64_t item = 0; item < items; ++item) run_item(item, true);
+  }
 }
 
 }  // namespace
 
 void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* bias, Activation act, float* y) {
   const Lowering l = lowering_of(s);
-  const int64_t pairs = static_cast<int64_t>(s.n) * s.groups;
-  const bool by_pairs = share_pairs(pairs, max_threads());
+  const int threads = max_threads();
+  const Chunks ch = chunks_of(s, l, threads, true);
 
-  // One (image, group) product: y[i, g] = act(w_g col + bias_g); bias and activation are fused into the GEMM's
-  // final store, so y is written exactly once.
-  auto run_pair = [&](int64_t pair, bool parallel) {
-    const int64_t i = pair / s.groups, g = pair % s.groups;
-    const float* x_ig = x + (i * s.c_in + g * l.cin_g) * l.in_plane;
-    const float* w_g = w + g * l.cout_g * l.k;
-    float* y_ig = y + (i * s.c_out + g * l.cout_g) * l.p;
-    const float* col = x_ig;
-    if (!l.identity) {
-      float* buffer = tls_col.get(static_cast<size_t>(l.k * l.p));
-      im2col(s, l, x_ig, buffer, parallel);
-      col = buffer;
-    }
+  // One (chunk, group) product: maps[g] = act(w_g col + bias_g); bias and activation are fused into the GEMM's
+  // final store. A one-image chunk is written straight into y, a longer one through a block scattered into y.
+  for_each_item(ch.count * s.groups, threads, [&](int64_t item, bool parallel) {
+    const ImageRange r = chunk_images(s, ch, item / s.groups);
+    const int64_t g = item % s.groups, cols = r.count * l.p;
+    const float* col = lowered(s, l, r, g, x, parallel);
     GemmEpilogue ep;
     ep.row_bias = bias ? bias + g * l.cout_g : nullptr;
     ep.act = act;
-    gemm(Trans::No, Trans::No, l.cout_g, l.p, l.k, w_g, l.k, col, l.p, y_ig, l.p, false, ep, parallel);
-  };
-
-  if (by_pairs) {
-#pragma omp parallel for schedule(static)
-    for (int64_t pair = 0; pair < pairs; ++pair) run_pair(pair, false);
-  } else {
-    for (int64_t pair = 0; pair < pairs; ++pair) run_pair(pair, true);
-  }
+    float* out = r.count == 1 ? y + (r.begin * s.c_out + g * l.cout_g) * l.p
+                              : tls_maps.get(static_cast<size_t>(l.cout_g * cols));
+    gemm(Trans::No, Trans::No, l.cout_g, cols, l.k, w + g * l.cout_g * l.k, l.k, col, cols, out, cols, false, ep,
+         parallel);
+    if (r.count > 1) copy_maps(s, l, r, g, false, out, y);
+  });
 }
 
 void conv2d_backward_input(const ConvShape& s, const float* dy, const float* w, float* dx) {
   const Lowering l = lowering_of(s);
-  const int64_t pairs = static_cast<int64_t>(s.n) * s.groups;
-  const bool by_pairs = share_pairs(pairs, max_threads());
+  const int threads = max_threads();
+  const Chunks ch = chunks_of(s, l, threads, true);
 
-  // dx[i, group g channels] depends only on dy[i, g] and w_g, so pairs write disjoint parts of dx.
-  auto run_pair = [&](int64_t pair, bool parallel) {
-    const int64_t i = pair / s.groups, g = pair % s.groups;
-    const float* dy_ig = dy + (i * s.c_out + g * l.cout_g) * l.p;
+  // dx[images of the chunk, group g channels] depends only on their dy[., g] and w_g: items write disjoint parts.
+  for_each_item(ch.count * s.groups, threads, [&](int64_t item, bool parallel) {
+    const ImageRange r = chunk_images(s, ch, item / s.groups);
+    const int64_t g = item % s.groups, cols = r.count * l.p;
     const float* w_g = w + g * l.cout_g * l.k;
-    float* dx_ig = dx + (i * s.c_in + g * l.cin_g) * l.in_plane;
-    if (l.identity) {  // col2im is the identity: write the product straight into dx
-      gemm(Trans::Yes, Trans::No, l.k, l.p, l.cout_g, w_g, l.k, dy_ig, l.p, dx_ig, l.p, false, {}, parallel);
+    const float* dy_g = dy_block(s, l, r, g, dy);
+    float* dx_g = dx + g * l.cin_g * l.in_plane;
+    const int64_t image_stride = s.c_in * l.in_plane;
+    if (l.identity) {  // col2im is the identity (and the chunk one image): write the product straight into dx
+      gemm(Trans::Yes, Trans::No, l.k, cols, l.cout_g, w_g, l.k, dy_g, cols, dx_g + r.begin * image_stride, cols,
+           false, {}, parallel);
       return;
     }
-    float* dcol = tls_col.get(static_cast<size_t>(l.k * l.p));
-    gemm(Trans::Yes, Trans::No, l.k, l.p, l.cout_g, w_g, l.k, dy_ig, l.p, dcol, l.p, false, {}, parallel);
-    col2im(s, l, dcol, dx_ig, parallel);
-  };
-
-  if (by_pairs) {
-#pragma omp parallel for schedule(static)
-    for (int64_t pair = 0; pair < pairs; ++pair) run_pair(pair, false);
-  } else {
-    for (int64_t pair = 0; pair < pairs; ++pair) run_pair(pair, true);
-  }
+    float* dcol = tls_col.get(static_cast<size_t>(l.k * cols));
+    gemm(Trans::Yes, Trans::No, l.k, cols, l.cout_g, w_g, l.k, dy_g, cols, dcol, cols, false, {}, parallel);
+    for (int64_t j = 0; j < r.count; ++j)
+      col2im(s, l, dcol + j * l.p, cols, dx_g + (r.begin + j) * image_stride, parallel);
+  });
 }
 
 void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw) {
   const Lowering l = lowering_of(s);
-  const int64_t pairs = static_cast<int64_t>(s.n) * s.groups;
   const int64_t dw_size = s.c_out * l.k;  // (c_out, c_in/groups, kh, kw) = groups x (cout_g, K)
   const int threads = max_threads();
+  const Chunks ch = chunks_of(s, l, threads, false);
+  const int64_t items = ch.count * s.groups;
 
-  // dw_g (+)= dy[i, g] col^T: M = cout_g, N = K, and the sum runs over the P output positions.
-  auto accumulate_pair = [&](int64_t pair, float* dw_acc, bool accumulate, bool parallel) {
-    const int64_t i = pair / s.groups, g = pair % s.groups;
-    const float* x_ig = x + (i * s.c_in + g * l.cin_g) * l.in_plane;
-    const float* dy_ig = dy + (i * s.c_out + g * l.cout_g) * l.p;
-    const float* col = x_ig;
-    if (!l.identity) {
-      float* buffer = tls_col.get(static_cast<size_t>(l.k * l.p));
-      im2col(s, l, x_ig, buffer, parallel);
-      col = buffer;
-    }
-    gemm(Trans::No, Trans::Yes, l.cout_g, l.k, l.p, dy_ig, l.p, col, l.p, dw_acc + g * l.cout_g * l.k, l.k,
+  // dw_g (+)= dy[chunk, g] col^T: M = cout_g, N = K, and the sum runs over the chunk's b*P output positions.
+  auto accumulate_item = [&](int64_t item, float* dw_acc, bool accumulate, bool parallel) {
+    const ImageRange r = chunk_images(s, ch, item / s.groups);
+    const int64_t g = item % s.groups, cols = r.count * l.p;
+    const float* dy_g = dy_block(s, l, r, g, dy);
+    const float* col = lowered(s, l, r, g, x, parallel);
+    gemm(Trans::No, Trans::Yes, l.cout_g, l.k, cols, dy_g, cols, col, cols, dw_acc + g * l.cout_g * l.k, l.k,
          accumulate, {}, parallel);
   };
 
@@ -220,13 +289,13 @@ void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy,
     std::fill(dw, dw + dw_size, 0.0f);
     return;
   }
-  if (!share_pairs(pairs, threads)) {
-    // Images in order, each GEMM threaded over tiles of dw: every element has one owner and a fixed sum order.
-    for (int64_t pair = 0; pair < pairs; ++pair) accumulate_pair(pair, dw, pair >= s.groups, true);
+  if (!share_items(items, threads)) {
+    // Chunks in order, each GEMM threaded over tiles of dw: every element has one owner and a fixed sum order.
+    for (int64_t item = 0; item < items; ++item) accumulate_item(item, dw, item >= s.groups, true);
     return;
   }
 
-  // Thread t sums the contiguous pairs [t*pairs/T, (t+1)*pairs/T) into its own zeroed partial; the partials are
+  // Thread t sums the contiguous items [t*items/T, (t+1)*items/T) into its own zeroed partial; the partials are
   // then added in thread order. Same thread count -> bit-identical result, and no two threads write one address.
   std::vector<float> partials(static_cast<size_t>(threads) * dw_size, 0.0f);
   int used = threads;
@@ -236,8 +305,8 @@ void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy,
 #pragma omp single
     used = team;
     float* mine = partials.data() + static_cast<size_t>(t) * dw_size;
-    const int64_t begin = t * pairs / team, end = (t + 1) * pairs / team;
-    for (int64_t pair = begin; pair < end; ++pair) accumulate_pair(pair, mine, true, false);
+    const int64_t begin = t * items / team, end = (t + 1) * items / team;
+    for (int64_t item = begin; item < end; ++item) accumulate_item(item, mine, true, false);
 #pragma omp barrier
 #pragma omp for schedule(static)
     for (int64_t e = 0; e < dw_size; ++e) {
