@@ -4,8 +4,8 @@ With no arguments it trains a small AlexNet (``alexnet-small``, 32x32 inputs) on
 download), on the GPUs when there are any and on the CPU otherwise, and shows the loss falling and the validation
 accuracy rising well above chance within about 2.5 minutes on a 2-core CPU: 5 epochs of 2,560 images in batches of
 16, not mirrored (the synthetic classes are not mirror-invariant); observed validation top-1 accuracy (chance 10 %)
-39 %, 77 %, 87 %, 87 %, 91 % after epochs 1-5 with 2 threads. With ``--data DIR`` it trains on an image folder, ImageNet, CIFAR-10 or
-Tiny ImageNet (detected from the directory).
+39 %, 77 %, 87 %, 87 %, 91 % after epochs 1-5 with 2 threads. With ``--data DIR`` it trains on an image folder,
+ImageNet, CIFAR-10 or Tiny ImageNet (detected from the directory).
 
 The recipe is the paper's (Krizhevsky, Sutskever, Hinton 2012):
 
