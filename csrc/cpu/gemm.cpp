@@ -266,16 +266,28 @@ void apply_epilogue(const GemmEpilogue& ep, float* c, int64_t ldc, int64_t i0, i
   }
 }
 
-// The whole product on the calling thread: the classic five loops around the micro-kernel.
+// K slices: even sizes (e.g. K = 363 -> two slices of 182, not 256 + 107). They depend on k alone, so every
+// element of C is summed in the same order however the caller splits M and N, and pack_a_once knows them.
+int64_t k_slice(int64_t k) { return ceil_div(k, ceil_div(k, KC)); }
+
+// op(A) already packed by pack_a_once: slice pc's panels start at data + pc * rows (rows = M rounded up to MR),
+// panel P of that slice at + P * MR * kc. first_panel is the panel of this product's row 0 (a thread's block).
+struct PrePackedA {
+  const float* data;
+  int64_t rows;
+  int64_t first_panel;
+};
+
+// The whole product on the calling thread: the classic five loops around the micro-kernel. With `pre`, the A
+// panels are read from it and `a` is unused.
 void gemm_serial(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-                 const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate, const GemmEpilogue& epilogue) {
+                 const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate, const GemmEpilogue& epilogue,
+                 const PrePackedA* pre = nullptr) {
   const bool with_epilogue = epilogue.active();
-  // Even block sizes (e.g. K = 363 -> two slices of 182, not 256 + 107). The K slices depend on k alone, so every
-  // element of C is summed in the same order however the caller splits M and N.
-  const int64_t kc_max = ceil_div(k, ceil_div(k, KC));
+  const int64_t kc_max = k_slice(k);
   const int64_t nc_max = std::min(NC, ceil_div(n, NR) * NR);
   const int64_t mc_max = std::min(MC, ceil_div(m, MR) * MR);
-  float* packed_a = tls_packed_a.get(static_cast<size_t>(mc_max * kc_max));
+  float* packed_a = pre ? nullptr : tls_packed_a.get(static_cast<size_t>(mc_max * kc_max));
   float* packed_b = tls_packed_b.get(static_cast<size_t>(nc_max * kc_max));
   alignas(64) float tile[MR * NR];
 
@@ -292,7 +304,8 @@ void gemm_serial(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, 
       }
       for (int64_t ic = 0; ic < m; ic += mc_max) {
         const int64_t mc = std::min(mc_max, m - ic);
-        for (int64_t ip = 0; ip * MR < mc; ++ip) {
+        const float* a_block = pre ? pre->data + pc * pre->rows + (pre->first_panel + ic / MR) * MR * kc : packed_a;
+        for (int64_t ip = 0; !pre && ip * MR < mc; ++ip) {
           const int64_t i0 = ic + ip * MR;
           pack_a_panel(trans_a, a, lda, i0, static_cast<int>(std::min<int64_t>(MR, m - i0)), pc, kc,
                        packed_a + ip * MR * kc);
@@ -304,7 +317,7 @@ void gemm_serial(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, 
           for (int64_t ip = 0; ip * MR < mc; ++ip) {  // ... while the A block streams from L2
             const int64_t i0 = ic + ip * MR;
             const int mr = static_cast<int>(std::min<int64_t>(MR, m - i0));
-            const float* ap = packed_a + ip * MR * kc;
+            const float* ap = a_block + ip * MR * kc;
             float* cp = c + i0 * ldc + j0;
             if (mr == MR && nr == NR) {
               micro_kernel(kc, ap, bp, cp, ldc, add);
@@ -339,10 +352,10 @@ void thread_grid(int threads, int64_t m, int64_t n, int* tm, int* tn) {
   }
 }
 
-}  // namespace
-
-void gemm(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
-          int64_t ldb, float* c, int64_t ldc, bool accumulate, const GemmEpilogue& epilogue, bool parallel) {
+// gemm and gemm_packed_a: A from `a`, or from `pre` (then `a` is unused).
+void gemm_impl(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+               const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate, const GemmEpilogue& epilogue,
+               bool parallel, const PrePackedA* pre) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {  // empty sum: C = act(C or 0, plus bias)
     for (int64_t i = 0; i < m; ++i) {
@@ -354,7 +367,7 @@ void gemm(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, const f
   int threads = (parallel && !omp_in_parallel()) ? omp_get_max_threads() : 1;
   if (static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) < kParallelMinMacs) threads = 1;
   if (threads == 1) {
-    gemm_serial(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, accumulate, epilogue);
+    gemm_serial(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, accumulate, epilogue, pre);
     return;
   }
 
@@ -375,12 +388,44 @@ void gemm(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, const f
       GemmEpilogue ep = epilogue;
       if (ep.row_bias) ep.row_bias += i0;
       if (ep.col_bias) ep.col_bias += j0;
-      const float* a_block = trans_a == Trans::No ? a + i0 * lda : a + i0;
+      const float* a_block = pre ? nullptr : trans_a == Trans::No ? a + i0 * lda : a + i0;
       const float* b_block = trans_b == Trans::No ? b + j0 : b + j0 * ldb;
+      PrePackedA pre_block{};
+      if (pre) pre_block = {pre->data, pre->rows, pre->first_panel + i0 / MR};
       gemm_serial(trans_a, trans_b, i1 - i0, j1 - j0, k, a_block, lda, b_block, ldb, c + i0 * ldc + j0, ldc,
-                  accumulate, ep);
+                  accumulate, ep, pre ? &pre_block : nullptr);
     }
   }
+}
+
+int64_t padded_rows(int64_t m) { return ceil_div(m, MR) * MR; }
+
+}  // namespace
+
+void gemm(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+          int64_t ldb, float* c, int64_t ldc, bool accumulate, const GemmEpilogue& epilogue, bool parallel) {
+  gemm_impl(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, accumulate, epilogue, parallel, nullptr);
+}
+
+int64_t packed_a_floats(int64_t m, int64_t k) { return padded_rows(m) * k; }
+
+void pack_a_once(Trans trans_a, int64_t m, int64_t k, const float* a, int64_t lda, float* packed, bool parallel) {
+  if (m <= 0 || k <= 0) return;
+  const int64_t kc_max = k_slice(k), rows = padded_rows(m), panels = rows / MR, slices = ceil_div(k, kc_max);
+  // Panels are independent: share (slice, panel) pairs among threads.
+#pragma omp parallel for schedule(static) if (parallel && slices * panels > 1)
+  for (int64_t item = 0; item < slices * panels; ++item) {
+    const int64_t pc = item / panels * kc_max, panel = item % panels, kc = std::min(kc_max, k - pc);
+    const int64_t i0 = panel * MR;
+    pack_a_panel(trans_a, a, lda, i0, static_cast<int>(std::min<int64_t>(MR, m - i0)), pc, kc,
+                 packed + pc * rows + i0 * kc);
+  }
+}
+
+void gemm_packed_a(const float* packed_a, Trans trans_b, int64_t m, int64_t n, int64_t k, const float* b,
+                   int64_t ldb, float* c, int64_t ldc, bool accumulate, const GemmEpilogue& epilogue, bool parallel) {
+  const PrePackedA pre{packed_a, padded_rows(m), 0};
+  gemm_impl(Trans::No, trans_b, m, n, k, nullptr, 0, b, ldb, c, ldc, accumulate, epilogue, parallel, &pre);
 }
 
 }  // namespace alexnet::cpu

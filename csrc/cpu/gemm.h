@@ -36,4 +36,13 @@ void gemm(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, const f
           int64_t ldb, float* c, int64_t ldc, bool accumulate, const GemmEpilogue& epilogue = {},
           bool parallel = true);
 
+// For several products that share op(A) (a convolution's weights, used by every chunk of images): pack op(A)
+// once with pack_a_once into packed_a_floats(m, k) floats, then run gemm_packed_a with it in place of A. Same
+// results as gemm, without repacking A in every product.
+int64_t packed_a_floats(int64_t m, int64_t k);
+void pack_a_once(Trans trans_a, int64_t m, int64_t k, const float* a, int64_t lda, float* packed, bool parallel);
+void gemm_packed_a(const float* packed_a, Trans trans_b, int64_t m, int64_t n, int64_t k, const float* b,
+                   int64_t ldb, float* c, int64_t ldc, bool accumulate, const GemmEpilogue& epilogue = {},
+                   bool parallel = true);
+
 }  // namespace alexnet::cpu
