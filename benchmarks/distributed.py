@@ -15,7 +15,6 @@ import json
 import os
 import socket
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,16 +24,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from alexnet_cuda import AlexNet, distributed  # noqa: E402
-from common import command_line, cpu_name, git_commit, utc_now  # noqa: E402
-
-
-def timed(fn, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
+from common import WallClock, command_line, cpu_name, git_commit, utc_now  # noqa: E402
 
 
 def main() -> None:
@@ -67,11 +57,11 @@ def main() -> None:
                          stop_requested=False)
 
     local_step()
-    raw = {"local_step_s": timed(local_step, a.repeats)}
+    raw = {"local_step_s": WallClock().time(local_step, a.repeats, 0)}
     net.compute_gradients(images, labels, training=True)
-    raw["gradient_average_s"] = timed(average, a.repeats)
+    raw["gradient_average_s"] = WallClock().time(average, a.repeats, 0)
     net.apply_update(0.01)
-    raw["data_parallel_step_s"] = timed(parallel_step, a.repeats)
+    raw["data_parallel_step_s"] = WallClock().time(parallel_step, a.repeats, 0)
     t_local, t_avg, t_step = (float(np.median(raw[k])) for k in raw)
     if world.is_root:
         result = {"benchmark": "distributed", "host": socket.gethostname(), "cpu": cpu_name(),
