@@ -21,11 +21,15 @@
 #include <new>
 #include <vector>
 
+#include "cpu/conv2d_items.h"
+#include "cpu/conv2d_winograd.h"
 #include "cpu/gemm.h"
 #include "cpu/kernels.h"
 
 namespace alexnet::cpu {
 namespace {
+
+using namespace conv_items;
 
 // Sizes of the per-(image, group) lowering.
 struct Lowering {
@@ -117,19 +121,8 @@ void col2im(const ConvShape& s, const Lowering& l, const float* col, int64_t ld,
   }
 }
 
-// Grow-only scratch, one per thread: the col matrix of a chunk and the chunk's block of output (or gradient) maps.
-struct Scratch {
-  std::vector<float> data;
-  float* get(size_t count) {
-    if (data.size() < count) data.resize(count);
-    return data.data();
-  }
-};
+// Per-thread scratch: the col matrix of a chunk, the chunk's block of output (or gradient) maps, packed weights.
 thread_local Scratch tls_col, tls_maps, tls_packed_weights;
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-int max_threads() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 
 // Image chunks. One GEMM covers a chunk of consecutive images lowered side by side, col[K, b*P], instead of one
 // image. With P = 7x7 (conv3-5 of alexnet-small) a single image leaves micro-tile columns idle (49 columns fill 4
@@ -147,22 +140,13 @@ struct Chunks {
 };
 
 Chunks chunks_of(const ConvShape& s, const Lowering& l, int threads, bool chunked) {
-  if (s.n == 0) return {0};
   // 1x1: col is x itself, image by image.
-  int64_t per = (!chunked || l.identity || l.p >= kChunkBelowColumns) ? 1 : ceil_div(kChunkColumns, l.p);
-  per = std::max<int64_t>(1, std::min<int64_t>(per, s.n / threads));
-  int64_t count = ceil_div(s.n, per);
-  if (threads > 1) count = std::min<int64_t>(s.n, ceil_div(count, threads) * threads);  // a whole number per thread
-  return {count};
+  const int64_t per = (!chunked || l.identity || l.p >= kChunkBelowColumns) ? 1 : ceil_div(kChunkColumns, l.p);
+  return {chunk_count(s.n, per, threads)};
 }
 
-struct ImageRange {
-  int64_t begin, count;
-};
-
 ImageRange chunk_images(const ConvShape& s, const Chunks& ch, int64_t chunk) {
-  const int64_t begin = chunk * s.n / ch.count;
-  return {begin, (chunk + 1) * s.n / ch.count - begin};
+  return conv_items::chunk_images(s.n, ch.count, chunk);
 }
 
 // Between the (n, channels, P) maps t and a chunk's block[cout_g, b*P] of group g: block[co, j*P + p] is
@@ -222,27 +206,10 @@ PackedWeights pack_weights(const ConvShape& s, const Lowering& l, const float* w
   return {packed, per_group};
 }
 
-// Share whole (chunk, group) items among threads when that balances: at least one per thread, and either an
-// exact multiple or enough that the remainder hardly matters. Otherwise thread inside each GEMM.
-bool share_items(int64_t items, int threads) {
-  return threads > 1 && items >= threads && (items % threads == 0 || items >= 4 * threads);
-}
-
-// Runs run_item(item, parallel) over the (chunk, group) items: shared among threads, or in order with threaded
-// GEMMs.
-template <typename F>
-void for_each_item(int64_t items, int threads, F run_item) {
-  if (share_items(items, threads)) {
-#pragma omp parallel for schedule(static)
-    for (int64_t item = 0; item < items; ++item) run_item(item, false);
-  } else {
-    for (int64_t item = 0; item < items; ++item) run_item(item, true);
-  }
-}
-
 }  // namespace
 
 void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* bias, Activation act, float* y) {
+  if (winograd_applies(s)) return winograd_forward(s, x, w, bias, act, y);
   const Lowering l = lowering_of(s);
   const int threads = max_threads();
   const Chunks ch = chunks_of(s, l, threads, true);
@@ -265,6 +232,7 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
 }
 
 void conv2d_backward_input(const ConvShape& s, const float* dy, const float* w, float* dx) {
+  if (winograd_applies(s)) return winograd_backward_input(s, dy, w, dx);
   const Lowering l = lowering_of(s);
   const int threads = max_threads();
   const Chunks ch = chunks_of(s, l, threads, true);

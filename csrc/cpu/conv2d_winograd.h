@@ -1,0 +1,15 @@
+// conv2d by Winograd's minimal filtering F(2x2, 3x3) on the CPU (conv2d_winograd.cpp): the 3x3 stride-1 layers
+// (conv3, conv4, conv5) with enough channels for the transforms to pay. conv2d.cpp calls these when
+// winograd_applies(s); the results equal the im2col products' to float32 rounding.
+#pragma once
+
+#include "shapes.h"
+
+namespace alexnet::cpu {
+
+bool winograd_applies(const ConvShape& s);
+void winograd_forward(const ConvShape& s, const float* x, const float* w, const float* bias, Activation act,
+                      float* y);
+void winograd_backward_input(const ConvShape& s, const float* dy, const float* w, float* dx);
+
+}  // namespace alexnet::cpu
