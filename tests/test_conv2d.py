@@ -31,13 +31,17 @@ CASES = [
     pytest.param((4, 16, 13, 13, 24, 3, 3, 1, 1, 2), id="batch4-groups2-pairs-across-threads"),
     # 7x7 maps: images are lowered side by side in chunks (conv2d.cpp), here of 1 and 2 images (3 and 4 at 1 thread)
     pytest.param((7, 6, 7, 7, 8, 3, 3, 1, 1, 2), id="batch7-7x7-maps-image-chunks-groups2"),
-    # 3x3 stride 1 with >= 32 channels per group on both sides: the CPU runs Winograd F(2x2, 3x3)
-    # (conv2d_winograd.cpp), whose input gradient is a pass with padding 2 - p; odd maps have half-empty tiles
+    # 3x3 and 5x5 stride 1 with >= 32 channels per group on both sides: the CPU runs Winograd F(2x2, 3x3) and
+    # F(2x2, 5x5) (conv2d_winograd.cpp), whose input gradient is a pass with padding R - 1 - p; odd maps have
+    # half-empty tiles
     pytest.param((3, 64, 13, 13, 64, 3, 3, 1, 1, 2), id="winograd-13x13-groups2"),  # conv4's geometry, fewer maps
     pytest.param((2, 32, 6, 9, 40, 3, 3, 1, 0, 1), id="winograd-pad0-even-by-odd"),
     pytest.param((1, 40, 4, 3, 32, 3, 3, 1, 2, 1), id="winograd-pad2-tiny-map"),
     pytest.param((9, 32, 7, 7, 32, 3, 3, 1, 1, 1), id="winograd-7x7-image-chunks"),
     pytest.param((2, 32, 1, 1, 32, 3, 3, 1, 1, 1), id="winograd-1x1-map"),
+    pytest.param((2, 48, 15, 15, 64, 5, 5, 1, 2, 1), id="winograd-5x5-conv2-of-alexnet-small"),
+    pytest.param((2, 64, 9, 7, 64, 5, 5, 1, 1, 2), id="winograd-5x5-pad1-groups2"),
+    pytest.param((1, 32, 3, 4, 32, 5, 5, 1, 4, 1), id="winograd-5x5-pad4-map-smaller-than-kernel"),
 ]
 
 

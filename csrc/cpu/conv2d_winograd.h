@@ -1,6 +1,7 @@
-// conv2d by Winograd's minimal filtering F(2x2, 3x3) on the CPU (conv2d_winograd.cpp): the 3x3 stride-1 layers
-// (conv3, conv4, conv5) with enough channels for the transforms to pay. conv2d.cpp calls these when
-// winograd_applies(s); the results equal the im2col products' to float32 rounding.
+// conv2d by Winograd's minimal filtering on the CPU (conv2d_winograd.cpp): F(2x2, 3x3) for the 3x3 stride-1 layers
+// (conv3, conv4, conv5) and F(2x2, 5x5) for the 5x5 ones (conv2), when they have enough channels for the
+// transforms to pay. conv2d.cpp calls these when winograd_applies(s); the results equal the im2col products' to
+// float32 rounding (errors in winograd_tiles.h).
 #pragma once
 
 #include "shapes.h"
