@@ -105,7 +105,7 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
             return lambda: ops.conv2d_forward(x, w, b, cv.stride, cv.pad, 1, act)
 
         def fwd_torch(torch, device, cv=cv, xs=xs, ws=ws):
-            x, w, b = torchtensors(torch, device, f32(rng, *xs), f32(rng, *ws, scale=0.01), f32(rng, cv.c_out))
+            x, w, b = torch_tensors(torch, device, f32(rng, *xs), f32(rng, *ws, scale=0.01), f32(rng, cv.c_out))
             return lambda: torch.nn.functional.conv2d(x, w, b, cv.stride, cv.pad)
 
         def bwd_in(device, cv=cv, ys=ys, ws=ws):
@@ -118,7 +118,7 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
 
         def torch_bwd(mask, cv=cv, xs=xs, ws=ws, ys=ys):
             def make(torch, device):
-                x, w, dy = torchtensors(torch, device, f32(rng, *xs), f32(rng, *ws, scale=0.01), f32(rng, *ys))
+                x, w, dy = torch_tensors(torch, device, f32(rng, *xs), f32(rng, *ws, scale=0.01), f32(rng, *ys))
                 conv_bwd = torch.ops.aten.convolution_backward
                 return lambda: conv_bwd(dy, x, w, None, [cv.stride] * 2, [cv.pad] * 2, [1, 1], False, [0, 0], 1, mask)
             return make
@@ -144,7 +144,7 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
             return lambda: ops.linear_forward(x, w, b, act)
 
         def fwd_torch(torch, device, fin=fin, fout=fout):
-            x, w, b = torchtensors(torch, device, f32(rng, n, fin), f32(rng, fout, fin, scale=0.01), f32(rng, fout))
+            x, w, b = torch_tensors(torch, device, f32(rng, n, fin), f32(rng, fout, fin, scale=0.01), f32(rng, fout))
             return lambda: torch.nn.functional.linear(x, w, b)
 
         def bwd_in(device, fin=fin, fout=fout):
@@ -152,7 +152,7 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
             return lambda: ops.linear_backward_input(dy, w)
 
         def bwd_in_torch(torch, device, fin=fin, fout=fout):
-            dy, w = torchtensors(torch, device, f32(rng, n, fout), f32(rng, fout, fin, scale=0.01))
+            dy, w = torch_tensors(torch, device, f32(rng, n, fout), f32(rng, fout, fin, scale=0.01))
             return lambda: torch.mm(dy, w)
 
         def bwd_w(device, fin=fin, fout=fout):
@@ -160,7 +160,7 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
             return lambda: ops.linear_backward_weight(x, dy)
 
         def bwd_w_torch(torch, device, fin=fin, fout=fout):
-            x, dy = torchtensors(torch, device, f32(rng, n, fin), f32(rng, n, fout))
+            x, dy = torch_tensors(torch, device, f32(rng, n, fin), f32(rng, n, fout))
             return lambda: torch.mm(dy.t(), x)
 
         kw = dict(group="linear", layer=name, shape=desc, flops=flops, target="fma")
@@ -185,7 +185,7 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
             return lambda: ops.relu_forward(x)
 
         def fwd_torch(torch, device, shape=shape):
-            (x,) = torchtensors(torch, device, f32(rng, *shape))
+            (x,) = torch_tensors(torch, device, f32(rng, *shape))
             return lambda: torch.nn.functional.relu(x)
 
         def bwd(device, shape=shape):
@@ -193,7 +193,7 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
             return lambda: ops.relu_backward(y, dy)
 
         def bwd_torch(torch, device, shape=shape):
-            y, dy = torchtensors(torch, device, np.maximum(f32(rng, *shape), 0), f32(rng, *shape))
+            y, dy = torch_tensors(torch, device, np.maximum(f32(rng, *shape), 0), f32(rng, *shape))
             return lambda: torch.ops.aten.threshold_backward(dy, y, 0)
 
         kw = dict(group="relu", layer=layer, shape=desc, target="bandwidth")
@@ -237,7 +237,7 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
             return lambda: ops.lrn_forward(x, **LRN)
 
         def fwd_torch(torch, device, shape=shape):
-            (x,) = torchtensors(torch, device, f32(rng, *shape))
+            (x,) = torch_tensors(torch, device, f32(rng, *shape))
             return lambda: torch.nn.functional.local_response_norm(x, LRN["size"], LRN["alpha"], LRN["beta"], LRN["k"])
 
         def bwd(device, shape=shape):
@@ -247,7 +247,7 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
             return lambda: ops.lrn_backward(tx, ty, ts, tdy, **LRN)
 
         def bwd_torch(torch, device, shape=shape):
-            x, dy = torchtensors(torch, device, f32(rng, *shape), f32(rng, *shape), grad=True)
+            x, dy = torch_tensors(torch, device, f32(rng, *shape), f32(rng, *shape), grad=True)
             dy = dy.detach()
             y = torch.nn.functional.local_response_norm(x, LRN["size"], LRN["alpha"], LRN["beta"], LRN["k"])
             return lambda: torch.autograd.grad(y, x, dy, retain_graph=True)
@@ -274,7 +274,7 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
             return lambda: ops.maxpool_forward(x, 3, 2)
 
         def fwd_torch(torch, device, shape=shape):
-            (x,) = torchtensors(torch, device, f32(rng, *shape))
+            (x,) = torch_tensors(torch, device, f32(rng, *shape))
             return lambda: torch.nn.functional.max_pool2d(x, 3, 2)
 
         def bwd(device, shape=shape):
@@ -284,7 +284,7 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
             return lambda: ops.maxpool_backward(tx, ty, tdy, 3, 2)
 
         def bwd_torch(torch, device, shape=shape):
-            (x,) = torchtensors(torch, device, f32(rng, *shape))
+            (x,) = torch_tensors(torch, device, f32(rng, *shape))
             y, idx = torch.nn.functional.max_pool2d(x, 3, 2, return_indices=True)
             dy = torch.randn_like(y)
             return lambda: torch.ops.aten.max_pool2d_with_indices_backward(dy, x, [3, 3], [2, 2], [0, 0], [1, 1],
@@ -309,7 +309,7 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
             return lambda: ops.dropout_forward(x, DROPOUT_P, 1234, 0, True)
 
         def fwd_torch(torch, device, shape=shape):
-            (x,) = torchtensors(torch, device, f32(rng, *shape))
+            (x,) = torch_tensors(torch, device, f32(rng, *shape))
             return lambda: torch.nn.functional.dropout(x, DROPOUT_P, training=True)
 
         def bwd(device, shape=shape):
@@ -317,7 +317,7 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
             return lambda: ops.dropout_backward(dy, DROPOUT_P, 1234, 0, True)
 
         def bwd_torch(torch, device, shape=shape):
-            x, dy = torchtensors(torch, device, f32(rng, *shape), f32(rng, *shape))
+            x, dy = torch_tensors(torch, device, f32(rng, *shape), f32(rng, *shape))
             _, mask = torch.native_dropout(x, DROPOUT_P, True)
             return lambda: torch.ops.aten.native_dropout_backward(dy, mask, 1.0 / (1.0 - DROPOUT_P))
 
@@ -341,7 +341,7 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
         return lambda: ops.softmax_xent_forward(logits, labels)
 
     def xent_fwd_torch(torch, device):
-        logits, labels = torchtensors(torch, device, logits_np, labels_np.astype(np.int64))
+        logits, labels = torch_tensors(torch, device, logits_np, labels_np.astype(np.int64))
         return lambda: torch.nn.functional.cross_entropy(logits, labels)
 
     def xent_bwd(device):
@@ -349,8 +349,8 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
         return lambda: ops.softmax_xent_backward(probs, labels)
 
     def xent_bwd_torch(torch, device):
-        (logits,) = torchtensors(torch, device, logits_np, grad=True)
-        (labels,) = torchtensors(torch, device, labels_np.astype(np.int64))
+        (logits,) = torch_tensors(torch, device, logits_np, grad=True)
+        (labels,) = torch_tensors(torch, device, labels_np.astype(np.int64))
         loss = torch.nn.functional.cross_entropy(logits, labels)
         return lambda: torch.autograd.grad(loss, logits, retain_graph=True)
 
@@ -371,7 +371,7 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
             return lambda: ops.sgd_update(w, v, g, SGD["lr"], SGD["momentum"], SGD["weight_decay"])
 
         def sgd_torch(torch, device, count=count):
-            w, v, g = torchtensors(torch, device, f32(rng, count, scale=0.01), np.zeros(count, np.float32),
+            w, v, g = torch_tensors(torch, device, f32(rng, count, scale=0.01), np.zeros(count, np.float32),
                                      f32(rng, count, scale=1e-3))
             lr, mu, wd = SGD["lr"], SGD["momentum"], SGD["weight_decay"]
 

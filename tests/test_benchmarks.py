@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     # Appended: the installed alexnet_cuda (with its compiled _C) must win over the checkout's sources.
@@ -47,6 +49,18 @@ def test_kernels_main_writes_results(tmp_path):
         assert r["judgement"]["met"] is None  # targets are judged on GPUs only
     md = mds[0].read_text()
     assert "# Kernel benchmarks:" in md and "conv1.forward" in md and data["git_commit"] in md
+
+
+def test_kernels_torch_side_runs_for_every_case_that_has_one(tmp_path):
+    """Where PyTorch is installed, every case with a PyTorch counterpart is timed on it too: no case may report an
+    error there (a renamed helper once made every conv, fc, ReLU, LRN and pool comparison a NameError, silently)."""
+    pytest.importorskip("torch")
+    payload = kernels.main(["--device", "cpu", "--tiny", "--batch", "2", "--reps", "1", "--warmup", "0",
+                            "--out", str(tmp_path)])
+    compared = [r for r in payload["results"] if r["torch"] is not None]
+    assert {r["op"] for r in compared} >= {"conv2d", "linear", "relu", "lrn", "maxpool", "dropout"}
+    errors = {r["name"]: r["torch"]["error"] for r in compared if "error" in r["torch"]}
+    assert not errors
 
 
 def test_op_filter_selects_by_kind_layer_and_name():
