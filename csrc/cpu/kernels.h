@@ -1,8 +1,8 @@
-// CPU kernels (C++17 + OpenMP), one file per layer: conv2d.cpp, linear.cpp, activation.cpp, lrn.cpp, batchnorm.cpp,
-// maxpool.cpp, global_avgpool.cpp, dropout.cpp, softmax_xent.cpp, sgd.cpp, adam.cpp, prepare_batch.cpp,
-// elementwise.cpp; gemm.h is the blocked matrix product under conv2d and linear. Raw pointers to contiguous row-major
-// memory; shapes were checked by the op layer (ops.cpp) before any of these run. Outputs are overwritten, never
-// accumulated into, unless stated.
+// CPU kernels (C++17 + OpenMP), one file per layer: conv2d.cpp (with conv2d_winograd.cpp), linear.cpp,
+// bias_backward.cpp, activation.cpp, lrn.cpp, batchnorm.cpp, maxpool.cpp, global_avgpool.cpp, dropout.cpp,
+// softmax_xent.cpp, sgd.cpp, adam.cpp, prepare_batch.cpp, elementwise.cpp; gemm.h is the blocked matrix product
+// under conv2d and linear. Raw pointers to contiguous row-major memory; shapes were checked by the op layer
+// (ops.cpp) before any of these run. Outputs are overwritten, never accumulated into, unless stated.
 #pragma once
 
 #include <cstdint>
@@ -12,11 +12,12 @@
 
 namespace alexnet::cpu {
 
-// conv2d.cpp. bias may be null. y = act(conv(x, w) + bias).
+// conv2d.cpp (the Winograd layers: conv2d_winograd.cpp). bias may be null. y = act(conv(x, w) + bias).
 void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* bias, Activation act, float* y);
 void conv2d_backward_input(const ConvShape& s, const float* dy, const float* w, float* dx);
 void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw);
-// db[c] = sum over n and the spatial positions of dy[n, c, :]; dy is (n, c, spatial). Used by conv2d and linear.
+// bias_backward.cpp: db[c] = sum over n and the spatial positions of dy[n, c, :]; dy is (n, c, spatial). Used by
+// conv2d and linear.
 void bias_backward(int n, int c, int64_t spatial, const float* dy, float* db);
 
 // linear.cpp: x (n, in), w (out, in), y (n, out) = act(x w^T + bias); bias may be null.

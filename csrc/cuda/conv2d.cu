@@ -1,4 +1,5 @@
-// conv2d on the GPU: the three convolution products as implicit GEMMs on gemm.cuh, plus the bias gradient.
+// conv2d on the GPU: the three convolution products as implicit GEMMs on gemm.cuh (the bias gradient is in
+// bias_backward.cu).
 //
 // Notation: x (n, C, H, W), w (K_out, C/G, kh, kw), y (n, K_out, P = h_out*w_out), G groups; per group
 // Cg = C/G input and Mg = K_out/G output channels; a "tap" is (c, r, s) with c < Cg, r < kh, s < kw, and
@@ -29,7 +30,7 @@
 //                    buffer (from the caching allocator) and a second kernel adds them in fixed order:
 //                    deterministic, no float atomics.
 //
-//   bias_backward    db[c] = sum over images and pixels of dy[img][c][:]: deterministic tree reductions.
+//   bias_backward    in bias_backward.cu (shared with the fully connected layers).
 //
 // Index arithmetic is 32-bit (cheaper, fewer registers). The host wrappers therefore cut the batch into chunks of
 // images whose tensors stay below 2^31 elements (one chunk for AlexNet); backward-weight adds the chunks' partial
@@ -472,74 +473,6 @@ struct ConvOutputStore {
   }
 };
 
-// ---- bias gradient --------------------------------------------------------------------------------------------
-// Bandwidth-bound (conv1: 74 MB of dy per tower, ~25 us at 3 TB/s). Faster: float4 loads where a plane is
-// 16-byte aligned, or no separate pass at all (fused into backward-weight, which already reads dy).
-constexpr int kBiasThreads = 256;
-
-// Block (c, chunk) sums dy[img][c][:] over the images [chunk * per_chunk, ...): each thread a fixed strided subset
-// in a fixed order, then a tree in shared memory. out[c * chunks + chunk] (partials, or db when chunks == 1).
-__global__ void __launch_bounds__(kBiasThreads)
-    bias_backward_planes_kernel(int n, int c, int64_t spatial, int images_per_chunk, int chunks,
-                                const float* __restrict__ dy, float* __restrict__ out) {
-  __shared__ float partial[kBiasThreads];
-  const int ch = blockIdx.x / chunks, chunk = blockIdx.x % chunks;
-  const int img_begin = chunk * images_per_chunk, img_end = min(n, img_begin + images_per_chunk);
-  float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // 4 independent chains: more loads in flight
-  for (int img = img_begin; img < img_end; ++img) {
-    const float* plane = dy + (static_cast<int64_t>(img) * c + ch) * spatial;
-    int64_t s = threadIdx.x;
-    for (; s + 3 * kBiasThreads < spatial; s += 4 * kBiasThreads) {
-#pragma unroll
-      for (int u = 0; u < 4; ++u) acc[u] += __ldg(plane + s + u * kBiasThreads);
-    }
-    for (; s < spatial; s += kBiasThreads) acc[0] += __ldg(plane + s);
-  }
-  partial[threadIdx.x] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-  __syncthreads();
-#pragma unroll
-  for (int width = kBiasThreads / 2; width > 0; width /= 2) {
-    if (threadIdx.x < width) partial[threadIdx.x] += partial[threadIdx.x + width];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) out[blockIdx.x] = partial[0];
-}
-
-// db[c] = sum of the chunk partials of channel c, in chunk order.
-__global__ void bias_backward_chunks_kernel(int c, int chunks, const float* __restrict__ partial,
-                                            float* __restrict__ db) {
-  const int ch = blockIdx.x * blockDim.x + threadIdx.x;
-  if (ch >= c) return;
-  float sum = 0.0f;
-  for (int j = 0; j < chunks; ++j) sum += partial[static_cast<int64_t>(ch) * chunks + j];
-  db[ch] = sum;
-}
-
-// Small planes (the linear layer: spatial = 1): a block covers 32 channels x 8 row groups, so a warp reads 32
-// consecutive channels (coalesced); row group ty sums rows ty, ty + 8, ...; a tree over ty in shared memory.
-constexpr int kColumnsX = 32, kColumnsY = 8;
-__global__ void __launch_bounds__(kColumnsX * kColumnsY)
-    bias_backward_columns_kernel(int n, int c, int64_t spatial, const float* __restrict__ dy, float* __restrict__ db) {
-  __shared__ float partial[kColumnsY][kColumnsX + 1];
-  const int ch = blockIdx.x * kColumnsX + threadIdx.x;
-  float acc = 0.0f;
-  if (ch < c) {
-    const int64_t rows = static_cast<int64_t>(n) * spatial;  // (img, s) pairs
-    for (int64_t e = threadIdx.y; e < rows; e += kColumnsY) {
-      const int64_t img = e / spatial, s = e - img * spatial;
-      acc += __ldg(dy + (img * c + ch) * spatial + s);
-    }
-  }
-  partial[threadIdx.y][threadIdx.x] = acc;
-  __syncthreads();
-#pragma unroll
-  for (int width = kColumnsY / 2; width > 0; width /= 2) {
-    if (threadIdx.y < width) partial[threadIdx.y][threadIdx.x] += partial[threadIdx.y + width][threadIdx.x];
-    __syncthreads();
-  }
-  if (threadIdx.y == 0 && ch < c) db[ch] = partial[0][threadIdx.x];
-}
-
 // Images per launch so that every tensor of the launch has fewer than 2^31 elements (32-bit offsets).
 inline int images_per_chunk(const char* op, int n, int64_t per_image_a, int64_t per_image_b) {
   const int64_t limit = gemm::index_limit();
@@ -655,41 +588,6 @@ void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy,
                          stream);
   }
   gemm::launch_reduce("conv2d_backward_weight", partial.get(), slices, s.groups, g.mg, N, store, stream);
-}
-
-void bias_backward(int n, int c, int64_t spatial, const float* dy, float* db, cudaStream_t stream) {
-  if (c == 0) return;
-  if (n == 0 || spatial == 0) {
-    AX_CUDA_CHECK(cudaMemsetAsync(db, 0, sizeof(float) * static_cast<size_t>(c), stream));
-    return;
-  }
-  if (spatial < 32) {
-    dim3 block(kColumnsX, kColumnsY);
-    bias_backward_columns_kernel<<<(c + kColumnsX - 1) / kColumnsX, block, 0, stream>>>(n, c, spatial, dy, db);
-    AX_CUDA_CHECK_LAUNCH("bias_backward");
-    return;
-  }
-  // One block per (channel, image chunk). With few channels (conv1: 48) a block per channel would leave most SMs
-  // idle on a bandwidth-bound sum, so images are chunked until there are ~4 blocks per SM; each chunk still has
-  // >= ~16K elements so the partials stay small. The chunk partials are added in a fixed order.
-  const int device = gemm::current_device();
-  const int64_t want_blocks = 4 * static_cast<int64_t>(gemm::sm_count(device));
-  int chunks = static_cast<int>(std::min<int64_t>(n, (want_blocks + c - 1) / c));
-  chunks = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(chunks, static_cast<int64_t>(n) * spatial / 16384)));
-  const int per_chunk = (n + chunks - 1) / chunks;
-  chunks = (n + per_chunk - 1) / per_chunk;  // no empty chunks
-  AX_CHECK(static_cast<int64_t>(c) * chunks <= INT_MAX, "bias_backward: too many channels");
-  if (chunks == 1) {
-    bias_backward_planes_kernel<<<c, kBiasThreads, 0, stream>>>(n, c, spatial, per_chunk, 1, dy, db);
-    AX_CUDA_CHECK_LAUNCH("bias_backward");
-    return;
-  }
-  gemm::Scratch partial(device, stream, sizeof(float) * static_cast<size_t>(c) * chunks);
-  bias_backward_planes_kernel<<<c * chunks, kBiasThreads, 0, stream>>>(n, c, spatial, per_chunk, chunks, dy,
-                                                                       partial.get());
-  AX_CUDA_CHECK_LAUNCH("bias_backward");
-  bias_backward_chunks_kernel<<<(c + 255) / 256, 256, 0, stream>>>(c, chunks, partial.get(), db);
-  AX_CUDA_CHECK_LAUNCH("bias_backward");
 }
 
 }  // namespace alexnet::cuda
