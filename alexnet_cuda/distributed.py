@@ -124,8 +124,9 @@ class SingleProcess:
         return 0, count
 
     def train_step(self, model, images, labels, lr, momentum, weight_decay, *, crops, flips, rgb_shift,
-                   stop_requested: bool):
-        """One training step; returns (StepResult, whether any rank asked to stop)."""
+                   stop_requested: bool, first_sample: int = 0):
+        """One training step; returns (StepResult, whether any rank asked to stop). ``first_sample``: where this
+        rank's share starts in the global batch (``shard``'s first), 0 here."""
         r = model.train_step(images, labels, lr, momentum, weight_decay, crops=crops, flips=flips,
                              rgb_shift=rgb_shift)
         return r, bool(stop_requested)
@@ -170,14 +171,15 @@ class MPIWorld(SingleProcess):
         return first, first + n
 
     def train_step(self, model, images, labels, lr, momentum, weight_decay, *, crops, flips, rgb_shift,
-                   stop_requested: bool):
-        """Gradients of this rank's share (dropout masks of its global positions), their average over the ranks,
-        the update. Returns the global batch's (loss, top-1, top-5) and whether any rank asked to stop, both agreed
-        by every rank (a NaN loss on one rank is NaN on all)."""
+                   stop_requested: bool, first_sample: int = 0):
+        """Gradients of this rank's share (dropout masks of its global positions: the share starts at sample
+        ``first_sample`` of the global batch, ``shard``'s first), their average over the ranks, the update. Returns
+        the global batch's (loss, top-1, top-5) and whether any rank asked to stop, both agreed by every rank (a NaN
+        loss on one rank is NaN on all). Besides the gradients, one small collective per step (the sums)."""
         from .model import StepResult
 
         n = len(labels)
-        model.sample_offset = self._first_sample(n)
+        model.sample_offset = first_sample
         if self.nccl:  # averaged layer by layer during backward, on the devices (csrc/nccl.h)
             r = model.train_step(images, labels, lr, momentum, weight_decay, crops=crops, flips=flips,
                                  rgb_shift=rgb_shift)
@@ -188,12 +190,6 @@ class MPIWorld(SingleProcess):
             model.apply_update(lr, momentum, weight_decay)
         loss, top1, top5, count, stop = self.sum([r.loss * n, r.top1 * n, r.top5 * n, n, bool(stop_requested)])
         return StepResult(loss / count, top1 / count, top5 / count), stop > 0
-
-    def _first_sample(self, n: int) -> int:
-        # The shares are consecutive in rank order: this one starts after the samples of the ranks before it (a
-        # collective: every rank calls it; rank 0's result is undefined in MPI and is 0).
-        before = self.comm.exscan(n)
-        return int(before) if self.rank else 0
 
     def average_gradients(self, model) -> None:
         """Replaces every gradient by its mean over the ranks, identical bits on every rank (module docstring).
@@ -220,13 +216,14 @@ class MPIWorld(SingleProcess):
 
     # ---- agreement -------------------------------------------------------------------------------------------------
     def sum(self, values: Sequence[float]) -> np.ndarray:
-        """Sum over the ranks (float64), the same bits on every rank (reduced once on rank 0, then broadcast)."""
-        from mpi4py import MPI
-
+        """Sum over the ranks (float64), the same bits on every rank: one Allgather of every rank's values, then
+        each rank adds them in rank order (an Allreduce need not give every rank the same bits)."""
         mine = np.asarray(values, dtype=np.float64)
-        total = np.empty_like(mine)
-        self.comm.Reduce(mine, total, op=MPI.SUM, root=0)
-        self.comm.Bcast(total, root=0)
+        every = np.empty((self.size, mine.size), dtype=np.float64)
+        self.comm.Allgather(mine, every)
+        total = every[0].copy()
+        for r in range(1, self.size):
+            total += every[r]
         return total
 
     def any(self, flag: bool) -> bool:

@@ -92,7 +92,7 @@ def train_step(run: Run, images, labels, lr: float, stop: distributed.AgreedStop
     try:
         r, stopping = world.train_step(run.model, images, labels, lr, c.momentum, c.weight_decay,
                                        crops=aug["crops"], flips=aug["flips"], rgb_shift=aug["rgb_shift"],
-                                       stop_requested=stop.local_requested)
+                                       stop_requested=stop.local_requested, first_sample=lo)
         stop.agree(stopping)
     except ValueError as exc:  # e.g. a batch with NaN in it: say which batch
         raise ConfigError(f"step {p.step + 1} (epoch {p.epoch + 1}, batch {p.batch_in_epoch + 1}) "

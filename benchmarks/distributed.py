@@ -54,7 +54,7 @@ def main() -> None:
 
     def parallel_step():
         world.train_step(net, images, labels, 0.01, 0.9, 5e-4, crops=None, flips=None, rgb_shift=None,
-                         stop_requested=False)
+                         stop_requested=False, first_sample=world.rank * len(labels))
 
     local_step()
     raw = {"local_step_s": WallClock().time(local_step, a.repeats, 0)}

@@ -58,7 +58,8 @@ def equivalence(world, device: str = "cpu") -> dict:
         draw = aug.draw(8)
         lo, hi = world.shard(8)
         r, _ = world.train_step(net, images[lo:hi], labels[lo:hi], 0.05, 0.9, 5e-4, crops=draw["crops"][lo:hi],
-                                flips=draw["flips"][lo:hi], rgb_shift=draw["rgb_shift"][lo:hi], stop_requested=False)
+                                flips=draw["flips"][lo:hi], rgb_shift=draw["rgb_shift"][lo:hi], stop_requested=False,
+                                first_sample=lo)
         if single is not None:
             s = single.train_step(images, labels, 0.05, 0.9, 5e-4, crops=draw["crops"], flips=draw["flips"],
                                   rgb_shift=draw["rgb_shift"])
