@@ -31,7 +31,7 @@ CASES = [
     pytest.param((4, 16, 13, 13, 24, 3, 3, 1, 1, 2), id="batch4-groups2-pairs-across-threads"),
     # 7x7 maps: images are lowered side by side in chunks (conv2d.cpp), here of 1 and 2 images (3 and 4 at 1 thread)
     pytest.param((7, 6, 7, 7, 8, 3, 3, 1, 1, 2), id="batch7-7x7-maps-image-chunks-groups2"),
-    # 3x3 and 5x5 stride 1 with >= 32 channels per group on both sides: the CPU runs Winograd F(2x2, 3x3) and
+    # 3x3 and 5x5 stride 1 with >= 16 channels per group on both sides: the CPU runs Winograd F(2x2, 3x3) and
     # F(2x2, 5x5) (conv2d_winograd.cpp), whose input gradient is a pass with padding R - 1 - p; odd maps have
     # half-empty tiles
     pytest.param((3, 64, 13, 13, 64, 3, 3, 1, 1, 2), id="winograd-13x13-groups2"),  # conv4's geometry, fewer maps
