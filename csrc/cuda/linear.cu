@@ -26,6 +26,7 @@
 
 #include "cuda/check.cuh"
 #include "cuda/gemm.cuh"
+#include "cuda/gemm_matrix.cuh"
 #include "cuda/kernels.h"
 
 namespace alexnet::cuda {
