@@ -209,7 +209,7 @@ PackedWeights pack_weights(const ConvShape& s, const Lowering& l, const float* w
 }  // namespace
 
 void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* bias, Activation act, float* y) {
-  if (winograd_applies(s)) return winograd_forward(s, x, w, bias, act, y);
+  if (winograd_forward_applies(s)) return winograd_forward(s, x, w, bias, act, y);
   const Lowering l = lowering_of(s);
   const int threads = max_threads();
   const Chunks ch = chunks_of(s, l, threads, true);
@@ -232,7 +232,7 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
 }
 
 void conv2d_backward_input(const ConvShape& s, const float* dy, const float* w, float* dx) {
-  if (winograd_applies(s)) return winograd_backward_input(s, dy, w, dx);
+  if (winograd_backward_input_applies(s)) return winograd_backward_input(s, dy, w, dx);
   const Lowering l = lowering_of(s);
   const int threads = max_threads();
   const Chunks ch = chunks_of(s, l, threads, true);
