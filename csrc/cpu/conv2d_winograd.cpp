@@ -113,37 +113,46 @@ PackedFilters pack_filters(const Pass& p, const float* w, bool rotated, int thre
 }
 
 // V = B^T d B for every tile of one input plane: element e = A*i + k (i the row, k the column of the tile) of tile
-// T = ty * tiles_x + tx goes to v[e * e_stride + T]. The plane's tiles are first gathered tile-minor,
-// d[(a*A + b) * tiles + T] (from a zero-padded copy), so both passes of the transform are loops over all the
-// plane's tiles, which vectorize (a row of a 7x7 map has only 4 tiles).
+// T = ty * tiles_x + tx goes to v[e * e_stride + T]. With 2x2 output blocks, tile (ty, tx) starts at row 2ty and
+// column 2tx of the zero-padded plane P, so its element (a, b) is Q_{a%2, b%2}[ty + a/2][tx + b/2] in the four
+// polyphase planes Q_{f,g}[i][j] = P[2i + f][2j + g]. Stored with row pitch qn, each d[a][b] over all tiles is one
+// flat run of a Q plane (one extra column per row, thrown away at the end), so both passes of the transform are
+// flat loops over the plane's tiles, which vectorize (a row of a 7x7 map has only 4 tiles), and the plane is read
+// once, element by element, into the Q planes instead of A*A times.
 template <class W>
 void transform_input_plane(const Pass& p, const float* src, float* v, int64_t e_stride) {
-  constexpr int M = W::M, A = W::A;
-  const int hp = M * p.tiles_y + W::R - 1, wp = M * p.tiles_x + W::R - 1, nt = p.tiles_x;  // >= h_in + 2*pad
-  const int64_t tiles = p.tiles();
-  float* padded = tls_plane.get(static_cast<size_t>(hp * wp + 2 * A * A * tiles));
-  float* d = padded + hp * wp;
-  float* db = d + A * A * tiles;  // (d B)[a][k] of every tile
-  std::fill(padded, padded + hp * wp, 0.0f);
-  for (int y = 0; y < p.h_in; ++y)
-    std::memcpy(padded + (y + p.pad) * wp + p.pad, src + static_cast<int64_t>(y) * p.w_in, sizeof(float) * p.w_in);
-  for (int a = 0; a < A; ++a)
-    for (int b = 0; b < A; ++b) {
-      float* dst = d + (a * A + b) * tiles;
-      for (int ty = 0; ty < p.tiles_y; ++ty) {
-        const float* row = padded + (M * ty + a) * wp + b;
-        for (int tx = 0; tx < nt; ++tx) dst[ty * nt + tx] = row[M * tx];
-      }
+  static_assert(W::M == 2, "the polyphase split assumes 2x2 output blocks");
+  constexpr int A = W::A, half = (A - 1) / 2;  // d[a][b] is Q shifted by (a/2, b/2) <= (half, half)
+  const int nt = p.tiles_x, qn = nt + half, qh = p.tiles_y + half;
+  const int64_t q_size = static_cast<int64_t>(qh) * qn + 8;  // + the overhang of the last shifted run
+  const int64_t flat = static_cast<int64_t>(p.tiles_y) * qn;  // one run: tiles_y rows of qn
+  float* q = tls_plane.get(static_cast<size_t>(4 * q_size + A * A * flat + flat));
+  float* db = q + 4 * q_size;  // db[(a*A + k) * flat + t] = (d B)[a][k]
+  float* out = db + A * A * flat;
+  std::fill(q, q + 4 * q_size, 0.0f);
+  for (int y = 0; y < p.h_in; ++y) {
+    const int r = y + p.pad;
+    float* even = q + (r % 2) * 2 * q_size + static_cast<int64_t>(r / 2) * qn;  // Q_{r%2, 0} row r/2
+    float* odd = even + q_size;                                                   // Q_{r%2, 1}
+    const float* line = src + static_cast<int64_t>(y) * p.w_in;
+    for (int x = p.pad % 2; x < p.w_in; x += 2) even[(x + p.pad) / 2] = line[x];
+    for (int x = 1 - p.pad % 2; x < p.w_in; x += 2) odd[(x + p.pad) / 2] = line[x];
+  }
+  static_for<A>([&](auto k) {  // (d B)[a][k] = sum_b B^T[k][b] d[a][b]
+    for (int a = 0; a < A; ++a) {
+      const float* even = q + (a % 2) * 2 * q_size + (a / 2) * qn;
+      const float* odd = even + q_size;
+      float* dst = db + (a * A + k) * flat;
+      for (int64_t t = 0; t < flat; ++t)
+        dst[t] = winograd::dot_row_of<typename W::BT, k>([&](auto b) { return (b % 2 ? odd : even)[b / 2 + t]; });
     }
-  static_for<A>([&](auto k) {  // (d B)[a][k] = sum_b d[a][b] B[b][k] = sum_b B^T[k][b] d[a][b]
-    for (int a = 0; a < A; ++a)
-      for (int64_t t = 0; t < tiles; ++t)
-        db[(a * A + k) * tiles + t] = dot_row<typename W::BT, k>(d + (a * A) * tiles + t, tiles);
   });
-  static_for<A>([&](auto i) {  // V[i][k] = sum_a B^T[i][a] (d B)[a][k]
+  static_for<A>([&](auto i) {  // V[i][k] = sum_a B^T[i][a] (d B)[a][k], then the extra column dropped
     for (int k = 0; k < A; ++k) {
-      float* out = v + (A * i + k) * e_stride;
-      for (int64_t t = 0; t < tiles; ++t) out[t] = dot_row<typename W::BT, i>(db + k * tiles + t, A * tiles);
+      for (int64_t t = 0; t < flat; ++t) out[t] = dot_row<typename W::BT, i>(db + k * flat + t, A * flat);
+      float* row = v + (A * i + k) * e_stride;
+      for (int ty = 0; ty < p.tiles_y; ++ty)
+        std::memcpy(row + static_cast<int64_t>(ty) * nt, out + static_cast<int64_t>(ty) * qn, sizeof(float) * nt);
     }
   });
 }

@@ -62,29 +62,34 @@ inline void static_for(F&& f) {
   static_for_impl(f, std::make_integer_sequence<int, N>{});
 }
 
-// sum_j Mat::v[K][j] * x[j * stride] with the coefficients known at compile time: zeros skipped, +-1 as add and
-// subtract, so each transform costs what the hand-written one would.
-template <class Mat, int K, int J>
-inline void add_term(float& acc, const float* x, int64_t stride) {
+// sum_j Mat::v[K][j] * x_j with the coefficients known at compile time (zeros skipped, +-1 as add and subtract,
+// so each transform costs what a hand-written one would); operand(integral_constant<int, j>) returns x_j.
+template <class Mat, int K, int J, class Operand>
+inline void add_term(float& acc, Operand&& operand) {
   constexpr float c = static_cast<float>(Mat::v[K][J]);
   if constexpr (c == 1.0f) {
-    acc += x[J * stride];
+    acc += operand(std::integral_constant<int, J>{});
   } else if constexpr (c == -1.0f) {
-    acc -= x[J * stride];
+    acc -= operand(std::integral_constant<int, J>{});
   } else if constexpr (c != 0.0f) {
-    acc += c * x[J * stride];
+    acc += c * operand(std::integral_constant<int, J>{});
   }
 }
-template <class Mat, int K, int... J>
-inline float dot_row_impl(const float* x, int64_t stride, std::integer_sequence<int, J...>) {
+template <class Mat, int K, class Operand, int... J>
+inline float dot_row_impl(Operand&& operand, std::integer_sequence<int, J...>) {
   float acc = 0.0f;
-  (add_term<Mat, K, J>(acc, x, stride), ...);
+  (add_term<Mat, K, J>(acc, operand), ...);
   return acc;
 }
+template <class Mat, int K, class Operand>
+inline float dot_row_of(Operand&& operand) {
+  constexpr int cols = static_cast<int>(std::extent_v<decltype(Mat::v), 1>);
+  return dot_row_impl<Mat, K>(operand, std::make_integer_sequence<int, cols>{});
+}
+// x_j = x[j * stride].
 template <class Mat, int K>
 inline float dot_row(const float* x, int64_t stride) {
-  constexpr int cols = static_cast<int>(std::extent_v<decltype(Mat::v), 1>);
-  return dot_row_impl<Mat, K>(x, stride, std::make_integer_sequence<int, cols>{});
+  return dot_row_of<Mat, K>([x, stride](auto j) { return x[j * stride]; });
 }
 
 }  // namespace alexnet::cpu::winograd
