@@ -151,8 +151,8 @@ void transform_input_plane(const Pass& p, const float* src, float* v, int64_t e_
     for (int k = 0; k < A; ++k) {
       for (int64_t t = 0; t < flat; ++t) out[t] = dot_row<typename W::BT, i>(db + k * flat + t, A * flat);
       float* row = v + (A * i + k) * e_stride;
-      for (int ty = 0; ty < p.tiles_y; ++ty)
-        std::memcpy(row + static_cast<int64_t>(ty) * nt, out + static_cast<int64_t>(ty) * qn, sizeof(float) * nt);
+      for (int ty = 0; ty < p.tiles_y; ++ty)  // a few floats per row: a loop, not a memcpy call
+        for (int tx = 0; tx < nt; ++tx) row[ty * nt + tx] = out[ty * qn + tx];
     }
   });
 }
