@@ -218,8 +218,10 @@ def _markdown(payload: dict) -> str:
     if dev["kind"] == "cpu":
         lines.append(f"- load average at the end: {payload.get('load_average_at_end')} (the machine's other work "
                      "shows up as scheduler-quantum steps in the times; `min` is the least disturbed repetition)")
-    lines += ["", "Rates: conv and fc in GFLOP/s (2 x multiply-adds); the rest in GB/s (bytes each input is read plus "
-              "each output written, once). ours/theirs = our median time / torch's (below 1: ours is faster).", ""]
+    lines += ["", "Rates: conv and fc in GFLOP/s (2 x the direct product's multiply-adds; the CPU backend's Winograd "
+              "layers do fewer, so theirs are effective rates and can exceed the FMA peak); the rest in GB/s (bytes "
+              "each input is read plus each output written, once). ours/theirs = our median time / torch's (below "
+              "1: ours is faster).", ""]
     on_gpu = dev["kind"] == "cuda"
     headers = ["op", "shape", "median", "min", "rate", "torch median", "ours/theirs", "target", "met",
                "why and what would close the gap"]
