@@ -30,7 +30,9 @@
 // (224 - 11) / 4 + 1 = 54.25 does not divide (cuda-convnet really used 224 + its own padding; 227 is the size
 // that makes the stated layer sizes exact, as in Caffe). At 1000 classes the net has 60,965,224 parameters.
 //
-// Placement: tower t lives on devices[t]. Both on the CPU: towers run one after the other. Both on one GPU: each
+// Placement: tower t lives on devices[t]. Both on the CPU: with as many OpenMP threads as towers, the towers run at
+// the same time, one thread each (network_engine.h, each_tower); otherwise, or with ALEXNET_CPU_TOWERS=serial, one
+// after the other with every op on all threads. The two give the same results up to float rounding. Both on one GPU: each
 // tower has its own stream and the towers overlap. On two GPUs: each tower runs on its GPU, exchanges are peer
 // copies (staged through the host by the driver when peer access is off). At every exchange point the producing
 // tower records an event on its stream and the consuming tower's stream waits on it before copying; the backward

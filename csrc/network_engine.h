@@ -3,6 +3,9 @@
 // Internal to those two files; the public interface is network.h.
 #pragma once
 
+#include <omp.h>
+
+#include <exception>
 #include <optional>
 #include <vector>
 
@@ -126,6 +129,34 @@ struct Network::Impl {
     for (const Tower& t : towers)
       if (t.device == d) return t.index;
     return 0;
+  }
+
+  // ---- running the towers ----
+  // body(t) for every tower. On GPUs the towers take turns issuing work to their own streams, which run
+  // concurrently. With the towers on the CPU and exactly one OpenMP thread per tower, they run at the same time,
+  // one thread each, and each op single-threaded: no fork/join per op (most of the small ops' cost at 2 threads),
+  // and the two halves of the paper's split overlap as on its two GPUs. ALEXNET_CPU_TOWERS=serial makes them take
+  // turns (each op then uses every thread). Either way the results are the same up to float rounding.
+  // The first exception, in tower order, is rethrown once every tower has finished.
+  bool concurrent_cpu_towers() const;
+  template <class F>
+  void each_tower(F&& body) {
+    if (!concurrent_cpu_towers()) {
+      for (Tower& t : towers) body(t);
+      return;
+    }
+    const int count = static_cast<int>(towers.size());
+    std::vector<std::exception_ptr> errors(towers.size());
+#pragma omp parallel for num_threads(count) schedule(static, 1)
+    for (int i = 0; i < count; ++i) {
+      try {
+        body(towers[i]);
+      } catch (...) {
+        errors[i] = std::current_exception();
+      }
+    }
+    for (const std::exception_ptr& e : errors)
+      if (e) std::rethrow_exception(e);
   }
 
   // ---- construction (network.cpp): a layer's parameters and buffers, as indices into Network::params_ ----

@@ -1,6 +1,10 @@
 // The training step of the two-tower network (network.h has the placement rules): the order in which the towers
 // run each stage, where they wait for each other, the update, and the per-tower timings. Each stage issues its work
-// on every tower in turn; on GPUs the towers' streams run concurrently.
+// on every tower (each_tower, network_engine.h): on GPUs in turn, the towers' streams running concurrently; on the
+// CPU at the same time, one thread per tower, when there are as many threads as towers.
+#include <cstdlib>
+#include <string>
+
 #include "network_engine.h"
 
 namespace alexnet {
@@ -16,6 +20,15 @@ std::vector<Tensor> parts(Towers& towers, Get get) {
 }
 
 }  // namespace
+
+bool Network::Impl::concurrent_cpu_towers() const {
+  const char* mode = std::getenv("ALEXNET_CPU_TOWERS");
+  const std::string m = mode ? mode : "";
+  AX_CHECK(m.empty() || m == "serial" || m == "concurrent", "ALEXNET_CPU_TOWERS must be 'serial' or 'concurrent', not '",
+           m, "'");
+  return !gpu && towers.size() > 1 && m != "serial" && !omp_in_parallel() &&
+         omp_get_max_threads() == static_cast<int>(towers.size());
+}
 
 void Network::Impl::update(Tower& t, const OptimizerSettings& opt) {
   const NetworkConfig& c = cfg();
@@ -37,10 +50,10 @@ void Network::Impl::update(Tower& t, const OptimizerSettings& opt) {
 // The update half of a data-parallel step (Network::apply_update): the gradients are compute_gradients', averaged
 // over the ranks in place. Releases the step's tensors as the end of a Train step does.
 void Network::Impl::apply_update(const OptimizerSettings& opt) {
-  for (Tower& t : towers) {
+  each_tower([&](Tower& t) {
     Scope scope(t);
     update(t, opt);
-  }
+  });
 #ifdef ALEXNET_WITH_CUDA
   if (gpu) {
     for (Tower& t : towers) cuda::synchronize_stream(t.stream);
@@ -74,7 +87,7 @@ StepStats Network::Impl::run(const HostBatch& b, Mode mode, bool training, const
 // The input, conv1 .. conv5 and the head's input (flattened or globally pooled conv5 block) of every tower.
 void Network::Impl::forward_convs(const HostBatch& b, bool batch_stats) {
   const int64_t n = b.images_shape[0];
-  for (Tower& t : towers) {
+  for (Tower& t : towers) {  // in turn: a tower on the device of an earlier one shares that one's input
     Scope scope(t);
     timing(t, kStart);
     prepare_input(t, b);
@@ -84,33 +97,33 @@ void Network::Impl::forward_convs(const HostBatch& b, bool batch_stats) {
                         : Tensor::zeros({n}, t.device, DType::I32);  // predict: softmax needs some valid label
     }
   }
-  for (Tower& t : towers) {
+  each_tower([&](Tower& t) {
     Scope scope(t);
     Tensor x = conv_forward(t, 0, t.conv_in[0], batch_stats);
     conv_forward(t, 1, x, batch_stats);
     record(t, kConv3In);
-  }
-  for (Tower& t : towers) {  // conv3 sees the conv2 maps of every tower
+  });
+  each_tower([&](Tower& t) {  // conv3 sees the conv2 maps of every tower
     Scope scope(t);
     Tensor x = gather(t, parts(towers, [](Tower& s) { return s.block_out[1]; }), kConv3In);
     for (int l = 2; l < kConvLayers; ++l) x = conv_forward(t, l, x, batch_stats);
     head_forward(t, n);
     record(t, fc_in_point(0));
-  }
+  });
 }
 
 // Every fc layer sees the previous layer of every tower; then the logits are gathered on tower 0.
 void Network::Impl::forward_head(bool training) {
   const int layers = cfg().fc_layers();
   for (int k = 0; k < layers; ++k) {
-    for (Tower& t : towers) {
+    each_tower([&](Tower& t) {
       Scope scope(t);
       Tensor x = k == 0 ? gather(t, parts(towers, [](Tower& s) { return s.head_in; }), fc_in_point(0))
                         : gather(t, parts(towers, [k](Tower& s) { return s.fc_drop[k - 1]; }), fc_in_point(k));
       fc_forward(t, k, x, training);
       record(t, k + 1 < layers ? fc_in_point(k + 1) : static_cast<int>(kLogits));
       if (k == layers - 1 && t.index != 0) timing(t, kForwardDone);
-    }
+    });
   }
   Tower& t0 = towers[0];
   Scope scope(t0);
@@ -123,27 +136,27 @@ void Network::Impl::backward_head(bool training) {
   const NetworkConfig& c = cfg();
   const int last = c.fc_layers() - 1;
   Tower& t0 = towers[0];
-  for (Tower& t : towers) {
+  each_tower([&](Tower& t) {
     Scope scope(t);
     Tensor dz = towers.size() == 1 ? dlogits : slice_from(t, t0, dlogits, t.class_offset, t.fc_n[last], kDLogits);
     t.fc_dx[last] = fc_backward(t, last, dz, training);
     record(t, fc_dx_point(c, last));
-  }
+  });
   for (int k = last - 1; k >= 0; --k) {
-    for (Tower& t : towers) {
+    each_tower([&](Tower& t) {
       Scope scope(t);
       Tensor g = reduce_slice(t, parts(towers, [k](Tower& s) { return s.fc_dx[k + 1]; }), t.fc_in_offset[k],
                               t.fc_n[k], fc_dx_point(c, k + 1));
       t.fc_dx[k] = fc_backward(t, k, g, training);
       record(t, fc_dx_point(c, k));
-    }
+    });
   }
 }
 
 // conv5 .. conv3 from the first fc layer's input gradients, then conv2, conv1 from conv3's.
 void Network::Impl::backward_convs() {
   const NetworkConfig& c = cfg();
-  for (Tower& t : towers) {
+  each_tower([&](Tower& t) {
     Scope scope(t);
     const int64_t features = t.head_in.size(1);
     Tensor g = reduce_slice(t, parts(towers, [](Tower& s) { return s.fc_dx[0]; }), t.index * features, features,
@@ -152,8 +165,8 @@ void Network::Impl::backward_convs() {
     for (int l = kConvLayers - 1; l >= 2; --l) g = conv_backward(t, l, g);
     t.conv3_dx = g;
     record(t, kConv3Dx);
-  }
-  for (Tower& t : towers) {
+  });
+  each_tower([&](Tower& t) {
     Scope scope(t);
     const int c2 = t.conv_c[1];
     Tensor g = reduce_slice(t, parts(towers, [](Tower& s) { return s.conv3_dx; }), static_cast<int64_t>(t.index) * c2,
@@ -161,7 +174,7 @@ void Network::Impl::backward_convs() {
     g = conv_backward(t, 1, g);
     conv_backward(t, 0, g);
     timing(t, kBackwardDone);
-  }
+  });
 }
 
 StepStats Network::Impl::schedule(const HostBatch& b, Mode mode, bool training, const OptimizerSettings& opt,
@@ -192,11 +205,11 @@ StepStats Network::Impl::schedule(const HostBatch& b, Mode mode, bool training, 
   }
   if (backward && net.reducer_) net.reducer_->wait();  // data-parallel: the averaged gradients (nccl.h)
   if (mode == Mode::Train) {
-    for (Tower& t : towers) {
+    each_tower([&](Tower& t) {
       Scope scope(t);
       update(t, opt);
       timing(t, kUpdateDone);
-    }
+    });
   }
   {
     Scope scope(t0);

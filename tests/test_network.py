@@ -343,6 +343,32 @@ def test_placements_agree(devices):
                                                                           rel=1e-4)
 
 
+def test_cpu_towers_at_once_or_in_turn_agree(monkeypatch):
+    """Two CPU towers run at the same time, one thread each, when there are two OpenMP threads (network_engine.h,
+    each_tower), and in turn with ALEXNET_CPU_TOWERS=serial: the same step up to float rounding (an op's sums may
+    be split among threads differently). With another thread count both runs take turns and agree trivially."""
+    images, labels = batch(n=4)
+    runs = {}
+    for mode in ("serial", "concurrent"):
+        monkeypatch.setenv("ALEXNET_CPU_TOWERS", mode)
+        net = tiny(("cpu", "cpu"))
+        net.step = 5
+        r = net.compute_gradients(images, labels, training=True)
+        runs[mode] = (r.loss, net.gradients(), [net.train_step(images, labels, 0.02).loss for _ in range(2)])
+    (loss_s, grads_s, steps_s), (loss_c, grads_c, steps_c) = runs["serial"], runs["concurrent"]
+    assert loss_c == pytest.approx(loss_s, rel=1e-6)
+    for name, g in grads_c.items():
+        assert np.abs(g - grads_s[name]).max() <= 1e-5 * np.abs(grads_s[name]).max() + 1e-9, name
+    assert steps_c == pytest.approx(steps_s, rel=1e-5)
+
+
+def test_cpu_towers_setting_is_checked(monkeypatch):
+    monkeypatch.setenv("ALEXNET_CPU_TOWERS", "sideways")
+    images, labels = batch(n=2)
+    with pytest.raises(ValueError, match="ALEXNET_CPU_TOWERS must be 'serial' or 'concurrent'"):
+        tiny(("cpu", "cpu")).evaluate(images, labels)
+
+
 @requires_cuda
 def test_gpu_placements_agree_with_each_other():
     images, labels = batch(n=4)
