@@ -44,7 +44,7 @@ def _softmax_numpy(logits: np.ndarray) -> np.ndarray:
 
 
 def conv_cases(net: Net, n: int, rng: np.random.Generator) -> list[Case]:
-    """Conv2d: forward (bias + ReLU fused, as the network runs it), dL/dx, dL/dw."""
+    """conv2d: forward (bias + ReLU fused, as the network runs it), dL/dx, dL/dw."""
     from alexnet_cuda import ops
 
     cases: list[Case] = []
@@ -92,7 +92,7 @@ def conv_cases(net: Net, n: int, rng: np.random.Generator) -> list[Case]:
 
 
 def linear_cases(net: Net, n: int, rng: np.random.Generator) -> list[Case]:
-    """Linear: fc6, fc7 (ReLU fused), fc8."""
+    """linear: fc6, fc7 (ReLU fused), fc8."""
     from alexnet_cuda import ops
 
     cases: list[Case] = []
@@ -385,10 +385,11 @@ def sgd_cases(net: Net, n: int, rng: np.random.Generator) -> list[Case]:
 
 
 def prepare_batch_cases(net: Net, n: int, rng: np.random.Generator) -> list[Case]:
-    """Prepare_batch."""
+    """prepare_batch: uint8 images to the network's float crops (mean subtracted, scaled, mirrored)."""
     from alexnet_cuda import ops
 
     cases: list[Case] = []
+
     def prepare(device):
         images = rng.integers(0, 256, size=(n, net.image, net.image, 3), dtype=np.uint8)
         mean = (rng.random((3, net.image, net.image), dtype=np.float32) * 255).astype(np.float32)
