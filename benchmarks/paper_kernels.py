@@ -413,7 +413,7 @@ def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
     """Every case, the paper's layers then the variants' ops, with one random stream (seeded) for their data."""
     rng = np.random.default_rng(seed)
     cases: list[Case] = []
-    for make in (conv_cases, linear_cases, relu_cases, lrn_cases, maxpool_cases, dropout_cases, softmax_xent_cases, sgd_cases, prepare_batch_cases,
-                 variant_cases):
+    for make in (conv_cases, linear_cases, relu_cases, lrn_cases, maxpool_cases, dropout_cases, softmax_xent_cases,
+                 sgd_cases, prepare_batch_cases, variant_cases):
         cases += make(net, batch, rng)
     return cases
