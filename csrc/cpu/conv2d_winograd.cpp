@@ -10,7 +10,8 @@
 //
 // The input gradient of a stride-1 R x R convolution with padding p is itself one: of dy, padded by R - 1 - p,
 // with each filter rotated by 180 degrees and the in/out channels swapped. Both directions run one pass
-// (run_pass). The weight gradient stays on im2col (conv2d.cpp).
+// (run_pass). A strided layer's forward (conv1) is first folded into a stride-1 one (space-to-depth, at the end
+// of this file). The weight gradient stays on im2col (conv2d.cpp).
 //
 // Work is shared as in conv2d.cpp: (chunk of images, group) items, each on one thread with its own scratch, or,
 // with fewer items than threads, in order with threaded GEMMs and transforms. Every output element is computed by
