@@ -153,6 +153,8 @@ Tensor conv2d_backward_input(const Tensor& dy, const Tensor& w, int in_h, int in
   check_device(op, "weight", w, dy);
   AX_CHECK(in_h >= 1 && in_w >= 1, op, ": input_size must be positive, got ", in_h, "x", in_w);
   const int64_t c_in = w.size(1) * groups;
+  AX_CHECK(groups < 1 || c_in <= 0x7fffffff, op, ": weight.shape[1] * groups = ", c_in,
+           " input channels is out of the supported range");
   ConvShape s = conv_shape(op, {dy.size(0), c_in, in_h, in_w}, w.shape(), stride, pad, groups);
   check_shape(op, "dy", dy, {s.n, s.c_out, s.h_out, s.w_out});
   Tensor dx = Tensor::empty({s.n, s.c_in, s.h_in, s.w_in}, dy.device());

@@ -26,6 +26,10 @@ CASES = [
     pytest.param((2, 3, 6, 5, 4, 1, 1, 2, 1, 1), id="1x1-stride2-pad1"),
     pytest.param((1, 2, 4, 5, 3, 2, 2, 1, 3, 1), id="padding-wider-than-kernel"),  # all-padding rows and columns
     pytest.param((1, 2, 3, 3, 2, 5, 5, 1, 1, 1), id="kernel-fills-padded-input"),  # a 1x1 output
+    # a 1-pixel input padded by 2 under a 1x5 kernel: some taps start past the last output column (im2col once
+    # wrote past its row there; found by the fuzz tests)
+    pytest.param((1, 1, 1, 1, 1, 1, 5, 1, 2, 1), id="padding-wider-than-input-1x5-kernel"),
+    pytest.param((1, 1, 1, 1, 1, 3, 1, 2**31 - 1, 2, 1), id="stride-2^31-1"),  # stride + padding once overflowed int
     pytest.param((1, 16, 20, 20, 32, 3, 3, 1, 1, 1), id="batch1-threaded-gemm"),  # big enough to thread each GEMM
     pytest.param((1, 64, 5, 5, 96, 3, 3, 1, 1, 1), id="batch1-threaded-gemm-split-by-rows"),  # many channels, 5x5 map
     pytest.param((4, 16, 13, 13, 24, 3, 3, 1, 1, 2), id="batch4-groups2-pairs-across-threads"),
@@ -186,6 +190,8 @@ def _f32(*shape):
      "conv2d_backward_input"),
     (lambda: ops.conv2d_backward_input(_f32(1, 4, 6, 6), _f32(4, 3, 3, 3), input_size=(8, 8), groups=3), ValueError,
      "conv2d_backward_input"),  # groups=3 does not divide the 4 output channels
+    (lambda: ops.conv2d_backward_input(_f32(1, 1, 1, 1), _f32(1, 2, 1, 1), input_size=(1, 1), groups=2**31 - 1),
+     ValueError, r"conv2d_backward_input: weight.shape\[1\] \* groups"),  # c_in = 2 * groups overflows int
     (lambda: ops.conv2d_backward_weight(_f32(1, 3, 8, 8), _f32(1, 4, 5, 6), kernel_size=(3, 3)), ValueError,
      "conv2d_backward_weight"),  # dy is not the output shape
     (lambda: ops.conv2d_backward_weight(_f32(1, 3, 8, 8), _f32(2, 4, 6, 6), kernel_size=(3, 3)), ValueError,

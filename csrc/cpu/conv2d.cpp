@@ -51,12 +51,15 @@ Lowering lowering_of(const ConvShape& s) {
   return l;
 }
 
-// Output columns ox whose input column ox*stride - pad + kj lies inside [0, w_in): [*lo, *hi).
+// Output columns ox whose input column ox*stride - pad + kj lies inside [0, w_in): [*lo, *hi), 0 <= lo <= hi <=
+// out_size. (lo is clamped too: with padding wider than the input, e.g. w_in = 1, pad = 2, a tap can start past
+// the last output column, and an unclamped lo made im2col write past its row.)
+// In 64 bits: first + stride - 1 overflows int for a stride near 2^31.
 void valid_range(int out_size, int in_size, int stride, int pad, int offset, int* lo, int* hi) {
-  const int first = pad - offset;        // ox*stride >= pad - offset
-  const int last = in_size - 1 + pad - offset;  // ox*stride <= in_size - 1 + pad - offset
-  *lo = first <= 0 ? 0 : (first + stride - 1) / stride;
-  *hi = last < 0 ? 0 : std::min(out_size, last / stride + 1);
+  const int64_t first = int64_t{pad} - offset;               // ox*stride >= pad - offset
+  const int64_t last = int64_t{in_size} - 1 + pad - offset;  // ox*stride <= in_size - 1 + pad - offset
+  *lo = first <= 0 ? 0 : static_cast<int>(std::min<int64_t>(out_size, (first + stride - 1) / stride));
+  *hi = last < 0 ? 0 : static_cast<int>(std::min<int64_t>(out_size, last / stride + 1));
   if (*hi < *lo) *hi = *lo;
 }
 

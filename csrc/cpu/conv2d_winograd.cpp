@@ -275,7 +275,8 @@ Variant variant_of(const ConvShape& s) {
 // which F(2x2, 3x3) runs with 1.8x fewer multiplies than the 11x11 product (after the 16% of zeros the 12x12
 // extension adds), and without conv1's im2col, a stride-4 gather that cost about half as much as the product.
 bool fold_stride(const ConvShape& s, ConvShape* folded) {
-  if (s.stride < 2 || s.groups != 1 || s.kh != s.kw || s.h_out < 1 || s.w_out < 1) return false;
+  // (stride > kh would fold to 1x1 taps, which no variant runs; checked first so kh + stride cannot overflow)
+  if (s.stride < 2 || s.stride > s.kh || s.groups != 1 || s.kh != s.kw || s.h_out < 1 || s.w_out < 1) return false;
   const int taps = (s.kh + s.stride - 1) / s.stride;
   ConvShape f = s;
   f.c_in = s.c_in * s.stride * s.stride;
