@@ -108,7 +108,7 @@ BatchnormShape batchnorm_shape(const char* op, const Tensor& x) {
 // The batch variance needs two values per channel; with one it is 0 and the unbiased variance is 0/0.
 void check_batch_statistics(const char* op, const BatchnormShape& s) {
   AX_CHECK(static_cast<int64_t>(s.n) * s.spatial >= 2, op, ": training mode needs at least 2 values per channel ",
-           "(n * h * w >= 2) for the batch variance, got n=", s.n, " and h * w = ", s.spatial);
+           "of x (n * h * w >= 2) for the batch variance, got n=", s.n, " and h * w = ", s.spatial);
 }
 
 void check_eps(const char* op, float eps) {

@@ -144,6 +144,9 @@ def test_bad_inputs():
         train(np.ones((1, 3), np.float32), g, b, rm, rv)
     with pytest.raises(ValueError, match=r"batchnorm_forward_train: training mode needs at least 2 values"):
         train(np.ones((1, 3, 1, 1), np.float32), g, b, rm, rv)
+    # An empty batch names x, the argument to blame (the long fuzz run found the message naming none)
+    with pytest.raises(ValueError, match=r"batchnorm_forward_train: .* values per channel of x \(n \* h \* w >= 2\)"):
+        train(np.ones((0, 3), np.float32), g, b, rm, rv)
     for eps in (0.0, -1e-5):
         with pytest.raises(ValueError, match="batchnorm_forward_train: eps must be > 0"):
             train(x, g, b, rm, rv, eps=eps)
