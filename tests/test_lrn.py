@@ -103,6 +103,42 @@ def test_zero_input(device):
     np.testing.assert_allclose(dx, 2.0 ** -0.75, rtol=1e-6)
 
 
+@pytest.mark.parametrize("params, x", [
+    # scale = 1 + 3.4e38 * x^2 overflows float (stored as inf, its rounding) but b = x * scale^-0.0625 ~ 0.003 x
+    (dict(size=1, alpha=3.4e38, beta=0.0625, k=1.0), [1.0956935, -1.8417063, -3.672212, -3.867779]),
+    # scale = 1e-45 (denormal): 1/scale overflows, and 0 * inf was NaN where b = 0
+    (dict(size=1, alpha=0.0, beta=1.0, k=1e-45), [0.0, 0.0, 0.0, 0.0]),
+    # a size far beyond the channels once allocated a ring of size * 256 floats (2 TB) and aborted
+    (dict(size=2**31 - 1, alpha=1e-4, beta=0.75, k=2.0), [1.0, -2.0, 3.0, 0.5]),
+], ids=["alpha-3.4e38", "k-1e-45", "size-2^31-1"])
+def test_extreme_parameters(device, params, x):
+    """Parameters at the edge of float32 (found by ALEXNET_FUZZ=long): where the exact answer is a float32 number
+    kernels give it, through a double redo of the elements whose intermediates left float's range."""
+    x = np.array(x, np.float32).reshape(1, 1, 2, 2)
+    dy = np.array([0.094573, 3.6037095, -2.846723, 3.5891955], np.float32).reshape(x.shape)
+    y, scale = ops.lrn_forward(x, **params, device=device)
+    y_ref, scale_ref = ref.lrn_forward(x, **params)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-30)
+    dx = ops.lrn_backward(x, y, scale, dy, **params, device=device)
+    dx_ref = ref.lrn_backward(x.astype(np.float64), y.astype(np.float64), scale.astype(np.float64), dy, **params)
+    finite = np.abs(dx_ref) <= np.finfo(np.float32).max
+    assert np.isfinite(dx[finite]).all()
+    np.testing.assert_allclose(dx[finite], dx_ref[finite], rtol=1e-4,
+                               atol=1e-6 * np.abs(dx_ref[finite]).max(initial=0.0))
+
+
+def test_backward_coefficient_beyond_float(device):
+    """2 * alpha * beta / size = 3.4e38 * x overflowed in float where dx is an ordinary number (fuzz-found)."""
+    x = np.array([1.0956935, -1.8417063, -3.672212, -3.867779], np.float32).reshape(1, 1, 2, 2)
+    scale = np.ones_like(x)
+    dy = np.array([0.094573, 3.6037095, -2.846723, 3.5891955], np.float32).reshape(x.shape)
+    params = dict(size=2, alpha=3.4e38, beta=1.0, k=1.0)
+    dx = ops.lrn_backward(x, x, scale, dy, **params, device=device)
+    dx_ref = ref.lrn_backward(x, x, scale, dy, **params)
+    finite = np.abs(dx_ref) <= np.finfo(np.float32).max
+    assert np.isfinite(dx[finite]).all()
+
+
 # ---- (3) bad input ------------------------------------------------------------------------------------------
 def test_bad_inputs():
     x = np.ones((2, 4, 3, 3), np.float32)

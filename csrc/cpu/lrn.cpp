@@ -17,6 +17,8 @@
 // 1 thread (CPU time), forward + backward: 32x48x32x32 (alexnet-small's conv1 maps) 18.1 -> 7.6 ms,
 // 32x128x15x15 9.3 -> 2.9 ms.
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <vector>
 
 #include "cpu/kernels.h"
@@ -31,15 +33,19 @@ constexpr int64_t kBlock = 256;
 // Below this many elements the OpenMP fork/join costs more than the work.
 constexpr int64_t kParallelThreshold = 1 << 14;
 
+// Rows of the ring: a window never holds more than min(size, c) channels (a size near 2^31 once asked for a
+// 2 TB ring).
+int ring_rows(int size, int c) { return std::max(1, std::min(size, c)); }
+
 // Runs body(image, first position, position count, ring) over all tasks; ring is thread-local scratch of
-// size * kBlock floats.
+// ring_rows(size, c) * kBlock floats.
 template <typename Body>
 void for_each_block(int n, int c, int64_t spatial, int size, Body body) {
   const int64_t blocks = (spatial + kBlock - 1) / kBlock;
   const int64_t tasks = static_cast<int64_t>(n) * blocks;
 #pragma omp parallel if (tasks > 1 && static_cast<int64_t>(n) * c * spatial >= kParallelThreshold)
   {
-    std::vector<float> ring(static_cast<size_t>(size) * kBlock);
+    std::vector<float> ring(static_cast<size_t>(ring_rows(size, c)) * kBlock);
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tasks; ++t) {
       const int image = static_cast<int>(t / blocks);
@@ -55,7 +61,8 @@ void for_each_block(int n, int c, int64_t spatial, int size, Body body) {
 template <typename Term, typename Out>
 void sliding_windows(int c, int size, lrn::WindowExtent win, int64_t len, float* ring, float* sum, Term term,
                      Out out) {
-  auto row = [&](int ch) { return ring + static_cast<int64_t>(ch % size) * kBlock; };
+  const int rows = ring_rows(size, c);
+  auto row = [&](int ch) { return ring + static_cast<int64_t>(ch % rows) * kBlock; };
   for (int ch = 0; ch < std::min(win.after, c); ++ch) term(ch, row(ch));
   for (int i = 0; i < c; ++i) {
     if (i + win.after < c) term(i + win.after, row(i + win.after));
@@ -88,11 +95,25 @@ void forward_impl(int n, int c, int64_t spatial, const LrnParams& p, const float
       const float* __restrict__ a = x + at(i);
       float* __restrict__ b = y + at(i);
       float* __restrict__ s = scale + at(i);
-#pragma omp simd
+      bool out_of_range = false;
+#pragma omp simd reduction(|| : out_of_range)
       for (int64_t q = 0; q < len; ++q) {
         const float sq = k + alpha_over_size * window_sum[q];
         s[q] = sq;
         b[q] = a[q] * lrn::pow_neg_beta<M>(sq, beta);
+        out_of_range = out_of_range || !(std::fabs(b[q]) <= std::numeric_limits<float>::max()) ||
+                       !(sq <= std::numeric_limits<float>::max());
+      }
+      // An extreme k or alpha can take scale or scale^-beta past float's range while b itself is an ordinary
+      // number (k = 1e-45: 1/scale = inf and 0 * inf = NaN; alpha = 3e38: scale = inf, so b = 0 instead of
+      // a * 0.003): such elements are redone in double (scale keeps its float rounding, inf).
+      if (out_of_range) {
+        for (int64_t q = 0; q < len; ++q) {
+          if (std::fabs(b[q]) <= std::numeric_limits<float>::max() && s[q] <= std::numeric_limits<float>::max())
+            continue;
+          const double sd = static_cast<double>(k) + static_cast<double>(p.alpha) / p.size * window_sum[q];
+          b[q] = static_cast<float>(a[q] * std::pow(sd, -static_cast<double>(beta)));
+        }
       }
     };
     sliding_windows(c, p.size, win, len, ring, sum, squares, normalize);
@@ -104,7 +125,8 @@ void backward_impl(int n, int c, int64_t spatial, const LrnParams& p, const floa
                    const float* scale, const float* dy, float* dx) {
   // The sum over {j : i in window(j)} runs over the mirrored window [i - after, i + before].
   const lrn::WindowExtent win = lrn::backward_window(p.size);
-  const float coef = 2.0f * p.alpha * p.beta / static_cast<float>(p.size), beta = p.beta;
+  const double coef_exact = 2.0 * p.alpha * p.beta / p.size;  // for the double redo below
+  const float coef = static_cast<float>(coef_exact), beta = p.beta;
   for_each_block(n, c, spatial, p.size, [&](int image, int64_t p0, int64_t len, float* ring) {
     const int64_t base = static_cast<int64_t>(image) * c * spatial + p0;
     auto at = [&](int ch) { return base + static_cast<int64_t>(ch) * spatial; };
@@ -121,8 +143,21 @@ void backward_impl(int n, int c, int64_t spatial, const LrnParams& p, const floa
       const float* __restrict__ g = dy + at(i);
       const float* __restrict__ s = scale + at(i);
       float* __restrict__ d = dx + at(i);
-#pragma omp simd
-      for (int64_t q = 0; q < len; ++q) d[q] = g[q] * lrn::pow_neg_beta<M>(s[q], beta) - coef * a[q] * window_sum[q];
+      bool out_of_range = false;
+#pragma omp simd reduction(|| : out_of_range)
+      for (int64_t q = 0; q < len; ++q) {
+        d[q] = g[q] * lrn::pow_neg_beta<M>(s[q], beta) - coef * a[q] * window_sum[q];
+        out_of_range = out_of_range || !(std::fabs(d[q]) <= std::numeric_limits<float>::max());
+      }
+      // As in the forward: an intermediate past float's range (coef for an alpha near FLT_MAX, coef * a) while dx
+      // is an ordinary number; those elements are redone in double.
+      if (out_of_range) {
+        for (int64_t q = 0; q < len; ++q) {
+          if (std::fabs(d[q]) <= std::numeric_limits<float>::max()) continue;
+          d[q] = static_cast<float>(g[q] * std::pow(static_cast<double>(s[q]), -static_cast<double>(beta)) -
+                                    coef_exact * a[q] * window_sum[q]);
+        }
+      }
     };
     sliding_windows(c, p.size, win, len, ring, sum, ratios, gradient);
   });

@@ -10,6 +10,8 @@
 // The running sums are double, for the reason given in cpu/lrn.cpp: a float sliding sum keeps an error of about
 // 2^-24 times the largest square that passed through the window, which can swamp the small remaining terms.
 // Two double adds per element are negligible for this memory-bound kernel (FP64 is half rate on sm_90).
+#include <algorithm>
+#include <cfloat>
 #include <type_traits>
 
 #include "cuda/check.cuh"
@@ -89,8 +91,14 @@ __global__ void __launch_bounds__(kThreads, 4)
       Pack<V> s, b;
 #pragma unroll
       for (int q = 0; q < V; ++q) {
-        s.v[q] = static_cast<float>(k + alpha_over_size * sum[q]);
+        const double scale_exact = k + alpha_over_size * sum[q];
+        s.v[q] = static_cast<float>(scale_exact);
         b.v[q] = a.v[q] * lrn::pow_neg_beta<M>(s.v[q], beta);
+        // As on the CPU (cpu/lrn.cpp): an extreme k or alpha can take scale or scale^-beta past float's range
+        // while b is an ordinary number (k = 1e-45: 0 * inf = NaN; alpha = 3e38: scale = inf, b = 0); then b is
+        // computed in double. Rare, so the divergent branch costs nothing in practice.
+        if (!(fabsf(b.v[q]) <= FLT_MAX) || !(s.v[q] <= FLT_MAX))
+          b.v[q] = static_cast<float>(a.v[q] * pow(scale_exact, -static_cast<double>(beta)));
       }
       store<V>(scale + off, s);
       store<V>(y + off, b);
@@ -132,7 +140,9 @@ __global__ void __launch_bounds__(kThreads, 4)
       Pack<V> d;
 #pragma unroll
       for (int q = 0; q < V; ++q) {
-        const double direct = g.v[q] * lrn::pow_neg_beta<M>(s.v[q], beta);
+        double direct = g.v[q] * lrn::pow_neg_beta<M>(s.v[q], beta);
+        if (!(fabs(direct) <= DBL_MAX))  // scale^-beta past float's range (a tiny k); as in the forward
+          direct = g.v[q] * pow(static_cast<double>(s.v[q]), -static_cast<double>(beta));
         d.v[q] = static_cast<float>(direct - coef * a.v[q] * sum[q]);
       }
       store<V>(dx + off, d);
@@ -155,12 +165,18 @@ void with_pow_mode(float beta, Launch launch) {
   }
 }
 
+// Window extents beyond the c channels add nothing: clamped, so a size near 2^31 does not make every thread loop
+// a billion times over channels that are not there.
+lrn::WindowExtent clamp_to_channels(lrn::WindowExtent w, int c) {
+  return {std::min(w.before, c), std::min(w.after, c)};
+}
+
 }  // namespace
 
 void lrn_forward(int n, int c, int64_t spatial, const LrnParams& p, const float* x, float* y, float* scale,
                  cudaStream_t stream) {
   if (static_cast<int64_t>(n) * c * spatial == 0) return;
-  const lrn::WindowExtent win = lrn::forward_window(p.size);
+  const lrn::WindowExtent win = clamp_to_channels(lrn::forward_window(p.size), c);
   const double k = p.k, alpha_over_size = static_cast<double>(p.alpha) / p.size;
   const bool vec4 = spatial % 4 == 0 && aligned16(x) && aligned16(y) && aligned16(scale);
   with_pow_mode(p.beta, [&](auto mode) {
@@ -181,7 +197,7 @@ void lrn_forward(int n, int c, int64_t spatial, const LrnParams& p, const float*
 void lrn_backward(int n, int c, int64_t spatial, const LrnParams& p, const float* x, const float* y,
                   const float* scale, const float* dy, float* dx, cudaStream_t stream) {
   if (static_cast<int64_t>(n) * c * spatial == 0) return;
-  const lrn::WindowExtent win = lrn::backward_window(p.size);
+  const lrn::WindowExtent win = clamp_to_channels(lrn::backward_window(p.size), c);
   const double coef = 2.0 * static_cast<double>(p.alpha) * p.beta / p.size;
   const bool vec4 = spatial % 4 == 0 && aligned16(x) && aligned16(y) && aligned16(scale) && aligned16(dy) &&
                     aligned16(dx);
