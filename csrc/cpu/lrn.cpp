@@ -95,19 +95,19 @@ void forward_impl(int n, int c, int64_t spatial, const LrnParams& p, const float
       const float* __restrict__ a = x + at(i);
       float* __restrict__ b = y + at(i);
       float* __restrict__ s = scale + at(i);
-      bool out_of_range = false;
-#pragma omp simd reduction(|| : out_of_range)
+      float probe = 0.0f;  // stays 0 unless some b or scale is inf or NaN (x * 0 is NaN for those)
+#pragma omp simd reduction(+ : probe)
       for (int64_t q = 0; q < len; ++q) {
         const float sq = k + alpha_over_size * window_sum[q];
+        const float bq = a[q] * lrn::pow_neg_beta<M>(sq, beta);
         s[q] = sq;
-        b[q] = a[q] * lrn::pow_neg_beta<M>(sq, beta);
-        out_of_range = out_of_range || !(std::fabs(b[q]) <= std::numeric_limits<float>::max()) ||
-                       !(sq <= std::numeric_limits<float>::max());
+        b[q] = bq;
+        probe += bq * 0.0f + sq * 0.0f;
       }
       // An extreme k or alpha can take scale or scale^-beta past float's range while b itself is an ordinary
       // number (k = 1e-45: 1/scale = inf and 0 * inf = NaN; alpha = 3e38: scale = inf, so b = 0 instead of
       // a * 0.003): such elements are redone in double (scale keeps its float rounding, inf).
-      if (out_of_range) {
+      if (probe != 0.0f) {
         for (int64_t q = 0; q < len; ++q) {
           if (std::fabs(b[q]) <= std::numeric_limits<float>::max() && s[q] <= std::numeric_limits<float>::max())
             continue;
@@ -143,15 +143,16 @@ void backward_impl(int n, int c, int64_t spatial, const LrnParams& p, const floa
       const float* __restrict__ g = dy + at(i);
       const float* __restrict__ s = scale + at(i);
       float* __restrict__ d = dx + at(i);
-      bool out_of_range = false;
-#pragma omp simd reduction(|| : out_of_range)
+      float probe = 0.0f;  // as in the forward
+#pragma omp simd reduction(+ : probe)
       for (int64_t q = 0; q < len; ++q) {
-        d[q] = g[q] * lrn::pow_neg_beta<M>(s[q], beta) - coef * a[q] * window_sum[q];
-        out_of_range = out_of_range || !(std::fabs(d[q]) <= std::numeric_limits<float>::max());
+        const float dq = g[q] * lrn::pow_neg_beta<M>(s[q], beta) - coef * a[q] * window_sum[q];
+        d[q] = dq;
+        probe += dq * 0.0f;
       }
       // As in the forward: an intermediate past float's range (coef for an alpha near FLT_MAX, coef * a) while dx
       // is an ordinary number; those elements are redone in double.
-      if (out_of_range) {
+      if (probe != 0.0f) {
         for (int64_t q = 0; q < len; ++q) {
           if (std::fabs(d[q]) <= std::numeric_limits<float>::max()) continue;
           d[q] = static_cast<float>(g[q] * std::pow(static_cast<double>(s[q]), -static_cast<double>(beta)) -
