@@ -37,69 +37,11 @@ else:
         ) from exc
 
 from . import ops, reference  # noqa: E402
-Tensor = _C.Tensor
+from .model import AlexNet  # noqa: E402
+from .runtime import (Tensor, build_info, cuda_available, empty_cache, memory_stats, reset_peak_memory,  # noqa: E402
+                      synchronize, tensor, visible_gpus)
 
 __version__ = "0.1.0"
 
-
-def build_info() -> dict:
-    """Which backends were compiled, the CUDA versions, and the GPUs visible now.
-
-    ``gpus`` is an empty list on a machine without a GPU or driver: that is a normal answer, not an error.
-    """
-    return dict(_C.build_info())
-
-
-def cuda_available() -> bool:
-    """True when the CUDA backend was built and at least one CUDA device (a GPU, or an emulated device in the
-    emulated build) is visible."""
-    return visible_gpus() > 0
-
-
-def visible_gpus(emulated: bool = True) -> int:
-    """The number of CUDA devices visible now. Emulated devices (ALEXNET_CUDA_EMULATED=1) count only when
-    ``emulated`` is true: ``devices='auto'`` and ``--device auto`` pass False, so they never pick an emulated
-    device unless the user asks for 'cuda' by name."""
-    info = _C.build_info()
-    if not info["cuda"] or (info.get("cuda_emulated") and not emulated):
-        return 0
-    return len(info["gpus"])
-
-
-def tensor(array, device: str = "cpu") -> Tensor:
-    """A :class:`Tensor` on ``device`` holding a copy of a NumPy array (float32, int32 or uint8, C-contiguous)."""
-    import numpy as np
-
-    native = array.dtype.newbyteorder("=") if isinstance(array, np.ndarray) else None  # big-endian is converted
-    dtype = ops.DTYPE_NAMES.get(native, "float32")
-    return ops.to_tensor(array, device, "tensor", "array", dtype)
-
-
-def memory_stats(device: str) -> dict:
-    """Bytes allocated now, the peak since the last reset, and bytes reserved, for 'cpu' or 'cuda:N'."""
-    return dict(_C.memory_stats(device))
-
-
-def reset_peak_memory(device: str) -> None:
-    _C.reset_peak_memory(device)
-
-
-def empty_cache(device: str) -> None:
-    """Give the allocator's cached (unused) blocks on 'cpu' or 'cuda:N' back to the system."""
-    _C.empty_cache(device)
-
-
-def synchronize(device: str) -> None:
-    """Wait for the work queued on ``device`` (a no-op on the CPU)."""
-    _C.synchronize(device)
-
-
-__all__ = ["Tensor", "build_info", "cuda_available", "visible_gpus", "empty_cache", "memory_stats", "ops", "reference", "reset_peak_memory",
-           "synchronize", "tensor"]
-
-try:  # the network and its API come with the network issue
-    from .model import AlexNet  # noqa: E402,F401
-
-    __all__.append("AlexNet")
-except ImportError:  # pragma: no cover
-    pass
+__all__ = ["AlexNet", "Tensor", "build_info", "cuda_available", "visible_gpus", "empty_cache", "memory_stats", "ops",
+           "reference", "reset_peak_memory", "synchronize", "tensor"]

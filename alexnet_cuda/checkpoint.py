@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -35,8 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from . import files
 from .cli import ConfigError
-from .train_config import resolve_devices
+from .runtime import resolve_devices
 
 FORMAT = "alexnet_cuda.checkpoint"
 VERSION = 1
@@ -121,20 +121,6 @@ def unpack_state(state: Any, arrays: dict[str, np.ndarray]) -> Any:
 # Writing
 # --------------------------------------------------------------------------------------------------------------------
 
-def _fsync_dir(directory: Path) -> None:
-    """Makes a rename in ``directory`` durable. Not possible on Windows (directories cannot be opened): skipped."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
     """Writes ``ckpt`` to ``path`` atomically (see the module docstring) and returns the path."""
     path = Path(path)
@@ -150,28 +136,8 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
             entries[prefix + name] = np.ascontiguousarray(a)
     entries[_META] = np.frombuffer(json.dumps(meta, allow_nan=True).encode("utf-8"), dtype=np.uint8)
 
-    atomic_write(path, lambda f: np.savez(f, **entries))
+    files.atomic_write(path, lambda f: np.savez(f, **entries))
     return path
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Writes a file through ``write(fileobj)`` so that a crash at any point leaves either the old file or the new one:
-    a temporary file in the same folder, flushed and fsynced, renamed over ``path``, then the folder fsynced."""
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -239,7 +205,7 @@ def build_model(ckpt: Checkpoint, devices: Any = None, model_class: Any = None):
     :class:`alexnet_cuda.AlexNet` (tests pass a stand-in).
     """
     if model_class is None:
-        from . import AlexNet as model_class  # noqa: N813 - imported lazily: the model is optional for this module
+        from .model import AlexNet as model_class  # noqa: N813
     config = ckpt.model_config
     if not config:
         raise CheckpointError(f"checkpoint {ckpt.path or ''}: has no model configuration (was it written by "

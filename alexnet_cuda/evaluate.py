@@ -105,17 +105,15 @@ def evaluate(model, dataset, *, batch_size: int = 128, ten_crop: bool = True, wo
 def dataset_for(ckpt: ckpt_io.Checkpoint, data: str | None, kind: str | None, split: str):
     """The evaluation set: ``data`` when given, else the one the checkpoint was trained on."""
     from . import data as data_mod
-    from .train import TrainConfig
     from .data.resize import at_size
-    from .train_data import open_split
+    from .data.sources import DataSettings, open_split
 
     image_size = int(ckpt.meta.get("image_size", 0)) or None
     if data is None:
         saved = ckpt.meta.get("config")
         if not isinstance(saved, dict):
             raise ConfigError(f"{ckpt.path}: does not say which data it was trained on; pass --data")
-        fields = set(TrainConfig.__dataclass_fields__)
-        config = TrainConfig(**{k: v for k, v in saved.items() if k in fields})
+        config = DataSettings.of(saved)
         if config.dataset != "synthetic" and (config.data is None or not Path(config.data).is_dir()):
             raise ConfigError(f"the training data of {ckpt.path} ({config.data}) is not available here; pass --data")
         # The run directory holds the checkpoint and, for a folder the run split itself, the file list of each split.

@@ -117,7 +117,7 @@ def _check_update_arguments(op: str, lr, momentum, weight_decay) -> None:
 def resolve_devices(devices: Any) -> list[str]:
     """The two tower devices for AlexNet's ``devices`` argument (see :class:`AlexNet`)."""
     if devices is None or devices == "auto":
-        from . import visible_gpus  # the package imports this module last
+        from .runtime import visible_gpus
 
         gpus = visible_gpus(emulated=False)
         return ["cuda:0", "cuda:1"] if gpus >= 2 else ["cuda:0", "cuda:0"] if gpus == 1 else ["cpu", "cpu"]
@@ -237,7 +237,7 @@ class AlexNet:
     def sample_offset(self) -> int:
         """Position of the batch's first sample in the global batch of a data-parallel step (rank r of N with local
         batch n: r * n; 0 in one process). Dropout then draws each sample's mask from its global position, so N
-        ranks draw the masks of one process with the whole batch (alexnet_cuda/distributed.py)."""
+        ranks draw the masks of one process with the whole batch (alexnet_cuda/train/distributed.py)."""
         return int(self._net.sample_offset)
 
     @sample_offset.setter

@@ -1,4 +1,4 @@
-"""The cost of one data-parallel gradient average beside one training step (alexnet_cuda/distributed.py):
+"""The cost of one data-parallel gradient average beside one training step (alexnet_cuda/train/distributed.py):
 
     mpiexec -n 2 python -m mpi4py benchmarks/distributed.py --arch alexnet-small --batch-size 32
 
@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from alexnet_cuda import AlexNet, distributed  # noqa: E402
+from alexnet_cuda import AlexNet  # noqa: E402
+from alexnet_cuda.train import distributed  # noqa: E402
 from common import WallClock, command_line, cpu_name, git_commit, utc_now  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-// Data-parallel gradient averaging with NCCL (alexnet_cuda/distributed.py is the MPI side): libnccl is loaded at run
+// Data-parallel gradient averaging with NCCL (alexnet_cuda/train/distributed.py is the MPI side): libnccl is loaded at run
 // time with dlopen, so the build has no NCCL dependency and a machine without it still imports the module.
 //
 // The network calls a GradientReducer as its backward pass produces each layer's gradients (network_step.cpp:

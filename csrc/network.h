@@ -179,7 +179,7 @@ class Network {
   // Forward and backward only (dropout on when `training`; BatchNorm always uses the batch's statistics and updates
   // its running statistics, as a training forward does); gradients stay in Parameter::grad and the logits in
   // logits(). Does not advance the step. For tests, gradient inspection, and data-parallel training
-  // (alexnet_cuda/distributed.py): compute_gradients, average the gradients across ranks, apply_update.
+  // (alexnet_cuda/train/distributed.py): compute_gradients, average the gradients across ranks, apply_update.
   StepStats compute_gradients(const HostBatch& batch, bool training);
   // The update half of train_step, from the gradients in Parameter::grad (those of compute_gradients, possibly
   // replaced by their average over ranks); then step += 1 and the step's tensors are released. ValueError when a

@@ -369,7 +369,7 @@ PYBIND11_MODULE(ALEXNET_MODULE_NAME, m) {
   m.def("emulator_selftest", [](const std::string& name) {
     py::gil_scoped_release release;
     return axemu::run_selftest(name);
-  }, py::arg("name"), "Runs a planted-bug program of csrc/cuda/emulation/selftest.cu (tests/test_emulator.py).");
+  }, py::arg("name"), "Runs a planted-bug program of csrc/cuda/emulation/selftest.cu (tests/emulator/test_emulator.py).");
   m.attr("emulator_selftest_names") = axemu::selftest_names();
 #endif
   m.def("memory_stats", &memory_stats, py::arg("device"));

@@ -417,7 +417,7 @@ void bind_network(py::module_& m) {
            })
       .def("reset_peak_memory", &Network::reset_peak_memory);
 
-  // NCCL, loaded at run time (csrc/nccl.h); alexnet_cuda/distributed.py searches for the library.
+  // NCCL, loaded at run time (csrc/nccl.h); alexnet_cuda/train/distributed.py searches for the library.
   m.def("nccl_load", &nccl::load_library, arg("path"));
   m.def("nccl_loaded", &nccl::library_loaded);
   m.def("nccl_version", &nccl::library_version);

@@ -1,4 +1,4 @@
-"""The rank side of tests/test_distributed.py: ``mpiexec -n 2 python tests/distributed_worker.py SCENARIO OUT``.
+"""The rank side of tests/train/test_distributed.py: ``mpiexec -n 2 python tests/distributed_worker.py SCENARIO OUT``.
 
 ``single`` (without mpiexec): the one-process run of the same training. ``checks``: several checks in one launch
 (each launch costs seconds); rank 0 writes their results to OUT/result.json for the test to assert on.
@@ -18,10 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet_cuda import AlexNet, distributed
+from alexnet_cuda import AlexNet
 from alexnet_cuda import checkpoint as ckpt_io
+from alexnet_cuda import files
 from alexnet_cuda import data
-from alexnet_cuda import train as train_mod
+from alexnet_cuda.train import distributed
+from alexnet_cuda.train import run as train_mod
+from alexnet_cuda.train.config import TrainConfig
 
 NARROW = {"conv": [16, 32, 48, 48, 32], "fc": [64, 64]}  # a tiny AlexNet: a few ms a step
 
@@ -111,13 +114,13 @@ def train_config(out: Path, **kw):
     base = dict(out=str(out), epochs=2, batch_size=8, synthetic_images=32, lr=0.05, workers=0, progress=False,
                 stats_images=32, device="cpu", widths=NARROW, seed=1)
     base.update(kw)
-    return train_mod.TrainConfig(**base)
+    return TrainConfig(**base)
 
 
 def record_writes(out: Path) -> list[str]:
     """Paths under ``out`` this process opens for writing (the test: only rank 0 writes)."""
     written: list[str] = []
-    real_open, real_atomic = builtins.open, ckpt_io.atomic_write
+    real_open, real_atomic = builtins.open, files.atomic_write
 
     def open_(file, mode="r", *a, **kw):
         if any(c in mode for c in "wax+") and str(file).startswith(str(out)):
@@ -130,7 +133,7 @@ def record_writes(out: Path) -> list[str]:
         return real_atomic(path, *a, **kw)
 
     builtins.open = open_
-    ckpt_io.atomic_write = atomic  # every writer (checkpoints, statistics, splits) calls it through the module
+    files.atomic_write = atomic  # every writer (checkpoints, statistics, splits) calls it through the module
     return written
 
 

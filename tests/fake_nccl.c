@@ -1,4 +1,4 @@
-/* A stand-in for libnccl.so.2 (tests/test_distributed.py): the symbols csrc/nccl.cpp loads, for one rank. It logs
+/* A stand-in for libnccl.so.2 (tests/train/test_distributed.py, tests/train/test_nccl.py): the symbols csrc/nccl.cpp loads, for one rank. It logs
  * every call to $FAKE_NCCL_LOG, so a test can check the order in which the network starts its reductions, and
  * averages over its single rank (a copy). Emulated and CPU memory are host memory, so it can read the buffers. */
 #include <stdio.h>

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds alexnet_cuda._C_emulated, the CUDA backend on emulated devices (README: "The emulated CUDA device"), into
+# Builds alexnet_cuda._C_emulated, the CUDA backend on emulated devices (docs/emulator.md), into
 # build/emulated and copies it next to the sources. Use it with ALEXNET_CUDA_EMULATED=1, e.g.
 #   tools/emulation_build.sh && tools/emulation_test.sh
 #   SANITIZERS=1 tools/emulation_build.sh      # also _C_emulated_asan: AddressSanitizer + UBSan (run it with

@@ -1,7 +1,8 @@
 """Data side of the training driver: datasets, the paper's augmentation, and a parallel prefetching loader."""
 
 from .augment import Augmenter, apply_augmentation, center_crop, compute_mean, compute_pca, ten_crops
-from .datasets import BadImage, Dataset, FileDataset, Subset, load_image_file, open_dataset
+from .base import BadImage, Dataset, Subset
+from .datasets import FileDataset, load_image_file, open_dataset
 from .jitter import PixelJitter
 from .loader import Loader
 from .synthetic import SyntheticDataset, synthetic_dataset

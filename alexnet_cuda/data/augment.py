@@ -29,7 +29,7 @@ import json
 
 import numpy as np
 
-from .datasets import Dataset, Subset
+from .base import Dataset, Subset
 from .jitter import PixelJitter
 
 

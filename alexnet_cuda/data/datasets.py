@@ -54,8 +54,9 @@ import numpy as np
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm")
 
-from .base import LAYOUTS, BadImage, Dataset, Subset  # noqa: F401  (re-exported: the package's names)
-from .cifar10 import Cifar10Dataset, _cifar_dir, safe_unpickle  # noqa: F401
+from .base import LAYOUTS, BadImage, Dataset
+from .cifar10 import Cifar10Dataset, _cifar_dir
+from .synthetic import synthetic_dataset
 
 KINDS = ("auto", "synthetic", "folder", "imagenet", "cifar10", "tinyimagenet")
 
@@ -452,8 +453,6 @@ def open_dataset(path, kind: str = "auto", split: str = "train", image_size: int
     if image_size < 1:
         raise ValueError(f"open_dataset: image_size must be positive, got {image_size}")
     if kind == "synthetic" or (kind == "auto" and str(path) == "synthetic" and not os.path.exists(str(path))):
-        from .synthetic import synthetic_dataset
-
         return synthetic_dataset(split=split, image_size=image_size)
     if path is None:
         raise ValueError(f"open_dataset: a dataset path is required for kind={kind!r}\n{LAYOUTS}")

@@ -34,7 +34,7 @@ import weakref
 
 import numpy as np
 
-from .datasets import BadImage, Dataset
+from .base import BadImage, Dataset
 
 
 class BadImageWarning(UserWarning):
@@ -60,7 +60,7 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
 
 def shard_span(count: int, rank: int, size: int) -> tuple[int, int]:
     """Rank ``rank`` of ``size``'s share of a batch of ``count`` samples: (first, how many). Consecutive, in rank
-    order, so the ranks' shares concatenated are the batch (data-parallel training, alexnet_cuda/distributed.py)."""
+    order, so the ranks' shares concatenated are the batch (data-parallel training, alexnet_cuda/train/distributed.py)."""
     lo, hi = count * rank // size, count * (rank + 1) // size
     return lo, hi - lo
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .datasets import Dataset
+from .base import Dataset
 
 
 class Resized(Dataset):

@@ -25,7 +25,11 @@ import math
 
 import numpy as np
 
-from .datasets import Dataset
+from .base import Dataset
+
+# The built-in dataset's default size: training images, and at most this many validation images.
+SYNTHETIC_TRAIN_IMAGES = 2560
+SYNTHETIC_VAL_IMAGES = 500
 
 ORIENTATIONS_DEG = (0.0, 45.0, 90.0, 135.0)
 FREQUENCIES = (("coarse", 2.5), ("fine", 5.0))  # cycles per image side

@@ -1,4 +1,4 @@
-// Planted bugs for the emulated device's own tests (tests/test_emulator.py): each program below contains one
+// Planted bugs for the emulated device's own tests (tests/emulator/test_emulator.py): each program below contains one
 // mistake of the kind the emulator must catch, and the test checks that it is caught. Compiled only into the
 // emulated build, after the same rewrite as every other kernel; each runs in a fresh process, since a kernel
 // fault is sticky for its device as on a GPU.
