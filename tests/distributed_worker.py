@@ -195,6 +195,9 @@ def main() -> None:
         if world.is_root:
             (root / "result.json").write_text(json.dumps(result))
         return
+    if scenario == "locked":  # the test holds root/run's lock: rank 0 must refuse and end the job
+        sys.exit(train_mod.main(["--out", str(root / "run"), "--epochs", "1", "--batch-size", "8",
+                                 "--synthetic-images", "32", "--workers", "0", "--no-progress", "--device", "cpu"]))
     if scenario != "checks":
         fail(world, root, scenario)
     result = {"world": [world.rank, world.size], "equivalence": equivalence(world),

@@ -1,4 +1,4 @@
-"""Training runs for the tests: a narrow real network's config, and the comparison that makes "resume is exact"
+"""Training runs for the tests: a few-second config for the stand-in network, a narrow real network's config, and the comparison that makes "resume is exact"
 checkable (bit-identical losses, logs and checkpoints). Shared by the trainer's tests and the variants' tests."""
 
 from __future__ import annotations
@@ -12,6 +12,15 @@ from alexnet_cuda import checkpoint as ckpt_io
 from alexnet_cuda.train.config import TrainConfig
 
 TIMING_KEYS = ("time", "images_per_s")
+
+
+def tiny(tmp_path, name="run", **kw) -> TrainConfig:
+    """A few-second run: 96 synthetic 36x36 training images, batches of 16 (6 steps per epoch), dropout on."""
+    base = dict(out=str(tmp_path / name), epochs=2, batch_size=16, synthetic_images=96, lr=0.05, workers=0,
+                progress=False, stats_images=64)
+    base.update(kw)
+    return TrainConfig(**base)
+
 
 # A narrow alexnet-small (same layers, fewer channels) keeps the real-network tests to seconds on two cores.
 NARROW = {"conv": [16, 32, 48, 48, 32], "fc": [64, 64]}

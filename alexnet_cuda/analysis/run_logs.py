@@ -7,30 +7,11 @@ epoch or step appear twice, the later record wins.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
-def read_jsonl(path: str | Path, key: str | None = None) -> list[dict[str, Any]]:
-    """The records of a JSON-lines file ([] when it does not exist); with ``key``, one record per value of it (the
-    last one), sorted by it."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError:  # the line the trainer is writing right now, or one torn by a crash
-            continue
-        if isinstance(r, dict):
-            records.append(r)
-    if key is None:
-        return records
-    latest = {r[key]: r for r in records if key in r}
-    return [latest[k] for k in sorted(latest)]
+from ..files import read_jsonl
 
 
 @dataclass

@@ -29,6 +29,7 @@ from .. import checkpoint as ckpt_io
 from .. import files
 from ..cli import ConfigError
 from ..train import config as train_config
+from ..train.lock import RunLock
 from ..train.run import train
 from ..train.state import TrainingDiverged
 from .study_results import RESULT, add_changes, csv_table, markdown_table, validation_curves, variant_row
@@ -101,7 +102,12 @@ def run_study(out: Path, variants: list[tuple[str, list[str]]], common: list[str
     the finished ones, then writes the results. Raises StudyError / StudyInterrupted."""
     if len({n for n, _ in variants}) != len(variants):
         raise StudyError("two variants have the same name")
-    out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out, what="study", log=log):  # two studies into one folder: the second refuses at once
+        return _run_study(out, variants, common, log)
+
+
+def _run_study(out: Path, variants: list[tuple[str, list[str]]], common: list[str],
+               log: Callable[[str], Any]) -> dict[str, Path]:
     plan = {"variants": [[n, f] for n, f in variants], "common": common}
     if (out / PLAN).exists():
         saved = json.loads((out / PLAN).read_text())
@@ -136,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="PATH", help="dataset directory (default: the built-in synthetic dataset)")
     p.add_argument("--epochs", type=int, metavar="N", help="the budget of every variant (default: the trainer's)")
     p.add_argument("--seed", type=int, default=0, help="the one seed of every variant (default 0)")
-    p.add_argument("--out", metavar="DIR", help="study directory (default runs/study-<time>)")
+    p.add_argument("--out", metavar="DIR", help="study directory (default runs/study-<time>); locked while the study "
+                                                "runs, so a second study into it refuses")
     return p
 
 

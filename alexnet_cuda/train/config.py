@@ -330,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gpus", type=gpu_list, metavar="IDS",
                    help="GPU ids for the towers, e.g. 0,1 (default: the first two; one GPU holds both towers)")
     g.add_argument("--seed", type=int, default=0, help="seed of the weights, shuffling and augmentation (default 0)")
-    g.add_argument("--out", metavar="DIR", help="run directory (default runs/<dataset>-<arch>-<time>)")
+    g.add_argument("--out", metavar="DIR", help="run directory (default runs/<dataset>-<arch>-<time>); the run locks "
+                                                "it (DIR/.lock) while it lasts, so a second run into it refuses")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.npz")
     g.add_argument("--eval-every", type=int_at_least(1), default=1, metavar="N",
                    help="validate every N epochs (and after the last; default 1)")

@@ -57,10 +57,7 @@ def truncate_jsonl(path: Path, keep: Callable[[dict], bool]) -> None:
 
 def read_history(out: Path) -> list[dict[str, Any]]:
     """The epoch records already in the run directory (a resumed run continues its history)."""
-    path = out / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    return files.read_jsonl(out / "metrics.jsonl")  # a line torn by a crash is skipped
 
 
 def append_metrics(out: Path, record: dict[str, Any]) -> None:

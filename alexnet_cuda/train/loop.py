@@ -5,6 +5,7 @@ the current step (:class:`StopRequest`); a NaN or infinite loss stops it without
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -19,7 +20,9 @@ from ..data import center_crop
 from . import distributed
 from . import log as train_log
 from .config import PROG
-from .state import Run, TrainingDiverged, check_parameters, kept_checkpoint, new_running, save
+from .state import Run, TrainingDiverged, check_parameters, kept_checkpoint, new_running, save, writing
+
+STEPS = "steps.jsonl"  # one line per step, in the run directory
 
 
 class StopRequest:
@@ -127,14 +130,16 @@ def train_batches(run: Run, lr: float, bar: Any, stop: distributed.AgreedStop, s
         p.running["top5"] += float(r.top5)
         p.running["batches"] += 1
         step_losses.append(loss)
-        steps_file.write(train_log.step_line(p.step, p.epoch + 1, p.batch_in_epoch, loss, float(r.top1), lr))
+        with writing(run, run.out / STEPS):
+            steps_file.write(train_log.step_line(p.step, p.epoch + 1, p.batch_in_epoch, loss, float(r.top1), lr))
         if bar is not None:
             train_log.update_bar(bar, p.running, p.batch_in_epoch, run.batches_per_epoch, p.epoch, c.epochs,
                                  c.batch_size)
         if stop.requested or p.batch_in_epoch >= run.batches_per_epoch:
             break
         if c.save_every and p.step % c.save_every == 0:
-            steps_file.flush()
+            with writing(run, run.out / STEPS):
+                steps_file.flush()
             save(run, run.last_path)
 
 
@@ -152,13 +157,15 @@ def end_epoch(run: Run, lr: float, val: dict[str, float] | None, steps_file: Tex
     run.schedule.epoch_end(epochs_done, 1.0 - val["top1"] if val else None)
     p.epoch, p.batch_in_epoch = epochs_done, 0
     p.running = new_running()
-    steps_file.flush()
+    with writing(run, run.out / STEPS):
+        steps_file.flush()
     save(run, run.last_path, {"metrics": record})
     if improved:
         save(run, run.best_path, {"metrics": record})
     history.append(record)
     if run.world.is_root:  # distributed: only rank 0 writes files
-        train_log.append_metrics(run.out, record)
+        with writing(run, run.out / "metrics.jsonl"):
+            train_log.append_metrics(run.out, record)
     console.log(train_log.epoch_message(record, c.epochs, run.schedule.lr))
 
 
@@ -170,7 +177,8 @@ def run_epochs(run: Run, stop: distributed.AgreedStop, history: list[dict[str, A
     status = "completed"
     stop.install()
     # line-buffered: follow it with tail -f. distributed: only rank 0 writes files, the progress bar and the log.
-    steps_file = open(run.out / "steps.jsonl" if run.world.is_root else os.devnull, "a", buffering=1)
+    with writing(run, run.out / STEPS):
+        steps_file = open(run.out / STEPS if run.world.is_root else os.devnull, "a", buffering=1)
     try:
         while p.epoch < c.epochs:
             if p.batch_in_epoch == 0:
@@ -200,11 +208,13 @@ def run_epochs(run: Run, stop: distributed.AgreedStop, history: list[dict[str, A
                     bar.close()
             end_epoch(run, lr, val, steps_file, history)
         if status == "interrupted":
-            steps_file.flush()
+            with writing(run, run.out / STEPS):
+                steps_file.flush()
             save(run, run.last_path)
     finally:
         stop.uninstall()
-        steps_file.close()
+        with contextlib.suppress(OSError):  # a failed write has been reported already; closing cannot lose more
+            steps_file.close()
         for loader in (run.train_loader, run.val_loader):
             close = getattr(loader, "close", None)
             if close is not None:

@@ -47,6 +47,7 @@ from . import distributed
 from .config import PROG, TrainConfig, build_parser, config_from_args, resolve
 from .inputs import input_statistics, make_loaders
 from .log import read_history
+from .lock import RunLock
 from .loop import StopRequest, run_epochs
 from .schedule import LRSchedule
 from .state import Run, restore, resume_config, resumed_statistics
@@ -116,13 +117,26 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
     :class:`alexnet_cuda.AlexNet` (tests pass a stand-in).
     """
     world = distributed.setup()  # distributed: SingleProcess without an MPI launcher (mpi4py not imported)
-    config, resumed = resume_config(config)
-    c = resolve(config)
-    if world.size > 1:  # distributed: rank 0's run directory (a default one is named by the time), a global batch
-        c = dataclasses.replace(c, out=world.broadcast(c.out))
-        if c.batch_size % world.size:
-            raise ConfigError(f"--batch-size {c.batch_size} is the global batch: it must be a multiple of the "
-                              f"{world.size} ranks")
+    lock = None
+    try:
+        if world.is_root and config.resume and config.out is not None and Path(config.out).is_dir():
+            lock = RunLock(config.out, log=log).acquire()  # before the checkpoint to resume is read
+        config, resumed = resume_config(config)
+        c = resolve(config)
+        if world.size > 1:  # distributed: rank 0's run directory (a default one is named by the time), a global batch
+            c = dataclasses.replace(c, out=world.broadcast(c.out))
+            if c.batch_size % world.size:
+                raise ConfigError(f"--batch-size {c.batch_size} is the global batch: it must be a multiple of the "
+                                  f"{world.size} ranks")
+        if world.is_root and lock is None:  # distributed: rank 0 holds it for the job
+            lock = RunLock(c.out, log=log).acquire()  # before anything in the run directory is read or written
+        return _train(c, resumed, world, model_class)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(c: TrainConfig, resumed, world: distributed.SingleProcess, model_class: Any) -> dict[str, Any]:
     out = Path(c.out)
     if not c.resume and (out / "last.npz").exists():
         raise ConfigError(f"--out {out} already holds a run (last.npz): pass --resume to continue it, or choose "

@@ -4,6 +4,7 @@ the same augmentation draws, the same learning rate)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -62,6 +63,8 @@ class Run:
     batches_per_epoch: int
     progress: Progress = dataclasses.field(default_factory=Progress)
     have_checkpoint: bool = False
+    saved_epoch: int = 0                   # where last.npz stands (for the message when a later write fails)
+    saved_step: int = 0
     # The MPI ranks training this model data-parallel (distributed.py); one process: SingleProcess.
     world: distributed.SingleProcess = dataclasses.field(default_factory=distributed.SingleProcess)
 
@@ -120,6 +123,7 @@ def restore(run: Run, resumed: ckpt_io.Checkpoint) -> None:
         m = resumed.meta
         run.model.step = int(m["model_step"])
         p.epoch, p.batch_in_epoch, p.step = int(m["epoch"]), int(m["batch_in_epoch"]), int(m["step"])
+        run.saved_epoch, run.saved_step = p.epoch, p.step
         run.schedule.load_state_dict(m["scheduler"])
         p.running = dict(m["running"])
         p.best_val_top1 = m.get("best_val_top1")
@@ -137,6 +141,31 @@ def restore(run: Run, resumed: ckpt_io.Checkpoint) -> None:
 # --------------------------------------------------------------------------------------------------------------------
 # Saving
 # --------------------------------------------------------------------------------------------------------------------
+
+class RunWriteFailed(OSError):
+    """A checkpoint or log of the run could not be written (a full disk, a read-only one, a quota). Its message is the
+    one line the command ends with: what failed, which checkpoint is intact, and how to continue."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)  # the whole message, without OSError's "[Errno N]" in front
+
+
+@contextlib.contextmanager
+def writing(run: Run, path: Path):
+    """Turns an OSError raised while writing ``path`` (a file of the run) into :class:`RunWriteFailed`."""
+    try:
+        yield
+    except RunWriteFailed:
+        raise
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        if run.have_checkpoint:
+            kept = (f"{run.last_path} is intact (saved after epoch {run.saved_epoch}, step {run.saved_step}); once "
+                    f"it is fixed, continue with: python -m alexnet_cuda.train --out {run.out} --resume")
+        else:
+            kept = "no checkpoint had been saved yet; once it is fixed, start the run again"
+        raise RunWriteFailed(exc.errno, f"writing {exc.filename or path} failed ({why}): {kept}") from exc
+
 
 def kept_checkpoint(run: Run) -> str:
     """The end of a divergence message: what the user still has."""
@@ -177,7 +206,9 @@ def save(run: Run, path: Path, extra: dict[str, Any] | None = None) -> None:
     }
     if extra:
         meta.update(extra)
-    ckpt_io.save(path, ckpt_io.Checkpoint(params=params, momentum=run.model.optimizer_state_dict(),
-                                          arrays=arrays, meta=meta))
+    with writing(run, path):
+        ckpt_io.save(path, ckpt_io.Checkpoint(params=params, momentum=run.model.optimizer_state_dict(),
+                                              arrays=arrays, meta=meta))
     if path == run.last_path:
         run.have_checkpoint = True
+        run.saved_epoch, run.saved_step = p.epoch, p.step

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import socket
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 
 from alexnet_cuda import AlexNet
 from alexnet_cuda.train import distributed
+from alexnet_cuda.train.lock import RunLock
 from alexnet_cuda.data.loader import shard_span
 from subprocesses import module_env
 
@@ -141,6 +143,15 @@ def test_a_failing_rank_ends_the_job(tmp_path, how):
     if how == "raise":  # the error and who aborted, in one line each
         assert "planted failure on rank 1" in proc.stderr
         assert "[rank 1/2]" in proc.stderr and "aborting all 2 ranks" in proc.stderr
+
+
+@requires_mpi
+def test_a_data_parallel_job_refuses_a_held_run_directory(tmp_path):
+    with RunLock(tmp_path / "run"):
+        proc, seconds = launch("locked", tmp_path)
+    assert proc.returncode != 0 and seconds < LAUNCH_TIMEOUT_S
+    assert f"in use by another run (host {socket.gethostname()}, pid {os.getpid()}" in proc.stderr
+    assert not (tmp_path / "run" / "last.npz").exists()
 
 
 # ---- one process --------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fakes import FakeAlexNet
-from runs import assert_same_run, real, records, without_timing
+from runs import assert_same_run, real, records, tiny, without_timing
 
 import alexnet_cuda
 from alexnet_cuda import checkpoint as ckpt_io
@@ -39,14 +39,6 @@ if not IMAGENETTE.is_dir():
     IMAGENETTE = Path("/work/shared/data/imagenette-mini")
 
 
-
-
-def tiny(tmp_path, name="run", **kw) -> TrainConfig:
-    """A few-second run: 96 synthetic 36x36 training images, batches of 16 (6 steps per epoch), dropout on."""
-    base = dict(out=str(tmp_path / name), epochs=2, batch_size=16, synthetic_images=96, lr=0.05, workers=0,
-                progress=False, stats_images=64)
-    base.update(kw)
-    return TrainConfig(**base)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
