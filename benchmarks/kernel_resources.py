@@ -4,7 +4,8 @@ theoretical occupancy that follows at the block size each launch site uses. Need
     python benchmarks/kernel_resources.py                   # compile csrc/cuda/*.cu for sm_80/86/89/90, write reports
     python benchmarks/kernel_resources.py --check           # ... and exit 1 when any kernel spills
     python benchmarks/kernel_resources.py --arch 90 --source lrn.cu --out /tmp/kr   # one arch, one file
-    python benchmarks/kernel_resources.py --from-build build/cp312-cp312-linux_x86_64 --check  # reuse a build's logs
+    python benchmarks/kernel_resources.py --from-build build --check   # reuse a build's logs (see below)
+    python benchmarks/kernel_resources.py --arch 90 --timings kern_sum.csv  # + measured times (tools/gpu_verify.sh)
 
 The compile is device-only (nvcc -fatbin -Xptxas -v --keep: no host compilation), one process per source file.
 `--from-build` reads instead the ptxas logs and PTX that the package build keeps when configured with
@@ -90,6 +91,7 @@ class Entry:
     block_threads: int | None = None  # at the launch site
     dynamic_smem: int = 0
     occupancy: dict | None = None
+    measured: dict | None = None  # from an Nsight Systems kernel summary (--timings): instances, total/avg ns
 
     @property
     def spill_bytes(self) -> tuple[int, int]:
@@ -334,11 +336,34 @@ def spills(entries: list[Entry]) -> list[str]:
     for e in entries:
         stores, loads = e.spill_bytes
         if stores or loads:
-            where = f" (in {', '.join(c.name for c in e.callees if c.spill_stores or c.spill_loads)})" if (
+            where = f" (with the device functions it calls: {', '.join(c.name for c in e.callees if c.spill_stores or c.spill_loads)})" if (
                 stores, loads) != (e.spill_stores, e.spill_loads) else ""
             out.append(f"sm_{e.arch} {e.name}: {stores} bytes spill stores, {loads} bytes spill loads{where} "
                        f"[{e.registers} registers, {e.source}]")
     return out
+
+
+# ---- measured times (a GPU run: tools/gpu_verify.sh) ---------------------------------------------------------------
+def read_kernel_times(csv_path: Path) -> dict[str, dict]:
+    """{mangled name: {instances, total_ns, avg_ns}} from `nsys stats --report cuda_gpu_kern_sum:mangled --format
+    csv` (columns "Total Time (ns)", "Instances", "Avg (ns)", ..., "Name")."""
+    import csv
+
+    times = {}
+    with open(csv_path, newline="") as f:
+        for row in csv.DictReader(line for line in f if line.strip() and not line.startswith("NOTICE")):
+            name = row.get("Name", "").strip()
+            if not name:
+                continue
+            times[name] = {"instances": int(float(row["Instances"])), "total_ns": float(row["Total Time (ns)"]),
+                           "avg_ns": float(row["Avg (ns)"])}
+    return times
+
+
+def attach_times(entries: list[Entry], times: dict[str, dict], arch: int) -> None:
+    for e in entries:
+        if e.arch == arch and e.mangled in times:
+            e.measured = times[e.mangled]
 
 
 # ---- reports ------------------------------------------------------------------------------------------------------
@@ -367,27 +392,35 @@ def markdown(entries: list[Entry], archs: list[int], baseline: dict[int, list[di
     if gemm:
         lines += ["", "## GEMM tiles: registers and occupancy", "",
                   "Max over each tile's instantiations (loaders x epilogues); occupancy = resident warps / max warps.", ""]
-        lines += ["| tile | arch | registers (max) | spill st/ld (max) | blocks/SM | occupancy |"
-                  + (" before: registers | before: spill st/ld | before: blocks/SM | before: occupancy |" if baseline else ""),
-                  "|---|---|---|---|---|---|" + ("---|---|---|---|" if baseline else "")]
+        lines += ["| tile | arch | launch bounds: min blocks | registers (max) | spill st/ld (max) | blocks/SM | occupancy |"
+                  + (" before: min blocks | registers | spill st/ld | blocks/SM | occupancy |" if baseline else ""),
+                  "|---|---|---|---|---|---|---|" + ("---|---|---|---|---|" if baseline else "")]
         for arch in archs:
             for tile, row in _tile_summary([entry_json(e) for e in gemm if e.arch == arch]).items():
-                cells = f"| {tile} | sm_{arch} | {row['regs']} | {row['st']}/{row['ld']} | {row['blocks']} | {row['occ']:.0%} |"
+                cells = f"| {tile} | sm_{arch} | {row['min']} | {row['regs']} | {row['st']}/{row['ld']} | {row['blocks']} | {row['occ']:.1%} |"
                 if baseline:
                     old = _tile_summary([d for d in baseline.get(arch, []) if tile_of(d["name"])]).get(tile)
-                    cells += (f" {old['regs']} | {old['st']}/{old['ld']} | {old['blocks']} | {old['occ']:.0%} |" if old
-                              else " - | - | - | - |")
+                    cells += (f" {old['min']} | {old['regs']} | {old['st']}/{old['ld']} | {old['blocks']} | {old['occ']:.1%} |" if old
+                              else " - | - | - | - | - |")
                 lines.append(cells)
     for arch in archs:
+        timed = any(e.measured for e in entries if e.arch == arch)
         lines += ["", f"## sm_{arch}: {ARCHS[arch].name}" if arch in ARCHS else f"## sm_{arch}", "",
-                  "| kernel | source | regs | spill st/ld | stack | smem static + dyn | launch bounds | block | blocks/SM | occupancy (limit) |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| kernel | source | regs | spill st/ld | stack | smem static + dyn | launch bounds | block | blocks/SM | occupancy (limit) |"
+                  + (" launches | total ms | avg us |" if timed else ""),
+                  "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if timed else "")]
+        if timed:
+            lines.insert(-2, "Measured times: Nsight Systems over the run named in the results' header (tools/gpu_verify.sh).\n")
         for e in (e for e in entries if e.arch == arch):
             st, ld = e.spill_bytes
             occ = e.occupancy
-            occ_cell = f"{occ['occupancy']:.0%} ({occ['limited_by']})" if occ else "-"
-            lines.append(f"| `{e.name}` | {e.source} | {e.registers} | {st}/{ld} | {e.stack} | {e.smem} + {e.dynamic_smem} "
-                         f"| {fmt_bounds(e)} | {e.block_threads or '-'} | {occ['blocks_per_sm'] if occ else '-'} | {occ_cell} |")
+            occ_cell = f"{occ['occupancy']:.1%} ({occ['limited_by']})" if occ else "-"
+            row = (f"| `{e.name}` | {e.source} | {e.registers} | {st}/{ld} | {e.stack} | {e.smem} + {e.dynamic_smem} "
+                   f"| {fmt_bounds(e)} | {e.block_threads or '-'} | {occ['blocks_per_sm'] if occ else '-'} | {occ_cell} |")
+            if timed:
+                m = e.measured
+                row += (f" {m['instances']} | {m['total_ns'] / 1e6:.3f} | {m['avg_ns'] / 1e3:.1f} |" if m else " - | - | - |")
+            lines.append(row)
     return "\n".join(lines) + "\n"
 
 
@@ -396,11 +429,12 @@ def _tile_summary(rows: list[dict]) -> dict[str, dict]:
     for d in rows:
         if not d["name"].startswith("gemm_kernel"):
             continue
-        tile = short_name(d["name"]).removeprefix("gemm_kernel")
+        bm, bn, tm, tn, min_blocks = tile_of(d["name"])
+        tile = f"{bm}x{bn} ({tm}x{tn} per thread)"  # the launch bounds' min blocks is a column: it is what changed
         occ = d.get("occupancy") or {}
         st = d.get("spill_stores_total", d["spill_stores"])
         ld = d.get("spill_loads_total", d["spill_loads"])
-        r = out.setdefault(tile, {"regs": 0, "st": 0, "ld": 0, "blocks": 10**9, "occ": 1.0})
+        r = out.setdefault(tile, {"regs": 0, "st": 0, "ld": 0, "blocks": 10**9, "occ": 1.0, "min": min_blocks})
         r["regs"] = max(r["regs"], d["registers"])
         r["st"], r["ld"] = max(r["st"], st), max(r["ld"], ld)
         r["blocks"] = min(r["blocks"], occ.get("blocks_per_sm", 0))
@@ -449,6 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline", default="_before-issue22",
                     help="suffix of earlier JSON reports in --out to compare the GEMM tiles with ('' for none)")
     ap.add_argument("--check", action="store_true", help="exit 1 when any kernel spills")
+    ap.add_argument("--timings", type=Path,
+                    help="nsys stats --report cuda_gpu_kern_sum:mangled --format csv output of a GPU run: adds the "
+                         "measured time per kernel (give one --arch, the GPU's)")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     args = ap.parse_args(argv)
     archs = [int(a.removeprefix("sm_")) for a in args.arch.split(",") if a]
@@ -470,6 +507,12 @@ def main(argv: list[str] | None = None) -> int:
             ptx = [p for _, keep in done for p in keep.glob("*.ptx")]
         entries = [e for e in collect(logs, ptx, sorted(CUDA_DIR.glob("*.cu")) + sorted(CUDA_DIR.glob("*.cuh")))
                    if e.arch in archs]
+    if args.timings:
+        times = read_kernel_times(args.timings)
+        for a in archs:
+            attach_times(entries, times, a)
+        print(f"kernel_resources: measured times for {sum(e.measured is not None for e in entries)} of "
+              f"{len(times)} kernels in {args.timings}")
     md = write_reports(entries, archs, args.out, args.baseline or None, args.suffix)
     bad = spills(entries)
     print(f"kernel_resources: {len(entries)} entries over {', '.join(f'sm_{a}' for a in archs)}; "

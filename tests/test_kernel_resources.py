@@ -95,7 +95,7 @@ def test_a_planted_spill_fails_the_check_and_names_kernel_and_bytes(tmp_path, ca
             "68 bytes spill stores, 96 bytes spill loads") in out
     assert "lrn_backward_kernel" not in out
     report = (tmp_path / "out" / "kernel_resources.md").read_text()
-    assert "**Spills: 1**" in report and "| 256, 2 | 256 | 2 | 25% (registers) |" in report
+    assert "**Spills: 1**" in report and "| 256, 2 | 256 | 2 | 25.0% (registers) |" in report
 
 
 def test_no_spill_passes_the_check(tmp_path):
@@ -117,3 +117,17 @@ def test_no_kernel_of_the_build_spills():
     assert entries, "the ptxas logs name no kernel"
     bad = kr.spills(entries)
     assert not bad, "kernels that spill (ptxas -v):\n" + "\n".join(bad)
+
+
+def test_measured_times_join_by_mangled_name(tmp_path):
+    """tools/gpu_verify.sh's Nsight Systems kernel summary lands beside the registers and the occupancy."""
+    build = fake_build(tmp_path, ptxas_log(GEMM, 90, 128, smem=17408) + ptxas_log(LRN, 90, 40))
+    csv = tmp_path / "kern_sum.csv"
+    csv.write_text('"Time (%)","Total Time (ns)","Instances","Avg (ns)","Med (ns)","Min (ns)","Max (ns)",'
+                   f'"StdDev (ns)","Name"\n90.0,2000000,4,500000.0,500000.0,1,1,0.0,"{GEMM}"\n')
+    out = tmp_path / "out"
+    assert kr.main(["--from-build", str(build), "--arch", "90", "--out", str(out), "--timings", str(csv),
+                    "--baseline", ""]) == 0
+    report = (out / "kernel_resources.md").read_text()
+    assert "| 256, 2 | 256 | 2 | 25.0% (registers) | 4 | 2.000 | 500.0 |" in report
+    assert "`lrn_backward_kernel<4>` | linear.cu | 40 |" in report and "| - | - | - |" in report
