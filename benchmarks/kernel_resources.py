@@ -478,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arch", default=",".join(map(str, ARCHS)), help="comma-separated, default 80,86,89,90")
     ap.add_argument("--source", default="", help="comma-separated file names in csrc/cuda (default: all *.cu)")
     ap.add_argument("--from-build", type=Path, help="parse a build's kept ptxas logs instead of compiling")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, help="default benchmarks/results (a temporary folder with --source)")
     ap.add_argument("--suffix", default="", help="appended to the report names (e.g. _before)")
     ap.add_argument("--baseline", default="_before-issue22",
                     help="suffix of earlier JSON reports in --out to compare the GEMM tiles with ('' for none)")
@@ -489,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     args = ap.parse_args(argv)
     archs = [int(a.removeprefix("sm_")) for a in args.arch.split(",") if a]
+    if args.out is None:  # a run over some sources must not overwrite the committed report of all of them
+        args.out = Path(tempfile.mkdtemp(prefix="kernel_resources_")) if args.source else RESULTS
     sources = sorted(CUDA_DIR.glob("*.cu"))
     if args.source:
         wanted = set(args.source.split(","))
