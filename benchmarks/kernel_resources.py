@@ -451,6 +451,7 @@ def write_reports(entries: list[Entry], archs: list[int], out: Path, baseline_su
             p = out / f"kernel_resources_sm_{a}{baseline_suffix}.json"
             if p.exists():
                 baseline[a] = json.loads(p.read_text())["entries"]
+        baseline = baseline or None
     for a in archs:
         rows = [entry_json(e) for e in entries if e.arch == a]
         meta = {"arch": f"sm_{a}", "limits": asdict(ARCHS[a]) if a in ARCHS else None, "entries": rows}
