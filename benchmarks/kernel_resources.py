@@ -194,13 +194,6 @@ def tile_of(name: str) -> tuple[int, ...] | None:
     return tuple(int(g) for g in m.groups()) if m else None
 
 
-def short_name(name: str) -> str:
-    """The kernel and its tile (or template arguments) without the loader/epilogue types: for the summaries."""
-    base = name.split("<", 1)[0]
-    tile = tile_of(name)
-    return f"{base}<{'x'.join(map(str, tile[:2]))}, {tile[2]}x{tile[3]}, min {tile[4]}>" if tile else name
-
-
 # ---- launch sites -------------------------------------------------------------------------------------------------
 _LAUNCH = re.compile(r"\b(\w+)\s*(?:<[^;{}]*?>)?\s*<<<\s*(.+?)>>>", re.S)
 
