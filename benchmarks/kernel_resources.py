@@ -372,11 +372,20 @@ def fmt_bounds(e: Entry) -> str:
     return f"{e.max_threads}" + (f", {e.min_blocks}" if e.min_blocks else "")
 
 
+def toolkit_version() -> str:
+    nvcc = nvcc_path()
+    if nvcc is None:
+        return "unknown"
+    out = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout.strip().splitlines()
+    return next((line for line in out if "release" in line), out[-1] if out else "unknown")
+
+
 def markdown(entries: list[Entry], archs: list[int], baseline: dict[int, list[dict]] | None) -> str:
     lines = ["# Kernel resources (ptxas -v)", "",
              "Written by `python benchmarks/kernel_resources.py` (issue 22): what `ptxas -v` reports for every kernel",
              "instantiation in `csrc/cuda/*.cu`, and the theoretical occupancy at the block size of its launch site.",
-             "No GPU was used: occupancy is the occupancy calculator's, from each architecture's limits.", ""]
+             "No GPU was used: occupancy is the occupancy calculator's, from each architecture's limits.",
+             f"nvcc: {toolkit_version()}.", ""]
     bad = spills(entries)
     lines += [f"**Spills: {'none' if not bad else len(bad)}** ({len(entries)} entries over "
               f"{', '.join(f'sm_{a}' for a in archs)}).", ""]
@@ -447,7 +456,8 @@ def write_reports(entries: list[Entry], archs: list[int], out: Path, baseline_su
         baseline = baseline or None
     for a in archs:
         rows = [entry_json(e) for e in entries if e.arch == a]
-        meta = {"arch": f"sm_{a}", "limits": asdict(ARCHS[a]) if a in ARCHS else None, "entries": rows}
+        meta = {"arch": f"sm_{a}", "nvcc": toolkit_version(), "limits": asdict(ARCHS[a]) if a in ARCHS else None,
+                "entries": rows}
         (out / f"kernel_resources_sm_{a}{suffix}.json").write_text(json.dumps(meta, indent=1) + "\n")
     md = out / f"kernel_resources{suffix}.md"
     md.write_text(markdown(entries, archs, baseline))
