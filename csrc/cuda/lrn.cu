@@ -108,7 +108,8 @@ __global__ void __launch_bounds__(kThreads, 4)
 
 // Blocks per SM the backward's launch bounds ask for. With V = 4 the 4 double sums, the 3 x 4 loaded floats and the
 // live state around the rare pow() fallback need more than the 64 registers of 4 blocks: ptxas spilled 16-28 bytes
-// (issue 22, benchmarks/results/kernel_resources.md), so V = 4 takes 3 blocks (<= 80 registers, 37.5% occupancy).
+// (issue 22, benchmarks/results/kernel_resources.md), so V = 4 takes 3 blocks (<= 80 registers): 37.5% occupancy
+// on sm_80/90 instead of 50%.
 template <int V>
 constexpr int kBackwardMinBlocks = V == 1 ? 4 : 3;
 
