@@ -63,10 +63,17 @@ __global__ void __launch_bounds__(kColumnsX * kColumnsY)
   const int ch = blockIdx.x * kColumnsX + threadIdx.x;
   float acc = 0.0f;
   if (ch < c) {
-    const int64_t rows = static_cast<int64_t>(n) * spatial;  // (img, s) pairs
-    for (int64_t e = threadIdx.y; e < rows; e += kColumnsY) {
-      const int64_t img = e / spatial, s = e - img * spatial;
-      acc += __ldg(dy + (img * c + ch) * spatial + s);
+    // Row e = (img, s) walks as a pair: a 64-bit e / spatial per element is a call on sm_90 that made ptxas spill
+    // (issue 22); spatial < 32 here, so the carry from s into img is one 32-bit division.
+    const int sp = static_cast<int>(spatial);
+    int64_t img = threadIdx.y / sp;
+    int s = threadIdx.y % sp;
+    while (img < n) {
+      acc += __ldg(dy + (img * c + ch) * sp + s);
+      s += kColumnsY;
+      const int carry = s / sp;
+      img += carry;
+      s -= carry * sp;
     }
   }
   partial[threadIdx.y][threadIdx.x] = acc;

@@ -18,8 +18,8 @@
 //   * A thread's rows/columns are not contiguous: it owns chunks of 4 (or 2) at ty*4 + {0, BM/2} (and tx*4 +
 //     {0, BN/2}). Consecutive threads then read consecutive 16-byte words, which is conflict-free for LDS.128
 //     (contiguous 8-wide fragments would put threads tx and tx+4 in the same banks).
-//   * BK = 8: two shared-memory buffers of (BM + BN) x 8 floats (17 KB for 128x128), so 2 blocks of 256 threads
-//     (or 4 of 128) fit per SM with <= 128 registers each (__launch_bounds__), i.e. 16 warps to hide latency.
+//   * BK = 8: two shared-memory buffers of (BM + BN) x 8 floats (17 KB for 128x128); registers, not shared
+//     memory, bound the blocks per SM (see the tile configurations below: no tile may spill).
 //   * Double buffering with register staging: while the block multiplies tile t out of shared buffer t&1, every
 //     thread already has the global loads for tile t+1 in flight into registers; after the FMAs it writes them
 //     to the other buffer. One __syncthreads per BK step suffices (a buffer is rewritten only after the barrier
@@ -132,13 +132,26 @@ struct TileConfig {
   static_assert(kLdA % 4 == 0 && kLdB % 4 == 0, "shared rows must stay 16-byte aligned");
 };
 
-// 128x128: the workhorse for large products (8 warps, 2 blocks/SM). 64x128: for M <= 64 or when 128x128 gives
-// too few blocks (e.g. M = 192 = 3 x 64 exactly: AlexNet conv3/conv4). 48x128 with 6x8 thread tiles: M = 48
-// (AlexNet conv1's 48 filters per tower, conv2's 48 input channels in backward-data) without wasting a quarter
-// of a 64-row tile. 64x64: small products (tests, batch 1), more blocks for the same work.
+// 128x128: the workhorse for large products (8 warps). 64x128: for M <= 64 or when 128x128 gives too few blocks
+// (e.g. M = 192 = 3 x 64 exactly: AlexNet conv3/conv4). 48x128 with 6x8 thread tiles: M = 48 (AlexNet conv1's
+// 48 filters per tower, conv2's 48 input channels in backward-data) without wasting a quarter of a 64-row tile.
+// 64x64: small products (tests, batch 1), more blocks for the same work.
+//
+// The blocks per SM of the launch bounds are what the register file allows without spilling (ptxas -v,
+// benchmarks/kernel_resources.py, checked in CI): unbounded, the 8x8 and 6x8 thread tiles take 150-170
+// registers, so 128x128 asks for 1 block (<= 255 registers) and 48x128 for 3 (<= 168), like 64x128. The
+// 128-register bounds they had before (2 and 4 blocks: twice and 4/3 the warps) spilled up to 76 / 148 bytes per
+// thread (issue 22; the main loop alone fits in 128, the output stage with its split-K path does not).
+// Defining ALEXNET_GEMM_SPILLING_BOUNDS builds those old bounds, so that a GPU run can time both
+// (benchmarks/results/kernel_resources_before-issue22.md has their ptxas numbers).
+#ifdef ALEXNET_GEMM_SPILLING_BOUNDS
 using Tile128x128 = TileConfig<128, 128, 8, 8, 2>;
-using Tile64x128 = TileConfig<64, 128, 8, 8, 3>;
 using Tile48x128 = TileConfig<48, 128, 6, 8, 4>;
+#else
+using Tile128x128 = TileConfig<128, 128, 8, 8, 1>;
+using Tile48x128 = TileConfig<48, 128, 6, 8, 3>;
+#endif
+using Tile64x128 = TileConfig<64, 128, 8, 8, 3>;
 using Tile64x64 = TileConfig<64, 64, 8, 8, 6>;
 
 // ---- the kernel -----------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ namespace alexnet::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;  // with __launch_bounds__(256, 4): <= 64 registers, >= 50% occupancy
+constexpr int kThreads = 256;  // with __launch_bounds__(256, 4): <= 64 registers, 50% occupancy (sm_80/90)
 
 // Channel steps unrolled per thread: with V = 1 four steps' loads can be in flight at once; with V = 4 each load
 // already moves 16 bytes, and more unrolling would spill under the 64-register bound.
@@ -106,8 +106,15 @@ __global__ void __launch_bounds__(kThreads, 4)
   }
 }
 
+// Blocks per SM the backward's launch bounds ask for. With V = 4 the 4 double sums, the 3 x 4 loaded floats and the
+// live state around the rare pow() fallback need more than the 64 registers of 4 blocks: ptxas spilled 16-28 bytes
+// (issue 22, benchmarks/results/kernel_resources.md), so V = 4 takes 3 blocks (<= 80 registers): 37.5% occupancy
+// on sm_80/90 instead of 50%.
+template <int V>
+constexpr int kBackwardMinBlocks = V == 1 ? 4 : 3;
+
 template <int V, lrn::PowMode M>
-__global__ void __launch_bounds__(kThreads, 4)
+__global__ void __launch_bounds__(kThreads, kBackwardMinBlocks<V>)
     lrn_backward_kernel(int n, int c, int64_t spatial, int before, int after, double coef, float beta,
                         const float* __restrict__ x, const float* __restrict__ y, const float* __restrict__ scale,
                         const float* __restrict__ dy, float* __restrict__ dx) {
