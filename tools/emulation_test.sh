@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs pytest on the emulated CUDA device (build it first with tools/emulation_build.sh). Arguments go to pytest.
 #   tools/emulation_test.sh                      # the whole suite: CUDA tests run on the emulated devices
-#   SANITIZERS=1 tools/emulation_test.sh tests/test_conv2d.py
+#   SANITIZERS=1 tools/emulation_test.sh tests/ops/test_conv2d.py
 #       the AddressSanitizer + UBSan build (_C_emulated_asan, from SANITIZERS=1 tools/emulation_build.sh), with
 #       the sanitizer runtimes preloaded into Python; any report aborts the run
 set -euo pipefail

@@ -40,10 +40,10 @@ if [[ $skip_build == 0 ]]; then
     -Ccmake.define.ALEXNET_PTXAS_LOG=ON
 fi
 step pytest python -m pytest -ra -q tests
-op_tests=$(ls tests/test_{conv2d,linear,activation,lrn,maxpool,dropout,softmax_xent,sgd,prepare_batch}.py 2>/dev/null)
+op_tests=$(ls tests/ops/test_{conv2d,linear,activation,lrn,maxpool,dropout,softmax_xent,sgd,prepare_batch}.py)
 step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 python -m pytest -q -k cuda $op_tests
 step racecheck compute-sanitizer --tool racecheck --error-exitcode 1 python -m pytest -q -k cuda \
-  $(ls tests/test_{conv2d,linear,lrn,softmax_xent}.py 2>/dev/null)
+  $(ls tests/ops/test_{conv2d,linear,lrn,softmax_xent}.py)
 if [[ $quick == 0 ]]; then
   step bench-kernels python benchmarks/kernels.py --device cuda
   [[ -f benchmarks/network.py ]] && step bench-network python benchmarks/network.py --device cuda

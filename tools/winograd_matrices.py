@@ -5,7 +5,7 @@ For F(M x M, R x R) with A = M + R - 1 it takes Toom-Cook interpolation at A - 1
 AT[i][j] = p_j^i, G[j][k] = p_j^k / prod_{l != j} (p_j - p_l) (the last column of AT and row of G stand for
 infinity), and solves for the B^T that makes A^T [(G g) .* (B^T d)] the exact 1-D correlation (unique). It prints
 the three matrices as exact fractions, then the float32 error of the 2-D algorithm against a float64 direct
-convolution over 48 input channels, relative to the largest output (what tests/test_conv2d.py bounds by 1e-5).
+convolution over 48 input channels, relative to the largest output (what tests/ops/test_conv2d.py bounds by 1e-5).
 
     python3 tools/winograd_matrices.py
 """
