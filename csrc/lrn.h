@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cmath>
+#include <type_traits>
 
 #include "philox.h"  // AX_HOST_DEVICE
 #include "shapes.h"
@@ -46,6 +47,18 @@ AX_HOST_DEVICE float pow_neg_beta(float scale, float beta) {
     return 1.0f / scale;
   } else {
     return powf(scale, -beta);
+  }
+}
+
+// Calls launch(std::integral_constant<PowMode, M>) for the pow mode of beta: the CUDA kernels' dispatch.
+template <typename Launch>
+void with_pow_mode(float beta, Launch launch) {
+  switch (pow_mode(beta)) {
+    case PowMode::Zero: return launch(std::integral_constant<PowMode, PowMode::Zero>{});
+    case PowMode::Half: return launch(std::integral_constant<PowMode, PowMode::Half>{});
+    case PowMode::ThreeQuarters: return launch(std::integral_constant<PowMode, PowMode::ThreeQuarters>{});
+    case PowMode::One: return launch(std::integral_constant<PowMode, PowMode::One>{});
+    case PowMode::General: return launch(std::integral_constant<PowMode, PowMode::General>{});
   }
 }
 
