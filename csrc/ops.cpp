@@ -68,22 +68,24 @@ ConvShape conv_shape(const char* op, const Shape& x, const Shape& w, int stride,
 // every window must keep at least one element after clipping.
 int pool_outputs(const char* op, const char* axis, int size, int kernel, int stride, int start, int outputs) {
   AX_CHECK(outputs >= 0, op, ": outputs must be >= 0 (0: as many whole windows as fit), got ", outputs);
+  AX_CHECK(int64_t{start} + kernel >= 1, op, ": start must be > -kernel (the first window must overlap the input), got ",
+           "start=", start, " with kernel=", kernel);
   if (outputs == 0) {
     const int64_t room = int64_t{size} - start;  // 64 bits: start may be near INT_MIN
     AX_CHECK(room >= kernel, op, ": window ", kernel, "x", kernel, " is larger than the input ", axis,
-             start == 0 ? "" : " from start", " (", room, ")");
+             " from start=", start, " (", room, " elements)");
     return to_int(op, "output size", (room - kernel) / stride + 1);
   }
-  const int64_t first_end = int64_t{start} + kernel, last_begin = int64_t{start} + int64_t{outputs - 1} * stride;
-  AX_CHECK(first_end >= 1 && last_begin <= size - 1, op, ": with start=", start, ", kernel=", kernel, ", stride=",
+  const int64_t last_begin = int64_t{start} + int64_t{outputs - 1} * stride;
+  AX_CHECK(last_begin <= size - 1, op, ": with start=", start, ", kernel=", kernel, ", stride=",
            stride, " and ", outputs, " outputs, the windows span input ", axis, " positions [", start, ", ",
            last_begin + kernel, "), but every window must overlap the input [0, ", size, ")");
   return outputs;
 }
 
-// The pooling geometry of an input of shape `in` (n, c, h, w), checked.
-PoolShape pool_shape(const char* op, const Shape& in, int kernel, int stride, int start = 0, int h_out = 0,
-                     int w_out = 0) {
+// The pooling geometry of an input of shape `in` (n, c, h, w), checked; `input` names the argument(s) giving it.
+PoolShape pool_shape(const char* op, const Shape& in, const char* input, int kernel, int stride, int start = 0,
+                     int h_out = 0, int w_out = 0) {
   AX_CHECK(kernel >= 1, op, ": kernel must be >= 1, got ", kernel);
   AX_CHECK(stride >= 1, op, ": stride must be >= 1, got ", stride);
   PoolShape s{};
@@ -96,7 +98,7 @@ PoolShape pool_shape(const char* op, const Shape& in, int kernel, int stride, in
   s.start = start;
   if (start == 0 && h_out == 0 && w_out == 0) {  // the paper's pooling: today's message
     AX_CHECK(s.h_in >= kernel && s.w_in >= kernel, op, ": window ", kernel, "x", kernel,
-             " is larger than the input ", s.h_in, "x", s.w_in);
+             " is larger than the input ", s.h_in, "x", s.w_in, " (kernel=", kernel, ", input ", input, ")");
   }
   s.h_out = pool_outputs(op, "height", s.h_in, kernel, stride, start, h_out);
   s.w_out = pool_outputs(op, "width", s.w_in, kernel, stride, start, w_out);
@@ -409,7 +411,7 @@ std::tuple<Tensor, Tensor, Tensor> batchnorm_backward(const Tensor& x, const Ten
 Tensor maxpool_forward(const Tensor& x, int kernel, int stride, int start, int h_out, int w_out) {
   const char* op = "maxpool_forward";
   check_tensor(op, "x", x, 4);
-  PoolShape s = pool_shape(op, x.shape(), kernel, stride, start, h_out, w_out);
+  PoolShape s = pool_shape(op, x.shape(), "x", kernel, stride, start, h_out, w_out);
   Tensor y = Tensor::empty({s.n, s.c, s.h_out, s.w_out}, x.device());
   AX_DISPATCH(x.device(), cpu::maxpool_forward(s, x.data(), y.data()),
               cuda::maxpool_forward(s, x.data(), y.data(), stream));
@@ -420,7 +422,7 @@ Tensor maxpool_backward(const Tensor& x, const Tensor& y, const Tensor& dy, int 
                         int h_out, int w_out) {
   const char* op = "maxpool_backward";
   check_tensor(op, "x", x, 4);
-  PoolShape s = pool_shape(op, x.shape(), kernel, stride, start, h_out, w_out);
+  PoolShape s = pool_shape(op, x.shape(), "x", kernel, stride, start, h_out, w_out);
   check_pooled(op, "y", y, s, x);
   check_pooled(op, "dy", dy, s, x);
   Tensor dx = Tensor::empty(x.shape(), x.device());
@@ -433,7 +435,7 @@ Tensor maxpool_backward(const Tensor& x, const Tensor& y, const Tensor& dy, int 
 Tensor avgpool_forward(const Tensor& x, int kernel, int stride, int start, int h_out, int w_out) {
   const char* op = "avgpool_forward";
   check_tensor(op, "x", x, 4);
-  PoolShape s = pool_shape(op, x.shape(), kernel, stride, start, h_out, w_out);
+  PoolShape s = pool_shape(op, x.shape(), "x", kernel, stride, start, h_out, w_out);
   Tensor y = Tensor::empty({s.n, s.c, s.h_out, s.w_out}, x.device());
   AX_DISPATCH(x.device(), cpu::avgpool_forward(s, x.data(), y.data()),
               cuda::avgpool_forward(s, x.data(), y.data(), stream));
@@ -444,7 +446,8 @@ Tensor avgpool_backward(const Tensor& dy, int h, int w, int kernel, int stride, 
   const char* op = "avgpool_backward";
   check_tensor(op, "dy", dy, 4);
   AX_CHECK(h >= 1 && w >= 1, op, ": the input size h x w must be positive, got ", h, "x", w);
-  const PoolShape s = pool_shape(op, Shape{dy.size(0), dy.size(1), h, w}, kernel, stride, start, h_out, w_out);
+  const PoolShape s =
+      pool_shape(op, Shape{dy.size(0), dy.size(1), h, w}, "h, w", kernel, stride, start, h_out, w_out);
   check_shape(op, "dy", dy, Shape{s.n, s.c, s.h_out, s.w_out});
   Tensor dx = Tensor::empty({s.n, s.c, s.h_in, s.w_in}, dy.device());
   AX_DISPATCH(dy.device(), cpu::avgpool_backward(s, dy.data(), dx.data()),

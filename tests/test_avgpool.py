@@ -137,8 +137,10 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match=r"avgpool_forward: with start=0, kernel=3, stride=2 and 4 outputs, the "
                                          r"windows span input height positions \[0, 9\)"):
         ops.avgpool_forward(x, 3, 2, outputs=4)
-    with pytest.raises(ValueError, match="avgpool_forward: with start=-3, kernel=3"):
+    with pytest.raises(ValueError, match="avgpool_forward: start must be > -kernel"):
         ops.avgpool_forward(x, 3, 2, start=-3, outputs=2)
+    with pytest.raises(ValueError, match="avgpool_forward: start must be > -kernel"):
+        ops.avgpool_forward(x, 3, 2, start=-3)
     with pytest.raises(ValueError, match="avgpool_forward: outputs must be >= 1"):
         ops.avgpool_forward(x, 3, 2, outputs=0)
     with pytest.raises(TypeError, match="avgpool_forward: outputs must be a pair"):

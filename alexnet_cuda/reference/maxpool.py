@@ -26,11 +26,13 @@ def convnet_pool_outputs(size: int, kernel: int, stride: int, start: int = 0) ->
 
 
 def _outputs_along(size: int, kernel: int, stride: int, start: int, outputs: int | None, axis: str) -> int:
+    if start + kernel < 1:
+        raise ValueError(f"pool: start must be > -kernel, got start={start} with kernel={kernel}")
     if outputs is None:
         if size - start < kernel:
-            raise ValueError(f"pool: window {kernel}x{kernel} is larger than the input {axis} from start ({size - start})")
+            raise ValueError(f"pool: window {kernel}x{kernel} is larger than the input {axis} from start")
         return (size - start - kernel) // stride + 1
-    if outputs < 1 or start + kernel < 1 or start + (outputs - 1) * stride > size - 1:
+    if outputs < 1 or start + (outputs - 1) * stride > size - 1:
         raise ValueError(f"pool: {outputs} windows of {kernel} at stride {stride} from {start} do not all overlap "
                          f"the input {axis} [0, {size})")
     return outputs

@@ -19,6 +19,7 @@
 // of at most size terms in a fixed order (window rows top to bottom of window columns left to right), as the CUDA
 // kernel adds them; no sliding sums (cpu/lrn.cpp says why they lose precision).
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "cpu/kernels.h"
@@ -30,6 +31,9 @@ namespace {
 
 // Below this many elements the OpenMP fork/join costs more than the work.
 constexpr int64_t kParallelThreshold = 1 << 14;
+
+// The window's nominal size, size^2, the divisor of alpha (in double: size may be up to 2^31 - 1).
+double area_of(const LrnParams& p) { return static_cast<double>(p.size) * p.size; }
 
 // out[x] = sum of in[c] for c in [x - win.before, x + win.after] clipped to [0, w), added left to right.
 void row_window_sums(const float* __restrict__ in, float* __restrict__ out, int w, lrn::WindowExtent win) {
@@ -98,11 +102,19 @@ void forward_impl(int64_t planes, int h, int w, const LrnParams& p, const float*
       const float* __restrict__ ar = x + base;
       float* __restrict__ b = y + base;
       float* __restrict__ d = denom + base;
-#pragma omp simd
+      float probe = 0.0f;  // stays 0 unless some b is inf or NaN (b * 0 is NaN then)
+#pragma omp simd reduction(+ : probe)
       for (int q = 0; q < w; ++q) {
         const float dq = k + alpha_over_area * box[q];
         d[q] = dq;
         b[q] = ar[q] * lrn::pow_neg_beta<M>(dq, beta);
+        probe += b[q] * 0.0f;
+      }
+      // Parameters at float's edges (k = 1e-45: denom^-1 = inf, and 0 * inf = NaN; alpha = 3e38: denom = inf)
+      // can leave b outside float while its exact value is an ordinary number: those elements are redone in double.
+      if (probe != 0.0f) {
+        for (int q = 0; q < w; ++q)
+          if (!std::isfinite(b[q])) b[q] = lrn::exact_output(ar[q], p, area_of(p), box[q]);
       }
     });
   });
@@ -128,8 +140,16 @@ void backward_impl(int64_t planes, int h, int w, const LrnParams& p, const float
       const float* __restrict__ gr = dy + base;
       const float* __restrict__ dr = denom + base;
       float* __restrict__ out = dx + base;
-#pragma omp simd
-      for (int q = 0; q < w; ++q) out[q] = gr[q] * lrn::pow_neg_beta<M>(dr[q], beta) - coef * ar[q] * box[q];
+      float probe = 0.0f;  // as in the forward
+#pragma omp simd reduction(+ : probe)
+      for (int q = 0; q < w; ++q) {
+        out[q] = gr[q] * lrn::pow_neg_beta<M>(dr[q], beta) - coef * ar[q] * box[q];
+        probe += out[q] * 0.0f;
+      }
+      if (probe != 0.0f) {
+        for (int q = 0; q < w; ++q)
+          if (!std::isfinite(out[q])) out[q] = lrn::exact_gradient(gr[q], dr[q], ar[q], p, area_of(p), box[q]);
+      }
     });
   });
 }

@@ -6,6 +6,8 @@
 // elements of a row, so each window row is a coalesced run across the warp, and the size^2 re-reads of the
 // overlapping windows hit L1 (cuda-convnet's sizes are 3 to 9; planes of 8x8 to 32x32 are 256 B to 4 KB). The
 // backward computes its terms dy * b / denom on the fly from the three inputs rather than in a separate pass.
+#include <cfloat>
+
 #include "cuda/check.cuh"
 #include "cuda/kernels.h"
 #include "lrn.h"
@@ -34,8 +36,8 @@ __device__ __forceinline__ Window window_of(int64_t e, int h, int w, lrn::Window
 }
 
 template <lrn::PowMode M>
-__global__ void forward_kernel(int64_t total, int h, int w, lrn::WindowExtent win, float k, float alpha_over_area,
-                               float beta, const float* __restrict__ x, float* __restrict__ y,
+__global__ void forward_kernel(int64_t total, int h, int w, lrn::WindowExtent win, LrnParams p, float alpha_over_area,
+                               const float* __restrict__ x, float* __restrict__ y,
                                float* __restrict__ denom) {
   for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
     const Window win_e = window_of(e, h, w, win);
@@ -49,14 +51,17 @@ __global__ void forward_kernel(int64_t total, int h, int w, lrn::WindowExtent wi
       }
       box = r == win_e.r0 ? sum : box + sum;
     }
-    const float d = k + alpha_over_area * box;
+    const float d = p.k + alpha_over_area * box;
     denom[e] = d;
-    y[e] = __ldg(x + e) * lrn::pow_neg_beta<M>(d, beta);
+    const float a = __ldg(x + e);
+    const float b = a * lrn::pow_neg_beta<M>(d, p.beta);
+    // Parameters at float's edges: redone in double, as on the CPU (cpu/spatial_lrn.cpp).
+    y[e] = fabsf(b) <= FLT_MAX ? b : lrn::exact_output(a, p, static_cast<double>(p.size) * p.size, box);
   }
 }
 
 template <lrn::PowMode M>
-__global__ void backward_kernel(int64_t total, int h, int w, lrn::WindowExtent win, float coef, float beta,
+__global__ void backward_kernel(int64_t total, int h, int w, lrn::WindowExtent win, LrnParams p, float coef,
                                 const float* __restrict__ x, const float* __restrict__ y,
                                 const float* __restrict__ denom, const float* __restrict__ dy,
                                 float* __restrict__ dx) {
@@ -72,7 +77,9 @@ __global__ void backward_kernel(int64_t total, int h, int w, lrn::WindowExtent w
       }
       box = r == win_e.r0 ? sum : box + sum;
     }
-    dx[e] = __ldg(dy + e) * lrn::pow_neg_beta<M>(__ldg(denom + e), beta) - coef * __ldg(x + e) * box;
+    const float g = __ldg(dy + e), d = __ldg(denom + e), a = __ldg(x + e);
+    const float grad = g * lrn::pow_neg_beta<M>(d, p.beta) - coef * a * box;
+    dx[e] = fabsf(grad) <= FLT_MAX ? grad : lrn::exact_gradient(g, d, a, p, static_cast<double>(p.size) * p.size, box);
   }
 }
 
@@ -92,8 +99,8 @@ void spatial_lrn_forward(int64_t planes, int h, int w, const LrnParams& p, const
   const float alpha_over_area = p.alpha / (static_cast<float>(p.size) * static_cast<float>(p.size));
   lrn::with_pow_mode(p.beta, [&](auto mode) {
     constexpr lrn::PowMode M = decltype(mode)::value;
-    forward_kernel<M><<<grid_for(total, kThreads), kThreads, 0, stream>>>(total, h, w, win, p.k, alpha_over_area,
-                                                                          p.beta, x, y, denom);
+    forward_kernel<M><<<grid_for(total, kThreads), kThreads, 0, stream>>>(total, h, w, win, p, alpha_over_area, x,
+                                                                          y, denom);
     AX_CUDA_CHECK_LAUNCH("spatial_lrn_forward");
   });
 }
@@ -106,8 +113,8 @@ void spatial_lrn_backward(int64_t planes, int h, int w, const LrnParams& p, cons
   const float coef = 2.0f * p.alpha * p.beta / (static_cast<float>(p.size) * static_cast<float>(p.size));
   lrn::with_pow_mode(p.beta, [&](auto mode) {
     constexpr lrn::PowMode M = decltype(mode)::value;
-    backward_kernel<M><<<grid_for(total, kThreads), kThreads, 0, stream>>>(total, h, w, win, coef, p.beta, x, y,
-                                                                           denom, dy, dx);
+    backward_kernel<M><<<grid_for(total, kThreads), kThreads, 0, stream>>>(total, h, w, win, p, coef, x, y, denom,
+                                                                           dy, dx);
     AX_CUDA_CHECK_LAUNCH("spatial_lrn_backward");
   });
 }
