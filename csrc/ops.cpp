@@ -68,8 +68,8 @@ ConvShape conv_shape(const char* op, const Shape& x, const Shape& w, int stride,
 // every window must keep at least one element after clipping.
 int pool_outputs(const char* op, const char* axis, int size, int kernel, int stride, int start, int outputs) {
   AX_CHECK(outputs >= 0, op, ": outputs must be >= 0 (0: as many whole windows as fit), got ", outputs);
-  AX_CHECK(int64_t{start} + kernel >= 1, op, ": start must be > -kernel (the first window must overlap the input), got ",
-           "start=", start, " with kernel=", kernel);
+  AX_CHECK(int64_t{start} + kernel >= 1, op, ": start must be > -kernel (the first window must overlap the input),",
+           " got start=", start, " with kernel=", kernel);
   if (outputs == 0) {
     const int64_t room = int64_t{size} - start;  // 64 bits: start may be near INT_MIN
     AX_CHECK(room >= kernel, op, ": window ", kernel, "x", kernel, " is larger than the input ", axis,

@@ -98,7 +98,7 @@ def test_matches_reference(device, shape, kernel, stride, start, outputs, rng):
 
 @pytest.mark.skipif(CUDA_SKIP is not None, reason=CUDA_SKIP or "")
 @pytest.mark.parametrize("shape,kernel,stride,start,outputs", CASES, ids=CASE_IDS)
-def test_backends_agree_bit_for_bit(shape, kernel, stride, start, outputs, rng):
+def test_cuda_matches_cpu_bit_for_bit(shape, kernel, stride, start, outputs, rng):
     """The CPU and CUDA kernels add the same terms in the same order (cpu/avgpool.cpp)."""
     x = rng.standard_normal(shape).astype(np.float32)
     g = _geometry(kernel, stride, start, outputs)

@@ -213,7 +213,8 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match=r"maxpool_forward: with start=0, kernel=3, stride=2 and 17 outputs, the "
                                          r"windows span input height positions \[0, 35\)"):
         ops.maxpool_forward(np.ones((1, 1, 32, 32), np.float32), 3, 2, outputs=17)
-    with pytest.raises(ValueError, match=r"maxpool_forward: window 3x3 is larger than the input height from start=3 \(2 elements\)"):
+    with pytest.raises(ValueError,
+                       match=r"maxpool_forward: window 3x3 is larger than the input height from start=3 \(2 elements\)"):
         ops.maxpool_forward(x, 3, 2, start=3)
     with pytest.raises(ValueError, match="maxpool_backward: outputs must be >= 1"):
         ops.maxpool_backward(x, y, y, 3, 2, outputs=-1)
