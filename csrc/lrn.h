@@ -65,7 +65,7 @@ AX_HOST_DEVICE float exact_gradient(float dy, float denom, float a, const LrnPar
                             coef * a * window_sum);
 }
 
-// Calls launch(std::integral_constant<PowMode, M>) for the pow mode of beta: the CUDA kernels' dispatch.
+// Calls launch(std::integral_constant<PowMode, M>) for the pow mode of beta: the kernels' dispatch.
 template <typename Launch>
 void with_pow_mode(float beta, Launch launch) {
   switch (pow_mode(beta)) {

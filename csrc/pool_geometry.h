@@ -35,6 +35,16 @@ AX_HOST_DEVICE Span covering(int i, int start, int stride, int kernel, int outpu
   return {begin, last + 1 < outputs ? last + 1 : outputs};
 }
 
+// Element i of planes of h x w, unflattened: the one-thread-per-element CUDA kernels' index.
+struct PlaneIndex {
+  int64_t plane;
+  int y, x;
+};
+AX_HOST_DEVICE PlaneIndex unflatten(int64_t i, int h, int w) {
+  const int64_t rows = i / w;
+  return {rows / h, static_cast<int>(rows % h), static_cast<int>(i % w)};
+}
+
 // The input columns that some window of a row covers, [begin, end): the column scratch of the separable CPU kernels.
 AX_HOST_DEVICE Span covered_columns(const PoolShape& s) {
   const Span first = col_window(s, 0), last = col_window(s, s.w_out - 1);

@@ -12,16 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .maxpool import output_size, windows
+from .maxpool import output_size, pool, windows
 
 
 def avgpool_forward(x: np.ndarray, kernel: int = 3, stride: int = 2, start: int = 0, outputs=None) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    n, c, h, w = x.shape
-    y = np.empty((n, c) + output_size(h, w, kernel, stride, start, outputs))
-    for oy, ox, rows, cols in windows(x, kernel, stride, start, outputs):
-        y[:, :, oy, ox] = x[:, :, rows, cols].mean(axis=(2, 3))
-    return y
+    return pool(x, np.mean, kernel, stride, start, outputs)
 
 
 def avgpool_backward(dy: np.ndarray, h: int, w: int, kernel: int = 3, stride: int = 2, start: int = 0,

@@ -64,13 +64,18 @@ def windows(x: np.ndarray, kernel: int, stride: int, start: int = 0, outputs=Non
             yield oy, ox, window(oy, kernel, stride, start, h), window(ox, kernel, stride, start, w)
 
 
-def maxpool_forward(x: np.ndarray, kernel: int = 3, stride: int = 2, start: int = 0, outputs=None) -> np.ndarray:
+def pool(x: np.ndarray, reduce, kernel: int, stride: int, start: int = 0, outputs=None) -> np.ndarray:
+    """y[:, :, oy, ox] = reduce(window (oy, ox) of x, axis=(2, 3)): max or average pooling."""
     x = np.asarray(x, np.float64)
     n, c, h, w = x.shape
     y = np.empty((n, c) + output_size(h, w, kernel, stride, start, outputs))
     for oy, ox, rows, cols in windows(x, kernel, stride, start, outputs):
-        y[:, :, oy, ox] = x[:, :, rows, cols].max(axis=(2, 3))
+        y[:, :, oy, ox] = reduce(x[:, :, rows, cols], axis=(2, 3))
     return y
+
+
+def maxpool_forward(x: np.ndarray, kernel: int = 3, stride: int = 2, start: int = 0, outputs=None) -> np.ndarray:
+    return pool(x, np.max, kernel, stride, start, outputs)
 
 
 def maxpool_backward(x: np.ndarray, dy: np.ndarray, kernel: int = 3, stride: int = 2, start: int = 0,

@@ -183,26 +183,15 @@ void backward_impl(int64_t planes, int h, int w, const LrnParams& p, const float
 
 void spatial_lrn_forward(int64_t planes, int h, int w, const LrnParams& p, const float* x, float* y, float* denom) {
   if (planes * h * w == 0) return;
-  switch (lrn::pow_mode(p.beta)) {
-    case lrn::PowMode::Zero: return forward_impl<lrn::PowMode::Zero>(planes, h, w, p, x, y, denom);
-    case lrn::PowMode::Half: return forward_impl<lrn::PowMode::Half>(planes, h, w, p, x, y, denom);
-    case lrn::PowMode::ThreeQuarters: return forward_impl<lrn::PowMode::ThreeQuarters>(planes, h, w, p, x, y, denom);
-    case lrn::PowMode::One: return forward_impl<lrn::PowMode::One>(planes, h, w, p, x, y, denom);
-    case lrn::PowMode::General: return forward_impl<lrn::PowMode::General>(planes, h, w, p, x, y, denom);
-  }
+  lrn::with_pow_mode(p.beta, [&](auto mode) { forward_impl<decltype(mode)::value>(planes, h, w, p, x, y, denom); });
 }
 
 void spatial_lrn_backward(int64_t planes, int h, int w, const LrnParams& p, const float* x, const float* y,
                           const float* denom, const float* dy, float* dx) {
   if (planes * h * w == 0) return;
-  switch (lrn::pow_mode(p.beta)) {
-    case lrn::PowMode::Zero: return backward_impl<lrn::PowMode::Zero>(planes, h, w, p, x, y, denom, dy, dx);
-    case lrn::PowMode::Half: return backward_impl<lrn::PowMode::Half>(planes, h, w, p, x, y, denom, dy, dx);
-    case lrn::PowMode::ThreeQuarters:
-      return backward_impl<lrn::PowMode::ThreeQuarters>(planes, h, w, p, x, y, denom, dy, dx);
-    case lrn::PowMode::One: return backward_impl<lrn::PowMode::One>(planes, h, w, p, x, y, denom, dy, dx);
-    case lrn::PowMode::General: return backward_impl<lrn::PowMode::General>(planes, h, w, p, x, y, denom, dy, dx);
-  }
+  lrn::with_pow_mode(p.beta, [&](auto mode) {
+    backward_impl<decltype(mode)::value>(planes, h, w, p, x, y, denom, dy, dx);
+  });
 }
 
 }  // namespace alexnet::cpu

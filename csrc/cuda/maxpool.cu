@@ -27,10 +27,9 @@ constexpr int kThreads = 256;
 __global__ void maxpool_forward_kernel(PoolShape s, const float* __restrict__ x, float* __restrict__ y) {
   const int64_t total = static_cast<int64_t>(s.n) * s.c * s.h_out * s.w_out;
   for (int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; o < total; o += (int64_t)gridDim.x * blockDim.x) {
-    const int ox = static_cast<int>(o % s.w_out);
-    const int64_t t = o / s.w_out;
-    const int oy = static_cast<int>(t % s.h_out);
-    const int64_t plane = t / s.h_out;
+    const pool::PlaneIndex out = pool::unflatten(o, s.h_out, s.w_out);
+    const int64_t plane = out.plane;
+    const int oy = out.y, ox = out.x;
     const pool::Span rows = pool::row_window(s, oy), cols = pool::col_window(s, ox);
     const float* w = x + (plane * s.h_in + rows.begin) * s.w_in + cols.begin;
     float m = __ldg(w);
@@ -47,10 +46,9 @@ __global__ void maxpool_backward_kernel(PoolShape s, const float* __restrict__ x
                                         const float* __restrict__ dy, float* __restrict__ dx) {
   const int64_t total = static_cast<int64_t>(s.n) * s.c * s.h_in * s.w_in;
   for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
-    const int ix = static_cast<int>(e % s.w_in);
-    const int64_t t = e / s.w_in;
-    const int iy = static_cast<int>(t % s.h_in);
-    const int64_t plane = t / s.h_in;
+    const pool::PlaneIndex in = pool::unflatten(e, s.h_in, s.w_in);
+    const int64_t plane = in.plane;
+    const int iy = in.y, ix = in.x;
     const float* xp = x + plane * s.h_in * s.w_in;
     const int64_t out_base = plane * s.h_out * s.w_out;
     const pool::Span oys = pool::covering(iy, s.start, s.stride, s.kernel, s.h_out);
