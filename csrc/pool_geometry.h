@@ -7,6 +7,8 @@
 // (kLocalAvgUndo: regionSizeInv from the same clipped bounds).
 #pragma once
 
+#include <cstdint>
+
 #include "philox.h"  // AX_HOST_DEVICE
 #include "shapes.h"
 
@@ -19,8 +21,9 @@ struct Span {
 };
 
 AX_HOST_DEVICE Span window(int o, int start, int stride, int kernel, int size) {
-  const int first = start + o * stride;
-  return {first > 0 ? first : 0, first + kernel < size ? first + kernel : size};
+  const int first = start + o * stride;  // inside [-kernel, size): ops.cpp checks the last window in 64 bits
+  const int64_t end = static_cast<int64_t>(first) + kernel;  // 64 bits: kernel may be near INT_MAX
+  return {first > 0 ? first : 0, end < size ? static_cast<int>(end) : size};
 }
 AX_HOST_DEVICE Span row_window(const PoolShape& s, int oy) { return window(oy, s.start, s.stride, s.kernel, s.h_in); }
 AX_HOST_DEVICE Span col_window(const PoolShape& s, int ox) { return window(ox, s.start, s.stride, s.kernel, s.w_in); }
@@ -28,11 +31,11 @@ AX_HOST_DEVICE Span col_window(const PoolShape& s, int ox) { return window(ox, s
 // The windows [begin, end) (along one axis) that contain input element i: start + o*stride <= i <= start +
 // o*stride + kernel - 1 and 0 <= o < outputs. Empty (begin >= end) for an element in no window.
 AX_HOST_DEVICE Span covering(int i, int start, int stride, int kernel, int outputs) {
-  const int d = i - start;  // offset from the first window's origin
-  if (d < 0) return {0, 0};
-  const int begin = d < kernel ? 0 : (d - kernel) / stride + 1;
-  const int last = d / stride;
-  return {begin, last + 1 < outputs ? last + 1 : outputs};
+  const int64_t d = static_cast<int64_t>(i) - start;  // offset from the first window's origin (64 bits: start may
+  if (d < 0) return {0, 0};                            // be near -INT_MAX with a kernel near INT_MAX)
+  const int64_t begin = d < kernel ? 0 : (d - kernel) / stride + 1;
+  const int64_t end = d / stride + 1;
+  return {static_cast<int>(begin < outputs ? begin : outputs), static_cast<int>(end < outputs ? end : outputs)};
 }
 
 // Element i of planes of h x w, unflattened: the one-thread-per-element CUDA kernels' index.

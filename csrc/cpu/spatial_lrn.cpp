@@ -128,19 +128,20 @@ void forward_impl(int64_t planes, int h, int w, const LrnParams& p, const float*
     const float* __restrict__ a = x + at;
     float* __restrict__ b = y + at;
     float* __restrict__ d = denom + at;
-    float probe = 0.0f;  // stays 0 unless some b is inf or NaN (b * 0 is NaN then)
+    float probe = 0.0f;  // stays 0 unless some b or denom is inf or NaN (x * 0 is NaN then)
 #pragma omp simd reduction(+ : probe)
     for (int64_t q = 0; q < area; ++q) {
       const float dq = k + alpha_over_area * box[q];
       d[q] = dq;
       b[q] = a[q] * lrn::pow_neg_beta<M>(dq, beta);
-      probe += b[q] * 0.0f;
+      probe += b[q] * 0.0f + dq * 0.0f;
     }
-    // Parameters at float's edges (k = 1e-45: denom^-1 = inf, and 0 * inf = NaN; alpha = 3e38: denom = inf)
-    // can leave b outside float while its exact value is an ordinary number: those elements are redone in double.
+    // Parameters at float's edges can take denom or denom^-beta past float's range while b itself is an ordinary
+    // number (k = 1e-45: denom^-1 = inf, and 0 * inf = NaN; alpha = 3e38: denom = inf, so b = 0 instead of
+    // a * 0.004): those elements are redone in double (denom keeps its float rounding, inf).
     if (probe != 0.0f) {
       for (int64_t q = 0; q < area; ++q)
-        if (!std::isfinite(b[q])) b[q] = lrn::exact_output(a[q], p, area_of(p), box[q]);
+        if (!std::isfinite(b[q]) || !std::isfinite(d[q])) b[q] = lrn::exact_output(a[q], p, area_of(p), box[q]);
     }
   };
   for_each_plane(planes, h, w, lrn::forward_window(p.size), squares, normalize);

@@ -56,7 +56,7 @@ __global__ void forward_kernel(int64_t total, int h, int w, lrn::WindowExtent wi
     const float a = __ldg(x + e);
     const float b = a * lrn::pow_neg_beta<M>(d, p.beta);
     // Parameters at float's edges: redone in double, as on the CPU (cpu/spatial_lrn.cpp).
-    y[e] = fabsf(b) <= FLT_MAX ? b : lrn::exact_output(a, p, static_cast<double>(p.size) * p.size, box);
+    y[e] = fabsf(b) <= FLT_MAX && d <= FLT_MAX ? b : lrn::exact_output(a, p, static_cast<double>(p.size) * p.size, box);
   }
 }
 
