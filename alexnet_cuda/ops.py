@@ -211,6 +211,23 @@ def lrn_backward(x, y, scale, dy, size=5, alpha=1e-4, beta=0.75, k=2.0, *, devic
                  *c.ints(size=size), *c.floats(alpha=alpha, beta=beta, k=k))
 
 
+# ---- spatial_lrn --------------------------------------------------------------------------------------------------
+def spatial_lrn_forward(x, size=3, alpha=5e-5, beta=0.75, k=1.0, *, device=None):
+    """Response normalization within each map, cuda-convnet's ``rnorm``: denom = k + (alpha / size^2) * the sum of
+    x^2 over the size x size window (rows and columns [i - size//2, i - size//2 + size), clipped to the map), and
+    y = x * denom^-beta. A cuda-convnet layer's size, scale and pow are size, alpha and beta here, with k = 1.
+    The defaults are layers-18pct's rnorm1/rnorm2 (size 3, scale 0.00005, pow 0.75). x (n, c, h, w); returns
+    (y, denom)."""
+    c = _Call("spatial_lrn_forward", device, x)
+    return c.run(_C.ops.spatial_lrn_forward, c.t(x, "x"), *c.ints(size=size), *c.floats(alpha=alpha, beta=beta, k=k))
+
+
+def spatial_lrn_backward(x, y, denom, dy, size=3, alpha=5e-5, beta=0.75, k=1.0, *, device=None):
+    c = _Call("spatial_lrn_backward", device, x)
+    return c.run(_C.ops.spatial_lrn_backward, c.t(x, "x"), c.t(y, "y"), c.t(denom, "denom"), c.t(dy, "dy"),
+                 *c.ints(size=size), *c.floats(alpha=alpha, beta=beta, k=k))
+
+
 # ---- batchnorm ----------------------------------------------------------------------------------------------------
 def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum=0.1, eps=1e-5, *, device=None):
     """Batch normalization in training mode (Ioffe & Szegedy 2015, Algorithm 1) over x (n, c) per feature or
@@ -240,18 +257,62 @@ def batchnorm_backward(x, dy, gamma, saved_mean, saved_invstd, *, device=None):
                  c.t(saved_mean, "saved_mean"), c.t(saved_invstd, "saved_invstd"))
 
 
-# ---- maxpool ------------------------------------------------------------------------------------------------------
-def maxpool_forward(x, kernel=3, stride=2, *, device=None):
-    """Max pooling (paper Section 3.4: overlapping with kernel 3, stride 2)."""
+# ---- pooling: maxpool, avgpool --------------------------------------------------------------------------------
+# Geometry (csrc/shapes.h): window o covers input rows [start + o*stride, start + o*stride + kernel) and the same
+# columns, clipped to the input. ``outputs=None``: as many whole windows as fit from ``start`` (the paper's pooling,
+# the default); an int (both sides) or an (h, w) pair: exactly that many windows, which may hang over the far edge,
+# as cuda-convnet's ``outputsX`` (see :func:`convnet_pool_outputs` for its rule when outputsX=0).
+def convnet_pool_outputs(size, kernel, stride, start=0):
+    """cuda-convnet's number of pooling outputs along a side of ``size`` when a layer says ``outputsX=0``
+    (layer.py, PoolLayerParser.parse: ``int(ceil((imgSize - start - sizeX) / float(stride))) + 1``): windows start
+    while they are still inside the image, so the last may hang over the edge (32, 3/2 -> 16, where whole windows
+    give 15)."""
+    op = "convnet_pool_outputs"
+    size, kernel, stride, start = (int_arg(op, name, v) for name, v in
+                                   (("size", size), ("kernel", kernel), ("stride", stride), ("start", start)))
+    if size < 1 or kernel < 1 or stride < 1:
+        raise ValueError(f"{op}: size, kernel and stride must be >= 1, got size={size}, kernel={kernel}, "
+                         f"stride={stride}")
+    return -(-(size - start - kernel) // stride) + 1  # ceil division, also for a negative numerator
+
+
+def _geometry(c: _Call, kernel, stride, start, outputs) -> list[int]:
+    if outputs is None:
+        h_out = w_out = 0
+    elif isinstance(outputs, (tuple, list)):
+        h_out, w_out = pair_arg(c.op, "outputs", outputs)
+    else:
+        h_out = w_out = int_arg(c.op, "outputs", outputs)
+    if outputs is not None and (h_out < 1 or w_out < 1):
+        raise ValueError(f"{c.op}: outputs must be >= 1 (or None: as many whole windows as fit), got {outputs!r}")
+    return c.ints(kernel=kernel, stride=stride, start=start) + [h_out, w_out]
+
+
+def maxpool_forward(x, kernel=3, stride=2, *, start=0, outputs=None, device=None):
+    """Max pooling (paper Section 3.4: overlapping with kernel 3, stride 2), with cuda-convnet's geometry."""
     c = _Call("maxpool_forward", device, x)
-    return c.run(_C.ops.maxpool_forward, c.t(x, "x"), *c.ints(kernel=kernel, stride=stride))
+    return c.run(_C.ops.maxpool_forward, c.t(x, "x"), *_geometry(c, kernel, stride, start, outputs))
 
 
-def maxpool_backward(x, y, dy, kernel=3, stride=2, *, device=None):
+def maxpool_backward(x, y, dy, kernel=3, stride=2, *, start=0, outputs=None, device=None):
     """Each output gradient goes to its window's maximum; ties go to the first maximum in scan order."""
     c = _Call("maxpool_backward", device, x)
     return c.run(_C.ops.maxpool_backward, c.t(x, "x"), c.t(y, "y"), c.t(dy, "dy"),
-                 *c.ints(kernel=kernel, stride=stride))
+                 *_geometry(c, kernel, stride, start, outputs))
+
+
+def avgpool_forward(x, kernel=3, stride=2, *, start=0, outputs=None, device=None):
+    """Average pooling (cuda-convnet's pool=avg): the mean of each window, clipped to the input, divided by the
+    number of input elements it holds."""
+    c = _Call("avgpool_forward", device, x)
+    return c.run(_C.ops.avgpool_forward, c.t(x, "x"), *_geometry(c, kernel, stride, start, outputs))
+
+
+def avgpool_backward(dy, h, w, kernel=3, stride=2, *, start=0, outputs=None, device=None):
+    """dx (n, c, h, w): each window's dy divided by its clipped size, added over the windows holding an element."""
+    c = _Call("avgpool_backward", device, dy)
+    return c.run(_C.ops.avgpool_backward, c.t(dy, "dy"), *c.ints(h=h, w=w),
+                 *_geometry(c, kernel, stride, start, outputs))
 
 
 # ---- global_avgpool -----------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cmath>
+#include <type_traits>
 
 #include "philox.h"  // AX_HOST_DEVICE
 #include "shapes.h"
@@ -46,6 +47,33 @@ AX_HOST_DEVICE float pow_neg_beta(float scale, float beta) {
     return 1.0f / scale;
   } else {
     return powf(scale, -beta);
+  }
+}
+
+// The double-precision redo of one element whose float result left float's range while its exact value may not
+// have (parameters at float's edges): b = a * denom^-beta with denom = k + alpha / divisor * window_sum, and
+// dx = dy * denom^-beta - (2 alpha beta / divisor) * a * window_sum (window_sum: of dy * b / denom), where divisor
+// is size for the cross-map lrn and size^2 for spatial_lrn.
+AX_HOST_DEVICE float exact_output(float a, const LrnParams& p, double divisor, float window_sum) {
+  const double denom = static_cast<double>(p.k) + static_cast<double>(p.alpha) / divisor * window_sum;
+  return static_cast<float>(a * pow(denom, -static_cast<double>(p.beta)));
+}
+AX_HOST_DEVICE float exact_gradient(float dy, float denom, float a, const LrnParams& p, double divisor,
+                                    float window_sum) {
+  const double coef = 2.0 * p.alpha * p.beta / divisor;
+  return static_cast<float>(dy * pow(static_cast<double>(denom), -static_cast<double>(p.beta)) -
+                            coef * a * window_sum);
+}
+
+// Calls launch(std::integral_constant<PowMode, M>) for the pow mode of beta: the kernels' dispatch.
+template <typename Launch>
+void with_pow_mode(float beta, Launch launch) {
+  switch (pow_mode(beta)) {
+    case PowMode::Zero: return launch(std::integral_constant<PowMode, PowMode::Zero>{});
+    case PowMode::Half: return launch(std::integral_constant<PowMode, PowMode::Half>{});
+    case PowMode::ThreeQuarters: return launch(std::integral_constant<PowMode, PowMode::ThreeQuarters>{});
+    case PowMode::One: return launch(std::integral_constant<PowMode, PowMode::One>{});
+    case PowMode::General: return launch(std::integral_constant<PowMode, PowMode::General>{});
   }
 }
 

@@ -62,22 +62,54 @@ ConvShape conv_shape(const char* op, const Shape& x, const Shape& w, int stride,
   return s;
 }
 
-PoolShape pool_shape(const char* op, const Tensor& x, int kernel, int stride) {
-  check_tensor(op, "x", x, 4);
+// One axis of the pooling geometry (shapes.h, pool_geometry.h). outputs = 0: as many windows as fit whole from
+// `start` (the floor rule, today's default); otherwise exactly `outputs` windows, which may hang over the far edge
+// (cuda-convnet's layer.py computes outputsX with a ceil rule; alexnet_cuda.ops.convnet_pool_outputs). Either way
+// every window must keep at least one element after clipping.
+int pool_outputs(const char* op, const char* axis, int size, int kernel, int stride, int start, int outputs) {
+  AX_CHECK(outputs >= 0, op, ": outputs must be >= 0 (0: as many whole windows as fit), got ", outputs);
+  AX_CHECK(int64_t{start} + kernel >= 1, op, ": start must be > -kernel (the first window must overlap the input),",
+           " got start=", start, " with kernel=", kernel);
+  if (outputs == 0) {
+    const int64_t room = int64_t{size} - start;  // 64 bits: start may be near INT_MIN
+    AX_CHECK(room >= kernel, op, ": window ", kernel, "x", kernel, " is larger than the input ", axis,
+             " from start=", start, " (", room, " elements)");
+    return to_int(op, "output size", (room - kernel) / stride + 1);
+  }
+  const int64_t last_begin = int64_t{start} + int64_t{outputs - 1} * stride;
+  AX_CHECK(last_begin <= size - 1, op, ": with start=", start, ", kernel=", kernel, ", stride=",
+           stride, " and ", outputs, " outputs, the windows span input ", axis, " positions [", start, ", ",
+           last_begin + kernel, "), but every window must overlap the input [0, ", size, ")");
+  return outputs;
+}
+
+// The pooling geometry of an input of shape `in` (n, c, h, w), checked; `input` names the argument(s) giving it.
+PoolShape pool_shape(const char* op, const Shape& in, const char* input, int kernel, int stride, int start = 0,
+                     int h_out = 0, int w_out = 0) {
   AX_CHECK(kernel >= 1, op, ": kernel must be >= 1, got ", kernel);
   AX_CHECK(stride >= 1, op, ": stride must be >= 1, got ", stride);
   PoolShape s{};
-  s.n = to_int(op, "batch", x.size(0));
-  s.c = to_int(op, "channels", x.size(1));
-  s.h_in = to_int(op, "height", x.size(2));
-  s.w_in = to_int(op, "width", x.size(3));
+  s.n = to_int(op, "batch", in[0]);
+  s.c = to_int(op, "channels", in[1]);
+  s.h_in = to_int(op, "height", in[2]);
+  s.w_in = to_int(op, "width", in[3]);
   s.kernel = kernel;
   s.stride = stride;
-  AX_CHECK(s.h_in >= kernel && s.w_in >= kernel, op, ": window ", kernel, "x", kernel, " is larger than the input ",
-           s.h_in, "x", s.w_in);
-  s.h_out = (s.h_in - kernel) / stride + 1;
-  s.w_out = (s.w_in - kernel) / stride + 1;
+  s.start = start;
+  if (start == 0 && h_out == 0 && w_out == 0) {  // the paper's pooling: today's message
+    AX_CHECK(s.h_in >= kernel && s.w_in >= kernel, op, ": window ", kernel, "x", kernel,
+             " is larger than the input ", s.h_in, "x", s.w_in, " (kernel=", kernel, ", input ", input, ")");
+  }
+  s.h_out = pool_outputs(op, "height", s.h_in, kernel, stride, start, h_out);
+  s.w_out = pool_outputs(op, "width", s.w_in, kernel, stride, start, w_out);
   return s;
+}
+
+// The gradient (dy) and, for max pooling, the forward's output (y) have the pooled shape.
+void check_pooled(const char* op, const char* name, const Tensor& t, const PoolShape& s, const Tensor& x) {
+  check_tensor(op, name, t, 4);
+  check_shape(op, name, t, Shape{s.n, s.c, s.h_out, s.w_out});
+  check_device(op, name, t, x);
 }
 
 void check_lrn(const char* op, const Tensor& x, const LrnParams& p) {
@@ -287,6 +319,37 @@ Tensor lrn_backward(const Tensor& x, const Tensor& y, const Tensor& scale, const
   return dx;
 }
 
+// ---- spatial_lrn ---------------------------------------------------------------------------------------------
+// Shares lrn's parameter checks (k > 0 keeps the denominator positive); the window is spatial, so x is (n, c, h, w).
+std::pair<Tensor, Tensor> spatial_lrn_forward(const Tensor& x, const LrnParams& p) {
+  const char* op = "spatial_lrn_forward";
+  check_tensor(op, "x", x, 4);
+  check_lrn(op, x, p);
+  const int n = to_int(op, "batch", x.size(0)), c = to_int(op, "channels", x.size(1));
+  const int h = to_int(op, "height", x.size(2)), w = to_int(op, "width", x.size(3));
+  Tensor y = Tensor::empty(x.shape(), x.device()), denom = Tensor::empty(x.shape(), x.device());
+  AX_DISPATCH(x.device(), cpu::spatial_lrn_forward(n * int64_t{c}, h, w, p, x.data(), y.data(), denom.data()),
+              cuda::spatial_lrn_forward(n * int64_t{c}, h, w, p, x.data(), y.data(), denom.data(), stream));
+  return {y, denom};
+}
+
+Tensor spatial_lrn_backward(const Tensor& x, const Tensor& y, const Tensor& denom, const Tensor& dy,
+                            const LrnParams& p) {
+  const char* op = "spatial_lrn_backward";
+  check_tensor(op, "x", x, 4);
+  check_lrn(op, x, p);
+  check_all_shaped(op, x, x.shape(), {{"y", &y}, {"denom", &denom}, {"dy", &dy}});
+  const int n = to_int(op, "batch", x.size(0)), c = to_int(op, "channels", x.size(1));
+  const int h = to_int(op, "height", x.size(2)), w = to_int(op, "width", x.size(3));
+  Tensor dx = Tensor::empty(x.shape(), x.device());
+  AX_DISPATCH(x.device(),
+              cpu::spatial_lrn_backward(n * int64_t{c}, h, w, p, x.data(), y.data(), denom.data(), dy.data(),
+                                        dx.data()),
+              cuda::spatial_lrn_backward(n * int64_t{c}, h, w, p, x.data(), y.data(), denom.data(), dy.data(),
+                                         dx.data(), stream));
+  return dx;
+}
+
 // ---- batchnorm -----------------------------------------------------------------------------------------------
 std::tuple<Tensor, Tensor, Tensor> batchnorm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                                                            Tensor& running_mean, Tensor& running_var,
@@ -345,28 +408,50 @@ std::tuple<Tensor, Tensor, Tensor> batchnorm_backward(const Tensor& x, const Ten
 }
 
 // ---- maxpool -------------------------------------------------------------------------------------------------
-Tensor maxpool_forward(const Tensor& x, int kernel, int stride) {
+Tensor maxpool_forward(const Tensor& x, int kernel, int stride, int start, int h_out, int w_out) {
   const char* op = "maxpool_forward";
-  PoolShape s = pool_shape(op, x, kernel, stride);
+  check_tensor(op, "x", x, 4);
+  PoolShape s = pool_shape(op, x.shape(), "x", kernel, stride, start, h_out, w_out);
   Tensor y = Tensor::empty({s.n, s.c, s.h_out, s.w_out}, x.device());
   AX_DISPATCH(x.device(), cpu::maxpool_forward(s, x.data(), y.data()),
               cuda::maxpool_forward(s, x.data(), y.data(), stream));
   return y;
 }
 
-Tensor maxpool_backward(const Tensor& x, const Tensor& y, const Tensor& dy, int kernel, int stride) {
+Tensor maxpool_backward(const Tensor& x, const Tensor& y, const Tensor& dy, int kernel, int stride, int start,
+                        int h_out, int w_out) {
   const char* op = "maxpool_backward";
-  PoolShape s = pool_shape(op, x, kernel, stride);
-  const Shape out_shape{s.n, s.c, s.h_out, s.w_out};
-  check_tensor(op, "y", y, 4);
-  check_shape(op, "y", y, out_shape);
-  check_device(op, "y", y, x);
-  check_tensor(op, "dy", dy, 4);
-  check_shape(op, "dy", dy, out_shape);
-  check_device(op, "dy", dy, x);
+  check_tensor(op, "x", x, 4);
+  PoolShape s = pool_shape(op, x.shape(), "x", kernel, stride, start, h_out, w_out);
+  check_pooled(op, "y", y, s, x);
+  check_pooled(op, "dy", dy, s, x);
   Tensor dx = Tensor::empty(x.shape(), x.device());
   AX_DISPATCH(x.device(), cpu::maxpool_backward(s, x.data(), y.data(), dy.data(), dx.data()),
               cuda::maxpool_backward(s, x.data(), y.data(), dy.data(), dx.data(), stream));
+  return dx;
+}
+
+// ---- avgpool -------------------------------------------------------------------------------------------------
+Tensor avgpool_forward(const Tensor& x, int kernel, int stride, int start, int h_out, int w_out) {
+  const char* op = "avgpool_forward";
+  check_tensor(op, "x", x, 4);
+  PoolShape s = pool_shape(op, x.shape(), "x", kernel, stride, start, h_out, w_out);
+  Tensor y = Tensor::empty({s.n, s.c, s.h_out, s.w_out}, x.device());
+  AX_DISPATCH(x.device(), cpu::avgpool_forward(s, x.data(), y.data()),
+              cuda::avgpool_forward(s, x.data(), y.data(), stream));
+  return y;
+}
+
+Tensor avgpool_backward(const Tensor& dy, int h, int w, int kernel, int stride, int start, int h_out, int w_out) {
+  const char* op = "avgpool_backward";
+  check_tensor(op, "dy", dy, 4);
+  AX_CHECK(h >= 1 && w >= 1, op, ": the input size h x w must be positive, got ", h, "x", w);
+  const PoolShape s =
+      pool_shape(op, Shape{dy.size(0), dy.size(1), h, w}, "h, w", kernel, stride, start, h_out, w_out);
+  check_shape(op, "dy", dy, Shape{s.n, s.c, s.h_out, s.w_out});
+  Tensor dx = Tensor::empty({s.n, s.c, s.h_in, s.w_in}, dy.device());
+  AX_DISPATCH(dy.device(), cpu::avgpool_backward(s, dy.data(), dx.data()),
+              cuda::avgpool_backward(s, dy.data(), dx.data(), stream));
   return dx;
 }
 

@@ -37,9 +37,24 @@ Tensor activation_backward(const Tensor& y, const Tensor& dy, Activation act);
 std::pair<Tensor, Tensor> lrn_forward(const Tensor& x, const LrnParams& p);
 Tensor lrn_backward(const Tensor& x, const Tensor& y, const Tensor& scale, const Tensor& dy, const LrnParams& p);
 
+// spatial_lrn (spatial_lrn.cpp / spatial_lrn.cu): cuda-convnet's `rnorm`, response normalization over a
+// size x size window within each map (cpu/kernels.h). x (n, c, h, w). Returns (y, denom); backward needs x, y, denom.
+std::pair<Tensor, Tensor> spatial_lrn_forward(const Tensor& x, const LrnParams& p);
+Tensor spatial_lrn_backward(const Tensor& x, const Tensor& y, const Tensor& denom, const Tensor& dy,
+                            const LrnParams& p);
+
+// Pooling geometry (shapes.h: PoolShape): window o starts at start + o*stride and is clipped to the input;
+// h_out = w_out = 0 means as many whole windows as fit from start ((h - start - kernel) / stride + 1); explicit
+// counts may hang over the far edge (cuda-convnet's outputsX). The defaults are the paper's pooling.
 // maxpool (maxpool.cpp / maxpool.cu), paper Section 3.4: overlapping when stride < kernel.
-Tensor maxpool_forward(const Tensor& x, int kernel, int stride);
-Tensor maxpool_backward(const Tensor& x, const Tensor& y, const Tensor& dy, int kernel, int stride);
+Tensor maxpool_forward(const Tensor& x, int kernel, int stride, int start = 0, int h_out = 0, int w_out = 0);
+Tensor maxpool_backward(const Tensor& x, const Tensor& y, const Tensor& dy, int kernel, int stride, int start = 0,
+                        int h_out = 0, int w_out = 0);
+// avgpool (avgpool.cpp / avgpool.cu): cuda-convnet's pool=avg, the mean of each clipped window. Backward needs only
+// dy and the input's size h x w.
+Tensor avgpool_forward(const Tensor& x, int kernel, int stride, int start = 0, int h_out = 0, int w_out = 0);
+Tensor avgpool_backward(const Tensor& dy, int h, int w, int kernel, int stride, int start = 0, int h_out = 0,
+                        int w_out = 0);
 
 // batchnorm (batchnorm.cpp / batchnorm.cu), Ioffe & Szegedy 2015. x (n, c) (after a linear layer: per feature) or
 // (n, c, h, w) (after a conv: per channel over n, h, w); gamma, beta, running_mean, running_var (c) float32.

@@ -30,12 +30,18 @@ struct LrnParams {
   float k = 2.0f;
 };
 
-// max pooling without padding: h_out = (h_in - kernel) / stride + 1.
+// Max and average pooling (maxpool.cpp/.cu, avgpool.cpp/.cu) with cuda-convnet's geometry
+// (src/cudaconv2/conv_util.cu, kLocalPool): window (oy, ox) covers rows [start + oy*stride, start + oy*stride +
+// kernel) and the same columns, CLIPPED to the input, so windows may hang over an edge (pool_geometry.h); every
+// window holds at least one input element (ops.cpp checks). By default (start 0, h_out = (h_in - kernel) / stride
+// + 1) no window hangs over and trailing rows/columns may be in no window: the paper's pooling.
 struct PoolShape {
   int n, c, h_in, w_in;
   int kernel, stride;
   int h_out, w_out;
+  int start;  // offset of the first window (cuda-convnet's `start`, <= 0 hangs over the top/left edge)
 };
+
 
 // prepare_batch: uint8 images (n, h_in, w_in, 3) NHWC -> float (n, 3, crop, crop) NCHW.
 struct BatchShape {

@@ -219,8 +219,26 @@ static void bind_ops(py::module_& m) {
         arg("running_var"), arg("eps"), nogil);
   m.def("batchnorm_backward", &batchnorm_backward, arg("x"), arg("dy"), arg("gamma"), arg("saved_mean"),
         arg("saved_invstd"), nogil);
-  m.def("maxpool_forward", &maxpool_forward, arg("x"), arg("kernel"), arg("stride"), nogil);
-  m.def("maxpool_backward", &maxpool_backward, arg("x"), arg("y"), arg("dy"), arg("kernel"), arg("stride"), nogil);
+  m.def(
+      "spatial_lrn_forward",
+      [](const Tensor& x, int size, float alpha, float beta, float k) {
+        return spatial_lrn_forward(x, lrn_params(size, alpha, beta, k));
+      },
+      arg("x"), arg("size"), arg("alpha"), arg("beta"), arg("k"), nogil);
+  m.def(
+      "spatial_lrn_backward",
+      [](const Tensor& x, const Tensor& y, const Tensor& denom, const Tensor& dy, int size, float alpha, float beta,
+         float k) { return spatial_lrn_backward(x, y, denom, dy, lrn_params(size, alpha, beta, k)); },
+      arg("x"), arg("y"), arg("denom"), arg("dy"), arg("size"), arg("alpha"), arg("beta"), arg("k"), nogil);
+  // Pooling: start, h_out, w_out as in ops.h (0 outputs: as many whole windows as fit).
+  m.def("maxpool_forward", &maxpool_forward, arg("x"), arg("kernel"), arg("stride"), arg("start") = 0,
+        arg("h_out") = 0, arg("w_out") = 0, nogil);
+  m.def("maxpool_backward", &maxpool_backward, arg("x"), arg("y"), arg("dy"), arg("kernel"), arg("stride"),
+        arg("start") = 0, arg("h_out") = 0, arg("w_out") = 0, nogil);
+  m.def("avgpool_forward", &avgpool_forward, arg("x"), arg("kernel"), arg("stride"), arg("start") = 0,
+        arg("h_out") = 0, arg("w_out") = 0, nogil);
+  m.def("avgpool_backward", &avgpool_backward, arg("dy"), arg("h"), arg("w"), arg("kernel"), arg("stride"),
+        arg("start") = 0, arg("h_out") = 0, arg("w_out") = 0, nogil);
   m.def("global_avgpool_forward", &global_avgpool_forward, arg("x"), nogil);
   m.def("global_avgpool_backward", &global_avgpool_backward, arg("dy"), arg("h"), arg("w"), nogil);
   m.def("dropout_forward", &dropout_forward, arg("x"), arg("p"), arg("seed"), arg("offset"), arg("training"),

@@ -1,8 +1,8 @@
 // CPU kernels (C++17 + OpenMP), one file per layer: conv2d.cpp (with conv2d_winograd.cpp), linear.cpp,
-// bias_backward.cpp, activation.cpp, lrn.cpp, batchnorm.cpp, maxpool.cpp, global_avgpool.cpp, dropout.cpp,
-// softmax_xent.cpp, sgd.cpp, adam.cpp, prepare_batch.cpp, elementwise.cpp; gemm.h is the blocked matrix product
-// under conv2d and linear. Raw pointers to contiguous row-major memory; shapes were checked by the op layer
-// (ops.cpp) before any of these run. Outputs are overwritten, never accumulated into, unless stated.
+// bias_backward.cpp, activation.cpp, lrn.cpp, spatial_lrn.cpp, batchnorm.cpp, maxpool.cpp, avgpool.cpp,
+// global_avgpool.cpp, dropout.cpp, softmax_xent.cpp, sgd.cpp, adam.cpp, prepare_batch.cpp, elementwise.cpp; gemm.h is
+// the blocked matrix product under conv2d and linear. Raw pointers to contiguous row-major memory; shapes were checked
+// by the op layer (ops.cpp) before any of these run. Outputs are overwritten, never accumulated into, unless stated.
 #pragma once
 
 #include <cstdint>
@@ -44,10 +44,24 @@ void batchnorm_forward_eval(int n, int c, int64_t spatial, float eps, const floa
 void batchnorm_backward(int n, int c, int64_t spatial, const float* x, const float* dy, const float* gamma,
                         const float* saved_mean, const float* saved_invstd, float* dx, float* dgamma, float* dbeta);
 
-// maxpool.cpp. Backward routes each output gradient to its window's maximum; ties go to the first maximum in
-// scan order (row by row, left to right), so the gradient is deterministic.
+// spatial_lrn.cpp: cuda-convnet's `rnorm` (response normalization within each map). x, y, denom are `planes`
+// maps of h x w:
+//   denom = k + (alpha / size^2) * sum of x^2 over rows [y - size/2, y - size/2 + size) and the same columns,
+//           clipped to the map (the divisor stays size^2 at the edges);   y = x * denom^(-beta)
+// Forward writes y and denom; backward takes them (maths in spatial_lrn.cpp).
+void spatial_lrn_forward(int64_t planes, int h, int w, const LrnParams& p, const float* x, float* y, float* denom);
+void spatial_lrn_backward(int64_t planes, int h, int w, const LrnParams& p, const float* x, const float* y,
+                          const float* denom, const float* dy, float* dx);
+
+// maxpool.cpp (geometry: shapes.h, pool_geometry.h). Backward routes each output gradient to its window's maximum;
+// ties go to the first maximum in scan order (row by row, left to right), so the gradient is deterministic.
 void maxpool_forward(const PoolShape& s, const float* x, float* y);
 void maxpool_backward(const PoolShape& s, const float* x, const float* y, const float* dy, float* dx);
+
+// avgpool.cpp: y = the mean of each clipped window; dx = the sum, over the windows holding an element, of that
+// window's dy / its clipped size.
+void avgpool_forward(const PoolShape& s, const float* x, float* y);
+void avgpool_backward(const PoolShape& s, const float* dy, float* dx);
 
 // global_avgpool.cpp: x (n, c, spatial) -> y (n, c), the mean of each plane; backward spreads dy / spatial over it.
 void global_avgpool_forward(int n, int c, int64_t spatial, const float* x, float* y);

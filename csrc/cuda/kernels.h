@@ -1,8 +1,9 @@
-// CUDA kernels, one file per layer: conv2d.cu, linear.cu, activation.cu, lrn.cu, batchnorm.cu, maxpool.cu,
-// global_avgpool.cu, dropout.cu, softmax_xent.cu, sgd.cu, adam.cu, prepare_batch.cu, elementwise.cu; gemm.cuh is the
-// tiled matrix product under conv2d and linear. Same contracts as cpu/kernels.h (read it for the maths), on device
-// pointers, launched on `stream` (asynchronous). Every launch is checked (AX_CUDA_CHECK_LAUNCH in cuda/check.cuh).
-// `loss` and `correct` are device pointers too: the op layer copies them back.
+// CUDA kernels, one file per layer: conv2d.cu, linear.cu, activation.cu, lrn.cu, spatial_lrn.cu, batchnorm.cu,
+// maxpool.cu, avgpool.cu, global_avgpool.cu, dropout.cu, softmax_xent.cu, sgd.cu, adam.cu, prepare_batch.cu,
+// elementwise.cu; gemm.cuh is the tiled matrix product under conv2d and linear. Same contracts as cpu/kernels.h (read
+// it for the maths), on device pointers, launched on `stream` (asynchronous). Every launch is checked
+// (AX_CUDA_CHECK_LAUNCH in cuda/check.cuh). `loss` and `correct` are device pointers too: the op layer copies them
+// back.
 #pragma once
 
 #include <cstdint>
@@ -48,10 +49,20 @@ void batchnorm_backward(int n, int c, int64_t spatial, const float* x, const flo
                         const float* saved_mean, const float* saved_invstd, float* dx, float* dgamma, float* dbeta,
                         cudaStream_t stream);
 
+// spatial_lrn.cu
+void spatial_lrn_forward(int64_t planes, int h, int w, const LrnParams& p, const float* x, float* y, float* denom,
+                         cudaStream_t stream);
+void spatial_lrn_backward(int64_t planes, int h, int w, const LrnParams& p, const float* x, const float* y,
+                          const float* denom, const float* dy, float* dx, cudaStream_t stream);
+
 // maxpool.cu
 void maxpool_forward(const PoolShape& s, const float* x, float* y, cudaStream_t stream);
 void maxpool_backward(const PoolShape& s, const float* x, const float* y, const float* dy, float* dx,
                       cudaStream_t stream);
+
+// avgpool.cu
+void avgpool_forward(const PoolShape& s, const float* x, float* y, cudaStream_t stream);
+void avgpool_backward(const PoolShape& s, const float* dy, float* dx, cudaStream_t stream);
 
 // global_avgpool.cu
 void global_avgpool_forward(int n, int c, int64_t spatial, const float* x, float* y, cudaStream_t stream);

@@ -159,19 +159,6 @@ __global__ void __launch_bounds__(kThreads, kBackwardMinBlocks<V>)
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-// Calls launch(std::integral_constant<PowMode, M>) for the pow mode of beta.
-template <typename Launch>
-void with_pow_mode(float beta, Launch launch) {
-  using lrn::PowMode;
-  switch (lrn::pow_mode(beta)) {
-    case PowMode::Zero: return launch(std::integral_constant<PowMode, PowMode::Zero>{});
-    case PowMode::Half: return launch(std::integral_constant<PowMode, PowMode::Half>{});
-    case PowMode::ThreeQuarters: return launch(std::integral_constant<PowMode, PowMode::ThreeQuarters>{});
-    case PowMode::One: return launch(std::integral_constant<PowMode, PowMode::One>{});
-    case PowMode::General: return launch(std::integral_constant<PowMode, PowMode::General>{});
-  }
-}
-
 // Window extents beyond the c channels add nothing: clamped, so a size near 2^31 does not make every thread loop
 // a billion times over channels that are not there.
 lrn::WindowExtent clamp_to_channels(lrn::WindowExtent w, int c) {
@@ -186,7 +173,7 @@ void lrn_forward(int n, int c, int64_t spatial, const LrnParams& p, const float*
   const lrn::WindowExtent win = clamp_to_channels(lrn::forward_window(p.size), c);
   const double k = p.k, alpha_over_size = static_cast<double>(p.alpha) / p.size;
   const bool vec4 = spatial % 4 == 0 && aligned16(x) && aligned16(y) && aligned16(scale);
-  with_pow_mode(p.beta, [&](auto mode) {
+  lrn::with_pow_mode(p.beta, [&](auto mode) {
     constexpr lrn::PowMode M = decltype(mode)::value;
     if (vec4) {
       const int64_t items = static_cast<int64_t>(n) * (spatial / 4);
@@ -208,7 +195,7 @@ void lrn_backward(int n, int c, int64_t spatial, const LrnParams& p, const float
   const double coef = 2.0 * static_cast<double>(p.alpha) * p.beta / p.size;
   const bool vec4 = spatial % 4 == 0 && aligned16(x) && aligned16(y) && aligned16(scale) && aligned16(dy) &&
                     aligned16(dx);
-  with_pow_mode(p.beta, [&](auto mode) {
+  lrn::with_pow_mode(p.beta, [&](auto mode) {
     constexpr lrn::PowMode M = decltype(mode)::value;
     if (vec4) {
       const int64_t items = static_cast<int64_t>(n) * (spatial / 4);

@@ -1,5 +1,5 @@
-// Max pooling without padding (paper Section 3.4: overlapping 3x3 windows at stride 2); contract in
-// cpu/kernels.h.
+// Max pooling (paper Section 3.4: overlapping 3x3 windows at stride 2) with cuda-convnet's geometry of windows
+// clipped to the input (shapes.h, pool_geometry.h); contract and conventions in cpu/kernels.h and cpu/maxpool.cpp.
 //
 // Forward: one thread per output; consecutive threads take consecutive outputs of a row, so a warp's window rows
 // are contiguous runs of input (coalesced), and the (kernel/stride)^2 re-reads of overlapping windows hit L1.
@@ -16,6 +16,7 @@
 // have arbitrary (usually odd) widths; coalesced scalar accesses already use each fetched sector fully.
 #include "cuda/check.cuh"
 #include "cuda/kernels.h"
+#include "pool_geometry.h"
 
 namespace alexnet::cuda {
 
@@ -26,15 +27,14 @@ constexpr int kThreads = 256;
 __global__ void maxpool_forward_kernel(PoolShape s, const float* __restrict__ x, float* __restrict__ y) {
   const int64_t total = static_cast<int64_t>(s.n) * s.c * s.h_out * s.w_out;
   for (int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; o < total; o += (int64_t)gridDim.x * blockDim.x) {
-    const int ox = static_cast<int>(o % s.w_out);
-    const int64_t t = o / s.w_out;
-    const int oy = static_cast<int>(t % s.h_out);
-    const int64_t plane = t / s.h_out;
-    const float* w = x + (plane * s.h_in + static_cast<int64_t>(oy) * s.stride) * s.w_in +
-                     static_cast<int64_t>(ox) * s.stride;
+    const pool::PlaneIndex out = pool::unflatten(o, s.h_out, s.w_out);
+    const int64_t plane = out.plane;
+    const int oy = out.y, ox = out.x;
+    const pool::Span rows = pool::row_window(s, oy), cols = pool::col_window(s, ox);
+    const float* w = x + (plane * s.h_in + rows.begin) * s.w_in + cols.begin;
     float m = __ldg(w);
-    for (int ky = 0; ky < s.kernel; ++ky)
-      for (int kx = 0; kx < s.kernel; ++kx) {
+    for (int ky = 0; ky < rows.count(); ++ky)
+      for (int kx = 0; kx < cols.count(); ++kx) {
         const float v = __ldg(w + static_cast<int64_t>(ky) * s.w_in + kx);
         m = v > m ? v : m;
       }
@@ -42,41 +42,33 @@ __global__ void maxpool_forward_kernel(PoolShape s, const float* __restrict__ x,
   }
 }
 
-// The outputs whose windows contain input coordinate i (along one axis): o with o*stride <= i <= o*stride +
-// kernel - 1 and 0 <= o < out, i.e. o in [lo, hi]; empty (lo > hi) for inputs in no window.
-__device__ __forceinline__ void covering_outputs(int i, int kernel, int stride, int out, int& lo, int& hi) {
-  lo = i < kernel ? 0 : (i - kernel) / stride + 1;  // ceil((i - kernel + 1) / stride) for i >= kernel
-  hi = min(i / stride, out - 1);
-}
-
 __global__ void maxpool_backward_kernel(PoolShape s, const float* __restrict__ x, const float* __restrict__ y,
                                         const float* __restrict__ dy, float* __restrict__ dx) {
   const int64_t total = static_cast<int64_t>(s.n) * s.c * s.h_in * s.w_in;
   for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
-    const int ix = static_cast<int>(e % s.w_in);
-    const int64_t t = e / s.w_in;
-    const int iy = static_cast<int>(t % s.h_in);
-    const int64_t plane = t / s.h_in;
+    const pool::PlaneIndex in = pool::unflatten(e, s.h_in, s.w_in);
+    const int64_t plane = in.plane;
+    const int iy = in.y, ix = in.x;
     const float* xp = x + plane * s.h_in * s.w_in;
     const int64_t out_base = plane * s.h_out * s.w_out;
-    int oy_lo, oy_hi, ox_lo, ox_hi;
-    covering_outputs(iy, s.kernel, s.stride, s.h_out, oy_lo, oy_hi);
-    covering_outputs(ix, s.kernel, s.stride, s.w_out, ox_lo, ox_hi);
+    const pool::Span oys = pool::covering(iy, s.start, s.stride, s.kernel, s.h_out);
+    const pool::Span oxs = pool::covering(ix, s.start, s.stride, s.kernel, s.w_out);
     const float value = __ldg(x + e);
     float grad = 0.0f;
-    for (int oy = oy_lo; oy <= oy_hi; ++oy)
-      for (int ox = ox_lo; ox <= ox_hi; ++ox) {
+    for (int oy = oys.begin; oy < oys.end; ++oy) {
+      const pool::Span rows = pool::row_window(s, oy);
+      for (int ox = oxs.begin; ox < oxs.end; ++ox) {
         const int64_t o = out_base + static_cast<int64_t>(oy) * s.w_out + ox;
         const float target = __ldg(y + o);
         if (value != target) continue;
         // This element is a maximum of window (oy, ox); it takes the gradient only if no element before it in
         // the window's scan order is also a maximum: the rows above it in full, then its row up to its column.
-        const int wy = oy * s.stride, wx = ox * s.stride;
+        const pool::Span cols = pool::col_window(s, ox);
         bool earlier = false;
-        for (int ry = wy; ry <= iy && !earlier; ++ry) {
-          const int end = ry < iy ? wx + s.kernel : ix;
+        for (int ry = rows.begin; ry <= iy && !earlier; ++ry) {
+          const int end = ry < iy ? cols.end : ix;
           const float* row = xp + static_cast<int64_t>(ry) * s.w_in;
-          for (int rx = wx; rx < end; ++rx)
+          for (int rx = cols.begin; rx < end; ++rx)
             if (__ldg(row + rx) == target) {
               earlier = true;
               break;
@@ -84,6 +76,7 @@ __global__ void maxpool_backward_kernel(PoolShape s, const float* __restrict__ x
         }
         if (!earlier) grad += __ldg(dy + o);
       }
+    }
     dx[e] = grad;
   }
 }

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from alexnet_cuda import ops
 from alexnet_cuda.reference import activation as ref_activation
 from alexnet_cuda.reference import adam as ref_adam
+from alexnet_cuda.reference import avgpool as ref_avgpool
 from alexnet_cuda.reference import batchnorm as ref_batchnorm
 from alexnet_cuda.reference import conv2d as ref_conv2d
 from alexnet_cuda.reference import dropout as ref_dropout
@@ -27,6 +28,7 @@ from alexnet_cuda.reference import maxpool as ref_maxpool
 from alexnet_cuda.reference import prepare_batch as ref_prepare_batch
 from alexnet_cuda.reference import sgd as ref_sgd
 from alexnet_cuda.reference import softmax_xent as ref_softmax_xent
+from alexnet_cuda.reference import spatial_lrn as ref_spatial_lrn
 
 F32 = np.float32
 
@@ -214,18 +216,63 @@ def pool_args(draw):
         draw(st.integers(1, 3))
 
 
+def pool_geometry(draw):
+    """cuda-convnet's geometry: (shape, dict(kernel, stride, start, outputs)) with windows that may hang over an
+    edge -- a start in (-kernel, 0] and up to as many outputs as still start inside the input -- or, half the time,
+    the defaults (start 0, whole windows)."""
+    shape, kernel, stride = pool_args(draw)
+    if draw(st.booleans()):
+        return shape, dict(kernel=kernel, stride=stride)
+    start = draw(st.integers(1 - kernel, 0))
+    most = [(size - 1 - start) // stride + 1 for size in shape[2:]]
+    outputs = (draw(st.integers(1, most[0])), draw(st.integers(1, most[1])))
+    return shape, dict(kernel=kernel, stride=stride, start=start, outputs=outputs)
+
+
 @st.composite
 def maxpool_forward(draw):
-    shape, kernel, stride = pool_args(draw)
-    return dict(x=arrays(draw, shape), kernel=kernel, stride=stride)
+    shape, g = pool_geometry(draw)
+    return dict(x=arrays(draw, shape), **g)
 
 
 @st.composite
 def maxpool_backward(draw):
-    shape, kernel, stride = pool_args(draw)
+    shape, g = pool_geometry(draw)
     x = arrays(draw, shape)
-    y = ref_maxpool.maxpool_forward(x, kernel, stride).astype(F32)
-    return dict(x=x, y=y, dy=arrays(draw, y.shape), kernel=kernel, stride=stride)
+    y = ref_maxpool.maxpool_forward(x, **g).astype(F32)
+    return dict(x=x, y=y, dy=arrays(draw, y.shape), **g)
+
+
+avgpool_forward = maxpool_forward  # the same arguments
+
+
+@st.composite
+def avgpool_backward(draw):
+    shape, g = pool_geometry(draw)
+    h_out, w_out = ref_maxpool.output_size(shape[2], shape[3], g["kernel"], g["stride"], g.get("start", 0),
+                                           g.get("outputs"))
+    return dict(dy=arrays(draw, shape[:2] + (h_out, w_out)), h=shape[2], w=shape[3], **g)
+
+
+@st.composite
+def convnet_pool_outputs(draw):
+    size = draw(st.integers(1, 64))
+    kernel = draw(st.integers(1, size))
+    return dict(size=size, kernel=kernel, stride=draw(st.integers(1, kernel)), start=draw(st.integers(1 - kernel, 0)))
+
+
+@st.composite
+def spatial_lrn_forward(draw):
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    return dict(x=arrays(draw, shape), **lrn_params(draw))
+
+
+@st.composite
+def spatial_lrn_backward(draw):
+    x = draw(spatial_lrn_forward())
+    p = {k: v for k, v in x.items() if k != "x"}
+    y, denom = (a.astype(F32) for a in ref_spatial_lrn.spatial_lrn_forward(x["x"], **p))
+    return dict(x=x["x"], y=y, denom=denom, dy=arrays(draw, x["x"].shape), **p)
 
 
 def dropout_params(draw):
@@ -319,8 +366,8 @@ def reference_lrn_backward(x, y, scale, dy, **p):
     return ref_lrn.lrn_backward(x, y, scale, dy, **p)
 
 
-def reference_maxpool_backward(x, y, dy, kernel, stride):
-    return ref_maxpool.maxpool_backward(x, dy, kernel, stride)
+def reference_maxpool_backward(x, y, dy, kernel, stride, start=0, outputs=None):
+    return ref_maxpool.maxpool_backward(x, dy, kernel, stride, start, outputs)
 
 
 def reference_topk(scores, labels):
@@ -350,6 +397,11 @@ OPS = {
     "lrn_backward": (lrn_backward, ops.lrn_backward, reference_lrn_backward),
     "maxpool_forward": (maxpool_forward, ops.maxpool_forward, ref_maxpool.maxpool_forward),
     "maxpool_backward": (maxpool_backward, ops.maxpool_backward, reference_maxpool_backward),
+    "avgpool_forward": (avgpool_forward, ops.avgpool_forward, ref_avgpool.avgpool_forward),
+    "avgpool_backward": (avgpool_backward, ops.avgpool_backward, ref_avgpool.avgpool_backward),
+    "convnet_pool_outputs": (convnet_pool_outputs, ops.convnet_pool_outputs, ref_maxpool.convnet_pool_outputs),
+    "spatial_lrn_forward": (spatial_lrn_forward, ops.spatial_lrn_forward, ref_spatial_lrn.spatial_lrn_forward),
+    "spatial_lrn_backward": (spatial_lrn_backward, ops.spatial_lrn_backward, ref_spatial_lrn.spatial_lrn_backward),
     "dropout_forward": (dropout_forward, ops.dropout_forward, ref_dropout.dropout_forward),
     "dropout_backward": (dropout_backward, ops.dropout_backward, ref_dropout.dropout_backward),
     "softmax_xent_forward": (softmax_xent_forward, ops.softmax_xent_forward, ref_softmax_xent.softmax_xent_forward),
@@ -452,7 +504,7 @@ def mutations(op: str, kwargs: dict) -> st.SearchStrategy:
 # Arguments whose consistency with the others the op trusts rather than recomputes: maxpool_backward routes each
 # gradient to the input equal to the forward's output y; with a y that is not maxpool_forward(x, kernel, stride) the
 # gradient goes nowhere. Such a call must still not crash or produce NaN.
-TRUSTED = {("maxpool_backward", name) for name in ("x", "y", "kernel", "stride")}
+TRUSTED = {("maxpool_backward", name) for name in ("x", "y", "kernel", "stride", "start", "outputs")}
 
 
 def as_received(kwargs: dict) -> dict:

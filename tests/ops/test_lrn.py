@@ -159,3 +159,40 @@ def test_bad_inputs():
         ops.lrn_backward(x, y, scale[:1].copy(), np.ones_like(x))
     with pytest.raises(ValueError, match="lrn_backward: size must be >= 1"):
         ops.lrn_backward(x, y, scale, np.ones_like(x), size=-3)
+
+
+# ---- cuda-convnet's cmrnorm is this op with k = 1 -------------------------------------------------------------
+def _kFCNorm(images, size_f, scale, pow_scale):
+    """A NumPy transcription of cuda-convnet's cross-map response normalization (cmrnorm, not blocked):
+    CrossMapResponseNormLayer (src/layer.cu) -> convResponseNormCrossMap -> kFCNorm (src/cudaconv2/conv_util.cu),
+    with layer.py's NormLayerParser.add_params dividing the cfg's scale by size for cmrnorm."""
+    add_scale = scale / size_f
+    num_filters = images.shape[1]
+    denoms = np.empty_like(images)
+    for f in range(num_filters):
+        start_f = -(size_f // 2) + f  # -sizeF/2 + filterIdx (C division truncates: -(sizeF/2) for sizeF > 0)
+        loop_start_f, loop_end_f = max(0, start_f), min(num_filters, start_f + size_f)
+        denoms[:, f] = 1 + add_scale * np.sum(images[:, loop_start_f:loop_end_f] ** 2, axis=1)
+    return images * denoms ** -pow_scale, denoms
+
+
+@pytest.mark.parametrize("size", [9, 5, 4, 2, 16])
+def test_cuda_convnet_cmrnorm_is_lrn_with_k_1(device, size, rng):
+    """A cfg's cmrnorm (size, scale, pow) is lrn(size, alpha=scale, beta=pow, k=1): the same window for odd AND
+    even sizes ([f - size//2, f - size//2 + size), clipped), the same alpha/size, the constant 1. Checked on the
+    conv-local-11pct layers' values (size 9, scale 0.001, pow 0.75) and on even sizes, forward on both backends, and
+    the backward against finite differences of the transcription."""
+    x = (rng.standard_normal((2, 16, 3, 3)) * 20).astype(np.float32)
+    scale, pow_ = 0.001 * 9 / size * 3, 0.75  # strong enough that every neighbour matters
+    y_cc, denom_cc = _kFCNorm(x.astype(np.float64), size, scale, pow_)
+    params = dict(size=size, alpha=scale, beta=pow_, k=1.0)
+    y, lrn_scale = ops.lrn_forward(x, **params, device=device)
+    np.testing.assert_allclose(lrn_scale, denom_cc, rtol=2e-6)
+    np.testing.assert_allclose(y, y_cc, rtol=1e-5, atol=1e-6 * np.abs(y_cc).max())
+    np.testing.assert_allclose(ref.lrn_forward(x, **params)[1], denom_cc, rtol=1e-12)
+    small = x[:1, :, :1, :2].astype(np.float64)
+    dy = rng.standard_normal(small.shape)
+    numeric = numerical_grad(lambda v: _kFCNorm(v, size, scale, pow_)[0], small, dy)
+    ys, ss = ops.lrn_forward(small.astype(np.float32), **params, device=device)
+    dx = ops.lrn_backward(small.astype(np.float32), ys, ss, dy.astype(np.float32), **params, device=device)
+    assert_grad_close(dx, numeric, rtol=1e-4)

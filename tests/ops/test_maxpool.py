@@ -117,6 +117,75 @@ def test_defaults_are_the_papers_overlapping_pooling(device, rng):
     np.testing.assert_array_equal(y, ref.maxpool_forward(x, 3, 2).astype(np.float32))
 
 
+# ---- cuda-convnet's geometry (start, outputs: windows clipped to the input) -----------------------------------
+# (shape, kernel, stride, start, outputs): layers-18pct's and conv-local's pool1 at 32x32 (cuda-convnet's ceil rule:
+# 16 outputs where whole windows give 15) and at conv-local's 24x24 crops (12); windows hanging over the top/left
+# edge (negative start); a positive start; an (h, w) outputs pair on a non-square input; stride > kernel.
+CONVNET_CASES = [
+    ((2, 3, 32, 32), 3, 2, 0, 16),
+    ((1, 2, 24, 24), 3, 2, 0, 12),
+    ((1, 2, 12, 12), 3, 2, 0, 6),
+    ((2, 2, 9, 9), 3, 2, -1, 5),
+    ((1, 3, 9, 8), 3, 2, 1, None),
+    ((1, 3, 9, 6), 4, 3, -2, (4, 3)),
+    ((2, 2, 11, 10), 2, 3, 0, 4),
+]
+CONVNET_IDS = [f"{'x'.join(map(str, s))}-k{k}s{st}-start{b}-out{o}" for s, k, st, b, o in CONVNET_CASES]
+
+
+def test_convnet_outputs_rule():
+    """layer.py's outputsX for pool layers: ceil((imgSize - start - sizeX) / stride) + 1."""
+    assert ops.convnet_pool_outputs(32, 3, 2) == ref.convnet_pool_outputs(32, 3, 2) == 16
+    assert ops.convnet_pool_outputs(16, 3, 2) == 8 and ops.convnet_pool_outputs(8, 3, 2) == 4
+    assert ops.convnet_pool_outputs(24, 3, 2) == 12 and ops.convnet_pool_outputs(27, 3, 2) == 13
+    for size in range(1, 20):
+        for kernel in range(1, size + 1):
+            for stride in range(1, kernel + 1):
+                for start in range(-kernel + 1, 1):
+                    assert ops.convnet_pool_outputs(size, kernel, stride, start) == \
+                        ref.convnet_pool_outputs(size, kernel, stride, start)
+
+
+@pytest.mark.parametrize("shape,kernel,stride,start,outputs", CONVNET_CASES[1:6], ids=CONVNET_IDS[1:6])
+def test_reference_gradient_convnet_geometry(shape, kernel, stride, start, outputs, rng):
+    x = _distinct(rng, shape)
+    g = dict(start=start, outputs=outputs)
+    y = ref.maxpool_forward(x, kernel, stride, **g)
+    dy = rng.standard_normal(y.shape)
+    numeric = numerical_grad(lambda v: ref.maxpool_forward(v, kernel, stride, **g), x, dy)
+    assert_grad_close(ref.maxpool_backward(x, dy, kernel, stride, **g), numeric, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape,kernel,stride,start,outputs", CONVNET_CASES, ids=CONVNET_IDS)
+@pytest.mark.parametrize("values", ["normal", "ties"])
+def test_convnet_geometry_matches_reference(device, shape, kernel, stride, start, outputs, values, rng):
+    x = (rng.standard_normal(shape) if values == "normal" else rng.integers(0, 3, shape)).astype(np.float32)
+    g = dict(start=start, outputs=outputs)
+    y = ops.maxpool_forward(x, kernel, stride, **g, device=device)
+    np.testing.assert_array_equal(y, ref.maxpool_forward(x, kernel, stride, **g).astype(np.float32))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = ops.maxpool_backward(x, y, dy, kernel, stride, **g, device=device)
+    np.testing.assert_allclose(dx, ref.maxpool_backward(x, dy, kernel, stride, **g), rtol=1e-6, atol=1e-6)
+
+
+def test_explicit_defaults_are_bit_identical(device, rng):
+    """start=0 with the whole-window count is the paper's pooling, through the same kernels."""
+    x = rng.standard_normal((2, 4, 13, 13)).astype(np.float32)
+    y = ops.maxpool_forward(x, device=device)
+    np.testing.assert_array_equal(ops.maxpool_forward(x, 3, 2, start=0, outputs=6, device=device), y)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    np.testing.assert_array_equal(ops.maxpool_backward(x, y, dy, 3, 2, start=0, outputs=(6, 6), device=device),
+                                  ops.maxpool_backward(x, y, dy, device=device))
+
+
+def test_last_window_hangs_over_the_edge(device):
+    """32x32 at 3/2 under cuda-convnet's rule: output 15 is the maximum of rows/columns 30..31 only."""
+    x = np.zeros((1, 1, 32, 32), np.float32)
+    x[0, 0, 31, 31] = 5.0
+    y = ops.maxpool_forward(x, 3, 2, outputs=16, device=device)
+    assert y.shape == (1, 1, 16, 16) and y[0, 0, 15, 15] == 5.0 and y[0, 0, 14, 14] == 0.0
+
+
 # ---- (3) bad input ------------------------------------------------------------------------------------------
 def test_bad_inputs():
     x = np.ones((1, 2, 5, 5), np.float32)
@@ -141,3 +210,13 @@ def test_bad_inputs():
         ops.maxpool_backward(x, np.ones((1, 2, 1, 2), np.float32), np.ones_like(y))
     with pytest.raises(ValueError, match="maxpool_backward: window 7x7 is larger than the input 5x5"):
         ops.maxpool_backward(x, y, y, 7, 2)
+    with pytest.raises(ValueError, match=r"maxpool_forward: with start=0, kernel=3, stride=2 and 17 outputs, the "
+                                         r"windows span input height positions \[0, 35\)"):
+        ops.maxpool_forward(np.ones((1, 1, 32, 32), np.float32), 3, 2, outputs=17)
+    with pytest.raises(ValueError,
+                       match=r"maxpool_forward: window 3x3 is larger than the input height from start=3 \(2 elements\)"):
+        ops.maxpool_forward(x, 3, 2, start=3)
+    with pytest.raises(ValueError, match="maxpool_backward: outputs must be >= 1"):
+        ops.maxpool_backward(x, y, y, 3, 2, outputs=-1)
+    with pytest.raises(ValueError, match=r"maxpool_backward: expected y of shape \(1, 2, 3, 3\)"):
+        ops.maxpool_backward(x, y, y, 3, 2, outputs=3)
