@@ -19,6 +19,9 @@ import json
 import sys
 from typing import Any
 
+from .nets.builtin import BUILTIN, builtin
+from .nets.description import DescriptionError, layer_table
+from .nets.file_format import read_net
 from .network_options import BN_POSITIONS, NORMS, check_choice, head_str, native_options, parse_head, resolve_norm
 
 PROG = "python -m alexnet_cuda.summary"
@@ -83,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Each layer of each tower of AlexNet with its output shape, parameters and multiply-adds per "
                     "image, and the totals, read from the same C++ layer table the network is built from. "
                     "Multiply-adds count the conv and fully connected weights only (forward, one image).")
-    p.add_argument("--arch", choices=("alexnet", "alexnet-small"), default="alexnet", help="default alexnet")
+    p.add_argument("--arch", choices=("alexnet", "alexnet-small", *BUILTIN), default="alexnet",
+                   help="default alexnet; the others are the authors' CIFAR-10 networks from cuda-convnet's layer files "
+                        "(docs/cuda_convnet.md)")
     p.add_argument("--input-size", type=int, metavar="N", help="default 227 for alexnet, 32 for alexnet-small")
     p.add_argument("--num-classes", type=int, default=1000, metavar="K", help="default 1000")
     p.add_argument("--towers", type=int, choices=(1, 2), default=2, help="default 2")
@@ -95,12 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bn-position", choices=BN_POSITIONS, default="before_pool", help="default before_pool")
     p.add_argument("--head", default=None, metavar="WIDTHS|gap",
                    help="hidden fc widths ('4096,4096', '2000,200', 'none') or 'gap'; default: the arch's")
+    p.add_argument("--net", metavar="FILE", help="a network file (docs/network_format.md) instead of --arch and "
+                                                 "the variant flags")
     p.add_argument("--json", action="store_true", help="print the layers and totals as JSON")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.net or args.arch in BUILTIN:
+        return _summarize_description(args)
     try:
         layers = describe(args.num_classes, args.arch, args.input_size, towers=args.towers, lrn=args.lrn,
                           overlapping_pool=args.overlapping_pool, activation=args.activation, dropout=args.dropout,
@@ -113,6 +122,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(format_table(layers, f"{args.arch}, {args.num_classes} classes, {args.towers} tower(s), norm "
                                f"{resolve_norm(args.norm, args.lrn)}, head {head_str(parse_head(args.head, PROG))}"))
+    return 0
+
+
+def _summarize_description(args) -> int:
+    try:
+        desc = read_net(args.net) if args.net else builtin(args.arch)
+        layers = layer_table(desc)
+    except DescriptionError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"layers": layers, "totals": totals(layers)}, indent=2))
+    else:
+        source = args.net or "built in"
+        print(format_table(layers, f"{desc.name} ({source}), {desc.classes} classes, {desc.towers} tower(s)"))
     return 0
 
 

@@ -1,0 +1,118 @@
+"""Networks as data (alexnet_cuda/nets/): the description of every AlexNet variant has exactly the C++ network's layer
+table; network files round-trip; the built-in CIFAR-10 networks have the expected sizes; and every mistake in a
+description is one error naming the layer and the field."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+from subprocesses import run_module
+
+from alexnet_cuda.nets.alexnet import alexnet
+from alexnet_cuda.nets.builtin import BUILTIN, builtin
+from alexnet_cuda.nets.description import DescriptionError, Layer, NetDescription, layer_table
+from alexnet_cuda.nets.file_format import format_net, parse_net, read_net
+from alexnet_cuda.summary import describe, totals
+
+
+def _numbers(rows):
+    return [(r["name"], r["tower"], list(r["input"]), list(r["output"]), int(r["parameters"]), int(r["mult_adds"]))
+            for r in rows]
+
+
+VARIANTS = list(itertools.product(
+    [("alexnet", 227), ("alexnet-small", 32), ("alexnet-small", 64)], (1, 2), ("lrn", "batchnorm", "none"),
+    ("before_pool", "after_pool"), (True, False), (None, "gap", [300, 200]), (0.5, 0.0), ("relu", "tanh")))
+
+
+def test_every_variant_is_the_cpp_networks_layer_table():
+    """864 combinations of the variant options: the same layers, shapes, parameters and multiply-adds."""
+    for (arch, size), towers, norm, bn_position, overlap, head, dropout, activation in VARIANTS:
+        options = dict(towers=towers, norm=norm, bn_position=bn_position, overlapping_pool=overlap, head=head,
+                       dropout=dropout, activation=activation)
+        ours = layer_table(alexnet(arch, size, 7, **options))
+        assert _numbers(ours) == _numbers(describe(7, arch, size, **options)), (arch, size, options)
+
+
+def test_the_papers_network_in_numbers():
+    t = totals(layer_table(alexnet()))
+    assert t == {"parameters": 60_965_224, "mult_adds": 724_406_816}
+
+
+@pytest.mark.parametrize("desc", [alexnet(), alexnet("alexnet-small", 32, 10, norm="batchnorm", head="gap"),
+                                  *[builtin(n) for n in BUILTIN]], ids=lambda d: d.name)
+def test_network_files_round_trip(desc):
+    again = parse_net(format_net(desc))
+    assert layer_table(again) == layer_table(desc)
+    assert format_net(again) == format_net(desc)
+
+
+def test_the_authors_cifar_networks():
+    """Parameters at the sizes they were trained at: 32x32 for layers-18pct, 24x24 crops for the conv-local pair."""
+    sizes = {n: totals(layer_table(builtin(n))) for n in BUILTIN}
+    assert sizes["layers-18pct"] == {"parameters": 89_578, "mult_adds": 12_298_240}
+    assert sizes["conv-local-13pct"] == {"parameters": 1_114_250, "mult_adds": 18_517_248}
+    assert sizes["conv-local-11pct"] == sizes["conv-local-13pct"]  # the normalization has no parameters
+    rows = {r["name"]: r for r in layer_table(builtin("layers-18pct"))}
+    assert rows["pool1"]["output"] == [32, 16, 16]  # cuda-convnet's ceil rule: 16 windows on 32, not 15
+    assert [r["name"] for r in layer_table(builtin("conv-local-11pct"))] == [
+        "conv1", "rnorm1", "pool1", "conv2", "rnorm2", "pool2", "local3", "local4", "fc10"]
+
+
+def test_summary_prints_descriptions(tmp_path):
+    r = run_module("alexnet_cuda.summary", "--arch", "layers-18pct", cwd=tmp_path)
+    assert r.returncode == 0 and "89,578" in r.stdout and "pool1" in r.stdout
+    (tmp_path / "mine.ini").write_text(format_net(alexnet("alexnet-small", 32, 10)))
+    r = run_module("alexnet_cuda.summary", "--net", "mine.ini", "--json", cwd=tmp_path)
+    assert r.returncode == 0 and json.loads(r.stdout)["totals"]["parameters"] == 5_726_602
+    (tmp_path / "bad.ini").write_text("[net]\ninput = 3x32x32\n\n[c1]\ntype = conv\nsize = 5\n")
+    r = run_module("alexnet_cuda.summary", "--net", "bad.ini", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "python -m alexnet_cuda.summary: error: network description: layer 'c1', filters: missing (required)")
+
+
+def _net(*layers: Layer, **kw) -> NetDescription:
+    return NetDescription("test", list(layers), **kw)
+
+
+CONV = {"filters": 8, "size": 3}
+
+
+@pytest.mark.parametrize("desc, message", [
+    (_net(Layer("c1", "convolution", CONV)), "layer 'c1', type: unknown kind 'convolution'"),
+    (_net(Layer("c1", "conv", {**CONV, "kernel": 3})), "layer 'c1', kernel: not a setting of a conv layer"),
+    (_net(Layer("c1", "conv", {"size": 3})), "layer 'c1', filters: missing (required)"),
+    (_net(Layer("c1", "conv", {**CONV, "size": "five"})), "layer 'c1', size: expected an integer, got 'five'"),
+    (_net(Layer("c1", "conv", {**CONV, "size": 40})), "layer 'c1', size: a 40x40 kernel (padding 0) does not fit"),
+    (_net(Layer("c1", "conv", {**CONV, "activation": "sigmoid"})), "layer 'c1', activation: must be one of"),
+    (_net(Layer("c1", "conv", {**CONV, "filters": 7}), towers=2), "layer 'c1', filters: 7 filters do not split"),
+    (_net(Layer("c1", "conv", CONV), Layer("p1", "maxpool", {}, sees="all")),
+     "layer 'p1', sees: a maxpool layer reads its own tower's maps only"),
+    (_net(Layer("c1", "conv", CONV), Layer("c2", "conv", CONV, input="c9")),
+     "layer 'c2', input: 'c9' is not a layer defined before it"),
+    (_net(Layer("c1", "conv", CONV), Layer("c1", "conv", CONV)), "layer 'c1': a second layer of this name"),
+    (_net(Layer("f1", "linear", {"outputs": 5}), Layer("p1", "maxpool", {})),
+     "layer 'p1', input: pooling needs maps"),
+    (_net(Layer("c1", "conv", CONV), Layer("p1", "avgpool", {"outputs": 40})),
+     "layer 'p1', outputs: 40 windows of 3 every 2 from 0 leave the last one outside the 30x30 maps"),
+    (_net(Layer("d1", "dropout", {"p": 1.0})), "layer 'd1', p: must be in [0, 1)"),
+])
+def test_every_mistake_names_the_layer_and_the_field(desc, message):
+    with pytest.raises(DescriptionError, match="network description: " + message.replace("(", r"\(").replace(
+            ")", r"\)").replace("[", r"\[")):
+        layer_table(desc)
+
+
+def test_file_mistakes_name_the_file(tmp_path):
+    with pytest.raises(DescriptionError, match="missing.ini: cannot be read"):
+        read_net(tmp_path / "missing.ini")
+    with pytest.raises(DescriptionError, match=r"x.ini: no \[net\] section"):
+        parse_net("[c1]\ntype = conv\n", "x.ini")
+    with pytest.raises(DescriptionError, match=r"x.ini: \[net\] input: expected CHANNELSxSIDExSIDE"):
+        parse_net("[net]\ninput = 3x32x30\n", "x.ini")
+    with pytest.raises(DescriptionError, match="x.ini: layer 'c1', type: missing"):
+        parse_net("[net]\n[c1]\nfilters = 3\n", "x.ini")
+    with pytest.raises(DescriptionError, match="x.ini: not a network file"):
+        parse_net("[net]\n[c1]\ntype = conv\n[c1]\ntype = conv\n", "x.ini")
