@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 
+import numpy as np
 import pytest
 from subprocesses import run_module
 
@@ -116,3 +117,82 @@ def test_file_mistakes_name_the_file(tmp_path):
         parse_net("[net]\n[c1]\nfilters = 3\n", "x.ini")
     with pytest.raises(DescriptionError, match="x.ini: not a network file"):
         parse_net("[net]\n[c1]\ntype = conv\n[c1]\ntype = conv\n", "x.ini")
+
+
+# ---- the NumPy reference network builds from descriptions --------------------------------------------------------
+
+def _random_dense_params(desc, rng):
+    """Dense parameters for the reference: each weighted layer's (out, in/groups, k, k) or (out, in) weight."""
+    from alexnet_cuda.nets.description import resolved_settings
+
+    rows = layer_table(desc)
+    params = {}
+    for layer in desc.layers:
+        mine = [r for r in rows if r["name"] == layer.name]
+        s = resolved_settings(layer)
+        out = sum(r["output"][0] for r in mine)
+        if layer.kind == "conv":
+            c_in = mine[0]["input"][0]
+            params[f"{layer.name}.weight"] = rng.normal(0, 0.1, (out, c_in, s["size"], s["size"]))
+        elif layer.kind == "linear":
+            params[f"{layer.name}.weight"] = rng.normal(0, 0.1, (out, mine[0]["input"][0]))
+        elif layer.kind == "batchnorm":
+            params.update({f"{layer.name}.weight": rng.uniform(0.5, 1.5, out), f"{layer.name}.running_mean":
+                           rng.normal(0, 0.1, out), f"{layer.name}.running_var": rng.uniform(0.5, 1.5, out)})
+        if layer.kind in ("conv", "linear", "batchnorm") and s.get("bias", True):
+            params[f"{layer.name}.bias"] = rng.normal(0, 0.1, out)
+    return params
+
+
+@pytest.mark.parametrize("options", [
+    dict(towers=2), dict(towers=1, norm="batchnorm", head="gap"), dict(towers=2, norm="batchnorm",
+    bn_position="after_pool", activation="tanh", head=[12, 10]), dict(towers=2, norm="none", overlapping_pool=False)],
+    ids=["paper", "bn-gap-1tower", "bn-after-pool-tanh", "no-norm-2x2"])
+def test_the_reference_of_a_description_is_the_reference_network(options):
+    """alexnet-small (narrow) through the description-driven reference equals the AlexNet reference network:
+    loss, logits and every gradient, in training mode with dropout."""
+    from alexnet_cuda.reference import described, network as refnet
+
+    rng = np.random.default_rng(0)
+    desc = alexnet("alexnet-small", 32, 5, conv_channels=[8, 8, 12, 12, 8], head=options.pop("head", [16, 12]),
+                   **options)
+    params = _random_dense_params(desc, rng)
+    config = {"towers": desc.towers, "conv_stride": [1] * 5, "conv_pad": [2, 2, 1, 1, 1],
+              "norm": options.get("norm", "lrn"), "lrn": options.get("norm", "lrn") == "lrn", "lrn_size": 5, "lrn_alpha": 1e-4, "lrn_beta": 0.75, "lrn_k": 2.0,
+              "bn_position": options.get("bn_position", "before_pool"), "bn_momentum": 0.1, "bn_eps": 1e-5,
+              "pool_kernel": 3 if options.get("overlapping_pool", True) else 2, "pool_stride": 2,
+              "activation": options.get("activation", "relu"), "dropout": 0.5,
+              "fc_width": [x.settings["outputs"] for x in desc.layers if x.kind == "linear"][:-1],
+              "gap_head": any(x.kind == "global_avgpool" for x in desc.layers)}
+    images, labels = rng.normal(0, 1, (3, 3, 32, 32)), np.array([0, 4, 2])
+    want = refnet.forward_backward(params, config, images, labels, seed=3, step=2)
+    got = described.forward_backward(desc, params, images, labels, seed=3, step=2)
+    assert got[0] == want[0]
+    np.testing.assert_array_equal(got[1], want[1])
+    assert set(got[2]) == set(want[2])
+    for k in want[2]:
+        np.testing.assert_array_equal(got[2][k], want[2][k], err_msg=k)
+
+
+def test_the_reference_of_layers_18pct_has_the_right_gradient():
+    """The whole chain (cuda-convnet's ceil pooling, relu on a pool, within-map normalization): the gradient along a
+    random direction of every parameter equals the loss's central difference."""
+    from alexnet_cuda.reference import described
+
+    rng = np.random.default_rng(1)
+    desc = builtin("layers-18pct")
+    params = _random_dense_params(desc, rng)
+    images, labels = rng.normal(0, 1, (2, 3, 32, 32)), np.array([3, 7])
+    _, _, grads = described.forward_backward(desc, params, images, labels)
+    direction = {k: rng.normal(0, 1, v.shape) for k, v in params.items()}
+    eps = 1e-6
+
+    def loss_at(sign):
+        moved = {k: v + sign * eps * direction[k] for k, v in params.items()}
+        return described.forward_backward(desc, moved, images, labels, backward=False)[0]
+
+    numeric = (loss_at(1) - loss_at(-1)) / (2 * eps)
+    analytic = sum(float(np.sum(grads[k] * direction[k])) for k in params)
+    # 1e-3: a max-pool window whose two largest inputs are closer than the step changes its argmax (a kink), which
+    # moves the difference by about 1e-4 here; a wrong gradient anywhere moves it by far more.
+    assert numeric == pytest.approx(analytic, rel=1e-3)
