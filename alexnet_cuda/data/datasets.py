@@ -489,3 +489,23 @@ def open_dataset(path, kind: str = "auto", split: str = "train", image_size: int
             raise ValueError(f"open_dataset: no '{split}' images found in {root}\n{LAYOUTS}")
         return ds
     raise ValueError(f"open_dataset: {root} is empty or not a recognised dataset layout (split '{split}')\n{LAYOUTS}")
+
+
+def typical_image_side(dataset: Dataset, sample: int = 32) -> int | None:
+    """The median shorter side of up to ``sample`` of a file dataset's images (evenly spread over it), read from
+    their headers only; None when it holds no files or none can be read. It decides whether a folder of images is
+    small (CIFAR-10-like) before a network is chosen for it."""
+    path = getattr(dataset, "path", None)
+    n = len(dataset)
+    if path is None or n == 0:
+        return None
+    from PIL import Image
+
+    sides = []
+    for i in sorted({int(k) for k in np.linspace(0, n - 1, min(sample, n))}):
+        try:
+            with Image.open(path(i)) as img:
+                sides.append(min(img.size))
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue
+    return int(np.median(sides)) if sides else None

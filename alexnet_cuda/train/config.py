@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ..arguments import FLOAT32_MAX
 from ..cli import ConfigError, add_debug_flag, float_in, gpu_list, int_at_least
-from ..data.datasets import LAYOUTS, _detect, is_unsplit_folder
+from ..console import log
+from ..data.datasets import LAYOUTS, _detect, is_unsplit_folder, open_dataset, typical_image_side
 from ..data.synthetic import SYNTHETIC_TRAIN_IMAGES
 from ..network_options import ADAM_DEFAULT_LR, DEFAULT_ADAM_BETAS, DEFAULT_ADAM_EPS, add_variant_flags
 from .examples import EXAMPLES
@@ -30,6 +31,8 @@ SCHEDULES = ("plateau", "step", "none")
 # (the paper's 227-of-256 crop, scaled down). Tiny ImageNet: 64x64 crops of 72x72. Image folders and ImageNet: the
 # paper's network, 227x227 crops of 256x256.
 SMALL_DATA_IMAGE_SIZE = {32: 36, 64: 72}
+# A folder whose images are at most this side is trained with alexnet-small unless --arch says otherwise.
+SMALL_IMAGES = 96
 DEFAULT_EPOCHS = {"synthetic": 5, "cifar10": 40, "tinyimagenet": 40, "folder": 90, "imagenet": 90}
 # Per-architecture defaults of the settings left at None.
 # alexnet: the paper's recipe (Section 5): batch 128, learning rate 0.01, weights N(0, 0.01^2), biases 1 in conv2,
@@ -159,8 +162,17 @@ def resolve(config: TrainConfig) -> TrainConfig:
     if c.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {c.dataset!r} (choose from {', '.join(DATASETS)})")
     small_data = c.dataset in ("synthetic", "cifar10", "tinyimagenet")
+    side = _small_images(c) if c.dataset in ("folder", "imagenet") else None
     if c.arch is None:
-        c.arch = "alexnet-small" if small_data else "alexnet"
+        c.arch = "alexnet-small" if small_data or side else "alexnet"
+        if side:
+            c.input_size = c.input_size or (64 if side >= 64 else 32)
+            log(f"the images of --data {c.data} are about {side}x{side}: training alexnet-small on "
+                f"{c.input_size}x{c.input_size} crops (--arch alexnet trains the paper's 227x227 network on them "
+                f"upscaled)")
+    elif side and c.arch == "alexnet":
+        log(f"WARNING: the images of --data {c.data} are about {side}x{side}; --arch alexnet upscales them to "
+            f"{c.image_size or 256} and takes 227x227 crops (--arch alexnet-small is made for 32x32 and 64x64 images)")
     if c.arch not in ARCHS:
         raise ConfigError(f"unknown arch {c.arch!r} (choose from {', '.join(ARCHS)})")
     if c.input_size is None:
@@ -191,6 +203,17 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"--out {c.out}: exists and is not a directory (the run directory holds the checkpoints "
                           f"and logs)")
     return c
+
+
+def _small_images(c: TrainConfig) -> int | None:
+    """The typical side of the training images of a folder dataset when it is small enough for alexnet-small (at
+    most SMALL_IMAGES), else None: a folder of CIFAR-sized images is never silently trained at 227x227."""
+    try:
+        dataset = open_dataset(c.data, kind=c.dataset, split="train")
+    except (OSError, ValueError):
+        return None  # opening it later says what is wrong
+    side = typical_image_side(dataset)
+    return side if side is not None and side <= SMALL_IMAGES else None
 
 
 def resolve_split(c: TrainConfig) -> None:
@@ -285,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("network (paper Section 3; the switches are the paper's ablations)")
     g.add_argument("--arch", choices=ARCHS,
                    help="alexnet: the paper's network, 227x227 inputs; alexnet-small: the same design for 32x32 or "
-                        "64x64 inputs (default: alexnet-small for synthetic, cifar10 and tinyimagenet)")
+                        "64x64 inputs (default: alexnet-small for synthetic, cifar10, tinyimagenet and a folder whose "
+                        "images are at most 96x96, which the log says; alexnet otherwise)")
     g.add_argument("--input-size", type=int_at_least(1), metavar="N",
                    help="network input side (default 227 for alexnet; 32, or 64 for tinyimagenet, for alexnet-small)")
     g.add_argument("--no-lrn", dest="lrn", action="store_false", help="no local response normalization (3.3)")
