@@ -129,6 +129,7 @@ def _read_ini(path: str | Path) -> tuple[Path, configparser.ConfigParser]:
     # no layer (in cuda-convnet it would silently give its values to every layer). Duplicate sections or options
     # are refused (strict), where Python 2's ConfigParser let the last one win.
     ini = configparser.ConfigParser(interpolation=None, strict=True, default_section="\0no default section")
+    ini.optionxform = str  # keep the file's spelling for messages; names are matched case-insensitively below
     try:
         with open(path, encoding="utf-8") as f:
             ini.read_file(f, str(path))
@@ -194,15 +195,21 @@ def _fields_of(path: Path, layer: str, ltype: str, section: configparser.Section
     by_lower = {k.lower(): k for k in specs}
     refused = {k.lower(): k for k in _REFUSED_FIELDS}
     out = {}
+    spelled: dict[str, str] = {}
     for raw, text in section.items():
-        if raw in ("type", "inputs") and not from_params:
+        if raw.lower() in spelled:  # ConfigParser (cuda-convnet) treats these as one option
+            raise _fail(path, layer, f"fields '{spelled[raw.lower()]}' and '{raw}' are the same field (names are "
+                                     "case-insensitive)")
+        spelled[raw.lower()] = raw
+        if raw.lower() in ("type", "inputs") and not from_params:
             continue
-        if raw in refused:
-            raise _fail(path, layer, f"field '{refused[raw]}': {_REFUSED_FIELDS[refused[raw]]}")
-        name = by_lower.get(raw)
+        if raw.lower() in refused:
+            known_name = refused[raw.lower()]
+            raise _fail(path, layer, f"field '{known_name}': {_REFUSED_FIELDS[known_name]}")
+        name = by_lower.get(raw.lower())
         if name is None:
             known = ", ".join(k for k in specs if specs[k].params == from_params) or "none"
-            raise _fail(path, layer, f"field '{raw}' is not a field of a {ltype} layer"
+            raise _fail(path, layer, f"field '{raw}' is not a field of type {ltype}"
                         f"{' in the params file' if from_params else ''} (known: {known})")
         if specs[name].params != from_params:
             other = "params file" if specs[name].params else "layers file"
@@ -211,9 +218,10 @@ def _fields_of(path: Path, layer: str, ltype: str, section: configparser.Section
     return out
 
 
-def _check_supported(path: Path, layer: ConvnetLayer) -> None:
-    """The values this project cannot build, refused by name."""
+def _check_supported(layers_path: Path, params_path: Path, layer: ConvnetLayer) -> None:
+    """The values this project cannot build, refused by name (each in the file that holds the field)."""
     s, name = layer.settings, layer.name
+    path = layers_path
     if layer.type == "conv" and not s["sharedBiases"]:
         raise _fail(path, name, "field 'sharedBiases' is 0: one bias per output position is not supported "
                                 "(the published files use sharedBiases=1, one bias per filter)")
@@ -236,9 +244,9 @@ def _check_supported(path: Path, layer: ConvnetLayer) -> None:
         if s["start"] + s["sizeX"] < 1:
             raise _fail(path, name, f"field 'start' ({s['start']}) leaves the first window outside the image")
     if "dropout" in s and not s["dropout"] < 1:
-        raise _fail(path, name, f"field 'dropout' must be < 1, got {s['dropout']}")
+        raise _fail(params_path, name, f"field 'dropout' must be < 1, got {s['dropout']}")
     if layer.type == "cost.logreg" and not s["coeff"] > 0:
-        raise _fail(path, name, f"field 'coeff' must be > 0, got {s['coeff']}")
+        raise _fail(params_path, name, f"field 'coeff' must be > 0, got {s['coeff']}")
     if layer.type == "data" and s["dataIdx"] not in (0, 1):
         raise _fail(path, name, f"field 'dataIdx' is {s['dataIdx']}: only the images (0) and the labels (1) are "
                                 "provided")
@@ -248,7 +256,7 @@ def _read_layers(path: Path, ini: configparser.ConfigParser) -> list[ConvnetLaye
     layers: list[ConvnetLayer] = []
     seen: dict[str, ConvnetLayer] = {}
     for name in ini.sections():
-        section = ini[name]
+        section = {k.lower(): v for k, v in ini[name].items()}  # type= and inputs= in any case
         ltype = section.get("type")
         if ltype is None:
             raise _fail(path, name, "field 'type' is missing")
@@ -273,7 +281,7 @@ def _read_layers(path: Path, ini: configparser.ConfigParser) -> list[ConvnetLaye
             if len(inputs) != wanted:
                 raise _fail(path, name, f"field 'inputs' names {len(inputs)} layer(s), a {ltype} layer takes "
                                         f"{wanted}" + ("" if wanted == 2 else " (several inputs are not supported)"))
-        layer = ConvnetLayer(name, ltype, inputs, _fields_of(path, name, ltype, section, False, len(inputs)))
+        layer = ConvnetLayer(name, ltype, inputs, _fields_of(path, name, ltype, ini[name], False, len(inputs)))
         layers.append(layer)
         seen[name] = layer
     return layers
@@ -294,15 +302,15 @@ def _merge_params(layers: list[ConvnetLayer], layers_path: Path, path: Path,
         if missing:
             where = path if specs[missing[0]].params else layers_path
             if layer.name not in ini and specs[missing[0]].params:
-                raise _fail(path, layer.name, f"a {layer.type} layer needs a section [{layer.name}] in the params "
-                                              f"file with {', '.join(missing)}")
-            raise _fail(where, layer.name, f"field '{missing[0]}' is missing (a {layer.type} layer requires it)")
+                raise _fail(path, layer.name, f"type {layer.type} needs a section [{layer.name}] in the params "
+                                              f"file, with {', '.join(missing)}")
+            raise _fail(where, layer.name, f"field '{missing[0]}' is missing (type {layer.type} requires it)")
         for k, f in specs.items():
             if k not in layer.settings:
                 layer.settings[k] = [f.default] * len(layer.inputs) if f.per_input else f.default
         if "neuron" in specs:
             layer.settings["neuron"] = _neuron(layers_path, layer.name, layer.settings["neuron"])
-        _check_supported(path if layer.type == "cost.logreg" else layers_path, layer)
+        _check_supported(layers_path, path, layer)
 
 
 def _check_frame(path: Path, layers: list[ConvnetLayer]) -> None:
