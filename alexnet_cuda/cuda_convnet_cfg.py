@@ -277,9 +277,11 @@ def _read_layers(path: Path, ini: configparser.ConfigParser) -> list[ConvnetLaye
                 if i not in seen:
                     later = " (it comes later in the file; inputs must come first)" if i in ini.sections() else ""
                     raise _fail(path, name, f"field 'inputs': input layer '{i}' is not defined{later}")
+                if seen[i].type == "cost.logreg":
+                    raise _fail(path, name, f"field 'inputs': '{i}' is the cost; no layer can take it as input")
             wanted = 2 if ltype == "cost.logreg" else 1
             if len(inputs) != wanted:
-                raise _fail(path, name, f"field 'inputs' names {len(inputs)} layer(s), a {ltype} layer takes "
+                raise _fail(path, name, f"field 'inputs' names {len(inputs)} layer(s), type {ltype} takes "
                                         f"{wanted}" + ("" if wanted == 2 else " (several inputs are not supported)"))
         layer = ConvnetLayer(name, ltype, inputs, _fields_of(path, name, ltype, ini[name], False, len(inputs)))
         layers.append(layer)

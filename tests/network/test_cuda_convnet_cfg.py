@@ -164,6 +164,8 @@ REFUSALS = {
     "scaled tanh": (lambda L, P: L["conv1"].update(neuron="tanh[1.7159,0.6666]"), "layers", "conv1", "tanh[1,1]"),
     "pool kind": (lambda L, P: L["pool1"].update(pool="l2"), "layers", "pool1", "max or avg"),
     "pool stride > sizeX": (lambda L, P: L["pool1"].update(stride="4"), "layers", "pool1", "'stride'"),
+    "cost as an input": (lambda L, P: L.update(after={"type": "softmax", "inputs": "logprob"}), "layers", "after",
+                         "is the cost"),
     "unused layer": (lambda L, P: L.update(spare={"type": "pool", "pool": "max", "inputs": "conv1", "sizeX": "3",
                                                   "stride": "2", "channels": "16"}), "layers", "spare", "unused"),
     "labels into a layer": (lambda L, P: L["probs"].update(inputs="labels"), "layers", "probs", "labels"),
