@@ -149,6 +149,8 @@ def _parse_one(kind: type, text: str) -> Any:
         raise ValueError("expected a boolean (1/0, true/false)")
     if kind is str:
         return text
+    if "_" in text:  # Python 3 reads 1_000 as a number; cuda-convnet's Python 2 did not
+        raise ValueError("underscore in a number")
     return kind(text)
 
 
@@ -174,8 +176,12 @@ def _value(path: Path, layer: str, name: str, spec: _Field, text: str, n_inputs:
 
 def _neuron(path: Path, layer: str, text: str) -> str:
     key = "".join(text.split()).lower()
-    if key in ("tanh[1.0,1.0]", "tanh[1,1.0]", "tanh[1.0,1]"):
-        key = "tanh[1,1]"
+    if key.startswith("tanh[") and key.endswith("]"):  # tanh[a,b] with a = b = 1 however written (1.0, 1e0)
+        try:
+            if [float(v) for v in key[5:-1].split(",")] == [1.0, 1.0]:
+                key = "tanh[1,1]"
+        except ValueError:
+            pass
     if key in NEURONS:
         return NEURONS[key]
     base = key.split("[")[0]

@@ -154,6 +154,7 @@ REFUSALS = {
     "per-input list too long": (lambda L, P: L["conv1"].update(initW="0.1,0.1"), "layers", "conv1",
                                 "'initW' gives 2 values for 1 input"),
     "not an integer": (lambda L, P: L["conv1"].update(filters="sixteen"), "layers", "conv1", "'filters'"),
+    "number with an underscore": (lambda L, P: L["fc10"].update(outputs="1_0"), "layers", "fc10", "'outputs'"),
     "negative padding": (lambda L, P: L["conv1"].update(padding="-2"), "layers", "conv1", "'padding'"),
     "unknown field": (lambda L, P: L["pool1"].update(poolSize="3"), "layers", "pool1", "'poolSize'"),
     "params field in the layers file": (lambda L, P: L["rnorm1"].update(scale="0.001"), "layers", "rnorm1",
@@ -217,7 +218,7 @@ def test_accepted_spellings(tmp_path):
     """Option names are case-insensitive (as ConfigParser makes them in cuda-convnet); bools take true/false;
     tanh[1,1] is the project's tanh; ident is no activation; partialSum and dropout are accepted."""
     layers, params = base_net()
-    layers["conv1"].update(neuron="tanh[1,1]", sharedBiases="true", partialSum="0")
+    layers["conv1"].update(neuron="tanh[1.0, 1]", sharedBiases="true", partialSum="0")
     layers["conv1"]["Type"] = layers["conv1"].pop("type")
     del layers["conv1"]["filterSize"]
     layers["conv1"]["FILTERSIZE"] = "5"
