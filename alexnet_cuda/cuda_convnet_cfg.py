@@ -15,11 +15,15 @@ What the reader accepts is what this project builds: two ``data`` layers (images
 one ``softmax`` and one ``cost.logreg`` taking (labels, softmax). Everything else is one :class:`ConfigError`
 naming the file, the layer and the field. Unlike cuda-convnet, which ignores options it does not read, a field this
 reader does not know is refused too, so a misspelling or a field put in the wrong file cannot pass silently. The
-exact lists are in NOTES-cfg-reader.md (for the README) and in ``_FIELDS`` below.
+exact lists are ``_FIELDS``, ``_REFUSED_TYPES``, ``_REFUSED_FIELDS`` and ``NEURONS`` below. ``partialSum`` is
+accepted and has no effect: in cuda-convnet it only says how many output positions the conv weight-gradient kernel
+sums per partial result (src/cudaconv2/weight_acts.cu: the partial sums, numModules/partialSum of them, are added
+afterwards), a speed/memory trade-off, not what is computed.
 
 The conventions the translation needs are plain functions here, each citing the cuda-convnet source it follows:
-:func:`conv_modules_x`, :func:`pool_outputs_x`, :func:`norm_alpha`, :func:`convnet_update`,
-:func:`crop_mean`, :func:`multiview_crops`.
+:func:`conv_modules_x`, :func:`pool_outputs_x`, :func:`norm_alpha`, :func:`convnet_update` (the per-layer update),
+:func:`crop_mean` (the CIFAR-10 input), :func:`training_crop` and :func:`multiview_crops`; :func:`output_shapes`
+applies the size rules to a read network.
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ _NORM = dict(channels=_Field(int, REQUIRED, lo=1), size=_Field(int, REQUIRED, lo
 # Every supported type's fields (layer.py: the *LayerParser.parse and add_params of each type).
 _FIELDS: dict[str, dict[str, _Field]] = {
     "data": dict(dataIdx=_Field(int, REQUIRED)),
+    # partialSum: a performance hint (module docstring); cuda-convnet requires it on conv, 0 means "all positions".
     "conv": _weight_layer(**_LOCAL, partialSum=_Field(int, 0, lo=0), sharedBiases=_Field(bool, True)),
     "local": _weight_layer(**_LOCAL),
     "fc": _weight_layer(outputs=_Field(int, REQUIRED, lo=1), initW=_Field(float, 0.01, True, lo=0)),
