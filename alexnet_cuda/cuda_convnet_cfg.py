@@ -502,6 +502,8 @@ def output_shapes(layers: list[ConvnetLayer], image_size: int, image_channels: i
                 out = pool_outputs_x(size, s["sizeX"], s["stride"], s["start"], s["outputsX"])
                 shapes[x.name] = (channels, out, out)
             else:  # rnorm, cmrnorm
+                if x.type == "rnorm" and s["size"] > size:  # NormLayerParser: size in [1, imgSize]
+                    raise ValueError(f"field 'size' ({s['size']}) is larger than the image ({size})")
                 shapes[x.name] = inp
         except ValueError as e:
             raise ValueError(f"cuda-convnet layer '{x.name}': {e}") from None

@@ -241,6 +241,10 @@ def test_output_shapes_refuse_channels_that_do_not_match(tmp_path):
     layers["conv1"]["padding"] = "0"
     with pytest.raises(ValueError, match="layer 'conv1': filterSize 9 is larger than the padded image"):
         output_shapes(read_cuda_convnet(*write(tmp_path, layers, params)), 8)
+    layers, params = base_net()
+    layers["rnorm1"]["size"] = "9"
+    with pytest.raises(ValueError, match="layer 'rnorm1': field 'size' \\(9\\) is larger than the image \\(8\\)"):
+        output_shapes(read_cuda_convnet(*write(tmp_path, layers, params)), 16)
 
 
 # ---- the conventions' functions ---------------------------------------------------------------------------------
