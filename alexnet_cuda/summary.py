@@ -19,7 +19,9 @@ import json
 import sys
 from typing import Any
 
+from .cli import ConfigError
 from .nets.builtin import BUILTIN, builtin
+from .nets.from_convnet import read_convnet
 from .nets.description import DescriptionError, layer_table
 from .nets.file_format import read_net
 from .network_options import BN_POSITIONS, NORMS, check_choice, head_str, native_options, parse_head, resolve_norm
@@ -101,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head", default=None, metavar="WIDTHS|gap",
                    help="hidden fc widths ('4096,4096', '2000,200', 'none') or 'gap'; default: the arch's")
     p.add_argument("--net", metavar="FILE", help="a network file (docs/network_format.md) instead of --arch and "
-                                                 "the variant flags")
+                                                 "the variant flags, or cuda-convnet's layers-*.cfg with --net-params")
+    p.add_argument("--net-params", metavar="FILE", help="cuda-convnet's layer-params-*.cfg for a layers-*.cfg --net "
+                                                        "(its inputs are --input-size, default 32)")
     p.add_argument("--json", action="store_true", help="print the layers and totals as JSON")
     return p
 
@@ -127,9 +131,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _summarize_description(args) -> int:
     try:
-        desc = read_net(args.net) if args.net else builtin(args.arch)
+        if args.net_params and args.net:
+            desc = read_convnet(args.net, args.net_params, input_size=args.input_size or 32)
+        elif args.net:
+            desc = read_net(args.net)
+        else:
+            desc = builtin(args.arch)
         layers = layer_table(desc)
-    except DescriptionError as exc:
+    except (DescriptionError, ConfigError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     if args.json:

@@ -199,11 +199,15 @@ def _infer(desc: NetDescription, layer: Layer, s: dict, sees: str, inp: _Maps) -
             raise _fail(layer, "size", f"a {k}x{k} kernel (padding {pad}) does not fit the {inp.side}x{inp.side} maps")
         if s["filters"] < towers or s["filters"] % towers:
             raise _fail(layer, "filters", f"{s['filters']} filters do not split evenly between {towers} towers")
-        side = (inp.side + 2 * pad - k) // stride + 1
+        # a local layer follows cuda-convnet's rule, 1 + ceil(...): its last window may run past the padding
+        span = inp.side + 2 * pad - k
+        side = span // stride + 1 if kind == "conv" else -(-span // stride) + 1
         channels = _split(s["filters"], towers)
-        positions = side * side if kind == "local" else 1  # unshared weights: one set per output position
+        # cuda-convnet's local layer: unshared weights and biases, one set per output position (layer.py,
+        # LocalUnsharedLayerParser: make_biases(modules * filters))
+        positions = side * side if kind == "local" else 1
         for t in range(towers):
-            params[t] = positions * channels[t] * seen[t] * k * k + (channels[t] if s["bias"] else 0)
+            params[t] = positions * channels[t] * (seen[t] * k * k + (1 if s["bias"] else 0))
             mult_adds[t] = channels[t] * side * side * seen[t] * k * k
         out = _Maps(channels, side)
         detail = f"{k}x{k} stride {stride} pad {pad}, {s['activation']}"

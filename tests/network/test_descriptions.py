@@ -12,7 +12,7 @@ import pytest
 from subprocesses import run_module
 
 from alexnet_cuda.nets.alexnet import alexnet
-from alexnet_cuda.nets.builtin import BUILTIN, builtin
+from alexnet_cuda.nets.builtin import BUILTIN, builtin, convnet_files
 from alexnet_cuda.nets.description import DescriptionError, Layer, NetDescription, layer_table
 from alexnet_cuda.nets.file_format import format_net, parse_net, read_net
 from alexnet_cuda.summary import describe, totals
@@ -51,15 +51,19 @@ def test_network_files_round_trip(desc):
 
 
 def test_the_authors_cifar_networks():
-    """Parameters at the sizes they were trained at: 32x32 for layers-18pct, 24x24 crops for the conv-local pair."""
+    """Parameters at the sizes they were trained at: 32x32 for layers-18pct, 24x24 crops for the conv-local pair
+    (local layers: a weight set and a bias per output position, as cuda-convnet's)."""
     sizes = {n: totals(layer_table(builtin(n))) for n in BUILTIN}
     assert sizes["layers-18pct"] == {"parameters": 89_578, "mult_adds": 12_298_240}
-    assert sizes["conv-local-13pct"] == {"parameters": 1_114_250, "mult_adds": 18_517_248}
-    assert sizes["conv-local-11pct"] == sizes["conv-local-13pct"]  # the normalization has no parameters
+    assert sizes["conv-local-11pct"] == {"parameters": 2_112_970, "mult_adds": 19_512_576}
+    assert sizes["conv-local-13pct"] == {"parameters": 1_116_490, "mult_adds": 18_517_248}
     rows = {r["name"]: r for r in layer_table(builtin("layers-18pct"))}
     assert rows["pool1"]["output"] == [32, 16, 16]  # cuda-convnet's ceil rule: 16 windows on 32, not 15
     assert [r["name"] for r in layer_table(builtin("conv-local-11pct"))] == [
-        "conv1", "rnorm1", "pool1", "conv2", "rnorm2", "pool2", "local3", "local4", "fc10"]
+        "conv1", "pool1", "rnorm1", "conv2", "rnorm2", "pool2", "local3", "local4", "fc10"]
+    fc10 = builtin("layers-18pct").layers[-1].settings
+    assert (fc10["lr_weight"], fc10["lr_bias"], fc10["momentum_weight"], fc10["weight_decay"]) == (0.001, 0.002, 0.9,
+                                                                                                    1.0)
 
 
 def test_summary_prints_descriptions(tmp_path):
@@ -68,6 +72,10 @@ def test_summary_prints_descriptions(tmp_path):
     (tmp_path / "mine.ini").write_text(format_net(alexnet("alexnet-small", 32, 10)))
     r = run_module("alexnet_cuda.summary", "--net", "mine.ini", "--json", cwd=tmp_path)
     assert r.returncode == 0 and json.loads(r.stdout)["totals"]["parameters"] == 5_726_602
+    layers_cfg, params_cfg = convnet_files("conv-local-11pct")
+    r = run_module("alexnet_cuda.summary", "--net", str(layers_cfg), "--net-params", str(params_cfg), "--input-size",
+                   "24", cwd=tmp_path)
+    assert r.returncode == 0 and "2,112,970" in r.stdout and "local3" in r.stdout
     (tmp_path / "bad.ini").write_text("[net]\ninput = 3x32x32\n\n[c1]\ntype = conv\nsize = 5\n")
     r = run_module("alexnet_cuda.summary", "--net", "bad.ini", cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.strip() == (

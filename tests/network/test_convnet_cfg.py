@@ -1,4 +1,4 @@
-"""The cuda-convnet layer file reader (alexnet_cuda/cuda_convnet_cfg.py): the published files load as the layer lists
+"""The cuda-convnet layer file reader (alexnet_cuda/nets/convnet_cfg.py): the published files load as the layer lists
 they describe, each refusal is one clear error naming the file, the layer and the field, and the conventions'
 functions give cuda-convnet's numbers."""
 
@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from alexnet_cuda.cli import ConfigError
-from alexnet_cuda.cuda_convnet_cfg import (ConvnetLayer, conv_modules_x, convnet_update, crop_mean, multiview_crops,
+from alexnet_cuda.nets.builtin import CONVNET_FILES
+from alexnet_cuda.nets.convnet_cfg import (ConvnetLayer, conv_modules_x, convnet_update, crop_mean, multiview_crops,
                                            norm_alpha, output_shapes, pool_outputs_x, read_cuda_convnet,
                                            training_crop)
 from alexnet_cuda.reference.maxpool import convnet_pool_outputs
 
-PUBLISHED = Path(__file__).resolve().parent / "cuda_convnet"
+PUBLISHED = CONVNET_FILES
 
 
 def published(name: str) -> list[ConvnetLayer]:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cli import ConfigError
+from ..cli import ConfigError
 
 REQUIRED = object()  # a field's default when the file must give it
 
