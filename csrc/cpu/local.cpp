@@ -127,13 +127,8 @@ void local_backward(const ConvShape& s, const float* x, const float* w, const fl
            dw + pos * d.taps * s.c_out + int64_t{g} * d.mg, s.c_out, false, {}, false);
       gemm(Trans::No, Trans::Yes, s.n, d.taps, d.mg, tile.data(), d.mg, weights_at(s, d, w, pos, g), s.c_out,
            cols.data() + item * s.n * d.taps, d.taps, false, {}, false);
-      for (int64_t m = 0; m < d.mg; ++m) {  // db[g*Mg + m][pos]: images in order
-        float sum = 0.0f;
-        for (int img = 0; img < s.n; ++img) sum += tile[img * d.mg + m];
-        db[(g * d.mg + m) * d.positions + pos] = sum;
-      }
     }
-    {
+    {  // dx, plane by plane
       const int64_t plane = int64_t{s.h_in} * s.w_in, planes = int64_t{s.n} * s.c_in;
 #pragma omp for schedule(static)
       for (int64_t ip = 0; ip < planes; ++ip) {
@@ -157,6 +152,8 @@ void local_backward(const ConvShape& s, const float* x, const float* w, const fl
       }
     }
   }
+  // db[o][p] = sum over images of dy[img][o][p]: conv's bias gradient with dy seen as (n, c_out * positions, 1).
+  bias_backward(s.n, static_cast<int>(s.c_out * d.positions), 1, dy, db);
 }
 
 }  // namespace alexnet::cpu
