@@ -142,7 +142,7 @@ def local_forward(x, weight, bias=None, stride=1, padding=0, groups=1, activatio
     """The locally connected layer (cuda-convnet's ``local``): a convolution with its own filters at every output
     position. y = act(local(x, weight) + bias). x (n, c_in, h, w); weight (h_out, w_out, c_in/groups, kh, kw, c_out)
     with h_out = 1 + ceil((h + 2*padding - kh) / stride) (cuda-convnet's rule; likewise w_out); bias
-    (c_out, h_out, w_out), one per output element. See :func:`local_output_size`."""
+    (c_out, h_out, w_out), one per output element (reference/local.py: output_size)."""
     c = _Call("local_forward", device, x)
     return c.run(_C.ops.local_forward, c.t(x, "x"), c.t(weight, "weight"), c.opt(bias, "bias"),
                  *c.ints(stride=stride, padding=padding, groups=groups), _activation(c.op, activation))
@@ -153,12 +153,6 @@ def local_backward(x, weight, dy, stride=1, padding=0, groups=1, *, device=None)
     c = _Call("local_backward", device, x)
     return c.run(_C.ops.local_backward, c.t(x, "x"), c.t(weight, "weight"), c.t(dy, "dy"),
                  *c.ints(stride=stride, padding=padding, groups=groups))
-
-
-def local_output_size(size, kernel, stride=1, padding=0):
-    """cuda-convnet's output size of a local layer (layer.py, LocalLayerParser: modulesX):
-    1 + ceil((size + 2*padding - kernel) / stride)."""
-    return 1 + -(-(size + 2 * padding - kernel) // stride)
 
 
 def bias_backward(dy, *, device=None):

@@ -43,10 +43,18 @@ ConvShape local_shape(const char* op, const Tensor& x, const Tensor& w, int stri
   AX_CHECK(s.c_out % groups == 0, op, ": groups=", groups, " does not divide the ", s.c_out, " output channels");
   AX_CHECK(s.kh >= 1 && s.kw >= 1, op, ": kernel must be at least 1x1, got ", s.kh, "x", s.kw);
   const int64_t padded_h = int64_t{s.h_in} + 2 * int64_t{pad}, padded_w = int64_t{s.w_in} + 2 * int64_t{pad};
-  AX_CHECK(padded_h <= kMaxElements && padded_w <= kMaxElements, op, ": padding=", pad, " is out of the supported range");
+  // The kernels form window coordinates up to (padded size + kernel) in ints.
+  AX_CHECK(padded_h + s.kh <= kMaxElements && padded_w + s.kw <= kMaxElements, op, ": padding=", pad,
+           " is out of the supported range");
   AX_CHECK(padded_h >= s.kh && padded_w >= s.kw, op, ": the weight's ", s.kh, "x", s.kw,
            " kernel is larger than the input with padding=", pad, " (", padded_h, "x", padded_w, ")");
   const int64_t h_out = local_output_size(s.h_in, s.kh, stride, pad), w_out = local_output_size(s.w_in, s.kw, stride, pad);
+  // cuda-convnet's ceil rule lets the last window run past the padded input; with a stride larger than the kernel
+  // it can start beyond it and see nothing but zeros (an output of bias alone). That is refused, not built.
+  AX_CHECK((h_out - 1) * stride < padded_h && (w_out - 1) * stride < padded_w, op, ": stride=", stride,
+           " puts the last ", s.kh, "x", s.kw, " window (output ", h_out, "x", w_out,
+           " by 1 + ceil((size + 2*padding - kernel) / stride)) wholly outside the ", padded_h, "x", padded_w,
+           " padded input");
   const Shape expected{h_out, w_out, s.c_in / groups, s.kh, s.kw, s.c_out};
   AX_CHECK(w.shape() == expected, op, ": expected weight of shape (h_out, w_out, c_in/groups, kh, kw, c_out) = ",
            shape_str(expected), " for x ", shape_str(x.shape()), " with stride=", stride, ", padding=", pad,

@@ -111,8 +111,7 @@ def test_cuda_convnet_layout_maps_by_reshape(rng, size, filter_size, padding, st
 def test_forward(device, rng, case, activation):
     x, weight, bias, _, args = _random_case(rng, case)
     y = ops.local_forward(x, weight, bias, activation=activation, device=device, **args)
-    expected = ref.local_forward(x, weight, bias, **args)
-    assert_matches(y, np.maximum(expected, 0) if activation else expected)
+    assert_matches(y, ref.local_forward(x, weight, bias, activation=activation, **args))
     assert_matches(ops.local_forward(x, weight, device=device, **args), ref.local_forward(x, weight, None, **args))
 
 
@@ -154,10 +153,10 @@ def test_empty_batch(device):
 
 
 def test_output_size_is_cuda_convnets():
-    assert ops.local_output_size(6, 3, 1, 1) == 6  # local3/local4 of the conv-local nets at 24x24 crops
-    assert ops.local_output_size(8, 3, 1, 1) == 8  # ... and on whole 32x32 images
-    assert ops.local_output_size(7, 2, 2, 0) == 4  # ceil: the last window reads one column past the image
-    assert ops.local_output_size(7, 3, 2, 0) == ref.output_size(7, 3, 2, 0) == 3
+    assert ref.output_size(6, 3, 1, 1) == 6  # local3/local4 of the conv-local nets at 24x24 crops
+    assert ref.output_size(8, 3, 1, 1) == 8  # ... and on whole 32x32 images
+    assert ref.output_size(7, 2, 2, 0) == 4  # ceil: the last window reads one column past the image
+    assert ref.output_size(7, 3, 2, 0) == 3
 
 
 # ---- bad input: ValueError / TypeError naming the op and what was expected ---------------------------------------
@@ -184,6 +183,8 @@ def _f32(*shape):
      "local_forward: stride must be >= 1"),
     (lambda: ops.local_forward(_f32(1, 3, 2, 2), _f32(1, 1, 3, 3, 3, 4)), ValueError,
      "local_forward: the weight's 3x3 kernel is larger than the input"),
+    (lambda: ops.local_forward(_f32(1, 1, 2, 2), _f32(2, 2, 1, 1, 1, 1), stride=5), ValueError,
+     "local_forward: stride=5 puts the last 1x1 window .* wholly outside the 2x2 padded input"),
     (lambda: ops.local_forward(np.zeros((1, 3, 6, 6)), _f32(6, 6, 3, 3, 3, 4), padding=1), TypeError,
      "local_forward: expected x of dtype float32"),
     (lambda: ops.local_forward(_f32(1, 3, 6, 6), _f32(6, 6, 3, 3, 3, 4), padding=1, activation="gelu"), ValueError,

@@ -16,11 +16,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from .activation import activation_forward
+
 
 def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """cuda-convnet's rule; refused when the last window would start past the padded input (it would read only
+    zeros: possible when stride > kernel)."""
     if size + 2 * padding < kernel:
         raise ValueError(f"local: kernel {kernel} is larger than the padded input {size + 2 * padding}")
-    return 1 + -(-(size + 2 * padding - kernel) // stride)
+    out = 1 + -(-(size + 2 * padding - kernel) // stride)
+    if (out - 1) * stride >= size + 2 * padding:
+        raise ValueError(f"local: stride {stride} puts the last window outside the padded input")
+    return out
 
 
 def _padded(x: np.ndarray, kh: int, kw: int, stride: int, padding: int, h_out: int, w_out: int) -> np.ndarray:
@@ -43,8 +50,9 @@ def _dims(x, w, stride, padding, groups):
     return h_out, w_out, cg, kh, kw, c_out
 
 
-def local_forward(x, w, bias=None, stride=1, padding=0, groups=1) -> np.ndarray:
-    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+def local_forward(x, weight, bias=None, stride=1, padding=0, groups=1, activation=None) -> np.ndarray:
+    """act(y) with act 'relu', 'tanh' or 'none'/None."""
+    x, w = np.asarray(x, np.float64), np.asarray(weight, np.float64)
     h_out, w_out, cg, kh, kw, c_out = _dims(x, w, stride, padding, groups)
     xp = _padded(x, kh, kw, stride, padding, h_out, w_out)
     mg = c_out // groups
@@ -58,12 +66,12 @@ def local_forward(x, w, bias=None, stride=1, padding=0, groups=1) -> np.ndarray:
                                                               w[oy, ox, :, :, :, g * mg:(g + 1) * mg])
     if bias is not None:
         y += np.asarray(bias, np.float64)[None]
-    return y
+    return activation_forward(y, activation)
 
 
-def local_backward(x, w, dy, stride=1, padding=0, groups=1):
+def local_backward(x, weight, dy, stride=1, padding=0, groups=1):
     """(dx, dw, dbias) for the gradient dy of y."""
-    x, w, dy = np.asarray(x, np.float64), np.asarray(w, np.float64), np.asarray(dy, np.float64)
+    x, w, dy = np.asarray(x, np.float64), np.asarray(weight, np.float64), np.asarray(dy, np.float64)
     h_out, w_out, cg, kh, kw, c_out = _dims(x, w, stride, padding, groups)
     xp = _padded(x, kh, kw, stride, padding, h_out, w_out)
     dxp = np.zeros_like(xp)
