@@ -44,7 +44,7 @@ FMA_FRACTION = 0.7         # fully connected: >= 70% of the measured FP32 FMA pe
 WHY_PLACEHOLDER = "TODO(human): not met; explain from a profile of this run (ncu/nsys) and say what would close it"
 
 GROUPS = ["conv2d", "relu", "lrn", "maxpool", "linear", "dropout", "softmax_xent", "sgd", "prepare_batch", "batchnorm",
-          "global_avgpool", "adam"]
+          "global_avgpool", "adam", "local"]
 ALIASES = {"conv": "conv2d", "fc": "linear", "pool": "maxpool", "softmax": "softmax_xent", "xent": "softmax_xent",
            "prepare": "prepare_batch", "bn": "batchnorm", "gap": "global_avgpool"}
 
