@@ -3,21 +3,24 @@
 //
 // At one output position p = (oy, ox) and group g the layer is a small matrix product over the batch:
 //
-//   Y_p[img][m]  = sum_tap X_p[img][tap] * W_p[tap][g*Mg + m] + bias[g*Mg + m][p]     (M = n, N = Mg, K = taps)
-//   dW_p         = X_p^T  DY_p                                                          (M = taps, N = Mg, K = n)
-//   dX_p         = DY_p   W_p^T                                                         (M = n, N = taps, K = Mg)
+//   Y_p[img][m]    = sum_tap X_p[tap][img] * W_p[tap][g*Mg + m] + bias[g*Mg + m][p]   (M = n, N = Mg, K = taps)
+//   dW_p           = X_p DY_p                                                           (M = taps, N = Mg, K = n)
+//   dX_p[tap][img] = sum_m W_p[tap][g*Mg + m] * DY_p[img][m]                             (M = taps, N = n, K = Mg)
 //
-// with X_p the receptive field of p gathered once per position ("patch", n x taps, tap = (c, r, q) like the
-// weight's rows) and DY_p = dy[:, group's channels, oy, ox] (n x Mg). The positions are independent, so each
-// OpenMP thread takes whole (position, group) items and runs the blocked GEMM (gemm.h) serially on them: the batch
-// is the GEMM's M dimension, so the micro-kernel streams over images with a weight panel that is packed once per
-// item (cuda-convnet's filter_acts.cu likewise gives each module its own filters and tiles over images).
-// dX_p of every position goes to a buffer first; a second pass adds the overlapping windows into dx plane by
-// plane (one thread per (image, channel) plane: no two threads write the same element, the sum order is fixed).
+// with X_p the receptive field of p (taps x n, tap = (c, r, q) like the weight's rows) and DY_p = dy[:, group's
+// channels, oy, ox] (n x Mg). The positions are independent, so each OpenMP thread takes whole (position, group)
+// items and runs the blocked GEMM (gemm.h) serially on them, the batch being a full GEMM dimension.
+// The activations are first transposed to pixel-major, batch-minor order xT[pixel][c][img] (cuda-convnet keeps
+// all its activations batch-minor for the same reason: filter_acts.cu's images are (colors, y, x, images)), so a
+// row of X_p is n contiguous floats: one copy per tap instead of a strided, bounds-checked gather of every element.
+// dX_p of every item goes to a buffer; a second pass adds the overlapping windows into dxT pixel by pixel (each
+// thread owns whole pixels: no two threads write one element, and the sum order is fixed), then dxT is transposed
+// back to NCHW.
 #include <omp.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "cpu/gemm.h"
@@ -37,27 +40,43 @@ struct LocalDims {
         items(int64_t{s.h_out} * s.w_out * s.groups) {}
 };
 
-// patch[img][tap] = x[img][g*Cg + c][oy*stride - pad + r][ox*stride - pad + q], zero outside the image (the
+// t[img][c][pixel] <-> tT[pixel][c][img] (batch-minor; called inside a parallel region).
+void to_batch_minor(int n, int c, int64_t pixels, const float* t, float* tt) {
+#pragma omp for schedule(static)
+  for (int64_t pix = 0; pix < pixels; ++pix) {
+    for (int ch = 0; ch < c; ++ch) {
+      float* dst = tt + (pix * c + ch) * n;
+      for (int img = 0; img < n; ++img) dst[img] = t[(int64_t{img} * c + ch) * pixels + pix];
+    }
+  }
+}
+
+void from_batch_minor(int n, int c, int64_t pixels, const float* tt, float* t) {
+#pragma omp for schedule(static)
+  for (int64_t plane = 0; plane < int64_t{n} * c; ++plane) {
+    const int64_t img = plane / c, ch = plane % c;
+    float* dst = t + plane * pixels;
+    for (int64_t pix = 0; pix < pixels; ++pix) dst[pix] = tt[(pix * c + ch) * n + img];
+  }
+}
+
+// X_p[tap][img] = xT[(oy*stride - pad + r, ox*stride - pad + q)][g*Cg + c][img], zero outside the image (the
 // padding, and cuda-convnet's last windows that may run past it: shapes.h).
-void gather_patch(const ConvShape& s, const LocalDims& d, const float* x, int64_t pos, int g, float* patch) {
+void gather_patch(const ConvShape& s, const LocalDims& d, const float* xt, int64_t pos, int g, float* patch) {
   const int oy = static_cast<int>(pos / s.w_out), ox = static_cast<int>(pos % s.w_out);
-  const int iy0 = oy * s.stride - s.pad, ix0 = ox * s.stride - s.pad;
-  const int64_t plane = int64_t{s.h_in} * s.w_in;
-  for (int img = 0; img < s.n; ++img) {
-    float* dst = patch + img * d.taps;
-    for (int64_t c = 0; c < d.cg; ++c) {
-      const float* src = x + (int64_t{img} * s.c_in + g * d.cg + c) * plane;
-      for (int r = 0; r < s.kh; ++r) {
-        float* row = dst + (c * s.kh + r) * s.kw;
-        const int iy = iy0 + r;
-        if (iy < 0 || iy >= s.h_in) {
-          std::fill(row, row + s.kw, 0.0f);
-          continue;
-        }
-        const float* line = src + int64_t{iy} * s.w_in;
-        for (int q = 0; q < s.kw; ++q) {
-          const int ix = ix0 + q;
-          row[q] = (ix >= 0 && ix < s.w_in) ? line[ix] : 0.0f;
+  const size_t row_bytes = sizeof(float) * static_cast<size_t>(s.n);
+  for (int r = 0; r < s.kh; ++r) {
+    const int iy = oy * s.stride - s.pad + r;
+    for (int q = 0; q < s.kw; ++q) {
+      const int ix = ox * s.stride - s.pad + q;
+      const bool inside = iy >= 0 && iy < s.h_in && ix >= 0 && ix < s.w_in;
+      const float* src = inside ? xt + ((int64_t{iy} * s.w_in + ix) * s.c_in + int64_t{g} * d.cg) * s.n : nullptr;
+      for (int64_t c = 0; c < d.cg; ++c) {
+        float* dst = patch + ((c * s.kh + r) * s.kw + q) * s.n;
+        if (inside) {
+          std::memcpy(dst, src + c * s.n, row_bytes);
+        } else {
+          std::fill(dst, dst + s.n, 0.0f);
         }
       }
     }
@@ -87,22 +106,25 @@ const float* weights_at(const ConvShape& s, const LocalDims& d, const float* w, 
 
 void local_forward(const ConvShape& s, const float* x, const float* w, const float* bias, Activation act, float* y) {
   const LocalDims d(s);
+  const int64_t pixels = int64_t{s.h_in} * s.w_in;
+  std::vector<float> xt(static_cast<size_t>(pixels * s.c_in * s.n));
 #pragma omp parallel
   {
-    std::vector<float> patch(static_cast<size_t>(s.n * d.taps)), tile(static_cast<size_t>(s.n * d.mg));
+    to_batch_minor(s.n, s.c_in, pixels, x, xt.data());  // ends with the barrier of its omp for
+    std::vector<float> patch(static_cast<size_t>(d.taps * s.n)), tile(static_cast<size_t>(s.n * d.mg));
     std::vector<float> bias_col(static_cast<size_t>(d.mg));
 #pragma omp for schedule(dynamic)
     for (int64_t item = 0; item < d.items; ++item) {
       const int64_t pos = item / s.groups;
       const int g = static_cast<int>(item % s.groups);
-      gather_patch(s, d, x, pos, g, patch.data());
+      gather_patch(s, d, xt.data(), pos, g, patch.data());
       GemmEpilogue ep;
       ep.act = act;
       if (bias) {  // bias (c_out, h_out, w_out): this position's column
         for (int64_t m = 0; m < d.mg; ++m) bias_col[m] = bias[(g * d.mg + m) * d.positions + pos];
         ep.col_bias = bias_col.data();
       }
-      gemm(Trans::No, Trans::No, s.n, d.mg, d.taps, patch.data(), d.taps, weights_at(s, d, w, pos, g), s.c_out,
+      gemm(Trans::Yes, Trans::No, s.n, d.mg, d.taps, patch.data(), s.n, weights_at(s, d, w, pos, g), s.c_out,
            tile.data(), d.mg, false, ep, /*parallel=*/false);
       scatter_channels(s, d, tile.data(), pos, g, y);
     }
@@ -112,45 +134,47 @@ void local_forward(const ConvShape& s, const float* x, const float* w, const flo
 void local_backward(const ConvShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
                     float* db) {
   const LocalDims d(s);
-  // dX_p for every (position, group), [item][img][tap]: the windows overlap, so they are summed in a second pass.
-  std::vector<float> cols(static_cast<size_t>(d.items * s.n * d.taps));
+  const int64_t pixels = int64_t{s.h_in} * s.w_in;
+  std::vector<float> xt(static_cast<size_t>(pixels * s.c_in * s.n));  // x, then dx, batch-minor
+  // dX_p for every (position, group), [item][tap][img]: the windows overlap, so they are summed in a second pass.
+  std::vector<float> cols(static_cast<size_t>(d.items * d.taps * s.n));
 #pragma omp parallel
   {
-    std::vector<float> patch(static_cast<size_t>(s.n * d.taps)), tile(static_cast<size_t>(s.n * d.mg));
+    to_batch_minor(s.n, s.c_in, pixels, x, xt.data());
+    std::vector<float> patch(static_cast<size_t>(d.taps * s.n)), tile(static_cast<size_t>(s.n * d.mg));
 #pragma omp for schedule(dynamic)
     for (int64_t item = 0; item < d.items; ++item) {
       const int64_t pos = item / s.groups;
       const int g = static_cast<int>(item % s.groups);
       gather_channels(s, d, dy, pos, g, tile.data());
-      gather_patch(s, d, x, pos, g, patch.data());
-      gemm(Trans::Yes, Trans::No, d.taps, d.mg, s.n, patch.data(), d.taps, tile.data(), d.mg,
+      gather_patch(s, d, xt.data(), pos, g, patch.data());
+      gemm(Trans::No, Trans::No, d.taps, d.mg, s.n, patch.data(), s.n, tile.data(), d.mg,
            dw + pos * d.taps * s.c_out + int64_t{g} * d.mg, s.c_out, false, {}, false);
-      gemm(Trans::No, Trans::Yes, s.n, d.taps, d.mg, tile.data(), d.mg, weights_at(s, d, w, pos, g), s.c_out,
-           cols.data() + item * s.n * d.taps, d.taps, false, {}, false);
-    }
-    {  // dx, plane by plane
-      const int64_t plane = int64_t{s.h_in} * s.w_in, planes = int64_t{s.n} * s.c_in;
+      gemm(Trans::No, Trans::Yes, d.taps, s.n, d.mg, weights_at(s, d, w, pos, g), s.c_out, tile.data(), d.mg,
+           cols.data() + item * d.taps * s.n, s.n, false, {}, false);
+    }  // the implicit barrier: every item's dX_p is in cols, and xt is free for dx
 #pragma omp for schedule(static)
-      for (int64_t ip = 0; ip < planes; ++ip) {
-        const int img = static_cast<int>(ip / s.c_in), c = static_cast<int>(ip % s.c_in);
-        const int g = static_cast<int>(c / d.cg);
-        const int64_t cl = c % d.cg;
-        float* out = dx + ip * plane;
-        std::fill(out, out + plane, 0.0f);
-        for (int64_t pos = 0; pos < d.positions; ++pos) {
-          const int oy = static_cast<int>(pos / s.w_out), ox = static_cast<int>(pos % s.w_out);
-          const float* src = cols.data() + ((pos * s.groups + g) * s.n + img) * d.taps + cl * s.kh * s.kw;
-          for (int r = 0; r < s.kh; ++r) {
-            const int iy = oy * s.stride - s.pad + r;
-            if (iy < 0 || iy >= s.h_in) continue;
-            for (int q = 0; q < s.kw; ++q) {
-              const int ix = ox * s.stride - s.pad + q;
-              if (ix >= 0 && ix < s.w_in) out[int64_t{iy} * s.w_in + ix] += src[r * s.kw + q];
-            }
+    for (int64_t pix = 0; pix < pixels; ++pix) {  // dxT[pix][c][:] = sum of the windows that read pixel pix
+      const int iy = static_cast<int>(pix / s.w_in), ix = static_cast<int>(pix % s.w_in);
+      float* out = xt.data() + pix * s.c_in * s.n;
+      std::fill(out, out + int64_t{s.c_in} * s.n, 0.0f);
+      for (int r = 0; r < s.kh; ++r) {
+        const int ty = iy + s.pad - r;  // oy * stride
+        if (ty < 0 || ty % s.stride != 0 || ty / s.stride >= s.h_out) continue;
+        for (int q = 0; q < s.kw; ++q) {
+          const int tx = ix + s.pad - q;
+          if (tx < 0 || tx % s.stride != 0 || tx / s.stride >= s.w_out) continue;
+          const int64_t pos = int64_t{ty / s.stride} * s.w_out + tx / s.stride;
+          for (int64_t c = 0; c < s.c_in; ++c) {
+            const int64_t item = pos * s.groups + c / d.cg;
+            const float* src = cols.data() + (item * d.taps + ((c % d.cg) * s.kh + r) * s.kw + q) * s.n;
+            float* dst = out + c * s.n;
+            for (int img = 0; img < s.n; ++img) dst[img] += src[img];
           }
         }
       }
     }
+    from_batch_minor(s.n, s.c_in, pixels, xt.data(), dx);
   }
   // db[o][p] = sum over images of dy[img][o][p]: conv's bias gradient with dy seen as (n, c_out * positions, 1).
   bias_backward(s.n, static_cast<int>(s.c_out * d.positions), 1, dy, db);
