@@ -23,9 +23,7 @@ ConvShape local_shape(const char* op, const Tensor& x, const Tensor& w, int stri
   check_tensor(op, "x", x, 4);
   check_tensor(op, "weight", w, 6);
   check_device(op, "weight", w, x);
-  AX_CHECK(stride >= 1, op, ": stride must be >= 1, got ", stride);
-  AX_CHECK(pad >= 0, op, ": padding must be >= 0, got ", pad);
-  AX_CHECK(groups >= 1, op, ": groups must be >= 1, got ", groups);
+  check_window_arguments(op, stride, pad, groups);
   ConvShape s{};
   s.n = to_int(op, "batch", x.size(0));
   s.c_in = to_int(op, "input channels", x.size(1));
@@ -39,8 +37,7 @@ ConvShape local_shape(const char* op, const Tensor& x, const Tensor& w, int stri
   s.stride = stride;
   s.pad = pad;
   s.groups = groups;
-  AX_CHECK(s.c_in % groups == 0, op, ": groups=", groups, " does not divide the ", s.c_in, " input channels");
-  AX_CHECK(s.c_out % groups == 0, op, ": groups=", groups, " does not divide the ", s.c_out, " output channels");
+  check_groups_divide(op, groups, s.c_in, s.c_out);
   AX_CHECK(s.kh >= 1 && s.kw >= 1, op, ": kernel must be at least 1x1, got ", s.kh, "x", s.kw);
   const int64_t padded_h = int64_t{s.h_in} + 2 * int64_t{pad}, padded_w = int64_t{s.w_in} + 2 * int64_t{pad};
   // The kernels form window coordinates up to (padded size + kernel) in ints.

@@ -25,6 +25,7 @@
 
 #include "cpu/gemm.h"
 #include "cpu/kernels.h"
+#include "local.h"
 
 namespace alexnet::cpu {
 
@@ -159,12 +160,12 @@ void local_backward(const ConvShape& s, const float* x, const float* w, const fl
       float* out = xt.data() + pix * s.c_in * s.n;
       std::fill(out, out + int64_t{s.c_in} * s.n, 0.0f);
       for (int r = 0; r < s.kh; ++r) {
-        const int ty = iy + s.pad - r;  // oy * stride
-        if (ty < 0 || ty % s.stride != 0 || ty / s.stride >= s.h_out) continue;
+        const int oy = local::window_reading(iy, r, s.pad, s.stride, s.h_out);
+        if (oy < 0) continue;
         for (int q = 0; q < s.kw; ++q) {
-          const int tx = ix + s.pad - q;
-          if (tx < 0 || tx % s.stride != 0 || tx / s.stride >= s.w_out) continue;
-          const int64_t pos = int64_t{ty / s.stride} * s.w_out + tx / s.stride;
+          const int ox = local::window_reading(ix, q, s.pad, s.stride, s.w_out);
+          if (ox < 0) continue;
+          const int64_t pos = int64_t{oy} * s.w_out + ox;
           for (int64_t c = 0; c < s.c_in; ++c) {
             const int64_t item = pos * s.groups + c / d.cg;
             const float* src = cols.data() + (item * d.taps + ((c % d.cg) * s.kh + r) * s.kw + q) * s.n;

@@ -26,6 +26,7 @@
 #include "cuda/gemm.cuh"
 #include "cuda/gemm_matrix.cuh"
 #include "cuda/kernels.h"
+#include "local.h"
 
 namespace alexnet::cuda {
 namespace local_detail {
@@ -139,12 +140,12 @@ __global__ void __launch_bounds__(kCol2imThreads)
     const int g = c / cg, cl = c % cg;
     float sum = 0.0f;
     for (int r = 0; r < s.kh; ++r) {
-      const int ty = iy + s.pad - r;  // oy * stride
-      if (ty < 0 || ty % s.stride != 0 || ty / s.stride >= s.h_out) continue;
+      const int oy = local::window_reading(iy, r, s.pad, s.stride, s.h_out);
+      if (oy < 0) continue;
       for (int q = 0; q < s.kw; ++q) {
-        const int tx = ix + s.pad - q;
-        if (tx < 0 || tx % s.stride != 0 || tx / s.stride >= s.w_out) continue;
-        const int pos = (ty / s.stride) * s.w_out + tx / s.stride;
+        const int ox = local::window_reading(ix, q, s.pad, s.stride, s.w_out);
+        if (ox < 0) continue;
+        const int pos = oy * s.w_out + ox;
         sum += __ldg(cols + ((static_cast<int64_t>(g) * positions + pos) * s.n + img) * taps + (cl * s.kh + r) * s.kw + q);
       }
     }
