@@ -90,9 +90,14 @@ std::tuple<Tensor, Tensor, Tensor> local_backward(const Tensor& x, const Tensor&
   check_tensor(op, "dy", dy, 4);
   check_shape(op, "dy", dy, {s.n, s.c_out, s.h_out, s.w_out});
   check_device(op, "dy", dy, x);
-  if (s.n == 0 || s.c_in == 0 || s.c_out == 0) {  // nothing to multiply: zero gradients of the right shapes
-    return {Tensor::zeros(x.shape(), x.device()), Tensor::zeros(w.shape(), x.device()),
-            Tensor::zeros({s.c_out, s.h_out, s.w_out}, x.device())};
+  if (s.n == 0 || s.c_in == 0 || s.c_out == 0) {  // no products: dx and dw are empty or zero sums
+    Tensor db = Tensor::zeros({s.c_out, s.h_out, s.w_out}, x.device());
+    if (s.n > 0 && s.c_out > 0) {  // no input channels, but the bias still has its gradient
+      const int biases = s.c_out * s.h_out * s.w_out;
+      AX_DISPATCH(x.device(), cpu::bias_backward(s.n, biases, 1, dy.data(), db.data()),
+                  cuda::bias_backward(s.n, biases, 1, dy.data(), db.data(), stream));
+    }
+    return {Tensor::zeros(x.shape(), x.device()), Tensor::zeros(w.shape(), x.device()), db};
   }
   Tensor dx = Tensor::empty(x.shape(), x.device());
   Tensor dw = Tensor::empty(w.shape(), x.device());

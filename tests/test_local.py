@@ -152,6 +152,16 @@ def test_empty_batch(device):
     np.testing.assert_array_equal(db, np.zeros((5, 4, 4), np.float32))
 
 
+def test_no_input_channels(device):
+    """The output is the bias alone, and the bias still gets its gradient."""
+    x, weight = np.zeros((2, 0, 4, 4), np.float32), np.zeros((4, 4, 0, 3, 3, 5), np.float32)
+    bias = np.arange(80, dtype=np.float32).reshape(5, 4, 4)
+    np.testing.assert_array_equal(ops.local_forward(x, weight, bias, 1, 1, device=device), np.stack([bias, bias]))
+    dx, dw, db = ops.local_backward(x, weight, np.ones((2, 5, 4, 4), np.float32), 1, 1, device=device)
+    assert dx.shape == x.shape and dw.shape == weight.shape
+    np.testing.assert_array_equal(db, np.full((5, 4, 4), 2, np.float32))
+
+
 def test_output_size_is_cuda_convnets():
     assert ref.output_size(6, 3, 1, 1) == 6  # local3/local4 of the conv-local nets at 24x24 crops
     assert ref.output_size(8, 3, 1, 1) == 8  # ... and on whole 32x32 images
