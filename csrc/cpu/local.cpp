@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "cpu/gemm.h"
@@ -99,6 +100,10 @@ void scatter_channels(const ConvShape& s, const LocalDims& d, const float* tile,
   }
 }
 
+// Scratch that every pass overwrites before reading: no zero-fill (std::vector would memset the ~10 MB of dx's
+// window buffer at every call).
+std::unique_ptr<float[]> scratch(int64_t count) { return std::unique_ptr<float[]>(new float[static_cast<size_t>(count)]); }
+
 const float* weights_at(const ConvShape& s, const LocalDims& d, const float* w, int64_t pos, int g) {
   return w + pos * d.taps * s.c_out + int64_t{g} * d.mg;  // W_p[tap][g*Mg + m] at [tap * c_out + m]
 }
@@ -108,17 +113,17 @@ const float* weights_at(const ConvShape& s, const LocalDims& d, const float* w, 
 void local_forward(const ConvShape& s, const float* x, const float* w, const float* bias, Activation act, float* y) {
   const LocalDims d(s);
   const int64_t pixels = int64_t{s.h_in} * s.w_in;
-  std::vector<float> xt(static_cast<size_t>(pixels * s.c_in * s.n));
+  const auto xt = scratch(pixels * s.c_in * s.n);
 #pragma omp parallel
   {
-    to_batch_minor(s.n, s.c_in, pixels, x, xt.data());  // ends with the barrier of its omp for
+    to_batch_minor(s.n, s.c_in, pixels, x, xt.get());  // ends with the barrier of its omp for
     std::vector<float> patch(static_cast<size_t>(d.taps * s.n)), tile(static_cast<size_t>(s.n * d.mg));
     std::vector<float> bias_col(static_cast<size_t>(d.mg));
 #pragma omp for schedule(dynamic)
     for (int64_t item = 0; item < d.items; ++item) {
       const int64_t pos = item / s.groups;
       const int g = static_cast<int>(item % s.groups);
-      gather_patch(s, d, xt.data(), pos, g, patch.data());
+      gather_patch(s, d, xt.get(), pos, g, patch.data());
       GemmEpilogue ep;
       ep.act = act;
       if (bias) {  // bias (c_out, h_out, w_out): this position's column
@@ -136,28 +141,28 @@ void local_backward(const ConvShape& s, const float* x, const float* w, const fl
                     float* db) {
   const LocalDims d(s);
   const int64_t pixels = int64_t{s.h_in} * s.w_in;
-  std::vector<float> xt(static_cast<size_t>(pixels * s.c_in * s.n));  // x, then dx, batch-minor
+  const auto xt = scratch(pixels * s.c_in * s.n);  // x, then dx, batch-minor
   // dX_p for every (position, group), [item][tap][img]: the windows overlap, so they are summed in a second pass.
-  std::vector<float> cols(static_cast<size_t>(d.items * d.taps * s.n));
+  const auto cols = scratch(d.items * d.taps * s.n);
 #pragma omp parallel
   {
-    to_batch_minor(s.n, s.c_in, pixels, x, xt.data());
+    to_batch_minor(s.n, s.c_in, pixels, x, xt.get());
     std::vector<float> patch(static_cast<size_t>(d.taps * s.n)), tile(static_cast<size_t>(s.n * d.mg));
 #pragma omp for schedule(dynamic)
     for (int64_t item = 0; item < d.items; ++item) {
       const int64_t pos = item / s.groups;
       const int g = static_cast<int>(item % s.groups);
       gather_channels(s, d, dy, pos, g, tile.data());
-      gather_patch(s, d, xt.data(), pos, g, patch.data());
+      gather_patch(s, d, xt.get(), pos, g, patch.data());
       gemm(Trans::No, Trans::No, d.taps, d.mg, s.n, patch.data(), s.n, tile.data(), d.mg,
            dw + pos * d.taps * s.c_out + int64_t{g} * d.mg, s.c_out, false, {}, false);
       gemm(Trans::No, Trans::Yes, d.taps, s.n, d.mg, weights_at(s, d, w, pos, g), s.c_out, tile.data(), d.mg,
-           cols.data() + item * d.taps * s.n, s.n, false, {}, false);
+           cols.get() + item * d.taps * s.n, s.n, false, {}, false);
     }  // the implicit barrier: every item's dX_p is in cols, and xt is free for dx
 #pragma omp for schedule(static)
     for (int64_t pix = 0; pix < pixels; ++pix) {  // dxT[pix][c][:] = sum of the windows that read pixel pix
       const int iy = static_cast<int>(pix / s.w_in), ix = static_cast<int>(pix % s.w_in);
-      float* out = xt.data() + pix * s.c_in * s.n;
+      float* out = xt.get() + pix * s.c_in * s.n;
       std::fill(out, out + int64_t{s.c_in} * s.n, 0.0f);
       for (int r = 0; r < s.kh; ++r) {
         const int oy = local::window_reading(iy, r, s.pad, s.stride, s.h_out);
@@ -168,14 +173,14 @@ void local_backward(const ConvShape& s, const float* x, const float* w, const fl
           const int64_t pos = int64_t{oy} * s.w_out + ox;
           for (int64_t c = 0; c < s.c_in; ++c) {
             const int64_t item = pos * s.groups + c / d.cg;
-            const float* src = cols.data() + (item * d.taps + ((c % d.cg) * s.kh + r) * s.kw + q) * s.n;
+            const float* src = cols.get() + (item * d.taps + ((c % d.cg) * s.kh + r) * s.kw + q) * s.n;
             float* dst = out + c * s.n;
             for (int img = 0; img < s.n; ++img) dst[img] += src[img];
           }
         }
       }
     }
-    from_batch_minor(s.n, s.c_in, pixels, xt.data(), dx);
+    from_batch_minor(s.n, s.c_in, pixels, xt.get(), dx);
   }
   // db[o][p] = sum over images of dy[img][o][p]: conv's bias gradient with dy seen as (n, c_out * positions, 1).
   bias_backward(s.n, static_cast<int>(s.c_out * d.positions), 1, dy, db);
