@@ -12,13 +12,15 @@ from alexnet_cuda.reference import local as ref
 
 # (n, c_in, h, w, c_out, kh, kw, stride, padding, groups): cuda-convnet's local3 geometry at a small batch (3x3,
 # pad 1, stride 1), a stride that does not divide the span (the last window runs past the padding: ceil rule),
-# groups, non-square inputs and kernels, a 1x1 output, and channel counts that are not multiples of 4.
+# groups, non-square inputs and kernels, a 1x1 output, channel counts that are not multiples of 4, and one case
+# where they and the batch are (the CUDA kernels' float4 loads and stores).
 CASES = [
     pytest.param((2, 4, 6, 6, 8, 3, 3, 1, 1, 1), id="local3-like"),
     pytest.param((3, 3, 7, 5, 5, 3, 2, 2, 0, 1), id="stride2-ceil-overhang"),
     pytest.param((2, 4, 5, 6, 6, 3, 3, 2, 1, 2), id="groups2-stride2-pad1"),
     pytest.param((1, 6, 4, 4, 3, 4, 4, 1, 0, 3), id="groups3-1x1-output"),
     pytest.param((5, 2, 3, 3, 7, 2, 2, 3, 2, 1), id="stride3-pad2"),
+    pytest.param((8, 8, 5, 5, 8, 3, 3, 1, 1, 2), id="float4-paths-groups2"),  # batch, channels per group % 4 == 0
 ]
 
 
