@@ -164,21 +164,14 @@ void local_backward(const ConvShape& s, const float* x, const float* w, const fl
       const int iy = static_cast<int>(pix / s.w_in), ix = static_cast<int>(pix % s.w_in);
       float* out = xt.get() + pix * s.c_in * s.n;
       std::fill(out, out + int64_t{s.c_in} * s.n, 0.0f);
-      for (int r = 0; r < s.kh; ++r) {
-        const int oy = local::window_reading(iy, r, s.pad, s.stride, s.h_out);
-        if (oy < 0) continue;
-        for (int q = 0; q < s.kw; ++q) {
-          const int ox = local::window_reading(ix, q, s.pad, s.stride, s.w_out);
-          if (ox < 0) continue;
-          const int64_t pos = int64_t{oy} * s.w_out + ox;
-          for (int64_t c = 0; c < s.c_in; ++c) {
-            const int64_t item = pos * s.groups + c / d.cg;
-            const float* src = cols.get() + (item * d.taps + ((c % d.cg) * s.kh + r) * s.kw + q) * s.n;
-            float* dst = out + c * s.n;
-            for (int img = 0; img < s.n; ++img) dst[img] += src[img];
-          }
+      local::for_each_window_reading(s, iy, ix, [&](int pos, int rq) {
+        for (int64_t c = 0; c < s.c_in; ++c) {
+          const int64_t item = int64_t{pos} * s.groups + c / d.cg;
+          const float* src = cols.get() + (item * d.taps + (c % d.cg) * s.kh * s.kw + rq) * s.n;
+          float* dst = out + c * s.n;
+          for (int img = 0; img < s.n; ++img) dst[img] += src[img];
         }
-      }
+      });
     }
     from_batch_minor(s.n, s.c_in, pixels, xt.get(), dx);
   }

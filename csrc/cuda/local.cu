@@ -174,16 +174,9 @@ __global__ void __launch_bounds__(kCol2imThreads)
     const int iy = pix / s.w_in, ix = pix % s.w_in;
     const int g = c / cg, cl = c % cg;
     float sum = 0.0f;
-    for (int r = 0; r < s.kh; ++r) {
-      const int oy = local::window_reading(iy, r, s.pad, s.stride, s.h_out);
-      if (oy < 0) continue;
-      for (int q = 0; q < s.kw; ++q) {
-        const int ox = local::window_reading(ix, q, s.pad, s.stride, s.w_out);
-        if (ox < 0) continue;
-        const int pos = oy * s.w_out + ox;
-        sum += __ldg(cols + ((static_cast<int64_t>(g) * positions + pos) * taps + (cl * s.kh + r) * s.kw + q) * s.n + img);
-      }
-    }
+    local::for_each_window_reading(s, iy, ix, [&](int pos, int rq) {
+      sum += __ldg(cols + ((static_cast<int64_t>(g) * positions + pos) * taps + cl * s.kh * s.kw + rq) * s.n + img);
+    });
     dxt[i] = sum;
   }
 }
