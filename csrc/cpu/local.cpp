@@ -3,7 +3,7 @@
 //
 // At one output position p = (oy, ox) and group g the layer is a small matrix product over the batch:
 //
-//   Y_p[img][m]    = sum_tap X_p[tap][img] * W_p[tap][g*Mg + m] + bias[g*Mg + m][p]   (M = n, N = Mg, K = taps)
+//   Y_p^T[m][img]  = sum_tap W_p[tap][g*Mg + m] * X_p[tap][img] + bias[g*Mg + m][p]   (M = Mg, N = n, K = taps)
 //   dW_p           = X_p DY_p                                                           (M = taps, N = Mg, K = n)
 //   dX_p[tap][img] = sum_m W_p[tap][g*Mg + m] * DY_p[img][m]                             (M = taps, N = n, K = Mg)
 //
@@ -93,10 +93,12 @@ void gather_channels(const ConvShape& s, const LocalDims& d, const float* t, int
   }
 }
 
-void scatter_channels(const ConvShape& s, const LocalDims& d, const float* tile, int64_t pos, int g, float* t) {
-  for (int img = 0; img < s.n; ++img) {
-    float* dst = t + (int64_t{img} * s.c_out + g * d.mg) * d.positions + pos;
-    for (int64_t m = 0; m < d.mg; ++m) dst[m * d.positions] = tile[img * d.mg + m];
+// y[img][g*Mg + m][pos] = tile_t[m][img].
+void scatter_channels(const ConvShape& s, const LocalDims& d, const float* tile_t, int64_t pos, int g, float* y) {
+  for (int64_t m = 0; m < d.mg; ++m) {
+    float* dst = y + (g * d.mg + m) * d.positions + pos;
+    const float* src = tile_t + m * s.n;
+    for (int img = 0; img < s.n; ++img) dst[int64_t{img} * s.c_out * d.positions] = src[img];
   }
 }
 
@@ -128,10 +130,12 @@ void local_forward(const ConvShape& s, const float* x, const float* w, const flo
       ep.act = act;
       if (bias) {  // bias (c_out, h_out, w_out): this position's column
         for (int64_t m = 0; m < d.mg; ++m) bias_col[m] = bias[(g * d.mg + m) * d.positions + pos];
-        ep.col_bias = bias_col.data();
+        ep.row_bias = bias_col.data();
       }
-      gemm(Trans::Yes, Trans::No, s.n, d.mg, d.taps, patch.data(), s.n, weights_at(s, d, w, pos, g), s.c_out,
-           tile.data(), d.mg, false, ep, /*parallel=*/false);
+      // Y_p^T (Mg x n) = W_p^T X_p: the patch, the larger operand, is then the GEMM's B, whose panels are packed
+      // with contiguous copies (A's panels are 6 rows wide and pack element by element).
+      gemm(Trans::Yes, Trans::No, d.mg, s.n, d.taps, weights_at(s, d, w, pos, g), s.c_out, patch.data(), s.n,
+           tile.data(), s.n, false, ep, /*parallel=*/false);
       scatter_channels(s, d, tile.data(), pos, g, y);
     }
   }
