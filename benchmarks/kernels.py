@@ -7,8 +7,9 @@ conv3 256->192 3x3 pad 1 on 13x13 (conv3 sees the maps of both towers), conv4 19
 (standalone, and its cost when fused into the conv/fc epilogue); LRN (n=5) after conv1 and conv2; 3x3/2 max
 pooling after conv1, conv2 and conv5; fc6 9216->2048, fc7 4096->2048, fc8 4096->500; dropout on the fc6/fc7
 outputs; softmax cross-entropy over batch x 1000; the SGD update over each layer's per-tower parameters (weights +
-biases); prepare_batch (batch x 256x256x3 uint8 -> 227x227 float crops); and the variants' ops of issue 10
-(variant_kernels.py): BatchNorm, global average pooling, Adam.
+biases); prepare_batch (batch x 256x256x3 uint8 -> 227x227 float crops); the variants' ops of issue 10
+(variant_kernels.py): BatchNorm, global average pooling, Adam; and the locally connected layers of cuda-convnet's
+conv-local CIFAR-10 nets (local_kernels.py: local3/local4 on 6x6 maps).
 
 Ops run through :mod:`alexnet_cuda.ops` on device Tensors (no host copies are timed). An op that is not implemented
 yet (or fails) is reported as such and the run goes on.
