@@ -137,6 +137,24 @@ def conv2d_backward_weight(x, dy, kernel_size, stride=1, padding=0, groups=1, *,
                  *c.ints(stride=stride, padding=padding, groups=groups))
 
 
+# ---- local (locally connected) -------------------------------------------------------------------------------------
+def local_forward(x, weight, bias=None, stride=1, padding=0, groups=1, activation=None, *, device=None):
+    """The locally connected layer (cuda-convnet's ``local``): a convolution with its own filters at every output
+    position. y = act(local(x, weight) + bias). x (n, c_in, h, w); weight (h_out, w_out, c_in/groups, kh, kw, c_out)
+    with h_out = 1 + ceil((h + 2*padding - kh) / stride) (cuda-convnet's rule; likewise w_out); bias
+    (c_out, h_out, w_out), one per output element (reference/local.py: output_size)."""
+    c = _Call("local_forward", device, x)
+    return c.run(_C.ops.local_forward, c.t(x, "x"), c.t(weight, "weight"), c.opt(bias, "bias"),
+                 *c.ints(stride=stride, padding=padding, groups=groups), _activation(c.op, activation))
+
+
+def local_backward(x, weight, dy, stride=1, padding=0, groups=1, *, device=None):
+    """(dx, dweight, dbias) of :func:`local_forward` (dy is the gradient after any activation)."""
+    c = _Call("local_backward", device, x)
+    return c.run(_C.ops.local_backward, c.t(x, "x"), c.t(weight, "weight"), c.t(dy, "dy"),
+                 *c.ints(stride=stride, padding=padding, groups=groups))
+
+
 def bias_backward(dy, *, device=None):
     """dL/dbias: dy summed over every dim but 1 (conv2d and linear)."""
     c = _Call("bias_backward", device, dy)

@@ -7,9 +7,10 @@ conv3 256->192 3x3 pad 1 on 13x13 (conv3 sees the maps of both towers), conv4 19
 (standalone, and its cost when fused into the conv/fc epilogue); LRN (n=5) after conv1 and conv2; 3x3/2 max
 pooling after conv1, conv2 and conv5; fc6 9216->2048, fc7 4096->2048, fc8 4096->500; dropout on the fc6/fc7
 outputs; softmax cross-entropy over batch x 1000; the SGD update over each layer's per-tower parameters (weights +
-biases); prepare_batch (batch x 256x256x3 uint8 -> 227x227 float crops); and the variants' ops of issue 10
-(variant_kernels.py): BatchNorm, global average pooling, Adam; and the pooling and normalization layers of
-cuda-convnet's CIFAR-10 networks of issue 19 (cifar_kernels.py: layers-18pct, conv-local) at 32x32.
+biases); prepare_batch (batch x 256x256x3 uint8 -> 227x227 float crops); the variants' ops of issue 10
+(variant_kernels.py): BatchNorm, global average pooling, Adam; and the layers of cuda-convnet's CIFAR-10 networks of
+issue 19: pooling and normalization (cifar_kernels.py: layers-18pct, conv-local at 32x32) and the locally connected
+layers (local_kernels.py: local3/local4 on the 6x6 maps of 24x24 crops).
 
 Ops run through :mod:`alexnet_cuda.ops` on device Tensors (no host copies are timed). An op that is not implemented
 yet (or fails) is reported as such and the run goes on.
@@ -45,7 +46,7 @@ FMA_FRACTION = 0.7         # fully connected: >= 70% of the measured FP32 FMA pe
 WHY_PLACEHOLDER = "TODO(human): not met; explain from a profile of this run (ncu/nsys) and say what would close it"
 
 GROUPS = ["conv2d", "relu", "lrn", "maxpool", "linear", "dropout", "softmax_xent", "sgd", "prepare_batch", "batchnorm",
-          "global_avgpool", "adam", "avgpool", "spatial_lrn"]
+          "global_avgpool", "adam", "avgpool", "spatial_lrn", "local"]
 ALIASES = {"conv": "conv2d", "fc": "linear", "pool": "maxpool", "softmax": "softmax_xent", "xent": "softmax_xent",
            "prepare": "prepare_batch", "bn": "batchnorm", "gap": "global_avgpool", "rnorm": "spatial_lrn"}
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from benchmarks.kernel_cases import F4, Case, Net, f32, layer_parameter_counts, tensors, torch_tensors
 from benchmarks.cifar_kernels import cifar_cases
+from benchmarks.local_kernels import local_cases
 from benchmarks.variant_kernels import variant_cases
 
 # Hyper-parameters of the paper (Sections 3.3, 4.2, 5).
@@ -412,10 +413,10 @@ def prepare_batch_cases(net: Net, n: int, rng: np.random.Generator) -> list[Case
 
 def build_cases(net: Net, batch: int, seed: int = 0) -> list[Case]:
     """Every case, the paper's layers, the variants' ops, then the CIFAR-10 networks' pooling and normalization
-    layers (cifar_kernels.py), with one random stream (seeded) for their data."""
+    layers (cifar_kernels.py) and local layers (local_kernels.py), with one random stream (seeded) for their data."""
     rng = np.random.default_rng(seed)
     cases: list[Case] = []
     for make in (conv_cases, linear_cases, relu_cases, lrn_cases, maxpool_cases, dropout_cases, softmax_xent_cases,
-                 sgd_cases, prepare_batch_cases, variant_cases, cifar_cases):
+                 sgd_cases, prepare_batch_cases, variant_cases, cifar_cases, local_cases):
         cases += make(net, batch, rng)
     return cases

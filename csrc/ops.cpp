@@ -32,9 +32,7 @@ void check_labels(const char* op, const Tensor& labels, int64_t n, int64_t class
 }
 
 ConvShape conv_shape(const char* op, const Shape& x, const Shape& w, int stride, int pad, int groups) {
-  AX_CHECK(stride >= 1, op, ": stride must be >= 1, got ", stride);
-  AX_CHECK(pad >= 0, op, ": padding must be >= 0, got ", pad);
-  AX_CHECK(groups >= 1, op, ": groups must be >= 1, got ", groups);
+  check_window_arguments(op, stride, pad, groups);
   ConvShape s{};
   s.n = to_int(op, "batch", x[0]);
   s.c_in = to_int(op, "input channels", x[1]);
@@ -46,8 +44,7 @@ ConvShape conv_shape(const char* op, const Shape& x, const Shape& w, int stride,
   s.stride = stride;
   s.pad = pad;
   s.groups = groups;
-  AX_CHECK(s.c_in % groups == 0, op, ": groups=", groups, " does not divide the ", s.c_in, " input channels");
-  AX_CHECK(s.c_out % groups == 0, op, ": groups=", groups, " does not divide the ", s.c_out, " output channels");
+  check_groups_divide(op, groups, s.c_in, s.c_out);
   AX_CHECK(w[1] == s.c_in / groups, op, ": expected weight of shape (c_out, c_in/groups, kh, kw) with c_in/groups = ",
            s.c_in / groups, ", got weight ", shape_str(w));
   AX_CHECK(s.kh >= 1 && s.kw >= 1, op, ": kernel must be at least 1x1, got ", s.kh, "x", s.kw);

@@ -24,6 +24,19 @@ Tensor conv2d_backward_weight(const Tensor& x, const Tensor& dy, int kh, int kw,
 // Sum of dy over every dim but 1: the bias gradient of conv2d (n, c, h, w) and linear (n, c).
 Tensor bias_backward(const Tensor& dy);
 
+// local (local.cpp / local.cu, boundary in ops_local.cpp): the locally connected layer, cuda-convnet's `local`.
+// x (n, c_in, h, w), w (h_out, w_out, c_in/groups, kh, kw, c_out), bias (c_out, h_out, w_out) or undefined; the
+// output size comes from w and must equal 1 + ceil((h + 2*pad - kh) / stride) (shapes.h). Backward returns
+// (dx, dw, db).
+Tensor local_forward(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, int pad, int groups,
+                     Activation act = Activation::None);
+std::tuple<Tensor, Tensor, Tensor> local_backward(const Tensor& x, const Tensor& w, const Tensor& dy, int stride,
+                                                  int pad, int groups);
+// cuda-convnet's output size rule (layer.py LocalLayerParser: modulesX), for a padded span >= kernel.
+inline int64_t local_output_size(int64_t in, int kernel, int stride, int pad) {
+  return 1 + (in + 2 * int64_t{pad} - kernel + stride - 1) / stride;
+}
+
 // linear (linear.cpp / linear.cu). x (n, in), w (out, in), bias (out) or undefined.
 Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, Activation act = Activation::None);
 Tensor linear_backward_input(const Tensor& dy, const Tensor& w);

@@ -73,6 +73,18 @@ inline void check_finite(const char* op, const char* name, float v) {
   AX_CHECK(std::isfinite(v), op, ": ", name, " must be a finite float32 (|", name, "| <= 3.4e38), got ", v);
 }
 
+// The window arguments of conv2d and local, and the groups' fit to the channels.
+inline void check_window_arguments(const char* op, int stride, int pad, int groups) {
+  AX_CHECK(stride >= 1, op, ": stride must be >= 1, got ", stride);
+  AX_CHECK(pad >= 0, op, ": padding must be >= 0, got ", pad);
+  AX_CHECK(groups >= 1, op, ": groups must be >= 1, got ", groups);
+}
+
+inline void check_groups_divide(const char* op, int groups, int c_in, int c_out) {
+  AX_CHECK(c_in % groups == 0, op, ": groups=", groups, " does not divide the ", c_in, " input channels");
+  AX_CHECK(c_out % groups == 0, op, ": groups=", groups, " does not divide the ", c_out, " output channels");
+}
+
 inline int64_t spatial_of(const Tensor& t) {
   int64_t s = 1;
   for (int d = 2; d < t.ndim(); ++d) s *= t.size(d);

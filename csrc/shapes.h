@@ -19,6 +19,15 @@ struct ConvShape {
   int h_out, w_out;
 };
 
+// local (locally connected; cuda-convnet's `local` layer, layer.py LocalUnsharedLayerParser) reuses ConvShape:
+// x (n, c_in, h_in, w_in), w (h_out, w_out, c_in/groups, kh, kw, c_out): output position (oy, ox) has its own
+// filters w[oy][ox], a (c_in/groups * kh * kw) x c_out matrix (cuda-convnet's per-module weight block, same
+// order), bias (c_out, h_out, w_out): one per output element (cuda-convnet's local biases are unshared),
+// y (n, c_out, h_out, w_out). Output channel o belongs to group o / (c_out/groups) and sees that group's input
+// channels. h_out = 1 + ceil((h_in + 2*pad - kh) / stride): cuda-convnet's modulesX, so when stride does not
+// divide the span the last window runs past the padded edge and reads zeros there (one that would start past it
+// is refused).
+
 // Local response normalization across channels (paper Section 3.3):
 //   scale_i = k + (alpha/size) * sum_{j in window(i)} a_j^2,  b_i = a_i * scale_i^(-beta)
 // window(i) = channels [i - size/2, i + (size-1)/2] clipped to [0, c): PyTorch's convention, equal to

@@ -188,6 +188,14 @@ static void bind_ops(py::module_& m) {
         arg("padding"), arg("groups"), nogil);
   m.def("bias_backward", &bias_backward, arg("dy"), nogil);
   m.def(
+      "local_forward",
+      [](const Tensor& x, const Tensor& w, std::optional<Tensor> b, int stride, int pad, int groups, int act) {
+        return local_forward(x, w, b.value_or(Tensor()), stride, pad, groups, static_cast<Activation>(act));
+      },
+      arg("x"), arg("weight"), arg("bias"), arg("stride"), arg("padding"), arg("groups"), arg("activation") = 0, nogil);
+  m.def("local_backward", &local_backward, arg("x"), arg("weight"), arg("dy"), arg("stride"), arg("padding"),
+        arg("groups"), nogil);
+  m.def(
       "linear_forward",
       [](const Tensor& x, const Tensor& w, std::optional<Tensor> b, int act) {
         return linear_forward(x, w, b.value_or(Tensor()), static_cast<Activation>(act));

@@ -40,7 +40,7 @@ if [[ $skip_build == 0 ]]; then
     -Ccmake.define.ALEXNET_PTXAS_LOG=ON
 fi
 step pytest python -m pytest -ra -q tests
-op_tests=$(ls tests/ops/test_{conv2d,linear,activation,lrn,maxpool,avgpool,spatial_lrn,dropout,softmax_xent,sgd,prepare_batch}.py)
+op_tests=$(ls tests/ops/test_{conv2d,local,linear,activation,lrn,maxpool,avgpool,spatial_lrn,dropout,softmax_xent,sgd,prepare_batch}.py)
 step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 python -m pytest -q -k cuda $op_tests
 step racecheck compute-sanitizer --tool racecheck --error-exitcode 1 python -m pytest -q -k cuda \
   $(ls tests/ops/test_{conv2d,linear,lrn,softmax_xent}.py)

@@ -6,8 +6,9 @@ block-diagonal. Cross-map LRN and dropout are per tower (each tower normalizes i
 masks); every other layer works per channel, so the dense layer equals the towers side by side. For the paper's
 network this computes exactly what :func:`.network.forward_backward` computes (tests/network/test_descriptions.py).
 
-``params`` holds '<layer>.weight' and '<layer>.bias' for conv, linear and batchnorm layers (conv weights
-(out, in/groups, k, k), linear weights (out, in)), and '<layer>.running_mean' / '.running_var' for batchnorm.
+``params`` holds '<layer>.weight' and '<layer>.bias' for conv, local, linear and batchnorm layers (conv weights
+(out, in/groups, k, k), local weights (h_out, w_out, in/groups, k, k, out) with biases (out, h_out, w_out), linear
+weights (out, in)), and '<layer>.running_mean' / '.running_var' for batchnorm.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .dropout import dropout_backward, dropout_forward
 from .global_avgpool import global_avgpool_backward, global_avgpool_forward
 from .linear import bias_backward as linear_bias_backward
 from .linear import linear_backward_input, linear_backward_weight, linear_forward
+from .local import local_backward, local_forward
 from .lrn import lrn_backward, lrn_forward
 from .maxpool import maxpool_backward, maxpool_forward
 from .network import dropout_offset
@@ -63,6 +65,9 @@ class _Pass:
         if kind == "conv":
             y = conv2d_forward(x, w[f"{name}.weight"], w.get(f"{name}.bias"), s["stride"], s["padding"],
                                self.groups(layer), s["activation"])
+        elif kind == "local":
+            y = local_forward(x, w[f"{name}.weight"], w.get(f"{name}.bias"), s["stride"], s["padding"],
+                              self.groups(layer), s["activation"])
         elif kind == "linear":
             c["in_shape"] = x.shape
             x = c["x"] = x.reshape(x.shape[0], -1)
@@ -101,6 +106,13 @@ class _Pass:
                 grads[f"{name}.bias"] = conv_bias_backward(g)
             return None if first else conv2d_backward_input(g, weight, x.shape[2:], s["stride"], s["padding"],
                                                             self.groups(layer))
+        if kind == "local":
+            g = activation_backward(c["y"], g, s["activation"])
+            dx, grads[f"{name}.weight"], db = local_backward(x, w[f"{name}.weight"], g, s["stride"], s["padding"],
+                                                             self.groups(layer))
+            if f"{name}.bias" in w:
+                grads[f"{name}.bias"] = db
+            return dx
         if kind == "linear":
             g = activation_backward(c["y"], g, s["activation"])
             return self._linear_backward(layer, g, grads).reshape(c["in_shape"])

@@ -1,4 +1,4 @@
-// CPU kernels (C++17 + OpenMP), one file per layer: conv2d.cpp (with conv2d_winograd.cpp), linear.cpp,
+// CPU kernels (C++17 + OpenMP), one file per layer: conv2d.cpp (with conv2d_winograd.cpp), local.cpp, linear.cpp,
 // bias_backward.cpp, activation.cpp, lrn.cpp, spatial_lrn.cpp, batchnorm.cpp, maxpool.cpp, avgpool.cpp,
 // global_avgpool.cpp, dropout.cpp, softmax_xent.cpp, sgd.cpp, adam.cpp, prepare_batch.cpp, elementwise.cpp; gemm.h is
 // the blocked matrix product under conv2d and linear. Raw pointers to contiguous row-major memory; shapes were checked
@@ -19,6 +19,12 @@ void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy,
 // bias_backward.cpp: db[c] = sum over n and the spatial positions of dy[n, c, :]; dy is (n, c, spatial). Used by
 // conv2d and linear.
 void bias_backward(int n, int c, int64_t spatial, const float* dy, float* db);
+
+// local.cpp: the locally connected layer (shapes.h: ConvShape with local's layouts). bias may be null.
+// Backward writes dx, dw and db (db[o][oy][ox] = sum over images of dy[img][o][oy][ox]).
+void local_forward(const ConvShape& s, const float* x, const float* w, const float* bias, Activation act, float* y);
+void local_backward(const ConvShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
+                    float* db);
 
 // linear.cpp: x (n, in), w (out, in), y (n, out) = act(x w^T + bias); bias may be null.
 void linear_forward(int n, int in, int out, const float* x, const float* w, const float* bias, Activation act, float* y);

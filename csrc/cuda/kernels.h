@@ -1,9 +1,9 @@
-// CUDA kernels, one file per layer: conv2d.cu, linear.cu, activation.cu, lrn.cu, spatial_lrn.cu, batchnorm.cu,
-// maxpool.cu, avgpool.cu, global_avgpool.cu, dropout.cu, softmax_xent.cu, sgd.cu, adam.cu, prepare_batch.cu,
-// elementwise.cu; gemm.cuh is the tiled matrix product under conv2d and linear. Same contracts as cpu/kernels.h (read
-// it for the maths), on device pointers, launched on `stream` (asynchronous). Every launch is checked
-// (AX_CUDA_CHECK_LAUNCH in cuda/check.cuh). `loss` and `correct` are device pointers too: the op layer copies them
-// back.
+// CUDA kernels, one file per layer: conv2d.cu, local.cu, linear.cu, activation.cu, lrn.cu, spatial_lrn.cu,
+// batchnorm.cu, maxpool.cu, avgpool.cu, global_avgpool.cu, dropout.cu, softmax_xent.cu, sgd.cu, adam.cu,
+// prepare_batch.cu, elementwise.cu; gemm.cuh is the tiled matrix product under conv2d and linear. Same contracts as
+// cpu/kernels.h (read it for the maths), on device pointers, launched on `stream` (asynchronous). Every launch is
+// checked (AX_CUDA_CHECK_LAUNCH in cuda/check.cuh). `loss` and `correct` are device pointers too: the op layer copies
+// them back.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +20,12 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
 void conv2d_backward_input(const ConvShape& s, const float* dy, const float* w, float* dx, cudaStream_t stream);
 void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw, cudaStream_t stream);
 void bias_backward(int n, int c, int64_t spatial, const float* dy, float* db, cudaStream_t stream);
+
+// local.cu (the locally connected layer; cpu/kernels.h)
+void local_forward(const ConvShape& s, const float* x, const float* w, const float* bias, Activation act, float* y,
+                   cudaStream_t stream);
+void local_backward(const ConvShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
+                    float* db, cudaStream_t stream);
 
 // linear.cu
 void linear_forward(int n, int in, int out, const float* x, const float* w, const float* bias, Activation act,

@@ -23,6 +23,7 @@ from alexnet_cuda.reference import conv2d as ref_conv2d
 from alexnet_cuda.reference import dropout as ref_dropout
 from alexnet_cuda.reference import global_avgpool as ref_global_avgpool
 from alexnet_cuda.reference import linear as ref_linear
+from alexnet_cuda.reference import local as ref_local
 from alexnet_cuda.reference import lrn as ref_lrn
 from alexnet_cuda.reference import maxpool as ref_maxpool
 from alexnet_cuda.reference import prepare_batch as ref_prepare_batch
@@ -94,6 +95,36 @@ def conv2d_backward_weight(draw):
     s = draw(conv_geometry())
     return dict(x=arrays(draw, (s["n"], s["cin"], s["h"], s["w"])),
                 dy=arrays(draw, (s["n"], s["cout"], s["ho"], s["wo"])), kernel_size=(s["kh"], s["kw"]),
+                stride=s["stride"], padding=s["pad"], groups=s["g"])
+
+
+@st.composite
+def local_geometry(draw):
+    """conv_geometry with local's weight (h_out, w_out, c_in/groups, kh, kw, c_out) and cuda-convnet's ceil output size
+    (windows may run past the padding)."""
+    s = draw(conv_geometry())
+    while any((1 + -(-(size + 2 * s["pad"] - k) // s["stride"]) - 1) * s["stride"] >= size + 2 * s["pad"]
+              for size, k in ((s["h"], s["kh"]), (s["w"], s["kw"]))):
+        s["stride"] -= 1  # the last window would start past the padded input, which local refuses
+    s["ho"] = ref_local.output_size(s["h"], s["kh"], s["stride"], s["pad"])
+    s["wo"] = ref_local.output_size(s["w"], s["kw"], s["stride"], s["pad"])
+    s["x"] = arrays(draw, (s["n"], s["cin"], s["h"], s["w"]))
+    s["weight"] = arrays(draw, (s["ho"], s["wo"], s["cin"] // s["g"], s["kh"], s["kw"], s["cout"]))
+    return s
+
+
+@st.composite
+def local_forward(draw):
+    s = draw(local_geometry())
+    bias = arrays(draw, (s["cout"], s["ho"], s["wo"])) if draw(st.booleans()) else None
+    return dict(x=s["x"], weight=s["weight"], bias=bias, stride=s["stride"], padding=s["pad"], groups=s["g"],
+                activation=activation(draw))
+
+
+@st.composite
+def local_backward(draw):
+    s = draw(local_geometry())
+    return dict(x=s["x"], weight=s["weight"], dy=arrays(draw, (s["n"], s["cout"], s["ho"], s["wo"])),
                 stride=s["stride"], padding=s["pad"], groups=s["g"])
 
 
@@ -384,6 +415,8 @@ OPS = {
     "conv2d_backward_input": (conv2d_backward_input, ops.conv2d_backward_input, ref_conv2d.conv2d_backward_input),
     "conv2d_backward_weight": (conv2d_backward_weight, ops.conv2d_backward_weight, ref_conv2d.conv2d_backward_weight),
     "bias_backward": (bias_backward, ops.bias_backward, ref_conv2d.bias_backward),
+    "local_forward": (local_forward, ops.local_forward, ref_local.local_forward),
+    "local_backward": (local_backward, ops.local_backward, ref_local.local_backward),
     "linear_forward": (linear_forward, ops.linear_forward, ref_linear.linear_forward),
     "linear_backward_input": (linear_backward_input, ops.linear_backward_input, ref_linear.linear_backward_input),
     "linear_backward_weight": (linear_backward_weight, ops.linear_backward_weight, ref_linear.linear_backward_weight),

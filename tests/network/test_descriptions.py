@@ -142,6 +142,11 @@ def _random_dense_params(desc, rng):
         if layer.kind == "conv":
             c_in = mine[0]["input"][0]
             params[f"{layer.name}.weight"] = rng.normal(0, 0.1, (out, c_in, s["size"], s["size"]))
+        elif layer.kind == "local":
+            _, side, _ = mine[0]["output"]
+            params[f"{layer.name}.weight"] = rng.normal(0, 0.1, (side, side, mine[0]["input"][0], s["size"],
+                                                                 s["size"], out))
+            params[f"{layer.name}.bias"] = rng.normal(0, 0.1, (out, side, side))
         elif layer.kind == "linear":
             params[f"{layer.name}.weight"] = rng.normal(0, 0.1, (out, mine[0]["input"][0]))
         elif layer.kind == "batchnorm":
@@ -182,15 +187,17 @@ def test_the_reference_of_a_description_is_the_reference_network(options):
         np.testing.assert_array_equal(got[2][k], want[2][k], err_msg=k)
 
 
-def test_the_reference_of_layers_18pct_has_the_right_gradient():
-    """The whole chain (cuda-convnet's ceil pooling, relu on a pool, within-map normalization): the gradient along a
-    random direction of every parameter equals the loss's central difference."""
+@pytest.mark.parametrize("name", ["layers-18pct", "conv-local-11pct"])
+def test_the_reference_of_the_cifar_networks_has_the_right_gradient(name):
+    """The whole chain (cuda-convnet's ceil pooling, relu on a pool, within-map and cross-map normalization, local
+    layers): the gradient along a random direction of every parameter equals the loss's central difference."""
     from alexnet_cuda.reference import described
 
     rng = np.random.default_rng(1)
-    desc = builtin("layers-18pct")
+    desc = builtin(name)
+    side = desc.input_size
     params = _random_dense_params(desc, rng)
-    images, labels = rng.normal(0, 1, (2, 3, 32, 32)), np.array([3, 7])
+    images, labels = rng.normal(0, 1, (2, 3, side, side)), np.array([3, 7])
     _, _, grads = described.forward_backward(desc, params, images, labels)
     direction = {k: rng.normal(0, 1, v.shape) for k, v in params.items()}
     eps = 1e-6
