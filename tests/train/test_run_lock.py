@@ -241,3 +241,42 @@ def test_a_really_full_disk(small_tmpfs, monkeypatch):
     monkeypatch.setattr(train_log, "append_metrics", real_append)
     summary = train(tiny(small_tmpfs, epochs=2, resume=True), model_class=FakeAlexNet)
     assert summary["epochs_done"] == 2
+
+
+def test_a_failed_step_log_write_says_what_was_kept(tmp_path, monkeypatch):
+    """steps.jsonl, written line by line: a disk that fills in the second epoch."""
+    from alexnet_cuda.train import loop
+
+    class FillingFile:
+        def __init__(self, f):
+            self.f, self.lines = f, 0
+
+        def write(self, text):
+            self.lines += 1
+            if self.lines > 8:  # 6 steps per epoch: in epoch 2
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return self.f.write(text)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    monkeypatch.setattr(loop, "open", lambda *a, **kw: FillingFile(open(*a, **kw)), raising=False)
+    with pytest.raises(RunWriteFailed) as failed:
+        train(tiny(tmp_path, epochs=3), model_class=FakeAlexNet)
+    _assert_kept_epoch_1(str(failed.value), tmp_path / "run", "steps.jsonl")
+
+
+def test_a_failed_statistics_write_names_the_file(tmp_path, monkeypatch):
+    """Before the first checkpoint (the input statistics): the error names the file; there is nothing to resume."""
+    real_write = files.atomic_write
+
+    def no_space(f):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as np.save on a full disk: no file name
+
+    def full(path, write):
+        real_write(path, no_space if Path(path).name == "mean.npy" else write)
+
+    monkeypatch.setattr(files, "atomic_write", full)
+    with pytest.raises(OSError, match=r"No space left on device: '.*mean\.npy'"):
+        train(tiny(tmp_path, epochs=1), model_class=FakeAlexNet)
+    assert not (tmp_path / "run" / "last.npz").exists()
