@@ -442,7 +442,7 @@ class AlexNet:
     def summary(self) -> str:
         """The layer table as text, with the totals (``print(net.summary())``; alexnet_cuda.summary says what the
         multiply-adds count)."""
-        from .summary import format_table
+        from .nets.table import format_table
 
         return format_table(self.layers(), repr(self))
 

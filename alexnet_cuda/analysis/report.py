@@ -53,7 +53,7 @@ def _confusion_section(ckpt_path: Path, ckpt: ckpt_io.Checkpoint, out_dir: Path,
     n = int(matrix.sum())
     classes = ckpt.classes or [str(i) for i in range(len(matrix))]
     accuracy = float(matrix.trace() / max(1, n))
-    lines = [f"## Confusion on the validation split", "",
+    lines = ["## Confusion on the validation split", "",
              f"`{ckpt_path.name}` (epoch {ckpt.meta.get('epoch')}), centre crop, {n} images: top-1 error "
              f"{_pct(1 - accuracy)}.", ""]
     if len(classes) <= max_classes:

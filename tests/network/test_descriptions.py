@@ -15,7 +15,8 @@ from alexnet_cuda.nets.alexnet import alexnet
 from alexnet_cuda.nets.builtin import BUILTIN, builtin, convnet_files
 from alexnet_cuda.nets.description import DescriptionError, Layer, NetDescription, layer_table
 from alexnet_cuda.nets.file_format import format_net, parse_net, read_net
-from alexnet_cuda.summary import describe, totals
+from alexnet_cuda.nets.table import totals
+from alexnet_cuda.summary import describe
 
 
 def _numbers(rows):

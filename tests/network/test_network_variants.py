@@ -14,7 +14,8 @@ import pytest
 from alexnet_cuda import AlexNet
 from alexnet_cuda.reference import network as refnet
 from alexnet_cuda.reference.adam import adam_update as ref_adam_update
-from alexnet_cuda.summary import describe, totals
+from alexnet_cuda.nets.table import totals
+from alexnet_cuda.summary import describe
 from conftest import requires_cuda
 from test_network import NUM_CLASSES, assert_matches_reference, batch, tiny
 

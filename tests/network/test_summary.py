@@ -10,7 +10,8 @@ import pytest
 from subprocesses import run_module
 
 from alexnet_cuda import AlexNet
-from alexnet_cuda.summary import describe, format_table, totals
+from alexnet_cuda.nets.table import format_table, totals
+from alexnet_cuda.summary import describe
 
 # Small widths keep the networks quick to build; the full nets are checked by their totals below.
 VARIANTS = [
