@@ -70,12 +70,13 @@ def float32_array(where: str, name: str, a: np.ndarray) -> np.ndarray:
     finite = np.isfinite(a)
     if not finite.all():
         at = np.unravel_index(int(np.argmin(finite)), a.shape)
-        raise ValueError(f"{where}: {name} contains {a[at].item()} at index {tuple(int(i) for i in at)} (weights must be "
-                         f"finite)")
+        index = tuple(int(i) for i in at)
+        raise ValueError(f"{where}: {name} contains {a[at].item()} at index {index} (weights must be finite)")
     if a.dtype.itemsize > 4 and a.size:
         big = np.abs(a) > FLOAT32_MAX
         if big.any():
             at = np.unravel_index(int(np.argmax(big)), a.shape)
-            raise ValueError(f"{where}: {name} holds {a[at].item()!r} at index {tuple(int(i) for i in at)}, beyond float32's "
-                             f"range (|value| <= {FLOAT32_MAX:.4g}): it would become inf")
+            index = tuple(int(i) for i in at)
+            raise ValueError(f"{where}: {name} holds {a[at].item()!r} at index {index}, beyond float32's range "
+                             f"(|value| <= {FLOAT32_MAX:.4g}): it would become inf")
     return np.ascontiguousarray(a, np.float32)

@@ -29,7 +29,8 @@ def _f32(name="w", shape=(2, 3), begin=0):
 def test_round_trip_of_every_dtype(tmp_path, rng):
     tensors = {"f32": rng.standard_normal((3, 4)).astype(np.float32), "f64": rng.standard_normal(5),
                "f16": rng.standard_normal((2, 2)).astype(np.float16), "i64": np.arange(-3, 3, dtype=np.int64),
-               "u8": np.arange(7, dtype=np.uint8), "i8": np.arange(-4, 4, dtype=np.int8), "b": np.array([1, 0, 1], bool),
+               "u8": np.arange(7, dtype=np.uint8), "i8": np.arange(-4, 4, dtype=np.int8),
+               "b": np.array([1, 0, 1], bool),
                "i32": np.arange(6, dtype=np.int32).reshape(2, 3), "u16": np.arange(3, dtype=np.uint16),
                "empty": np.zeros((0, 5), np.float32), "scalar": np.array(2.5, np.float32),
                "big_endian": np.arange(4, dtype=">f4")}
