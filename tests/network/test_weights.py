@@ -9,6 +9,7 @@ import struct
 import numpy as np
 import pytest
 from subprocesses import run_module
+from test_pth import RunsACommand, Storage, tensor, write_pth
 
 from alexnet_cuda import AlexNet
 from alexnet_cuda import checkpoint as ckpt_io
@@ -150,6 +151,45 @@ def test_torchvision_names_are_refused_saying_why(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "torchvision's AlexNet names (features.0.bias, features.0.weight, ...)" in err
     assert "torchvision-alexnet network, which alexnet_cuda does not build yet" in err
+
+
+def _project_storages(params: dict[str, np.ndarray]):
+    storages = [Storage(str(i), a.reshape(-1)) for i, a in enumerate(params.values())]
+    return {k: tensor(s, 0, a.shape) for (k, a), s in zip(params.items(), storages)}, storages
+
+
+def test_import_of_a_pth_state_dict_with_our_names(tmp_path, rng, capsys):
+    """A .pth in torch.save's layout (built by hand: no PyTorch needed) with this project's names and --like."""
+    ckpt = _checkpoint(tmp_path, rng, norm="batchnorm")
+    ckpt_io.save(tmp_path / "like.npz", ckpt)
+    sd, storages = _project_storages(ckpt.params)
+    write_pth(tmp_path / "ours.pth", sd, storages)
+    assert weights_mod.main(["import", str(tmp_path / "ours.pth"), "--out", str(tmp_path / "m.npz")]) == 2
+    assert "does not say which network it holds" in capsys.readouterr().err
+    assert weights_mod.main(["import", str(tmp_path / "ours.pth"), "--out", str(tmp_path / "m.npz"),
+                             "--like", str(tmp_path / "like.npz")]) == 0
+    _assert_same(ckpt, ckpt_io.load(tmp_path / "m.npz"))
+    evil = write_pth(tmp_path / "evil.pth", {"w": RunsACommand(tmp_path / "pwned")})
+    assert weights_mod.main(["import", str(evil), "--out", str(tmp_path / "e.npz"), "--like",
+                             str(tmp_path / "like.npz")]) == 1
+    assert "refused: its pickle asks for os.system" in capsys.readouterr().err.replace("posix.", "os.")
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "e.npz").exists()
+
+
+def test_import_of_files_pytorch_writes(tmp_path, rng, capsys):
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    ckpt = _checkpoint(tmp_path, rng)
+    ckpt_io.save(tmp_path / "like.npz", ckpt)
+    torch.save({k: torch.from_numpy(v) for k, v in ckpt.params.items()}, tmp_path / "ours.pth")
+    r = run_module("alexnet_cuda.weights", "import", str(tmp_path / "ours.pth"), "--out", str(tmp_path / "m.npz"),
+                   "--like", str(tmp_path / "like.npz"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    _assert_same(ckpt, ckpt_io.load(tmp_path / "m.npz"))
+    # torchvision's own AlexNet layout (its names, built here without torchvision): refused, saying why.
+    tv = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 11, 4, 2), torch.nn.ReLU(), torch.nn.MaxPool2d(3, 2))
+    torch.save(torch.nn.ModuleDict({"features": tv}).state_dict(), tmp_path / "tv.pth")
+    assert weights_mod.main(["import", str(tmp_path / "tv.pth"), "--out", str(tmp_path / "x.npz")]) == 2
+    assert "holds torchvision's AlexNet names (features.0.bias, features.0.weight, ...)" in capsys.readouterr().err
 
 
 def test_malformed_and_missing_files_are_one_line(tmp_path, capsys):
