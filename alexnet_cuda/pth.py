@@ -35,6 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from .arguments import is_int
+from .safetensors import widen_bfloat16
+
 # The storage classes a state dict's pickle names, by PyTorch's names; BFloat16 is widened to float32 exactly.
 _STORAGES = {"FloatStorage": np.dtype("f4"), "DoubleStorage": np.dtype("f8"), "HalfStorage": np.dtype("f2"),
              "BFloat16Storage": np.dtype("u2"), "LongStorage": np.dtype("i8"), "IntStorage": np.dtype("i4"),
@@ -98,7 +101,7 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its
 
     def persistent_load(self, pid: Any) -> _Storage:
         if (not isinstance(pid, tuple) or len(pid) != 5 or pid[0] != "storage" or not isinstance(pid[1], _StorageType)
-                or not isinstance(pid[2], str) or not isinstance(pid[3], str) or not _is_int(pid[4]) or pid[4] < 0):
+                or not isinstance(pid[2], str) or not isinstance(pid[3], str) or not is_int(pid[4]) or pid[4] < 0):
             raise PthError(f"{self.where}: refused: a persistent id that is not a tensor storage ({pid!r:.120})")
         _, kind, key, _location, numel = pid
         if key in self.storages:
@@ -121,8 +124,8 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its
             raise PthError(f"{self.where}: storage {key!r} is compressed; torch.save stores storages uncompressed")
         values = np.frombuffer(bytearray(self.archive.read(record)), kind.dtype.newbyteorder(
             ">" if self.big_endian else "<")).astype(kind.dtype)
-        if kind.name == "BFloat16Storage":  # the top 16 bits of a float32
-            values = (values.astype(np.uint32) << 16).view(np.float32)
+        if kind.name == "BFloat16Storage":
+            values = widen_bfloat16(values)
         self.storages[key] = _Storage(values, key)
         return self.storages[key]
 
@@ -131,9 +134,9 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its
             raise PthError(f"{self.where}: refused: a tensor rebuilt from a {type(storage).__name__}, not a storage")
         shape, strides = tuple(size) if isinstance(size, (tuple, list)) else None, \
             tuple(stride) if isinstance(stride, (tuple, list)) else None
-        ok = (_is_int(offset) and offset >= 0 and shape is not None and strides is not None
-              and len(shape) == len(strides) and all(_is_int(d) and d >= 0 for d in shape)
-              and all(_is_int(s) and s >= 0 for s in strides) and isinstance(requires_grad, bool)
+        ok = (is_int(offset) and offset >= 0 and shape is not None and strides is not None
+              and len(shape) == len(strides) and all(is_int(d) and d >= 0 for d in shape)
+              and all(is_int(s) and s >= 0 for s in strides) and isinstance(requires_grad, bool)
               and (hooks is None or (isinstance(hooks, dict) and not hooks))
               and (metadata is None or (isinstance(metadata, dict) and not metadata)))
         if not ok:
@@ -155,10 +158,6 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its
         if not isinstance(data, np.ndarray):
             raise PthError(f"{self.where}: refused: a parameter made of a {type(data).__name__}")
         return data
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def load(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import files
+from .arguments import is_int
 
 # The reference implementation refuses headers above 100 MB; real ones are a few hundred KB at most.
 MAX_HEADER_BYTES = 100_000_000
@@ -42,10 +43,6 @@ _CODES = {dt: code for code, dt in _DTYPES.items()}
 class SafetensorsError(ValueError):
     """A safetensors file cannot be read (malformed, truncated, or unsupported) or written. The message names the file
     and, where it applies, the tensor."""
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -68,9 +65,9 @@ def _entry(where: str, name: str, info: Any, data_len: int) -> tuple[str, tuple[
                                f"type)")
     if code not in _DTYPES and code != _BF16:
         raise SafetensorsError(f"{where}: tensor {name!r}: unknown dtype {code!r}")
-    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+    if not isinstance(shape, list) or not all(is_int(d) and d >= 0 for d in shape):
         raise SafetensorsError(f"{where}: tensor {name!r}: shape must be a list of integers >= 0, got {shape!r}")
-    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) for o in offsets)
+    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(is_int(o) for o in offsets)
             or not 0 <= offsets[0] <= offsets[1]):
         raise SafetensorsError(f"{where}: tensor {name!r}: data_offsets must be [begin, end] with 0 <= begin <= end, "
                                f"got {offsets!r}")
@@ -127,12 +124,17 @@ def read_header(f, where: str, file_size: int) -> tuple[dict[str, tuple], dict[s
     return entries, metadata, 8 + n
 
 
+def widen_bfloat16(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 values (their 16 bits, as unsigned integers) as float32, exactly: a bfloat16 is the top half of the
+    float32 of the same value."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
 def _decode(raw: bytes, code: str, shape: tuple[int, ...]) -> np.ndarray:
     if code == "BOOL":  # any nonzero byte is True, as in C
         return (np.frombuffer(raw, np.uint8) != 0).reshape(shape)
     if code == _BF16:
-        widened = np.frombuffer(raw, "<u2").astype(np.uint32) << 16
-        return widened.view(np.float32).reshape(shape)
+        return widen_bfloat16(np.frombuffer(raw, "<u2")).reshape(shape)
     return np.frombuffer(bytearray(raw), _DTYPES[code]).reshape(shape).astype(_DTYPES[code].newbyteorder("="))
 
 
