@@ -22,6 +22,7 @@ which this project does not build yet (issue 21): such files are refused with a 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import re
 import sys
@@ -36,6 +37,7 @@ from . import cli, pth
 from . import safetensors as st
 from .cli import ConfigError
 from .model import AlexNet
+from .summary import describe, totals
 
 PROG = "python -m alexnet_cuda.weights"
 FORMAT = "alexnet_cuda.weights"
@@ -43,6 +45,7 @@ VERSION = 1
 MEAN = "normalization.mean"
 # The checkpoint metadata a weights file carries (each as a JSON text in the safetensors metadata).
 _META_KEYS = ("model", "classes", "class_ids", "image_size", "normalization_scale", "epoch")
+_SIZE_SLACK = 1 << 20
 _TORCHVISION_NAME = re.compile(r"(features|classifier)\.\d+\.(weight|bias)")
 
 
@@ -93,6 +96,18 @@ def _description(path: Path, metadata: dict[str, str], like: str | None) -> tupl
     return meta, None
 
 
+def _check_size(path: Path, config: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
+    """Refuses a description of a network much bigger than the weights at hand before building it: a small file must
+    not make this process allocate a huge network (its parameters are counted from the layer table, not allocated).
+    Up to a million parameters more are let through, so that a missing or misshapen tensor is named by
+    load_state_dict instead."""
+    wanted = {k: v for k, v in config.items() if k in inspect.signature(describe).parameters}
+    need = totals(describe(**wanted))["parameters"]
+    have = sum(a.size for a in tensors.values())
+    if need > have + _SIZE_SLACK:
+        raise ValueError(f"it describes a network of {need:,} parameters but holds {have:,} values")
+
+
 def import_weights(path: str | Path, like: str | None = None) -> ckpt_io.Checkpoint:
     """A checkpoint (not yet saved) holding the weights of ``path``, checked by rebuilding its network on the CPU."""
     path = Path(path)
@@ -108,6 +123,7 @@ def import_weights(path: str | Path, like: str | None = None) -> ckpt_io.Checkpo
         mean = tensors.pop(MEAN)
     # The network checks every name, shape and value (finite, within float32) and the mean, naming what is wrong.
     try:
+        _check_size(path, meta["model"], tensors)
         model = AlexNet(devices="cpu", **meta["model"])
         model.load_state_dict(tensors)
         if mean is not None:

@@ -133,7 +133,10 @@ def _set(key, value, dtype=np.float64):
      "features.0.tower0.weight must be a float array"),
     (lambda t, m: m.update({"model": "{not json"}), "metadata 'model' is not JSON"),
     (lambda t, m: m.update({"version": "99"}), "version '99' is newer than this alexnet_cuda understands"),
-    (lambda t, m: m.update({"model": json.dumps({"arch": "vgg"})}), "arch must be one of"),
+    (lambda t, m: m.update({"model": json.dumps({"arch": "vgg"})}), "arch must be 'alexnet' or"),
+    # A small file describing a huge network: refused from the layer table, before anything is allocated.
+    (lambda t, m: m.update({"model": json.dumps(dict(json.loads(m["model"]), num_classes=2**31 - 1))}),
+     "it describes a network of 19,327,353,999 parameters but holds 1,203 values"),
 ])
 def test_bad_weights_are_refused_in_one_line_naming_the_tensor(tmp_path, rng, capsys, change, message):
     bad = _exported(tmp_path, rng, change)
