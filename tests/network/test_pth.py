@@ -10,6 +10,7 @@ import collections
 import io
 import os
 import pickle
+import struct
 import zipfile
 
 import numpy as np
@@ -40,17 +41,18 @@ class Call:
 
 
 class Storage:
-    def __init__(self, key: str, values: np.ndarray, kind: str = "FloatStorage", numel: int | None = None):
-        self.key, self.values, self.kind = key, values, kind
+    def __init__(self, key: str, values: np.ndarray, kind: str = "FloatStorage", numel: int | None = None,
+                 view: tuple | None = None):
+        self.key, self.values, self.kind, self.view = key, values, kind, view
         self.numel = values.size if numel is None else numel
 
 
 class TorchLikePickler(pickle._Pickler):
     """Protocol 2 with GLOBAL opcodes and ('storage', type, key, location, numel) persistent ids, as torch.save."""
 
-    def __init__(self, f, pid=None):
+    def __init__(self, f, pid=None, legacy=False):
         super().__init__(f, protocol=2)
-        self.pid = pid
+        self.pid, self.legacy = pid, legacy
 
     def save(self, obj, save_persistent_id=True):
         if isinstance(obj, Global):
@@ -60,7 +62,8 @@ class TorchLikePickler(pickle._Pickler):
 
     def persistent_id(self, obj):
         if isinstance(obj, Storage):
-            return self.pid or ("storage", Global("torch", obj.kind), obj.key, "cpu", obj.numel)
+            pid = self.pid or ("storage", Global("torch", obj.kind), obj.key, "cpu", obj.numel)
+            return pid + (obj.view,) if self.legacy else pid
         return None
 
 
@@ -83,6 +86,25 @@ def write_pth(path, obj, storages=(), byteorder=b"little", pid=None, compress=zi
             z.writestr(zipfile.ZipInfo(f"{prefix}/data/{s.key}"), s.values.astype(s.values.dtype.newbyteorder(order))
                        .tobytes(), compress_type=compress)
         z.writestr(f"{prefix}/version", b"3\n")
+    return path
+
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch/serialization.py
+
+
+def write_legacy(path, obj, storages=(), system=None, keys=None, count_of=lambda s: s.numel):
+    """PyTorch's pre-1.6 format: magic, protocol version, system info, the object, the storage keys, the storages."""
+    buf = io.BytesIO()
+    system = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}} \
+        if system is None else system
+    for header in (LEGACY_MAGIC, 1001, system):
+        TorchLikePickler(buf).dump(header)
+    TorchLikePickler(buf, legacy=True).dump(obj)
+    storages = sorted(storages, key=lambda s: s.key)
+    pickle.dump([s.key for s in storages] if keys is None else keys, buf, protocol=2)
+    for s in storages:
+        buf.write(struct.pack("<q", count_of(s)) + s.values.astype(s.values.dtype.newbyteorder("<")).tobytes())
+    path.write_bytes(buf.getvalue())
     return path
 
 
@@ -116,6 +138,62 @@ def test_a_state_dict_in_torch_saves_layout(tmp_path, rng, byteorder):
         assert got[k].dtype == a.dtype and got[k].shape == a.shape and got[k].dtype.isnative, k
         assert np.array_equal(got[k], a), k
         assert got[k].flags.c_contiguous and got[k].flags.writeable
+
+
+def test_a_state_dict_in_the_pre_1_6_format(tmp_path, rng):
+    sd, storages, expected = state_dict(rng)
+    whole = Storage("5", rng.standard_normal(10).astype(np.float32))
+    part = Storage("5", whole.values, view=("5v", 4, 6))  # PyTorch < 0.4: a storage that is a slice of another
+    sd["from_a_view"] = tensor(part, 1, (2, 2), (2, 1))
+    expected["from_a_view"] = whole.values[5:9].reshape(2, 2)
+    got = pth.load(write_legacy(tmp_path / "old.pth", sd, storages + [whole]))
+    assert list(got) == list(expected)
+    for k, a in expected.items():
+        assert got[k].dtype == a.dtype and np.array_equal(got[k], a), k
+
+
+@pytest.mark.parametrize("case,message", [
+    ("evil_system_info", "refused: its pickle asks for os.system"),
+    ("evil_object", "refused: its pickle asks for os.system"),
+    ("big_endian", "written on a big-endian machine"),
+    ("keys_do_not_match", "its list of storages does not match the storages its pickle uses"),
+    ("wrong_count", "storage '0': its data does not start with its size 6"),
+    ("huge_count", "storage '0': its data does not start with its size"),
+    ("view_outside", "storage '0': a view ('0v', 4, 5) outside it"),
+])
+def test_bad_pre_1_6_files(tmp_path, rng, case, message):
+    w = Storage("0", rng.standard_normal(6).astype(np.float32))
+    obj, storages, options = {"w": tensor(w)}, [w], {}
+    evil = Call(Global("os", "system"), (f"touch {tmp_path / 'pwned'}",))
+    if case == "evil_system_info":
+        options["system"] = {"little_endian": evil}
+    elif case == "evil_object":
+        obj = {"w": evil}
+    elif case == "big_endian":
+        options["system"] = {"little_endian": False}
+    elif case == "keys_do_not_match":
+        options["keys"] = ["0", "1"]
+    elif case == "wrong_count":
+        options["count_of"] = lambda s: 5
+    elif case == "huge_count":
+        options["count_of"] = lambda s: 2**62
+    elif case == "view_outside":
+        obj = {"w": tensor(Storage("0", w.values, view=("0v", 4, 5)), 0, (1,), (1,))}
+    path = write_legacy(tmp_path / f"{case}.pth", obj, storages, **options)
+    with pytest.raises(PthError) as info:
+        pth.load(path)
+    assert str(info.value).startswith(f"pth {path}: ") and message in str(info.value), str(info.value)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_every_truncation_of_a_pre_1_6_file_is_refused(tmp_path, rng):
+    sd, storages, _ = state_dict(rng)
+    good = write_legacy(tmp_path / "good.pth", sd, storages).read_bytes()
+    cut = tmp_path / "cut.pth"
+    for n in range(len(good)):
+        cut.write_bytes(good[:n])
+        with pytest.raises(PthError, match=f"pth {cut}: "):
+            pth.load(cut)
 
 
 def test_bfloat16_is_widened_exactly(tmp_path):
@@ -195,10 +273,10 @@ def test_bad_state_dicts_are_refused_naming_the_file(tmp_path, rng, case):
 def test_files_that_are_not_torch_saves(tmp_path, rng):
     legacy = tmp_path / "legacy.pth"  # the pre-1.6 format opens with a pickled magic number
     legacy.write_bytes(b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.rest")
-    with pytest.raises(PthError, match="pre-1.6 format, not read here"):
+    with pytest.raises(PthError, match="cannot be read, it is truncated or corrupt"):
         pth.load(legacy)
     (tmp_path / "text.pth").write_text("hello")
-    with pytest.raises(PthError, match="not a file written by torch.save \\(not a zip archive\\)"):
+    with pytest.raises(PthError, match="not a file written by torch.save \\(neither a zip archive nor"):
         pth.load(tmp_path / "text.pth")
     with zipfile.ZipFile(tmp_path / "other.zip", "w") as z:
         z.writestr("readme.txt", "hi")
@@ -222,7 +300,8 @@ def test_files_that_are_not_torch_saves(tmp_path, rng):
 
 # ---- files that PyTorch itself writes ------------------------------------------------------------------------------
 
-def test_torch_save_files_read_exactly(tmp_path):
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_torch_save_files_read_exactly(tmp_path, zip_format):
     torch = pytest.importorskip("torch", reason="PyTorch is not installed")
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Linear(5, 2))
@@ -231,7 +310,7 @@ def test_torch_save_files_read_exactly(tmp_path):
     sd.update({"half": torch.randn(3).half(), "bf16": torch.randn(7).bfloat16(), "view": grid[1:, 2],
                "transposed": grid.t(), "ints": torch.arange(5, dtype=torch.int32), "flags": torch.tensor([True, False]),
                "scalar": torch.tensor(3.5), "param": torch.nn.Parameter(torch.randn(2, 2))})
-    torch.save(sd, tmp_path / "net.pth")
+    torch.save(sd, tmp_path / "net.pth", _use_new_zipfile_serialization=zip_format)
     got = pth.load(tmp_path / "net.pth")
     assert list(got) == list(sd)
     for k, t in sd.items():
