@@ -29,6 +29,7 @@ import pickle
 import re
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,12 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its
         self.storages: dict[str, _Storage] = {}
         self.dispatch = dict(self.dispatch)
         self.dispatch[pickle.BUILD[0]] = _RestrictedUnpickler._build
+        # Protocol 5's buffers: no state dict has them, and BYTEARRAY8 allocates the length it reads before reading.
+        for opcode in (pickle.BYTEARRAY8, pickle.NEXT_BUFFER, pickle.READONLY_BUFFER):
+            self.dispatch[opcode[0]] = _RestrictedUnpickler._refuse_buffers
+
+    def _refuse_buffers(self):
+        raise PthError(f"{self.where}: refused: its pickle holds protocol 5 buffers, which no state dict has")
 
     def find_class(self, module: str, name: str) -> Any:
         full = f"{module}.{name}"
@@ -249,17 +256,23 @@ def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             if f.read(len(_LEGACY_MAGIC)) == _LEGACY_MAGIC:
+                # From memory: a length in a corrupt pickle makes a file's read(n) allocate n bytes first, a
+                # BytesIO's read only what there is.
                 f.seek(0)
-                state = _from_legacy(f, size, where)
+                state = _from_legacy(io.BytesIO(f.read()), size, where)
             elif zipfile.is_zipfile(f):
-                state = _from_zip(path, where)
+                try:
+                    state = _from_zip(path, where)
+                except OSError as exc:  # the file opened: a seek or read the archive's own numbers asked for failed
+                    raise PthError(f"{where}: cannot be read, the archive is corrupt ({exc})") from None
             else:
                 raise PthError(f"{where}: not a file written by torch.save (neither a zip archive nor PyTorch's "
                                f"pre-1.6 format)")
     except PthError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
-            struct.error, RecursionError, zipfile.BadZipFile, NotImplementedError, OverflowError) as exc:
+            struct.error, RuntimeError, zipfile.BadZipFile, zlib.error, OverflowError) as exc:
+        # RuntimeError: zipfile's "encrypted" and NotImplementedError (unknown compression), and RecursionError.
         raise PthError(f"{where}: cannot be read, it is truncated or corrupt, or not a state dict "
                        f"({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(state, dict):

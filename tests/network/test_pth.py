@@ -328,3 +328,23 @@ def test_torch_save_of_something_else_is_refused(tmp_path):
     torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pth")  # a whole module, not its state dict
     with pytest.raises(PthError, match="refused: its pickle asks for torch.nn.modules.linear.Linear"):
         pth.load(tmp_path / "module.pth")
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_random_corruptions_give_a_clear_error_or_the_state_dict(tmp_path, rng, legacy):
+    """Bytes of a good file (either format) flipped at random: the reader returns a state dict or raises PthError,
+    never another exception (and never runs anything)."""
+    sd, storages, _ = state_dict(rng)
+    good = (write_legacy(tmp_path / "good.pth", sd, storages) if legacy else
+            write_pth(tmp_path / "good.pth", sd, storages)).read_bytes()
+    bad = tmp_path / "bad.pth"
+    for _ in range(300):
+        data = bytearray(good)
+        for _ in range(int(rng.integers(1, 4))):
+            data[int(rng.integers(0, len(data)))] = int(rng.integers(0, 256))
+        bad.write_bytes(bytes(data))
+        try:
+            got = pth.load(bad)
+        except PthError:
+            continue
+        assert all(isinstance(a, np.ndarray) for a in got.values())
