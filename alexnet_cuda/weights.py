@@ -96,7 +96,7 @@ def _description(path: Path, metadata: dict[str, str], like: str | None) -> tupl
     return meta, None
 
 
-def _check_size(path: Path, config: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
+def _check_size(config: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
     """Refuses a description of a network much bigger than the weights at hand before building it: a small file must
     not make this process allocate a huge network (its parameters are counted from the layer table, not allocated).
     Up to a million parameters more are let through, so that a missing or misshapen tensor is named by
@@ -115,17 +115,17 @@ def import_weights(path: str | Path, like: str | None = None) -> ckpt_io.Checkpo
     torchvision = sorted(k for k in tensors if _TORCHVISION_NAME.fullmatch(k))
     if torchvision:
         raise ConfigError(f"{path}: holds torchvision's AlexNet names ({', '.join(torchvision[:2])}, ...); importing "
-                          f"them needs the torchvision-alexnet network, which alexnet_cuda does not build yet (issue "
-                          f"21). Only weights under this project's names ('features.0.tower0.weight', ...) import "
+                          f"them needs the torchvision-alexnet network, which alexnet_cuda does not build yet. "
+                          f"Only weights under this project's names ('features.0.tower0.weight', ...) import "
                           f"for now")
     meta, mean = _description(path, metadata, like)
     if MEAN in tensors:
         mean = tensors.pop(MEAN)
     # The network checks every name, shape and value (finite, within float32) and the mean, naming what is wrong.
     try:
-        _check_size(path, meta["model"], tensors)
+        _check_size(meta["model"], tensors)
         model = AlexNet(devices="cpu", **meta["model"])
-        model.load_state_dict(tensors)
+        model.load_state_dict(tensors)  # float64 is rounded to float32; values beyond its range are refused
         if mean is not None:
             model.set_normalization(mean, float(meta.get("normalization_scale", 1.0)))
     except (TypeError, ValueError) as exc:
