@@ -12,6 +12,9 @@ commands:
                                                top-1 / top-5 error, centre crop and 10-crop average
   python -m alexnet_cuda.predict IMAGE... [--checkpoint PATH]
                                                the top-5 classes of each image
+  python -m alexnet_cuda.weights export CHECKPOINT --safetensors FILE
+  python -m alexnet_cuda.weights import FILE --out model.npz [--like CHECKPOINT]
+                                               weights out to / in from safetensors, in from a .pth state dict
   python -m alexnet_cuda.summary [--arch A]    each layer's output shape, parameters and multiply-adds
   python -m alexnet_cuda.report RUN_DIR        curves, conv1 kernels (Figure 3) and confusion matrix of a run
   python -m alexnet_cuda.study [--variants A,B]  the paper's ablations trained side by side: table and plot

@@ -61,3 +61,22 @@ def pair_arg(op: str, name: str, v: Any) -> tuple[int, int]:
     if not isinstance(v, (tuple, list)) or len(v) != 2:
         raise TypeError(f"{op}: {name} must be a pair (height, width) of ints, got {v!r}")
     return int_arg(op, f"{name}[0]", v[0]), int_arg(op, f"{name}[1]", v[1])
+
+
+def float32_array(where: str, name: str, a: np.ndarray) -> np.ndarray:
+    """A float array as a C-contiguous float32 array, refused (ValueError naming ``name``) when it holds NaN or inf,
+    or a value beyond float32's range: ``np.float32(1e39)`` is inf without a word, and a weight of inf or NaN poisons
+    every output downstream of it (issue 21). Checked on the source array, so the message shows the value given."""
+    finite = np.isfinite(a)
+    if not finite.all():
+        at = np.unravel_index(int(np.argmin(finite)), a.shape)
+        index = tuple(int(i) for i in at)
+        raise ValueError(f"{where}: {name} contains {a[at].item()} at index {index} (weights must be finite)")
+    if a.dtype.itemsize > 4 and a.size:
+        big = np.abs(a) > FLOAT32_MAX
+        if big.any():
+            at = np.unravel_index(int(np.argmax(big)), a.shape)
+            index = tuple(int(i) for i in at)
+            raise ValueError(f"{where}: {name} holds {a[at].item()!r} at index {index}, beyond float32's range "
+                             f"(|value| <= {FLOAT32_MAX:.4g}): it would become inf")
+    return np.ascontiguousarray(a, np.float32)

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from . import files
+from .arguments import float32_array
 from .cli import ConfigError
 from .runtime import resolve_devices
 
@@ -148,7 +149,8 @@ def load(path: str | os.PathLike) -> Checkpoint:
     """Reads a checkpoint written by :func:`save`. Never unpickles anything.
 
     Raises :class:`CheckpointError` (a ValueError) naming the file when it is missing, truncated, corrupt, or not an
-    alexnet_cuda checkpoint (e.g. some other ``.npz``).
+    alexnet_cuda checkpoint (e.g. some other ``.npz``), and naming the entry when a parameter or optimizer state holds
+    NaN, inf, or a value beyond float32's range.
     """
     path = Path(path)
     if not path.exists():
@@ -186,6 +188,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
                         break
                 else:
                     raise CheckpointError(f"checkpoint {path}: unexpected entry {key!r}")
+            _check_weights(ckpt)
     except CheckpointError:
         raise
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError, NotImplementedError, struct.error,
@@ -195,6 +198,19 @@ def load(path: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(f"checkpoint {path}: cannot be read, it is truncated or corrupt, or not a .npz file "
                               f"({type(exc).__name__}: {exc})") from None
     return ckpt
+
+
+def _check_weights(ckpt: Checkpoint) -> None:
+    """Parameters and optimizer state must be finite and within float32's range (what the network holds): a NaN
+    written by a diverged run, or a float64 value that float32 cannot hold, is refused here naming the entry rather
+    than loaded as NaN or inf (issue 21)."""
+    for prefix, group in ((_PARAM, ckpt.params), (_MOMENTUM, ckpt.momentum)):
+        for name, a in group.items():
+            if a.dtype.kind == "f":
+                try:
+                    float32_array(f"checkpoint {ckpt.path}", prefix + name, a)
+                except ValueError as exc:
+                    raise CheckpointError(str(exc)) from None
 
 
 def build_model(ckpt: Checkpoint, devices: Any = None, model_class: Any = None):

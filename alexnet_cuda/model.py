@@ -81,7 +81,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _C
-from .arguments import INT32_MAX, UINT64_MAX, float_arg, int_arg
+from .arguments import INT32_MAX, UINT64_MAX, float32_array, float_arg, int_arg
 from .arguments import is_int as _is_int
 from .arguments import is_real as _is_real
 from .network_options import (BN_POSITIONS, DEFAULT_ADAM_BETAS, DEFAULT_ADAM_EPS, OPTIMIZERS, check_adam,
@@ -484,11 +484,12 @@ class AlexNet:
                 raise TypeError(f"AlexNet.{op}: {n} must be a float array, got dtype {a.dtype}")
             if a.shape != shape:
                 raise ValueError(f"AlexNet.{op}: {n} has shape {a.shape}, expected {shape}")
-            out[n] = np.ascontiguousarray(a, np.float32)
+            out[n] = float32_array(f"AlexNet.{op}", n, a)
         return out
 
     def load_state_dict(self, state) -> None:
-        """Loads every parameter and running statistic (all are checked before any is written)."""
+        """Loads every parameter and running statistic (all are checked before any is written: names, shapes, and
+        values, which must be finite and within float32's range)."""
         for n, a in self._check_state("load_state_dict", state, self._shapes).items():
             self._net.set_tensor(n, "value", a)
 

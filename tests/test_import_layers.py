@@ -2,9 +2,10 @@
 import counts as much as one at the top of a module).
 
 The layers, bottom to top: the core (ops, the model, checkpoints, the network's options and summary, the NumPy
-reference) <- ``data`` <- the inference commands (``evaluate``, ``predict``) <- ``train`` <- ``analysis`` <- the
-entry modules of the commands whose code lives in a subpackage. A module may import its own layer and the layers
-below it, never one above, and no chain of imports may come back to where it started.
+reference, the safetensors and .pth formats) <- ``data`` <- the inference commands (``evaluate``, ``predict``,
+``weights``) <- ``train`` <- ``analysis`` <- the entry modules of the commands whose code lives in a subpackage. A
+module may import its own layer and the layers below it, never one above, and no chain of imports may come back to
+where it started.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 LAYERS = [
     ("core", ()),
     ("data", ("data.",)),
-    ("inference", ("evaluate", "predict")),
+    ("inference", ("evaluate", "predict", "weights")),
     ("train", ("train.",)),
     ("analysis", ("analysis.",)),
     ("entry", ("__main__", "report", "study", "figure1")),

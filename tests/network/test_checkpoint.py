@@ -146,6 +146,35 @@ def test_build_model_restores_weights_and_normalization(tmp_path, rng):
     np.testing.assert_allclose(rebuilt.predict(images), model.predict(images))
 
 
+@pytest.mark.parametrize("group", ["params", "momentum"])
+@pytest.mark.parametrize("value,match", [(np.nan, "contains nan at index \\(2, 5\\)"),
+                                         (np.inf, "contains inf"),
+                                         (1e39, "holds 1e\\+39 at index \\(2, 5\\), beyond float32's range")])
+def test_non_finite_or_overflowing_weights_are_refused(tmp_path, rng, group, value, match):
+    """Loading a checkpoint refuses weights that are NaN or inf, or float64 values float32 cannot hold, naming the file
+    and the entry (issue 21)."""
+    ck = _example(rng)
+    getattr(ck, group)["fc.weight"] = getattr(ck, group)["fc.weight"].astype(np.float64)
+    getattr(ck, group)["fc.weight"][2, 5] = value
+    path = ckpt_io.save(tmp_path / "bad.npz", ck)
+    prefix = "param/" if group == "params" else "momentum/"
+    with pytest.raises(CheckpointError, match=f"checkpoint {path}: {prefix}fc.weight {match}"):
+        ckpt_io.load(path)
+
+
+def test_build_model_refuses_non_finite_weights(rng):
+    """build_model (a checkpoint made in memory, not read from a file) goes through load_state_dict's checks."""
+    from alexnet_cuda import AlexNet
+
+    config = {"num_classes": 4, "arch": "alexnet-small", "widths": {"conv": [4, 4, 4, 4, 4], "fc": [8, 8]}}
+    params = AlexNet(devices="cpu", **config).state_dict()
+    params["classifier.6.tower1.bias"] = params["classifier.6.tower1.bias"].astype(np.float64)
+    params["classifier.6.tower1.bias"][1] = -1e40
+    with pytest.raises(CheckpointError, match="does not match the network it describes .*classifier.6.tower1.bias "
+                                              "holds -1e\\+40 at index \\(1,\\)"):
+        ckpt_io.build_model(Checkpoint(params=params, meta={"model": config}), devices="cpu")
+
+
 def test_find_latest(tmp_path):
     assert ckpt_io.find_latest(tmp_path / "runs") is None
     for i, name in enumerate(["a", "b"]):

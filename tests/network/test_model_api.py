@@ -210,6 +210,30 @@ def test_state_dict_checks(net):
     net.load_state_dict({k: v.astype(np.float64) for k, v in sd.items()})
 
 
+@pytest.mark.parametrize("value,match", [
+    (np.nan, r"features.3.tower1.weight contains nan at index \(1, 1, 0, 3\)"),
+    (-np.inf, r"features.3.tower1.weight contains -inf at index"),
+    (1e39, r"features.3.tower1.weight holds 1e\+39 at index \(1, 1, 0, 3\), beyond float32's range"),
+    (-4e38, r"features.3.tower1.weight holds -4e\+38 at index"),
+])
+@pytest.mark.parametrize("load", ["load_state_dict", "load_optimizer_state_dict"])
+def test_weights_must_be_finite_float32(net, value, match, load):
+    """A NaN, an inf, or a float64 value float32 cannot hold (np.float32(1e39) is inf without a word) is refused
+    naming the key and where in it; nothing is written (issue 21)."""
+    sd = net.state_dict() if load == "load_state_dict" else net.optimizer_state_dict()
+    bad = {k: v.astype(np.float64) for k, v in sd.items()}
+    bad["features.3.tower1.weight"][1, 1, 0, 3] = value
+    before = net.state_dict(), net.optimizer_state_dict()
+    with pytest.raises(ValueError, match=rf"AlexNet.{load}: " + match):
+        getattr(net, load)(bad)
+    for was, now in zip(before, (net.state_dict(), net.optimizer_state_dict())):
+        assert all(np.array_equal(was[k], now[k]) for k in was)
+    # The largest float32 itself is fine, in float64 or float32.
+    bad["features.3.tower1.weight"][1, 1, 0, 3] = float(np.finfo(np.float32).max)
+    getattr(net, load)(bad)
+    getattr(net, load)(sd)
+
+
 def test_step_setter(net):
     with pytest.raises(ValueError, match="AlexNet.step must be an int >= 0"):
         net.step = -1
