@@ -13,6 +13,15 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it back at once
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once, at import: the process's umask does not change under a run
+
+
 def _fsync_dir(directory: Path) -> None:
     """Makes a rename in ``directory`` durable. Not possible on Windows (directories cannot be opened): skipped."""
     try:
@@ -33,6 +42,7 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes it owner-only; the file gets what open() would give it
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

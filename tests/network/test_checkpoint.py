@@ -183,3 +183,12 @@ def test_find_latest(tmp_path):
         ckpt_io.save(d / "best.npz", Checkpoint(meta={"i": i}))
         os.utime(d / "best.npz", (1000 + i, 1000 + i))
     assert ckpt_io.find_latest(tmp_path / "runs") == tmp_path / "runs" / "b" / "best.npz"
+
+
+def test_checkpoints_get_the_permissions_open_would_give(tmp_path, rng):
+    """Written through a temporary file (mkstemp makes those owner-only), a checkpoint still gets 0666 less the
+    umask, like any file the user creates."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    path = ckpt_io.save(tmp_path / "last.npz", _example(rng, 1.0))
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)
