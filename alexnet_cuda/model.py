@@ -76,6 +76,7 @@ restores ``step``.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -395,6 +396,29 @@ class AlexNet:
         ``compute_gradients`` + ``apply_update`` equals ``train_step`` bit for bit: data-parallel training averages
         the gradients across ranks between the two."""
         self._net.apply_update(self._optimizer_settings("AlexNet.apply_update", lr, momentum, weight_decay))
+
+    def set_learning(self, name: str, *, lr_scale: float = 1.0, momentum: float | None = None,
+                     weight_decay: float | None = None) -> None:
+        """Parameter ``name``'s own learning settings, as cuda-convnet gives each layer (epsW and epsB as multiples
+        of the step's learning rate, momW/momB, wc): its updates use ``lr * lr_scale``, and ``momentum`` and
+        ``weight_decay`` instead of the step's when given (None: the step's). Weight decay still never applies to
+        biases or BatchNorm's scale and shift. The settings are not stored in checkpoints."""
+        op = "AlexNet.set_learning"
+        if name not in self._names:
+            raise ValueError(f"{op}: {name!r} is not a trained parameter of this network (see state_dict())")
+        _check_update_arguments(op, lr_scale, 0.0 if momentum is None else momentum,
+                                0.0 if weight_decay is None else weight_decay)
+        nan = float("nan")
+        self._net.set_learning(name, float(lr_scale), nan if momentum is None else float(momentum),
+                               nan if weight_decay is None else float(weight_decay))
+
+    def learning(self, name: str) -> dict:
+        """Parameter ``name``'s own learning settings (:meth:`set_learning`); None: the step's."""
+        if name not in self._names:
+            raise ValueError(f"AlexNet.learning: {name!r} is not a trained parameter of this network")
+        lr_scale, momentum, weight_decay = self._net.learning(name)
+        return {"lr_scale": lr_scale, "momentum": None if math.isnan(momentum) else momentum,
+                "weight_decay": None if math.isnan(weight_decay) else weight_decay}
 
     def set_gradients(self, grads: dict) -> None:
         """Replace the gradients of the last :meth:`compute_gradients` (float32 arrays of the parameters' shapes,

@@ -43,6 +43,7 @@
 
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -145,11 +146,20 @@ struct TowerTiming {
 
 // One tensor of one tower's state_dict: a trainable parameter with its optimizer state and last gradient, or a
 // BatchNorm running statistic (a buffer: saved and loaded, used in evaluation, never touched by the optimizer).
+// A parameter's own learning settings (cuda-convnet's per-layer epsW/epsB, momW/momB, wc: docs/cuda_convnet.md). The
+// step's learning rate is multiplied by lr_scale; a NaN momentum or weight decay means the step's.
+struct LearningSettings {
+  float lr_scale = 1.0f;
+  float momentum = std::numeric_limits<float>::quiet_NaN();
+  float weight_decay = std::numeric_limits<float>::quiet_NaN();
+};
+
 struct Parameter {
   std::string name;  // "features.0.tower0.weight" (conv1), ..., "classifier.6.tower1.bias" (fc8)
   int tower = 0;
   bool trainable = true;  // false for BatchNorm's running_mean / running_var
   bool decay = false;     // weight decay applies: conv and fc weights (not biases, not BatchNorm's scale and shift)
+  LearningSettings learning;
   Tensor value;
   Tensor momentum;  // SGD: the velocity v of Section 5; Adam/AdamW: the first moment m
   Tensor variance;  // Adam/AdamW: the second moment v (undefined for SGD)

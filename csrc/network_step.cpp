@@ -2,6 +2,7 @@
 // run each stage, where they wait for each other, the update, and the per-tower timings. Each stage issues its work
 // on every tower (each_tower, network_engine.h): on GPUs in turn, the towers' streams running concurrently; on the
 // CPU at the same time, one thread per tower, when there are as many threads as towers.
+#include <cmath>
 #include <cstdlib>
 #include <string>
 
@@ -36,12 +37,14 @@ void Network::Impl::update(Tower& t, const OptimizerSettings& opt) {
     if (p.tower != t.index || !p.trainable) continue;
     // Weight decay on the weights only: the paper's update (Section 5) is written for the weights w, and
     // cuda-convnet's layer definitions for it decay weights but not biases (nor, here, BatchNorm's scale and shift).
-    const float decay = p.decay ? opt.weight_decay : 0.0f;
+    const LearningSettings& own = p.learning;  // a parameter's own settings (cuda-convnet's per layer), else the step's
+    const float decay = !p.decay ? 0.0f : std::isnan(own.weight_decay) ? opt.weight_decay : own.weight_decay;
+    const float lr = own.lr_scale == 1.0f ? opt.lr : opt.lr * own.lr_scale;
     if (c.optimizer == OptimizerKind::Sgd) {
-      ops::sgd_update(p.value, p.momentum, p.grad, opt.lr, opt.momentum, decay);
+      ops::sgd_update(p.value, p.momentum, p.grad, lr, std::isnan(own.momentum) ? opt.momentum : own.momentum, decay);
     } else {
       // Kingma & Ba 2015, Algorithm 1, at timestep t = step + 1; AdamW decouples the decay (Loshchilov & Hutter).
-      ops::adam_update(p.value, p.momentum, p.variance, p.grad, opt.lr, opt.beta1, opt.beta2, opt.eps, decay,
+      ops::adam_update(p.value, p.momentum, p.variance, p.grad, lr, opt.beta1, opt.beta2, opt.eps, decay,
                        c.optimizer == OptimizerKind::AdamW, static_cast<int64_t>(net.step) + 1);
     }
   }

@@ -314,6 +314,21 @@ void bind_network(py::module_& m) {
           },
           arg("optimizer"))
       .def(
+          "set_learning",
+          [](Network& net, const std::string& name, float lr_scale, float momentum, float weight_decay) {
+            Parameter& p = net.parameter(name);
+            AX_CHECK(p.trainable, "AlexNet.set_learning: ", name, " is a buffer, not a trained parameter");
+            p.learning = LearningSettings{lr_scale, momentum, weight_decay};
+          },
+          "A parameter's own learning settings (NaN momentum or weight decay: the step's); checked in model.py.",
+          arg("name"), arg("lr_scale"), arg("momentum"), arg("weight_decay"))
+      .def("learning",
+           [](Network& net, const std::string& name) {
+             const LearningSettings& l = net.parameter(name).learning;
+             return py::make_tuple(l.lr_scale, l.momentum, l.weight_decay);
+           },
+           arg("name"))
+      .def(
           "set_tensor",
           [](Network& net, const std::string& name, const std::string& slot, const py::array& value) {
             Tensor& dst = slot_tensor(net, name, slot);
