@@ -365,6 +365,9 @@ PYBIND11_MODULE(ALEXNET_MODULE_NAME, m) {
       .def_property_readonly("dtype", [](const Tensor& t) { return std::string(dtype_name(t.dtype())); })
       .def_property_readonly("ndim", &Tensor::ndim)
       .def("numel", &Tensor::numel)
+      .def(
+          "data_ptr", [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw()); },
+          "The address of the first element (host or device memory): equal addresses mean shared memory.")
       .def("__repr__", [](const Tensor& t) {
         return str_cat("Tensor(shape=", shape_str(t.shape()), ", dtype=", dtype_name(t.dtype()),
                        ", device='", t.device().str(), "')");
