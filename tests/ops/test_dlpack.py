@@ -213,6 +213,13 @@ def test_from_dlpack_refuses_read_only_memory():
         alexnet_cuda.from_dlpack(a)
 
 
+def test_from_dlpack_refuses_misaligned_memory():
+    buffer = np.zeros(20, np.uint8)
+    misaligned = np.ndarray((4,), np.float32, buffer=buffer, offset=1)
+    with pytest.raises(ValueError, match="from_dlpack: the data at 0x[0-9a-f]+ is not aligned to its 4-byte float32"):
+        alexnet_cuda.from_dlpack(misaligned)
+
+
 def test_a_refused_capsule_is_not_consumed():
     class Strided:
         """A producer whose tensor we refuse: its capsule must stay unconsumed (its own destructor frees it)."""
@@ -254,6 +261,9 @@ def test_cuda_tensors_report_kdlcuda(device):
     np.testing.assert_array_equal(host.numpy(), t.numpy())
     with pytest.raises(BufferError, match="copy=False forbids"):
         t.__dlpack__(dl_device=(KDLCPU, 0), copy=False)
+    a = np.from_dlpack(t, device="cpu")  # NumPy asks for dl_device=(kDLCPU, 0): a host copy
+    assert a.ctypes.data != t.data_ptr()
+    np.testing.assert_array_equal(a, t.numpy())
     with pytest.raises(ValueError, match="from_dlpack: the tensor is on CUDA device 99"):
         alexnet_cuda.from_dlpack(FakeCuda(t, 99))
 
