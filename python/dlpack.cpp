@@ -12,8 +12,10 @@
 //   deleter when the last Tensor sharing it dies. That can happen with the GIL released (ops run without it); the
 //   protocol leaves taking the GIL to the deleter (NumPy's and PyTorch's take it when they need it), and ours
 //   touches no Python object.
+#include <climits>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <type_traits>
 
 #include "bindings.h"
@@ -65,6 +67,21 @@ Device device_from_dl(int32_t type, int32_t id, const char* what) {
 #else
   throw ValueError(str_cat(what, ": the tensor is on CUDA device ", id, ", but alexnet_cuda was built without CUDA"));
 #endif
+}
+
+// A (first, second) pair of ints from Python (dl_device, max_version, __dlpack_device__'s answer), or TypeError naming
+// it: pybind11's own cast would raise a bare RuntimeError.
+std::pair<int64_t, int64_t> int_pair(const py::handle& obj, const char* what, const char* name) {
+  const bool ok = py::isinstance<py::tuple>(obj) || py::isinstance<py::list>(obj);
+  const py::sequence seq = ok ? py::reinterpret_borrow<py::sequence>(obj) : py::sequence();
+  AX_CHECK_TYPE(ok && seq.size() == 2 && PyLong_Check(seq[0].ptr()) && PyLong_Check(seq[1].ptr()), what, ": ", name,
+                " must be a pair of ints, got ", std::string(py::repr(obj)));
+  int overflow = 0;
+  const long long first = PyLong_AsLongLongAndOverflow(seq[0].ptr(), &overflow);
+  const long long second = overflow ? 0 : PyLong_AsLongLongAndOverflow(seq[1].ptr(), &overflow);
+  AX_CHECK(!overflow && first >= INT32_MIN && first <= INT32_MAX && second >= INT32_MIN && second <= INT32_MAX, what,
+           ": ", name, " out of range: ", std::string(py::repr(obj)));
+  return {first, second};
 }
 
 // ---- Export.
@@ -127,14 +144,15 @@ py::capsule tensor_dlpack(const Tensor& given, const py::object& stream, const p
   // Where the consumer wants the data; another device than the tensor's means a copy, which copy=False forbids.
   Device target = t.device();
   if (!dl_device.is_none()) {
-    const auto pair = dl_device.cast<py::tuple>();
-    AX_CHECK(pair.size() == 2, "Tensor.__dlpack__: dl_device must be a (device_type, device_id) pair");
+    const auto [type, id] = int_pair(dl_device, "Tensor.__dlpack__", "dl_device (device_type, device_id)");
     try {
-      target = device_from_dl(pair[0].cast<int32_t>(), pair[1].cast<int32_t>(), "Tensor.__dlpack__");
+      target = device_from_dl(static_cast<int32_t>(type), static_cast<int32_t>(id), "Tensor.__dlpack__");
     } catch (const ValueError& e) {
       throw py::buffer_error(e.what());
     }
   }
+  AX_CHECK_TYPE(copy.is_none() || PyBool_Check(copy.ptr()), "Tensor.__dlpack__: copy must be None, True or False, got ",
+                std::string(py::repr(copy)));
   const bool copy_asked = !copy.is_none() && copy.cast<bool>();
   if (target != t.device() && !copy.is_none() && !copy_asked) {
     throw py::buffer_error(str_cat("Tensor.__dlpack__: the tensor is on ", t.device().str(), " and copy=False forbids ",
@@ -154,9 +172,11 @@ py::capsule tensor_dlpack(const Tensor& given, const py::object& stream, const p
     AX_CHECK(stream.is_none(), "Tensor.__dlpack__: stream must be None for a CPU tensor, got ",
              std::string(py::repr(stream)));
   } else {
-    AX_CHECK(stream.is_none() || PyLong_Check(stream.ptr()), "Tensor.__dlpack__: stream must be None or an int, got ",
-             std::string(py::repr(stream)));
-    const int64_t s = stream.is_none() ? 1 : stream.cast<int64_t>();
+    AX_CHECK_TYPE(stream.is_none() || (PyLong_Check(stream.ptr()) && !PyBool_Check(stream.ptr())),
+                  "Tensor.__dlpack__: stream must be None or an int, got ", std::string(py::repr(stream)));
+    int overflow = 0;
+    const long long s = stream.is_none() ? 1 : PyLong_AsLongLongAndOverflow(stream.ptr(), &overflow);
+    AX_CHECK(!overflow, "Tensor.__dlpack__: stream ", std::string(py::repr(stream)), " is not a stream handle");
     AX_CHECK(s != 0, "Tensor.__dlpack__: stream=0 is ambiguous for CUDA (the array API standard forbids it); pass 1 "
              "for the legacy default stream, 2 for the per-thread default stream, or the stream's handle");
 #ifdef ALEXNET_WITH_CUDA
@@ -170,9 +190,7 @@ py::capsule tensor_dlpack(const Tensor& given, const py::object& stream, const p
   // The versioned (DLPack 1.0) struct when the consumer says it reads it, else the legacy one.
   bool versioned = false;
   if (!max_version.is_none()) {
-    const auto pair = max_version.cast<py::tuple>();
-    AX_CHECK(pair.size() == 2, "Tensor.__dlpack__: max_version must be a (major, minor) pair");
-    versioned = pair[0].cast<int64_t>() >= kVersionMajor;
+    versioned = int_pair(max_version, "Tensor.__dlpack__", "max_version (major, minor)").first >= kVersionMajor;
   }
   if (versioned) {
     auto* managed = export_tensor<DLManagedTensorVersioned>(t);
@@ -209,6 +227,7 @@ Tensor import_managed(Managed* managed) {
   const Device device = device_from_dl(dl.device.device_type, dl.device.device_id, "from_dlpack");
   AX_CHECK(dl.ndim >= 0 && (dl.ndim == 0 || dl.shape), "from_dlpack: malformed DLTensor (ndim ", dl.ndim, ")");
   const Shape shape(dl.shape, dl.shape + dl.ndim);
+  for (int64_t d : shape) AX_CHECK(d >= 0, "from_dlpack: malformed DLTensor (shape ", shape_str(shape), ")");
   // C-contiguous: strides absent, or equal to the row-major ones wherever they matter (a dimension of size 1 may
   // have any stride; so may every dimension of an empty tensor).
   bool empty = false;
@@ -267,9 +286,9 @@ Tensor from_dlpack(const py::object& obj) {
                 "from_dlpack: expected an object with __dlpack__ and __dlpack_device__ (a NumPy array, a PyTorch ",
                 "tensor, an alexnet_cuda.Tensor) or a DLPack capsule, got ",
                 std::string(py::str(py::type::of(obj).attr("__name__"))));
-  const auto where = obj.attr("__dlpack_device__")().cast<py::tuple>();
-  AX_CHECK(where.size() == 2, "from_dlpack: __dlpack_device__() must return (device_type, device_id)");
-  [[maybe_unused]] const Device device = device_from_dl(where[0].cast<int32_t>(), where[1].cast<int32_t>(), "from_dlpack");
+  const auto [type, id] = int_pair(obj.attr("__dlpack_device__")(), "from_dlpack", "__dlpack_device__()");
+  [[maybe_unused]] const Device device = device_from_dl(static_cast<int32_t>(type), static_cast<int32_t>(id),
+                                                        "from_dlpack");
   // The stream our ops will read the data on: the device's current stream (the producer makes the data ready
   // there). The CPU takes no stream.
   py::object stream = py::none();
