@@ -14,6 +14,8 @@ import weakref
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import alexnet_cuda
 from alexnet_cuda import _C
@@ -349,3 +351,21 @@ def test_from_dlpack_rejects_a_bad_producer():
     Liar.__dlpack_device__ = lambda self: (KDLCPU, 0)
     with pytest.raises(TypeError, match=r"from_dlpack: __dlpack__\(\) returned NoneType, not a capsule"):
         alexnet_cuda.from_dlpack(Liar())
+
+
+ODD = st.sampled_from([None, True, False, 0, 1, -1, 2, 2**31, 2**63, -(2**63) - 1, 1.5, "1", b"", (), (1,), (1, 0),
+                       (2, 0), (0, 0), (1, 0, 0), [1, 0], (1.0, 0), (True, 0), ("1", "0"), (2**40, 0), object()])
+
+
+@settings(max_examples=150, deadline=None)
+@given(stream=ODD, max_version=ODD, dl_device=ODD, copy=ODD)
+def test_dlpack_arguments_fuzzed(stream, max_version, dl_device, copy):
+    """Any argument values: a capsule, or a clean TypeError/ValueError/BufferError naming Tensor.__dlpack__."""
+    t = alexnet_cuda.tensor(sample(np.float32))
+    try:
+        capsule = t.__dlpack__(stream=stream, max_version=max_version, dl_device=dl_device, copy=copy)
+    except (TypeError, ValueError, BufferError) as e:
+        assert str(e).startswith("Tensor.__dlpack__: "), repr(e)
+        return
+    u = alexnet_cuda.from_dlpack(capsule)
+    np.testing.assert_array_equal(u.numpy(), sample(np.float32))
