@@ -140,9 +140,9 @@ py::capsule make_capsule(Managed* managed, const char* name) {
 // specifies it (https://data-apis.org/array-api/latest/API_specification/generated/array_api.array.__dlpack__.html).
 py::capsule tensor_dlpack(const Tensor& given, const py::object& stream, const py::object& max_version,
                           const py::object& dl_device, const py::object& copy) {
-  Tensor t = given;
+  // Every argument is checked before any work is done.
   // Where the consumer wants the data; another device than the tensor's means a copy, which copy=False forbids.
-  Device target = t.device();
+  Device target = given.device();
   if (!dl_device.is_none()) {
     const auto [type, id] = int_pair(dl_device, "Tensor.__dlpack__", "dl_device (device_type, device_id)");
     try {
@@ -154,21 +154,18 @@ py::capsule tensor_dlpack(const Tensor& given, const py::object& stream, const p
   AX_CHECK_TYPE(copy.is_none() || PyBool_Check(copy.ptr()), "Tensor.__dlpack__: copy must be None, True or False, got ",
                 std::string(py::repr(copy)));
   const bool copy_asked = !copy.is_none() && copy.cast<bool>();
-  if (target != t.device() && !copy.is_none() && !copy_asked) {
-    throw py::buffer_error(str_cat("Tensor.__dlpack__: the tensor is on ", t.device().str(), " and copy=False forbids ",
-                                   "the copy to ", target.str()));
+  if (target != given.device() && !copy.is_none() && !copy_asked) {
+    throw py::buffer_error(str_cat("Tensor.__dlpack__: the tensor is on ", given.device().str(),
+                                   " and copy=False forbids the copy to ", target.str()));
   }
-  const bool copied = copy_asked || target != t.device();
-  {
-    py::gil_scoped_release release;
-    if (copied) t = t.to(target);
-  }
+  const bool copied = copy_asked || target != given.device();
 
   // stream: the consumer's stream, on which the data must be ready. None is the only value on the CPU. On CUDA, -1
   // asks for no synchronization; any other stream (None = the legacy default stream, 1, 2 or a stream handle; 0 is
   // ambiguous and forbidden by the standard) gets a host-side wait for the work queued on the device's current
   // stream, which orders it before anything the consumer queues later on any stream.
-  if (t.device().is_cpu()) {
+  [[maybe_unused]] bool wait = false;
+  if (target.is_cpu()) {
     AX_CHECK(stream.is_none(), "Tensor.__dlpack__: stream must be None for a CPU tensor, got ",
              std::string(py::repr(stream)));
   } else {
@@ -179,18 +176,22 @@ py::capsule tensor_dlpack(const Tensor& given, const py::object& stream, const p
     AX_CHECK(!overflow, "Tensor.__dlpack__: stream ", std::string(py::repr(stream)), " is not a stream handle");
     AX_CHECK(s != 0, "Tensor.__dlpack__: stream=0 is ambiguous for CUDA (the array API standard forbids it); pass 1 "
              "for the legacy default stream, 2 for the per-thread default stream, or the stream's handle");
-#ifdef ALEXNET_WITH_CUDA
-    if (s != -1) {
-      py::gil_scoped_release release;
-      cuda::synchronize_stream(cuda::current_stream(t.device().index));
-    }
-#endif
+    wait = s != -1 || copied;  // our own copy is queued on a stream the consumer does not know: always waited for
   }
 
   // The versioned (DLPack 1.0) struct when the consumer says it reads it, else the legacy one.
   bool versioned = false;
   if (!max_version.is_none()) {
     versioned = int_pair(max_version, "Tensor.__dlpack__", "max_version (major, minor)").first >= kVersionMajor;
+  }
+
+  Tensor t = given;
+  {
+    py::gil_scoped_release release;
+    if (copied) t = t.to(target);
+#ifdef ALEXNET_WITH_CUDA
+    if (wait) cuda::synchronize_stream(cuda::current_stream(t.device().index));
+#endif
   }
   if (versioned) {
     auto* managed = export_tensor<DLManagedTensorVersioned>(t);
