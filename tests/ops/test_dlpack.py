@@ -101,6 +101,38 @@ def test_capsule_names_follow_the_protocol():
     assert u.data_ptr() == t.data_ptr()
 
 
+class LegacyProducer:
+    """A producer from before DLPack 1.0: its __dlpack__ knows only `stream`, so consumers fall back to the legacy
+    struct (NumPy retries without max_version on the TypeError)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __dlpack_device__(self):
+        return self.inner.__dlpack_device__()
+
+    def __dlpack__(self, stream=None):
+        return self.inner.__dlpack__(stream=stream)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_legacy_structs_both_ways(dtype):
+    """The pre-1.0 DLManagedTensor layout, checked against NumPy's in both directions."""
+    t = alexnet_cuda.tensor(sample(dtype))
+    a = np.from_dlpack(LegacyProducer(t))
+    assert a.ctypes.data == t.data_ptr()
+    np.testing.assert_array_equal(a, sample(dtype))
+    b = sample(dtype)
+    capsule = b.__dlpack__()  # NumPy's legacy capsule
+    assert '"dltensor"' in repr(capsule)
+    u = alexnet_cuda.from_dlpack(capsule)
+    assert u.data_ptr() == b.ctypes.data
+    assert alexnet_cuda.from_dlpack(LegacyProducer(b)).data_ptr() == b.ctypes.data
+    del b, capsule
+    gc.collect()
+    np.testing.assert_array_equal(u.numpy(), sample(dtype))
+
+
 def test_a_capsule_imports_once():
     capsule = alexnet_cuda.tensor(sample(np.uint8)).__dlpack__(max_version=(1, 0))
     alexnet_cuda.from_dlpack(capsule)
