@@ -185,8 +185,8 @@ Tensor Tensor::from_host(const void* src, const Shape& shape, Device device, DTy
 }
 
 Tensor Tensor::from_external(void* data, const Shape& shape, Device device, DType dtype,
-                             std::function<void()> release) {
-  const int64_t n = checked_numel("from_external", shape, dtype);
+                             std::function<void()> release, const char* what) {
+  const int64_t n = checked_numel(what, shape, dtype);
   Tensor t;
   t.storage_ = std::make_shared<Storage>(data, static_cast<size_t>(n) * dtype_size(dtype), device, std::move(release));
   t.shape_ = shape;

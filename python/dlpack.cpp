@@ -14,9 +14,10 @@
 //   touches no Python object.
 #include <climits>
 #include <cstdint>
+#include <functional>
 #include <string>
-#include <utility>
 #include <type_traits>
+#include <utility>
 
 #include "bindings.h"
 #include "dlpack.h"
@@ -218,11 +219,12 @@ DType dtype_from_dl(const DLDataType& d) {
                           d.lanes == 1 ? std::string() : str_cat(" x", d.lanes, " lanes")));
 }
 
-// A Tensor sharing a managed tensor's memory, checked: dtype, device, C-contiguous, aligned to its element.
-// `release` calls the producer's deleter; it is run only when the Tensor was made (on a throw the capsule is not
-// consumed, and its own destructor releases it).
+// A Tensor sharing a managed tensor's memory, checked first: dtype, device, C-contiguous, aligned to its element.
+// A check that fails leaves the capsule unconsumed (its own destructor releases it). Once every check passed,
+// `consume` renames the capsule, and from then on the deleter is ours to call: by the Tensor's storage when the
+// last Tensor sharing it dies, or here if making the Tensor fails.
 template <typename Managed>
-Tensor import_managed(Managed* managed) {
+Tensor import_managed(Managed* managed, const std::function<void()>& consume) {
   const DLTensor& dl = managed->dl_tensor;
   const DType dtype = dtype_from_dl(dl.dtype);
   const Device device = device_from_dl(dl.device.device_type, dl.device.device_id, "from_dlpack");
@@ -246,22 +248,33 @@ Tensor import_managed(Managed* managed) {
   AX_CHECK(reinterpret_cast<uintptr_t>(data) % dtype_size(dtype) == 0, "from_dlpack: the data at ",
            static_cast<void*>(data), " is not aligned to its ", dtype_size(dtype), "-byte ", dtype_name(dtype),
            " elements");
-  return Tensor::from_external(data, shape, device, dtype, [managed] {
+  auto release = [managed] {
     if (managed->deleter) managed->deleter(managed);
-  });
+  };
+  consume();
+  try {
+    return Tensor::from_external(data, shape, device, dtype, release, "from_dlpack");
+  } catch (...) {
+    release();  // from_external never ran it: the Storage was not made
+    throw;
+  }
 }
 
-// Consumes a DLPack capsule: checks it, wraps its memory, renames it "used_..." so that nobody else imports it and
-// its destructor leaves the deleter to our Tensor.
+// Consumes a DLPack capsule: checks it, renames it "used_..." so that nobody else imports it and its destructor
+// leaves the deleter to our Tensor, wraps its memory.
 Tensor import_capsule(const py::handle& capsule) {
   const char* name = PyCapsule_GetName(capsule.ptr());
   if (!name) throw py::error_already_set();
   const std::string n = name;
   AX_CHECK(n != kUsedCapsule && n != kUsedCapsuleVersioned, "from_dlpack: this DLPack capsule was already consumed ",
            "(each capsule can be imported once; call __dlpack__() again for another one)");
-  Tensor t;
+  auto consume = [&] {
+    if (PyCapsule_SetName(capsule.ptr(), n == kCapsule ? kUsedCapsule : kUsedCapsuleVersioned) != 0) {
+      throw py::error_already_set();
+    }
+  };
   if (n == kCapsule) {
-    t = import_managed(static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule.ptr(), kCapsule)));
+    return import_managed(static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule.ptr(), kCapsule)), consume);
   } else if (n == kCapsuleVersioned) {
     auto* managed = static_cast<DLManagedTensorVersioned*>(PyCapsule_GetPointer(capsule.ptr(), kCapsuleVersioned));
     AX_CHECK(managed->version.major == kVersionMajor, "from_dlpack: expected DLPack version 1.x, the producer wrote ",
@@ -269,14 +282,9 @@ Tensor import_capsule(const py::handle& capsule) {
     // Our ops may write into any tensor (an optimizer step updates weights in place), so read-only memory is refused.
     AX_CHECK(!(managed->flags & kFlagReadOnly), "from_dlpack: the producer exported read-only memory and "
              "alexnet_cuda tensors are writable; import a writable copy (e.g. numpy's array.copy())");
-    t = import_managed(managed);
-  } else {
-    throw TypeError(str_cat("from_dlpack: expected a capsule named 'dltensor' or 'dltensor_versioned', got '", n, "'"));
+    return import_managed(managed, consume);
   }
-  if (PyCapsule_SetName(capsule.ptr(), n == kCapsule ? kUsedCapsule : kUsedCapsuleVersioned) != 0) {
-    throw py::error_already_set();  // not reached in practice; t's destructor would then call the deleter once
-  }
-  return t;
+  throw TypeError(str_cat("from_dlpack: expected a capsule named 'dltensor' or 'dltensor_versioned', got '", n, "'"));
 }
 
 // from_dlpack(obj): obj has __dlpack__ and __dlpack_device__ (a NumPy array, a PyTorch tensor, one of ours), or is

@@ -9,6 +9,7 @@ below goes through memcpy, which ASan checks, so a premature free is a report, n
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import weakref
 
@@ -276,6 +277,106 @@ def test_a_refused_capsule_is_not_consumed():
     with pytest.raises(ValueError, match="C-contiguous"):
         alexnet_cuda.from_dlpack(producer)
     assert '"dltensor"' in repr(producer.capsule)
+
+
+# ---- A foreign producer written with ctypes: the C structs of csrc/dlpack.h, a deleter that counts its calls.
+
+
+class DLDevice(ctypes.Structure):
+    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
+
+
+class DLDataType(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
+
+
+class DLTensor(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("device", DLDevice), ("ndim", ctypes.c_int32), ("dtype", DLDataType),
+                ("shape", ctypes.POINTER(ctypes.c_int64)), ("strides", ctypes.POINTER(ctypes.c_int64)),
+                ("byte_offset", ctypes.c_uint64)]
+
+
+class DLManagedTensor(ctypes.Structure):
+    pass
+
+
+class DLManagedTensorVersioned(ctypes.Structure):
+    pass
+
+
+DELETER = ctypes.CFUNCTYPE(None, ctypes.POINTER(DLManagedTensor))
+DELETER_VERSIONED = ctypes.CFUNCTYPE(None, ctypes.POINTER(DLManagedTensorVersioned))
+DLManagedTensor._fields_ = [("dl_tensor", DLTensor), ("manager_ctx", ctypes.c_void_p), ("deleter", DELETER)]
+DLManagedTensorVersioned._fields_ = [("major", ctypes.c_uint32), ("minor", ctypes.c_uint32),
+                                     ("manager_ctx", ctypes.c_void_p), ("deleter", DELETER_VERSIONED),
+                                     ("flags", ctypes.c_uint64), ("dl_tensor", DLTensor)]
+CAPSULE_NEW = ctypes.pythonapi.PyCapsule_New
+CAPSULE_NEW.restype = ctypes.py_object
+CAPSULE_NEW.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+NAMES = {False: ctypes.create_string_buffer(b"dltensor"), True: ctypes.create_string_buffer(b"dltensor_versioned")}
+
+
+class Foreign:
+    """Memory owned by Python (a NumPy buffer kept here), lent through a capsule without a destructor: the test holds
+    everything alive and counts the deleter's calls, which must be exactly one once the capsule is consumed."""
+
+    def __init__(self, shape=(3, 4), code=2, bits=32, device_type=KDLCPU, versioned=False, major=1, flags=0):
+        self.buffer = np.arange(int(np.prod([d for d in shape if d < 2**20])), dtype=np.float32)
+        self.shape = (ctypes.c_int64 * len(shape))(*shape)
+        self.calls = 0
+        tensor = DLTensor(self.buffer.ctypes.data, DLDevice(device_type, 0), len(shape), DLDataType(code, bits, 1),
+                          self.shape, None, 0)
+        if versioned:
+            self.deleter = DELETER_VERSIONED(self.count)
+            self.managed = DLManagedTensorVersioned(major, 0, None, self.deleter, flags, tensor)
+        else:
+            self.deleter = DELETER(self.count)
+            self.managed = DLManagedTensor(tensor, None, self.deleter)
+        self.capsule = CAPSULE_NEW(ctypes.addressof(self.managed), NAMES[versioned], None)
+
+    def count(self, managed):
+        self.calls += 1
+
+
+def test_our_storage_calls_a_foreign_deleter_once():
+    producer = Foreign()
+    t = alexnet_cuda.from_dlpack(producer.capsule)
+    assert t.data_ptr() == producer.buffer.ctypes.data
+    assert '"used_dltensor"' in repr(producer.capsule)
+    view = t.view([12])
+    del t
+    gc.collect()
+    assert producer.calls == 0  # the view still shares the storage
+    np.testing.assert_array_equal(view.numpy(), np.arange(12, dtype=np.float32))
+    del view
+    gc.collect()
+    assert producer.calls == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(bits=16), TypeError, "expected float32, int32 or uint8 data, got float16"),
+        (dict(code=9), TypeError, "expected float32, int32 or uint8 data, got type code 9 of 32 bits"),
+        (dict(device_type=3), ValueError,
+         r"expected memory on the CPU \(kDLCPU\) or a CUDA device \(kDLCUDA\), got kDLCUDAHost"),
+        (dict(shape=(2, -1)), ValueError, r"malformed DLTensor \(shape \(2, -1\)\)"),
+        (dict(versioned=True, major=2), ValueError, "expected DLPack version 1.x, the producer wrote 2.0"),
+        (dict(versioned=True, flags=1), ValueError, "the producer exported read-only memory"),
+    ],
+)
+def test_a_refused_foreign_capsule_stays_unconsumed(kwargs, error, message):
+    producer = Foreign(**kwargs)
+    with pytest.raises(error, match="from_dlpack: " + message):
+        alexnet_cuda.from_dlpack(producer.capsule)
+    assert '"dltensor' in repr(producer.capsule) and producer.calls == 0  # still the producer's to release
+
+
+def test_a_shape_too_large_is_refused_after_consuming_and_released_once():
+    producer = Foreign(shape=(2**62, 2**62))
+    with pytest.raises(ValueError, match=r"from_dlpack: shape \(4611686018427387904, 4611686018427387904\)"):
+        alexnet_cuda.from_dlpack(producer.capsule)
+    assert producer.calls == 1
 
 
 # ---- CUDA: kDLCUDA and the device id; the emulated device runs these in CI.
