@@ -334,8 +334,8 @@ void bind_dlpack(py::module_& m, py::class_<Tensor>& tensor) {
           },
           "(device_type, device_id) in DLPack's numbering: (1, 0) on the CPU, (2, N) on cuda:N.");
   m.def("from_dlpack", &from_dlpack, arg("obj"),
-        "A Tensor sharing the memory of obj (anything with __dlpack__, or a DLPack capsule): no copy is made, and obj's "
-        "memory stays alive as long as the Tensor does.");
+        "A Tensor sharing the memory of obj (anything with __dlpack__, or a DLPack capsule): no copy is made, and "
+        "obj's memory stays alive as long as the Tensor does.");
 }
 
 }  // namespace alexnet::py_bindings
