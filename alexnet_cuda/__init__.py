@@ -38,10 +38,10 @@ else:
 
 from . import ops, reference  # noqa: E402
 from .model import AlexNet  # noqa: E402
-from .runtime import (Tensor, build_info, cuda_available, empty_cache, memory_stats, reset_peak_memory,  # noqa: E402
-                      synchronize, tensor, visible_gpus)
+from .runtime import (Tensor, build_info, cuda_available, empty_cache, from_dlpack, memory_stats,  # noqa: E402
+                      reset_peak_memory, synchronize, tensor, visible_gpus)
 
 __version__ = "0.1.0"
 
-__all__ = ["AlexNet", "Tensor", "build_info", "cuda_available", "visible_gpus", "empty_cache", "memory_stats", "ops",
-           "reference", "reset_peak_memory", "synchronize", "tensor"]
+__all__ = ["AlexNet", "Tensor", "build_info", "cuda_available", "visible_gpus", "empty_cache", "from_dlpack",
+           "memory_stats", "ops", "reference", "reset_peak_memory", "synchronize", "tensor"]

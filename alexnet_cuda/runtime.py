@@ -43,6 +43,20 @@ def tensor(array, device: str = "cpu") -> Tensor:
     return to_tensor(array, device, "tensor", "array", dtype)
 
 
+def from_dlpack(obj) -> Tensor:
+    """A :class:`Tensor` sharing the memory of ``obj``, without a copy, through DLPack (the array API standard's
+    interchange protocol): a NumPy array, a PyTorch tensor on the CPU or a CUDA device, anything with ``__dlpack__``
+    and ``__dlpack_device__``, or a DLPack capsule.
+
+    ``obj`` must be float32, int32 or uint8, C-contiguous and writable, on the CPU or a visible CUDA device
+    (TypeError or ValueError otherwise). Writes through either side show in the other. The producer's memory
+    stays alive as long as the Tensor (and anything sharing its storage) does, even after ``obj`` is deleted; a
+    capsule is consumed (renamed ``used_dltensor``) and cannot be imported twice. The other direction is the
+    standard one: ``numpy.from_dlpack(t)`` or ``torch.from_dlpack(t)`` calls ``t.__dlpack__()``.
+    """
+    return _C.from_dlpack(obj)
+
+
 def memory_stats(device: str) -> dict:
     """Bytes allocated now, the peak since the last reset, and bytes reserved, for 'cpu' or 'cuda:N'."""
     return dict(_C.memory_stats(device))

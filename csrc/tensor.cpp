@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <utility>
 #include <unordered_map>
 #include <vector>
 
@@ -114,6 +115,10 @@ struct Storage {
   void* ptr = nullptr;
   size_t bytes = 0;
   Device device;
+  std::function<void()> external_release;  // set for borrowed memory (from_external): its owner frees it
+
+  Storage(void* borrowed, size_t nbytes, Device dev, std::function<void()> release)
+      : ptr(borrowed), bytes(nbytes), device(dev), external_release(std::move(release)) {}
 
   Storage(size_t nbytes, Device dev) : bytes(nbytes), device(dev) {
     if (device.is_cpu()) {
@@ -131,6 +136,10 @@ struct Storage {
     }
   }
   ~Storage() {
+    if (external_release) {
+      external_release();
+      return;
+    }
     if (!ptr) return;
     if (device.is_cpu()) {
       g_cpu_allocated -= bytes;
@@ -172,6 +181,17 @@ Tensor Tensor::from_host(const void* src, const Shape& shape, Device device, DTy
     cuda::copy_host_to_device(device.index, t.raw(), src, t.nbytes());
 #endif
   }
+  return t;
+}
+
+Tensor Tensor::from_external(void* data, const Shape& shape, Device device, DType dtype,
+                             std::function<void()> release, const char* what) {
+  const int64_t n = checked_numel(what, shape, dtype);
+  Tensor t;
+  t.storage_ = std::make_shared<Storage>(data, static_cast<size_t>(n) * dtype_size(dtype), device, std::move(release));
+  t.shape_ = shape;
+  t.device_ = device;
+  t.dtype_ = dtype;
   return t;
 }
 

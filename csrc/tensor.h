@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,6 +31,12 @@ class Tensor {
   static Tensor zeros(const Shape& shape, Device device, DType dtype = DType::F32);
   // Copies host memory holding numel() elements of dtype into a new tensor on device.
   static Tensor from_host(const void* src, const Shape& shape, Device device, DType dtype = DType::F32);
+  // Wraps C-contiguous memory this library did not allocate (a DLPack import, python/dlpack.cpp) without copying:
+  // `release` runs exactly once, when the last Tensor sharing the memory is destroyed, and gives it back to its
+  // owner. Such memory is not counted by memory_stats(). A shape too large to address raises ValueError naming `what`
+  // (and `release` is not run).
+  static Tensor from_external(void* data, const Shape& shape, Device device, DType dtype,
+                              std::function<void()> release, const char* what = "from_external");
 
   bool defined() const { return storage_ != nullptr; }
   const Shape& shape() const { return shape_; }

@@ -16,5 +16,7 @@ Tensor tensor_from_numpy(const py::array& array, const Device& device, const std
 py::array tensor_to_numpy(const Tensor& t);
 
 void bind_network(py::module_& m);  // network.cpp
+// Tensor.__dlpack__, Tensor.__dlpack_device__ and from_dlpack (dlpack.cpp).
+void bind_dlpack(py::module_& m, py::class_<Tensor>& tensor);
 
 }  // namespace alexnet::py_bindings

@@ -337,7 +337,8 @@ PYBIND11_MODULE(ALEXNET_MODULE_NAME, m) {
     }
   });
 
-  py::class_<Tensor>(m, "Tensor", "A dense float32/int32/uint8 tensor on 'cpu' or 'cuda:N'.")
+  py::class_<Tensor> tensor_class(m, "Tensor", "A dense float32/int32/uint8 tensor on 'cpu' or 'cuda:N'.");
+  tensor_class
       .def_static(
           "from_numpy",
           [](const py::array& a, const py::object& device, const py::object& what) {
@@ -372,10 +373,15 @@ PYBIND11_MODULE(ALEXNET_MODULE_NAME, m) {
       .def_property_readonly("dtype", [](const Tensor& t) { return std::string(dtype_name(t.dtype())); })
       .def_property_readonly("ndim", &Tensor::ndim)
       .def("numel", &Tensor::numel)
+      .def(
+          "data_ptr", [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw()); },
+          "The address of the first element (host or device memory): equal addresses mean shared memory.")
       .def("__repr__", [](const Tensor& t) {
         return str_cat("Tensor(shape=", shape_str(t.shape()), ", dtype=", dtype_name(t.dtype()),
                        ", device='", t.device().str(), "')");
       });
+
+  bind_dlpack(m, tensor_class);
 
   py::module_ ops_module = m.def_submodule("ops", "Every AlexNet op on Tensors (see csrc/ops.h)");
   bind_ops(ops_module);
