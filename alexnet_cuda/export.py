@@ -1,0 +1,246 @@
+"""ONNX export: ``python -m alexnet_cuda.export CHECKPOINT --onnx model.onnx`` (issue 21, part 2).
+
+The exported graph is the whole inference path of :meth:`AlexNet.predict` with its default (centre) crop:
+
+    images   uint8 (N, S, S, 3), RGB, NHWC: the checkpoint's image size S (the side of the training images;
+             ``alexnet_cuda.data.load_image_file(path, S)`` gives such an image), any batch size N
+    -> centre crop to the net's input size s (top = left = (S - s) // 2, as AlexNet.predict without ``crops``)
+    -> float32, NCHW, minus the training mean (the checkpoint's mean image, cropped the same way, or its per-channel
+       mean), times the checkpoint's normalization scale
+    -> the network, with dropout the identity and BatchNorm on its running statistics
+    -> probabilities  float32 (N, num_classes): the softmax
+
+It is written as ONE dense network, as :mod:`alexnet_cuda.reference.network` computes it: the paper's towers
+(Section 3.2) become grouped convolutions (groups = towers) for conv2, conv4 and conv5, and conv3 and the fc layers
+read every tower. Local response normalization (Section 3.3) is per tower, its window stopping at the tower boundary,
+so it is exported as a Split over the channels, one ONNX LRN per tower, and a Concat. ONNX's LRN computes
+``x / (bias + alpha / size * sum of squares) ** beta`` over the channels
+``[c - floor((size - 1) / 2), c + ceil((size - 1) / 2)]``: the project's formula (alpha/size, PyTorch's convention)
+and, for an odd size, the project's window. An even size puts the window one channel off, so it is an export error.
+
+The ``onnx`` package is imported here only (the optional extra ``.[onnx]``); the core never needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import checkpoint as ckpt_io
+from . import cli
+from .reference.network import CONV_LAYERS, GROUPED, LRN_AFTER, POOL_AFTER, merge_towers
+
+PROG = "python -m alexnet_cuda.export"
+OPSET = 17  # LayerNormalization-free, widely supported by ONNX Runtime; Split takes its sizes as an input (>= 13)
+INPUT_NAME, OUTPUT_NAME = "images", "probabilities"
+
+
+class ExportError(ValueError):
+    """The network has a layer or setting that the ONNX graph cannot express exactly. The message names it."""
+
+
+def _import_onnx():
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except ImportError:
+        raise cli.ConfigError("ONNX export needs the onnx package: pip install 'alexnet_cuda[onnx]' "
+                              "(or pip install onnx)") from None
+    return onnx, helper, numpy_helper
+
+
+class _Graph:
+    """Nodes and initializers being collected, with fresh tensor names."""
+
+    def __init__(self, helper, numpy_helper):
+        self.helper, self.numpy_helper = helper, numpy_helper
+        self.nodes: list = []
+        self.initializers: list = []
+
+    def const(self, name: str, array: np.ndarray) -> str:
+        self.initializers.append(self.numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def node(self, op: str, inputs: list[str], output: str, **attrs) -> str:
+        self.nodes.append(self.helper.make_node(op, inputs, [output], name=output, **attrs))
+        return output
+
+
+def _check_exportable(config: dict) -> None:
+    if config["norm"] == "lrn" and config["lrn_size"] % 2 == 0:
+        raise ExportError(f"export: LRN of even size {config['lrn_size']} has a window one channel off ONNX's LRN "
+                          f"(which reaches further up than down); only odd sizes export")
+    if config["activation"] not in ("relu", "tanh"):
+        raise ExportError(f"export: no ONNX operator for the activation {config['activation']!r}")
+
+
+def _preprocess(g: _Graph, x: str, image_size: int, input_size: int, mean: np.ndarray | None, scale: float) -> str:
+    """uint8 (N, S, S, 3) -> float32 (N, 3, s, s): centre crop, NCHW, minus the mean, times the scale (the input op
+    of :mod:`alexnet_cuda.reference.prepare_batch` with the default crop and no flip)."""
+    top = (image_size - input_size) // 2
+    if top > 0:
+        starts = g.const("crop_starts", np.array([top, top], np.int64))
+        ends = g.const("crop_ends", np.array([top + input_size] * 2, np.int64))
+        axes = g.const("crop_axes", np.array([1, 2], np.int64))
+        x = g.node("Slice", [x, starts, ends, axes], "crop")
+    x = g.node("Cast", [x], "as_float", to=1)  # TensorProto.FLOAT
+    x = g.node("Transpose", [x], "nchw", perm=[0, 3, 1, 2])
+    if mean is not None:
+        mean = np.asarray(mean, np.float32)
+        if mean.ndim == 3:  # the mean image, cropped like the images
+            mean = mean[:, top:top + input_size, top:top + input_size][None]
+        else:
+            mean = mean.reshape(1, 3, 1, 1)
+        x = g.node("Sub", [x, g.const("mean", mean)], "centred")
+    if scale != 1.0:
+        x = g.node("Mul", [x, g.const("scale", np.array(scale, np.float32))], "scaled")
+    return x
+
+
+def _activation(g: _Graph, x: str, kind: str, name: str) -> str:
+    return g.node("Relu" if kind == "relu" else "Tanh", [x], name)
+
+
+def _batchnorm(g: _Graph, x: str, w: dict, i: int, eps: float) -> str:
+    bn = f"bn{i + 1}"
+    inputs = [g.const(f"{bn}.{k}", w[f"{bn}.{k}"]) for k in ("weight", "bias", "running_mean", "running_var")]
+    return g.node("BatchNormalization", [x] + inputs, bn, epsilon=float(eps))
+
+
+def _lrn(g: _Graph, x: str, layer: str, channels: int, towers: int, c: dict) -> str:
+    """LRN of each tower's block of channels on its own (the window never crosses the tower boundary)."""
+    attrs = dict(size=int(c["lrn_size"]), alpha=float(c["lrn_alpha"]), beta=float(c["lrn_beta"]),
+                 bias=float(c["lrn_k"]))
+    if towers == 1:
+        return g.node("LRN", [x], f"{layer}.lrn", **attrs)
+    sizes = g.const(f"{layer}.tower_channels", np.full(towers, channels // towers, np.int64))
+    parts = [f"{layer}.tower{t}" for t in range(towers)]
+    g.nodes.append(g.helper.make_node("Split", [x, sizes], parts, name=f"{layer}.split", axis=1))
+    normed = [g.node("LRN", [p], f"{p}.lrn", **attrs) for p in parts]
+    return g.node("Concat", normed, f"{layer}.lrn", axis=1)
+
+
+def _network(g: _Graph, x: str, config: dict, w: dict) -> str:
+    """The dense network of reference.network (conv blocks, then the head) on the NCHW input ``x``; the logits."""
+    towers, act, norm = config["towers"], config["activation"], config["norm"]
+    after_pool = config["bn_position"] == "after_pool"
+    for i, layer in enumerate(CONV_LAYERS):
+        bn_after_conv = norm == "batchnorm" and not (layer in POOL_AFTER and after_pool)
+        weight = w[f"{layer}.weight"]
+        inputs = [x, g.const(f"{layer}.weight", weight)]
+        if f"{layer}.bias" in w:
+            inputs.append(g.const(f"{layer}.bias", w[f"{layer}.bias"]))
+        pad, stride = int(config["conv_pad"][i]), int(config["conv_stride"][i])
+        x = g.node("Conv", inputs, layer, kernel_shape=list(weight.shape[2:]), strides=[stride, stride],
+                   pads=[pad] * 4, group=towers if layer in GROUPED else 1)
+        if bn_after_conv:
+            x = _batchnorm(g, x, w, i, config["bn_eps"])
+        x = _activation(g, x, act, f"{layer}.{act}")
+        if layer in LRN_AFTER and norm == "lrn":
+            x = _lrn(g, x, layer, weight.shape[0], towers, config)
+        if layer in POOL_AFTER:
+            k, s = int(config["pool_kernel"]), int(config["pool_stride"])
+            x = g.node("MaxPool", [x], f"{layer}.pool", kernel_shape=[k, k], strides=[s, s])
+            if norm == "batchnorm" and after_pool:
+                x = _batchnorm(g, x, w, i, config["bn_eps"])
+    if config["gap_head"]:
+        x = g.node("GlobalAveragePool", [x], "gap")
+    x = g.node("Flatten", [x], "features", axis=1)  # (channel, y, x) order, as fc6's weights read conv5's maps
+    hidden = len(config["fc_width"]) if not config["gap_head"] else 0
+    for k in range(hidden + 1):
+        layer = f"fc{6 + k}"
+        x = g.node("Gemm", [x, g.const(f"{layer}.weight", w[f"{layer}.weight"]),
+                            g.const(f"{layer}.bias", w[f"{layer}.bias"])], layer, transB=1)
+        if k < hidden:  # dropout is the identity at inference
+            x = _activation(g, x, act, f"{layer}.{act}")
+    return x
+
+
+def to_onnx(model: Any, *, image_size: int | None = None, mean: np.ndarray | None = None, scale: float = 1.0,
+            name: str = "alexnet_cuda"):
+    """The ONNX model (``onnx.ModelProto``, checked) of ``model`` (an :class:`alexnet_cuda.AlexNet`) with the
+    preprocessing of :meth:`AlexNet.predict` for uint8 images of ``image_size`` (default: the mean image's size,
+    else the input size): ``mean`` and ``scale`` are what was given to ``set_normalization`` (None: no mean)."""
+    onnx, helper, numpy_helper = _import_onnx()
+    config = model.config
+    _check_exportable(config)
+    s = int(config["input_size"])
+    if mean is not None:
+        mean = np.asarray(mean, np.float32)
+        if not (mean.shape == (3,) or (mean.ndim == 3 and mean.shape[0] == 3 and mean.shape[1] == mean.shape[2])):
+            raise ExportError(f"export: expected a mean of shape (3,) or (3, S, S), got {mean.shape}")
+    if image_size is None:
+        image_size = mean.shape[1] if mean is not None and mean.ndim == 3 else s
+    image_size = int(image_size)
+    if image_size < s:
+        raise ExportError(f"export: the images ({image_size}x{image_size}) are smaller than the net's input ({s})")
+    if mean is not None and mean.ndim == 3 and mean.shape[1] != image_size:
+        raise ExportError(f"export: the mean image is {mean.shape[1]}x{mean.shape[2]} but the images are "
+                          f"{image_size}x{image_size}")
+    dense = {k: v.astype(np.float32) for k, v in merge_towers(model.state_dict(), config["towers"]).items()}
+    g = _Graph(helper, numpy_helper)
+    x = _preprocess(g, INPUT_NAME, image_size, s, mean, float(scale))
+    logits = _network(g, x, config, dense)
+    g.node("Softmax", [logits], OUTPUT_NAME, axis=1)
+    graph = helper.make_graph(
+        g.nodes, name,
+        [helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.UINT8, ["N", image_size, image_size, 3])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, onnx.TensorProto.FLOAT, ["N", int(config["num_classes"])])],
+        g.initializers)
+    proto = helper.make_model(graph, producer_name="alexnet_cuda", opset_imports=[helper.make_opsetid("", OPSET)])
+    proto.doc_string = (f"uint8 (N, {image_size}, {image_size}, 3) RGB images -> centre {s}x{s} crop, minus the "
+                        f"training mean, times {float(scale):g} -> softmax probabilities (N, "
+                        f"{config['num_classes']})")
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path) -> dict:
+    """Writes the ONNX model of a training checkpoint to ``out``; returns what it takes and gives."""
+    onnx, _, _ = _import_onnx()
+    ckpt = ckpt_io.load(checkpoint)
+    model = ckpt_io.build_model(ckpt, devices="cpu")
+    mean = ckpt.arrays.get("mean")
+    image_size = int(ckpt.meta.get("image_size") or 0) or None
+    proto = to_onnx(model, image_size=image_size, mean=mean,
+                    scale=float(ckpt.meta.get("normalization_scale", 1.0)))
+    for i, cls in enumerate(ckpt.classes):
+        proto.metadata_props.add(key=f"class.{i}", value=str(cls))
+    onnx.save(proto, str(out))
+    shape = proto.graph.input[0].type.tensor_type.shape.dim
+    return {"input": [d.dim_param or d.dim_value for d in shape], "classes": int(model.num_classes)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Write a trained checkpoint as an ONNX model (needs the onnx package: pip install "
+                    "'alexnet_cuda[onnx]'). The model takes uint8 RGB images (N, S, S, 3), S the checkpoint's "
+                    "image size, and gives the softmax probabilities (N, classes): the centre crop, the training "
+                    "mean and the normalization scale are inside the graph, as in 'predict'.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint written by alexnet_cuda.train")
+    p.add_argument("--onnx", required=True, metavar="FILE", help="the ONNX file to write")
+    cli.add_debug_flag(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return cli.run(PROG, args, lambda: _run(args))
+
+
+def _run(args) -> int:
+    if not Path(args.checkpoint).is_file():
+        raise cli.ConfigError(f"{args.checkpoint}: no such checkpoint file")
+    info = export_checkpoint(args.checkpoint, args.onnx)
+    n, h, w, c = info["input"]
+    print(f"wrote {args.onnx}: uint8 images ({n}, {h}, {w}, {c}) -> probabilities ({n}, {info['classes']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
