@@ -3,9 +3,9 @@ import counts as much as one at the top of a module).
 
 The layers, bottom to top: the core (ops, the model, checkpoints, the network's options and summary, the NumPy
 reference, the safetensors and .pth formats) <- ``data`` <- the inference commands (``evaluate``, ``predict``,
-``weights``, ``export``) <- ``train`` <- ``analysis`` <- the entry modules of the commands whose code lives in a subpackage. A
-module may import its own layer and the layers below it, never one above, and no chain of imports may come back to
-where it started.
+``weights``, ``export``) <- ``train`` <- ``analysis`` <- the entry modules of the commands whose code lives in a
+subpackage. A module may import its own layer and the layers below it, never one above, and no chain of imports may
+come back to where it started.
 """
 
 from __future__ import annotations
