@@ -209,3 +209,25 @@ def test_help_says_what_the_model_takes(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "--onnx" in out and "uint8" in out
+
+
+def test_a_trained_checkpoint_agrees_with_the_predict_command(tmp_path):
+    """End to end: a real (tiny) training run's checkpoint, with its mean image, exported by the command; the
+    images prepared as the predict command prepares files."""
+    from subprocesses import run_module
+
+    from alexnet_cuda.predict import predict_arrays
+
+    r = run_module("alexnet_cuda.train", "--synthetic-images", "40", "--batch-size", "8", "--stats-images", "16",
+                   "--workers", "0", "--device", "cpu", "--no-progress", "--epochs", "1", "--out", str(tmp_path),
+                   cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert export_mod.main([str(tmp_path / "best.npz"), "--onnx", str(tmp_path / "m.onnx")]) == 0
+    model, ckpt = ckpt_io.load_model(tmp_path / "best.npz", devices="cpu")
+    side = int(ckpt.meta["image_size"])
+    images = _real_images(side)
+    if images is None:
+        images = np.random.default_rng(8).integers(0, 256, (6, side, side, 3), dtype=np.uint8)
+    got = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {export_mod.INPUT_NAME: images})[0]
+    np.testing.assert_allclose(got, predict_arrays(model, images), rtol=0, atol=TOLERANCE)
