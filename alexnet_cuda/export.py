@@ -35,7 +35,7 @@ from . import cli
 from .reference.network import CONV_LAYERS, GROUPED, LRN_AFTER, POOL_AFTER, merge_towers
 
 PROG = "python -m alexnet_cuda.export"
-OPSET = 17  # LayerNormalization-free, widely supported by ONNX Runtime; Split takes its sizes as an input (>= 13)
+OPSET = 17  # supported by every onnxruntime >= 1.17 (the extra's floor); Split takes its sizes as an input (>= 13)
 INPUT_NAME, OUTPUT_NAME = "images", "probabilities"
 
 
@@ -205,9 +205,10 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> dict:
     ckpt = ckpt_io.load(checkpoint)
     model = ckpt_io.build_model(ckpt, devices="cpu")
     mean = ckpt.arrays.get("mean")
+    # As build_model: the normalization (mean and scale) is set only when the checkpoint has a mean.
+    scale = float(ckpt.meta.get("normalization_scale", 1.0)) if mean is not None else 1.0
     image_size = int(ckpt.meta.get("image_size") or 0) or None
-    proto = to_onnx(model, image_size=image_size, mean=mean,
-                    scale=float(ckpt.meta.get("normalization_scale", 1.0)))
+    proto = to_onnx(model, image_size=image_size, mean=mean, scale=scale)
     for i, cls in enumerate(ckpt.classes):
         proto.metadata_props.add(key=f"class.{i}", value=str(cls))
     onnx.save(proto, str(out))

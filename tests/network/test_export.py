@@ -166,10 +166,10 @@ def test_uneven_export_is_refused():
 
 
 # ---- the command ---------------------------------------------------------------------------------------------------
-def _checkpoint(tmp_path, **options):
+def _checkpoint(tmp_path, with_mean=True, **options):
     net, mean, scale = _net(options)
     config = {"num_classes": NUM_CLASSES, "arch": "alexnet-small", "seed": 3, "widths": dict(WIDTHS), **options}
-    ckpt = ckpt_io.Checkpoint(params=net.state_dict(), arrays={"mean": mean},
+    ckpt = ckpt_io.Checkpoint(params=net.state_dict(), arrays={"mean": mean} if with_mean else {},
                               meta={"model": config, "classes": list("vwxyz"), "image_size": net.input_size + MARGIN,
                                     "normalization_scale": scale})
     path = ckpt_io.save(tmp_path / "model.npz", ckpt)
@@ -187,6 +187,16 @@ def test_command_writes_a_model_that_agrees_with_predict(tmp_path, capsys, varia
     loaded, _ = ckpt_io.load_model(path, devices="cpu")
     images = np.random.default_rng(4).integers(0, 256, (4, 40, 40, 3), dtype=np.uint8)
     _assert_agrees(loaded, proto, images)
+
+
+def test_a_checkpoint_without_a_mean_is_not_normalized(tmp_path):
+    """As build_model: no mean in the checkpoint, no normalization at all (its scale is not applied either)."""
+    path, _ = _checkpoint(tmp_path, with_mean=False)
+    assert export_mod.main([str(path), "--onnx", str(tmp_path / "m.onnx")]) == 0
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    assert not {"Sub", "Mul"} & {n.op_type for n in proto.graph.node}
+    loaded, _ = ckpt_io.load_model(path, devices="cpu")
+    _assert_agrees(loaded, proto, np.random.default_rng(9).integers(0, 256, (3, 40, 40, 3), dtype=np.uint8))
 
 
 def test_command_errors_are_one_line(tmp_path, capsys, monkeypatch):
