@@ -94,3 +94,10 @@ def run(prog: str, args: argparse.Namespace, body: Callable[[], int]) -> int:
             raise
         print(f"{prog}: error: {describe(exc)}", file=sys.stderr)
         return EXIT_UNUSABLE if isinstance(exc, ConfigError) else EXIT_FAILED
+
+
+def command(prog: str, parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace], int],
+            argv: list[str] | None = None) -> int:
+    """A command's main: parse ``argv`` (default: the command line), then :func:`run` ``body(args)``."""
+    args = parser.parse_args(argv)
+    return run(prog, args, lambda: body(args))

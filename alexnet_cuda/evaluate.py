@@ -176,8 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return cli.run(PROG, args, lambda: _run(args))
+    return cli.command(PROG, build_parser(), _run, argv)
 
 
 def _run(args) -> int:
