@@ -1,0 +1,328 @@
+#!/usr/bin/env python3
+"""Parity run against PyTorch (issue 20, part 4): alexnet-small trained here and in PyTorch CPU, side by side, from
+the same initial weights, on the same batches with the same augmentation draws and the same dropout masks.
+
+It is the end-to-end check that the op-level gradient checks cannot give: a whole training run (forward, loss,
+backward, the update, the input pipeline) compared step by step against an independent implementation.
+
+- The PyTorch net is the dense form of our two towers (``alexnet_cuda/reference/network.py``): own-tower convs are
+  grouped convolutions (groups = towers), conv3 and the fc layers read both towers, LRN is applied to each tower's
+  block of channels on its own (its window stops at the tower boundary), max pooling 3/2, dropout on fc6 and fc7.
+  Its weights are copied from ours (``state_dict`` + ``reference.network.merge_towers``).
+- Inputs: ours gets the uint8 batch with the step's crops, flips and PCA colour shift (as the trainer feeds it);
+  PyTorch gets the float32 tensor our input op makes of them (``ops.prepare_batch``: crop, flip, mean subtraction,
+  colour shift, scale), so both see the same floats.
+- Dropout: PyTorch multiplies by our masks, drawn from the same Philox streams (``reference.dropout.dropout_mask``
+  at ``reference.network.dropout_offset(step, layer, tower)``, one block of neurons per tower), instead of
+  ``torch.nn.Dropout``'s own.
+- SGD: ours is the paper's (Section 5) ``v <- m v - wd lr w - lr g; w <- w + v`` with no decay on biases. PyTorch's
+  ``torch.optim.SGD(momentum=m, weight_decay=wd)`` keeps ``b <- m b + (g + wd w); w <- w - lr b`` (dampening 0,
+  first step b = g + wd w, which is the same formula with b = 0). Put v = -lr b: then
+  ``v <- m v - lr g - lr wd w`` and ``w <- w + v``, the paper's update, as long as lr is the same at every step
+  (a changing lr would rescale the stored b). So a constant lr, weight_decay=wd on weights and 0 on biases.
+
+Precision: the twin runs in float64 by default (``--torch-dtype``). Measured on one batch against the float64
+reference network, PyTorch 2.13 float32 CPU gradients of conv4 and below are ~1e-3 off (the backward through conv5,
+with mkldnn on or off), so a float32 twin drifts from step 4; PyTorch float64 equals the reference to 1e-15. See
+NOTES-parity.md for what ran and what was found.
+
+Data: CIFAR-10 from a folder of JPEGs (``--data``), prepared as ``python -m alexnet_cuda.train`` prepares it
+(``train/run.py`` ``_prepare_run``): images resampled to 36x36, random 32x32 crops, flips, the RGB PCA colour shift
+(std 0.1), the training-set mean image and PCA from 10,000 images, input scale 'auto'; alexnet-small's recipe from
+``train/config.py`` RECIPES (batch 32, lr 0.01, weights N(0, 0.03^2), biases 0.1), momentum 0.9, weight decay 5e-4.
+
+    python benchmarks/parity.py --data ../shared/data/cifar10 --steps 1406     # one epoch of 45,000 images
+    python benchmarks/parity.py --data ../shared/data/cifar10 --steps 300 --val-images 2000
+
+Checks: the first ``--check-steps`` (10) losses agree within 1e-4 relative; then both are evaluated on the
+validation split's centre crops. Writes ``benchmarks/results/parity_alexnet-small.json`` (per-step losses, errors,
+command, times) and ``.png`` (the two loss curves).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks.common` importable
+    sys.path.append(str(Path(__file__).resolve().parent.parent))
+
+from alexnet_cuda import AlexNet, data, ops  # noqa: E402
+from alexnet_cuda.reference.dropout import dropout_mask  # noqa: E402
+from alexnet_cuda.reference.network import CONV_LAYERS, GROUPED, LRN_AFTER, POOL_AFTER, dropout_offset  # noqa: E402
+from alexnet_cuda.data.resize import at_size  # noqa: E402
+from alexnet_cuda.reference.network import merge_towers  # noqa: E402
+from alexnet_cuda.train.config import RECIPES, SMALL_DATA_IMAGE_SIZE  # noqa: E402
+
+ARCH = "alexnet-small"
+RESULTS = Path(__file__).resolve().parent / "results"
+REL_TOL = 1e-4  # issue 20: the first 10 losses agree within 1e-4 relative
+
+
+# ---- the PyTorch twin ----------------------------------------------------------------------------------------------
+class TorchTwin:
+    """The dense PyTorch form of one of our networks (relu/tanh, LRN, hidden fc layers with dropout), with our
+    weights and the SGD that equals ours (module docstring)."""
+
+    def __init__(self, torch: Any, model: AlexNet, lr: float, momentum: float, weight_decay: float,
+                 dtype: str = "float64"):
+        self.torch, self.F = torch, torch.nn.functional
+        self.dtype = getattr(torch, dtype)
+        self.c = model.config
+        if self.c["norm"] not in ("lrn", "none") or self.c["gap_head"]:
+            raise ValueError("TorchTwin: only the LRN / no-normalization nets with fc heads are mirrored")
+        dense = merge_towers(model.state_dict(), self.c["towers"])
+        self.p = {k: torch.tensor(v, dtype=self.dtype, requires_grad=True) for k, v in dense.items()}
+        weights = [v for k, v in self.p.items() if k.endswith(".weight")]
+        biases = [v for k, v in self.p.items() if k.endswith(".bias")]
+        self.opt = torch.optim.SGD([{"params": weights, "weight_decay": weight_decay},
+                                    {"params": biases, "weight_decay": 0.0}], lr=lr, momentum=momentum)
+        self.act = torch.relu if self.c["activation"] == "relu" else torch.tanh
+
+    def forward(self, x, masks: list | None):
+        F, c, p, towers = self.F, self.c, self.p, self.c["towers"]
+        for i, layer in enumerate(CONV_LAYERS):
+            x = F.conv2d(x, p[f"{layer}.weight"], p[f"{layer}.bias"], c["conv_stride"][i], c["conv_pad"][i],
+                         groups=towers if layer in GROUPED else 1)
+            x = self.act(x)
+            if layer in LRN_AFTER and c["norm"] == "lrn":  # each tower normalizes its own maps
+                blocks = x.chunk(towers, dim=1)
+                x = self.torch.cat([F.local_response_norm(b, c["lrn_size"], c["lrn_alpha"], c["lrn_beta"],
+                                                          c["lrn_k"]) for b in blocks], dim=1)
+            if layer in POOL_AFTER:
+                x = F.max_pool2d(x, c["pool_kernel"], c["pool_stride"])
+        x = x.flatten(1)
+        hidden = len(c["fc_width"])
+        for k in range(hidden + 1):
+            x = F.linear(x, p[f"fc{6 + k}.weight"], p[f"fc{6 + k}.bias"])
+            if k < hidden:
+                x = self.act(x)
+                if masks is not None:
+                    x = x * masks[k]
+        return x
+
+    def train_step(self, x: np.ndarray, labels: np.ndarray, masks: list | None) -> float:
+        torch = self.torch
+        self.opt.zero_grad()
+        logits = self.forward(torch.from_numpy(x).to(self.dtype), masks)
+        loss = self.F.cross_entropy(logits, torch.from_numpy(labels.astype(np.int64)))
+        loss.backward()
+        self.opt.step()
+        return float(loss.detach())
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        with self.torch.no_grad():
+            return self.forward(self.torch.from_numpy(x).to(self.dtype), None).numpy()
+
+
+def dropout_scales(torch: Any, config: dict, seed: int, step: int, n: int, dtype: Any = None) -> list | None:
+    """Our inverted-dropout multipliers (keep / (1 - p), else 0) of each hidden fc layer at ``step``: each tower's
+    block of neurons from its own Philox stream (reference/network.py)."""
+    p, towers, widths = float(config["dropout"]), config["towers"], config["fc_width"]
+    if p == 0.0:
+        return None
+    out = []
+    for k, width in enumerate(widths):
+        keep = np.concatenate([dropout_mask((n, width // towers), p, seed,
+                                            dropout_offset(step, k, t, len(widths))) for t in range(towers)], axis=1)
+        out.append(torch.from_numpy(np.where(keep, np.float32(1.0 / (1.0 - p)), np.float32(0.0))).to(dtype))
+    return out
+
+
+# ---- inputs -----------------------------------------------------------------------------------------------------
+def prepare_inputs(train_set, crop: int, weight_std: float, seed: int, stats_images: int | None = 10000):
+    """The trainer's input statistics and augmentation stream (train/run.py ``_prepare_run``, train/inputs.py):
+    mean image, RGB PCA, input scale 'auto' (train.run.auto_input_scale), the Augmenter seeded seed + 1."""
+    mean = np.ascontiguousarray(data.compute_mean(train_set, max_images=stats_images, progress=False), np.float32)
+    eigvals, eigvecs = data.compute_pca(train_set, max_images=stats_images, progress=False)
+    eigvals, eigvecs = np.asarray(eigvals, np.float32), np.asarray(eigvecs, np.float32)
+    pixel_std = max(math.sqrt(float(np.sum(eigvals)) / 3.0), 1.0)
+    scale = 1.0 / (pixel_std * weight_std * math.sqrt(3 * 5 * 5))  # conv1 of alexnet-small is 5x5
+    augmenter = data.Augmenter(int(train_set.image_size), crop, eigvals=eigvals, eigvecs=eigvecs, pca_std=0.1,
+                               flip=True, seed=seed + 1)
+    return mean, scale, augmenter
+
+
+def float_inputs(images, mean, scale: float, crop: int, aug: dict) -> np.ndarray:
+    """The float32 NCHW tensor our network computes from the uint8 batch (its input op)."""
+    crops = np.asarray(aug["crops"], np.int32)
+    out = ops.prepare_batch(np.ascontiguousarray(images), mean, np.ascontiguousarray(crops[:, 0]),
+                            np.ascontiguousarray(crops[:, 1]), np.asarray(aug["flips"], np.int32),
+                            np.asarray(aug["rgb_shift"], np.float32), crop, scale)
+    return np.ascontiguousarray(out, np.float32)
+
+
+def build_pair(torch: Any, recipe: dict, seed: int, momentum: float, weight_decay: float, mean, scale: float,
+               widths: dict | None = None, dtype: str = "float64"):
+    model = AlexNet(num_classes=10, arch=ARCH, weight_std=recipe["weight_std"], bias_init=recipe["bias_init"],
+                    seed=seed, widths=widths)
+    model.set_normalization(mean, scale)
+    return model, TorchTwin(torch, model, recipe["lr"], momentum, weight_decay, dtype)
+
+
+def train_pair(torch: Any, model: AlexNet, twin: TorchTwin, loader, augmenter, mean, scale: float, steps: int,
+               lr: float, momentum: float, weight_decay: float, seed: int, log=None,
+               max_seconds: float | None = None) -> dict:
+    """``steps`` steps of both on the same batches; per-step losses and times."""
+    crop = model.input_size
+    ours, theirs, t_ours, t_theirs = [], [], [], []
+    epoch = 0
+    started = time.time()
+    while len(ours) < steps and not (max_seconds and time.time() - started > max_seconds):
+        loader.set_epoch(epoch)
+        for images, labels in loader:
+            if len(ours) >= steps or (max_seconds and time.time() - started > max_seconds):
+                break
+            aug = augmenter.draw(len(labels))
+            x = float_inputs(images, mean, scale, crop, aug)
+            masks = dropout_scales(torch, model.config, seed, model.step, len(labels), twin.dtype)
+            t0 = time.perf_counter()
+            r = model.train_step(images, labels, lr, momentum, weight_decay, crops=aug["crops"],
+                                 flips=aug["flips"], rgb_shift=aug["rgb_shift"])
+            t1 = time.perf_counter()
+            theirs.append(twin.train_step(x, np.asarray(labels), masks))
+            t_theirs.append(time.perf_counter() - t1)
+            ours.append(float(r.loss))
+            t_ours.append(t1 - t0)
+            if log and (len(ours) <= 10 or len(ours) % 50 == 0):
+                log(f"step {len(ours)}: loss ours {ours[-1]:.6f} torch {theirs[-1]:.6f} "
+                    f"({t_ours[-1]:.2f} s / {t_theirs[-1]:.2f} s)")
+        epoch += 1
+    return {"loss_ours": ours, "loss_torch": theirs, "step_s_ours": t_ours, "step_s_torch": t_theirs}
+
+
+def relative_gaps(a, b) -> list[float]:
+    return [abs(x - y) / max(abs(y), 1e-12) for x, y in zip(a, b)]
+
+
+def evaluate_pair(model: AlexNet, twin: TorchTwin, val_set, mean, scale: float, max_images: int | None,
+                  batch: int = 100) -> dict:
+    """Top-1 error of both on the centre crops of the validation images (the trainer's validation)."""
+    n = len(val_set) if max_images is None else min(len(val_set), max_images)
+    crop, s = model.input_size, int(val_set.image_size)
+    wrong_ours = wrong_torch = seen = 0
+    loader = data.Loader(val_set, batch, shuffle=False, drop_last=False, workers=1)
+    for images, labels in loader:
+        if seen >= n:
+            break
+        images, labels = images[:n - seen], np.asarray(labels[:n - seen])
+        count = len(labels)
+        view = data.center_crop(s, crop, count)
+        r = model.evaluate(images, labels, crops=view["crops"], flips=view["flips"])
+        wrong_ours += count - round(r.top1 * count)
+        logits = twin.predict(float_inputs(images, mean, scale, crop, view))
+        wrong_torch += int((logits.argmax(1) != labels).sum())
+        seen += count
+    loader.close()
+    return {"val_images": n, "error_ours": wrong_ours / n, "error_torch": wrong_torch / n}
+
+
+def plot(path: Path, result: dict) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    steps = np.arange(1, len(result["loss_ours"]) + 1)
+    ax.plot(steps, result["loss_torch"], label="PyTorch CPU", color="tab:orange", lw=2.5, alpha=0.6)
+    ax.plot(steps, result["loss_ours"], label="alexnet_cuda (CPU backend)", color="tab:blue", lw=0.8)
+    ax.set_xlabel("step (batch of 32)")
+    ax.set_ylabel("training loss (softmax cross-entropy)")
+    e = result.get("eval") or {}
+    title = f"{ARCH} on CIFAR-10 (JPEG copies), same weights, batches, augmentation and dropout"
+    if e:
+        title += f"\nvalidation error after {len(steps)} steps: ours {100 * e['error_ours']:.2f}%, " \
+                 f"PyTorch {100 * e['error_torch']:.2f}% ({e['val_images']} centre crops)"
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default="../shared/data/cifar10", help="CIFAR-10 folder (train/ and val/)")
+    ap.add_argument("--steps", type=int, default=1406, help="training steps (default: one epoch of 45,000 / 32)")
+    ap.add_argument("--check-steps", type=int, default=10, help="steps whose losses must agree within 1e-4")
+    ap.add_argument("--val-images", type=int, default=None, help="validation images (default: all)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--torch-dtype", choices=("float64", "float32"), default="float64",
+                    help="the PyTorch twin's precision (default float64: see the module docstring)")
+    ap.add_argument("--max-train-s", type=float, default=None, help="stop training after this many seconds")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    import torch
+    torch.set_num_threads(args.threads)
+    t_start = time.time()
+
+    def log(msg: str) -> None:
+        print(f"[{time.time() - t_start:7.1f} s] {msg}", flush=True)
+
+    recipe = RECIPES[ARCH]
+    momentum, weight_decay = 0.9, 5e-4
+    size = SMALL_DATA_IMAGE_SIZE[32]
+    train_set = at_size(data.open_dataset(args.data, kind="auto", split="train", image_size=size), size)
+    val_set = at_size(data.open_dataset(args.data, kind="auto", split="val", image_size=size), size)
+    log(f"train {len(train_set)} / val {len(val_set)} images at {size}x{size}; computing the mean and PCA")
+    mean, scale, augmenter = prepare_inputs(train_set, 32, recipe["weight_std"], args.seed)
+    model, twin = build_pair(torch, recipe, args.seed, momentum, weight_decay, mean, scale, dtype=args.torch_dtype)
+    loader = data.Loader(train_set, recipe["batch_size"], shuffle=True, drop_last=True, seed=args.seed, workers=1)
+    log(f"input scale {scale:.5f}; training {args.steps} steps")
+    t0 = time.time()
+    result = train_pair(torch, model, twin, loader, augmenter, mean, scale, args.steps, recipe["lr"], momentum,
+                        weight_decay, args.seed, log, args.max_train_s)
+    train_s = time.time() - t0
+    loader.close()
+    gaps = relative_gaps(result["loss_ours"], result["loss_torch"])
+    check = gaps[:args.check_steps]
+    log(f"first {len(check)} losses: max relative gap {max(check):.2e} (tolerance {REL_TOL:g})")
+    t0 = time.time()
+    result["eval"] = evaluate_pair(model, twin, val_set, mean, scale, args.val_images)
+    eval_s = time.time() - t0
+    e = result["eval"]
+    log(f"validation error ({e['val_images']} centre crops): ours {100 * e['error_ours']:.2f}%, "
+        f"PyTorch {100 * e['error_torch']:.2f}%")
+    payload = {
+        "benchmark": "parity", "arch": ARCH, "data": str(args.data),
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix()] + (argv if argv is not None else sys.argv[1:])),
+        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+        "load_average_end": os.getloadavg(), "threads": args.threads, "torch": torch.__version__,
+        "recipe": {**recipe, "input_scale": scale, "momentum": momentum, "weight_decay": weight_decay,
+                   "image_size": size, "crop": 32, "pca_std": 0.1, "seed": args.seed},
+        "steps_asked": args.steps, "steps": len(result["loss_ours"]), "torch_dtype": args.torch_dtype,
+        "check_steps": args.check_steps, "rel_tol": REL_TOL,
+        "max_rel_gap_check": max(check), "check_passed": max(check) <= REL_TOL,
+        "max_rel_gap_all": max(gaps), "rel_gap_last": gaps[-1],
+        "train_wall_s": train_s, "eval_wall_s": eval_s, "total_wall_s": time.time() - t_start,
+        "median_step_s_ours": float(np.median(result["step_s_ours"])),
+        "median_step_s_torch": float(np.median(result["step_s_torch"])),
+        **result,
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            payload["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"parity_{ARCH}"
+    stem.with_suffix(".json").write_text(json.dumps(payload, indent=1) + "\n")
+    plot(stem.with_suffix(".png"), payload)
+    log(f"wrote {stem}.json and .png")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
