@@ -18,6 +18,8 @@ import dataclasses
 import math
 from typing import Any
 
+from .convnet_cfg import conv_modules_x, pool_outputs_x
+
 ACTIVATIONS = ("relu", "tanh", "none")
 
 # Each kind's settings: name -> (type, default); a default of REQUIRED must be given.
@@ -144,7 +146,7 @@ def _pooled(layer: Layer, s: dict, side: int) -> int:
             raise _fail(layer, "size", f"a {k}x{k} window from {start} does not fit the {side}x{side} maps")
         if outputs == "whole":
             return (side - start - k) // stride + 1
-        return -(-(side - start - k) // stride) + 1  # ceil
+        return pool_outputs_x(side, k, stride, start)  # cuda-convnet's rule, from its own module
     outputs = _typed(layer, "outputs", int, outputs)
     if start + (outputs - 1) * stride >= side or start + k <= 0:
         raise _fail(layer, "outputs", f"{outputs} windows of {k} every {stride} from {start} leave the last one "
@@ -200,8 +202,7 @@ def _infer(desc: NetDescription, layer: Layer, s: dict, sees: str, inp: _Maps) -
         if s["filters"] < towers or s["filters"] % towers:
             raise _fail(layer, "filters", f"{s['filters']} filters do not split evenly between {towers} towers")
         # a local layer follows cuda-convnet's rule, 1 + ceil(...): its last window may run past the padding
-        span = inp.side + 2 * pad - k
-        side = span // stride + 1 if kind == "conv" else -(-span // stride) + 1
+        side = (inp.side + 2 * pad - k) // stride + 1 if kind == "conv" else conv_modules_x(inp.side, k, pad, stride)
         channels = _split(s["filters"], towers)
         # cuda-convnet's local layer: unshared weights and biases, one set per output position (layer.py,
         # LocalUnsharedLayerParser: make_biases(modules * filters))
