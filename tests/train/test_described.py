@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import FakeAlexNet
 from PIL import Image
 from runs import assert_same_run
 
@@ -200,6 +201,55 @@ def test_help_says_how_described_networks_take_the_flags(capsys):
     for said in ("--net FILE", "--net-params FILE", "conv-local-13pct", "--lr-drop-at", "multiplies them",
                  "replaces every relu"):
         assert said in text
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The driver with the stand-in network (fakes.FakeAlexNet.from_description)
+# --------------------------------------------------------------------------------------------------------------------
+
+def test_the_driver_records_the_description_and_resumes_from_it(tmp_path, monkeypatch, capsys):
+    import functools
+
+    from alexnet_cuda.evaluate import main as evaluate_main
+
+    net = _net_file(tmp_path)
+    whole = train(_run(tmp_path, "whole", net=net, epochs=2), model_class=FakeAlexNet)
+    out = Path(whole["out"])
+    ckpt = ckpt_io.load(out / "last.npz")
+    model_cfg = ckpt.model_config
+    assert parse_net(model_cfg["description"]).classes == 10 and model_cfg["arch"] == "tiny"
+    assert ckpt.meta["config"]["net"] == net and ckpt.meta["image_size"] == 32
+    Path(net).unlink()  # --resume and evaluate rebuild the network from the checkpoint alone
+    first = train(_run(tmp_path, "split", net=_net_file(tmp_path, name="again.ini"), epochs=1),
+                  model_class=FakeAlexNet)
+    (tmp_path / "again.ini").unlink()
+    resumed = train(_run(tmp_path, "split", resume=True, epochs=2), model_class=FakeAlexNet)
+    assert_same_run(whole, [first, resumed])
+    monkeypatch.setattr(ckpt_io, "build_model", functools.partial(ckpt_io.build_model, model_class=FakeAlexNet))
+    capsys.readouterr()
+    assert evaluate_main(["--checkpoint", str(out / "last.npz"), "--json", "--no-progress", "--max-images", "6"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 6
+
+
+def test_the_dataset_gives_the_classes(tmp_path):
+    data = str(_folder(tmp_path / "data", 32))  # two classes; the file says 10 (outputs = classes)
+    summary = train(_run(tmp_path, net=_net_file(tmp_path), data=data, batch_size=2), model_class=FakeAlexNet)
+    assert parse_net(ckpt_io.load(Path(summary["out"]) / "last.npz").model_config["description"]).classes == 2
+    fixed = TINY_NET.replace("outputs = classes", "outputs = 10")
+    with pytest.raises(ConfigError, match="layer 'fc', outputs: 10 class scores, but the data has 2 classes"):
+        train(_run(tmp_path, "fixed", net=_net_file(tmp_path, fixed, "fixed.ini"), data=data, batch_size=2),
+              model_class=FakeAlexNet)
+
+
+def test_an_old_checkpoint_without_a_description_still_loads(tmp_path):
+    from runs import tiny
+
+    summary = train(tiny(tmp_path, epochs=1), model_class=FakeAlexNet)
+    ckpt = ckpt_io.load(Path(summary["out"]) / "last.npz")
+    assert "description" not in ckpt.model_config  # the alexnet family: AlexNet's constructor arguments
+    assert ckpt_io.build_model(ckpt, model_class=FakeAlexNet).input_size == 32
+    desc = ckpt_io.network_description(ckpt.model_config)  # what summary --checkpoint and the report print
+    assert desc.name == "alexnet-small" and desc.classes == 10
 
 
 # --------------------------------------------------------------------------------------------------------------------
