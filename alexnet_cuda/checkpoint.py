@@ -226,9 +226,11 @@ def model_from_config(config: dict[str, Any], devices: Any = None, model_class: 
         from .model import AlexNet as model_class  # noqa: N813
     if DESCRIPTION not in config:
         return model_class(devices=devices, **config)
+    from .nets.description import layer_table
     from .nets.file_format import parse_net
 
     desc = parse_net(str(config[DESCRIPTION]), "the recorded network description")
+    layer_table(desc)  # a broken description is one DescriptionError naming the layer and the field
     kwargs = {k: config[k] for k in FROM_DESCRIPTION_ARGS if k in config}
     if "adam_betas" in kwargs:
         kwargs["adam_betas"] = tuple(kwargs["adam_betas"])

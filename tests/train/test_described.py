@@ -252,6 +252,18 @@ def test_an_old_checkpoint_without_a_description_still_loads(tmp_path):
     assert desc.name == "alexnet-small" and desc.classes == 10
 
 
+def test_a_checkpoint_with_a_broken_description_is_one_line(tmp_path, capsys):
+    from alexnet_cuda.evaluate import main as evaluate_main
+
+    summary = train(_run(tmp_path, net=_net_file(tmp_path)), model_class=FakeAlexNet)
+    ckpt = ckpt_io.load(Path(summary["out"]) / "last.npz")
+    ckpt.meta["model"]["description"] = ckpt.meta["model"]["description"].replace("type = maxpool", "type = pool")
+    broken = ckpt_io.save(tmp_path / "broken.npz", ckpt)
+    assert evaluate_main(["--checkpoint", str(broken), "--no-progress", "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not match the network it describes" in err and "'pool1'" in err
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Training (the engine)
 # --------------------------------------------------------------------------------------------------------------------
