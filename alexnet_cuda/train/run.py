@@ -23,6 +23,10 @@ Everything the run needs to continue is saved in ``--out``: ``last.npz`` (every 
 ``mean.npy`` and ``pca.npz`` (the cached input statistics). ``--resume`` continues exactly: on the CPU the resumed
 run's per-step losses are identical to an uninterrupted run's.
 
+``--net FILE``, ``--net layers.cfg --net-params params.cfg`` and the built-in ``--arch`` names train a described
+network instead (``described.py``; docs/training.md, "Training a described network"): its checkpoints record the
+description, from which ``--resume``, evaluate, predict and report rebuild it.
+
 The core is :func:`train` (a :class:`TrainConfig` in, a summary dict out), which the tests call in-process.
 """
 
