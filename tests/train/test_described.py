@@ -264,6 +264,15 @@ def test_a_checkpoint_with_a_broken_description_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "does not match the network it describes" in err and "'pool1'" in err
 
 
+def test_onnx_export_refuses_a_described_network_clearly(tmp_path):
+    pytest.importorskip("onnx")
+    from alexnet_cuda.export import ExportError, export_checkpoint
+
+    summary = train(_run(tmp_path, net=_net_file(tmp_path)), model_class=FakeAlexNet)
+    with pytest.raises(ExportError, match="holds a described network \\(tiny\\); the ONNX export builds the alexnet"):
+        export_checkpoint(Path(summary["out"]) / "last.npz", tmp_path / "net.onnx")
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Training (the engine)
 # --------------------------------------------------------------------------------------------------------------------
