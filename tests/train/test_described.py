@@ -278,14 +278,15 @@ def test_onnx_export_refuses_a_described_network_clearly(tmp_path):
 # --------------------------------------------------------------------------------------------------------------------
 
 @requires_engine
-def test_a_users_net_trains_evaluates_predicts_and_resumes_exactly(tmp_path, capsys):
+def test_a_users_net_trains_evaluates_predicts_and_resumes_exactly(tmp_path, capsys, device):
+    """On the CPU, and with --device cuda on a GPU or the emulated device."""
     from alexnet_cuda.analysis.report import make_report
     from alexnet_cuda.evaluate import main as evaluate_main
     from alexnet_cuda.predict import main as predict_main
     from alexnet_cuda.summary import main as summary_main
 
     net = _net_file(tmp_path)
-    whole = train(_run(tmp_path, "whole", net=net, epochs=2))
+    whole = train(_run(tmp_path, "whole", net=net, epochs=2, device=device))
     assert whole["status"] == "completed" and whole["step"] == 4
     out = Path(whole["out"])
     ckpt = ckpt_io.load(out / "last.npz")
@@ -293,18 +294,18 @@ def test_a_users_net_trains_evaluates_predicts_and_resumes_exactly(tmp_path, cap
     assert recorded.name == "tiny" and recorded.classes == 10 and ckpt.meta["image_size"] == 32
     Path(net).unlink()  # evaluate, predict and --resume rebuild it from the checkpoint alone
 
-    first = train(_run(tmp_path, "split", net=_net_file(tmp_path, name="again.ini"), epochs=1))
-    resumed = train(_run(tmp_path, "split", resume=True, epochs=2))
+    first = train(_run(tmp_path, "split", net=_net_file(tmp_path, name="again.ini"), epochs=1, device=device))
+    resumed = train(_run(tmp_path, "split", resume=True, epochs=2, device=device))
     assert_same_run(whole, [first, resumed])
 
     capsys.readouterr()
-    assert evaluate_main(["--checkpoint", str(out / "last.npz"), "--json", "--no-progress", "--device", "cpu",
+    assert evaluate_main(["--checkpoint", str(out / "last.npz"), "--json", "--no-progress", "--device", device,
                           "--max-images", "6"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["images"] == 6 and {"center", "ten_crop"} <= set(result)
     image = tmp_path / "one.png"
     Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(image)
-    assert predict_main([str(image), "--checkpoint", str(out / "last.npz"), "--device", "cpu", "--json"]) == 0
+    assert predict_main([str(image), "--checkpoint", str(out / "last.npz"), "--device", device, "--json"]) == 0
     preds = json.loads(capsys.readouterr().out)["predictions"][str(image)]
     assert len(preds) == 5 and abs(sum(p["probability"] for p in preds) - 1) < 0.5
     assert summary_main(["--checkpoint", str(out / "last.npz")]) == 0
@@ -324,8 +325,8 @@ def test_layers_18pct_from_cuda_convnets_files_trains_at_32(tmp_path):
 
 
 @requires_engine
-def test_a_conv_local_net_trains_on_24x24_crops_of_32x32(tmp_path):
-    summary = train(_run(tmp_path, arch="conv-local-11pct"))
+def test_a_conv_local_net_trains_on_24x24_crops_of_32x32(tmp_path, device):
+    summary = train(_run(tmp_path, arch="conv-local-11pct", device=device))
     assert summary["status"] == "completed" and all(np.isfinite(summary["step_losses"]))
     ckpt = ckpt_io.load(Path(summary["out"]) / "last.npz")
     assert (ckpt.meta["image_size"], ckpt.model_config["input_size"]) == (32, 24)
