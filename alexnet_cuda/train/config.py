@@ -85,6 +85,7 @@ class TrainConfig:
     val_on_train: bool = False             # validate on the training images (asked for explicitly, said loudly)
     # augmentation beside the crops and PCA colour noise (paper Section 4.1): data/jitter.py, 0 = off
     flip: bool = True                      # Section 4.1's horizontal reflections
+    crops: str = "random"                  # training crops: random (Section 4.1) or the centre one (fixed patches)
     brightness: float = 0.0
     contrast: float = 0.0
     saturation: float = 0.0
@@ -117,6 +118,7 @@ class TrainConfig:
     momentum: float | None = None          # None: 0.9 (described nets: for layers without their own)
     weight_decay: float | None = None      # None: 0.0005 (likewise)
     lr_schedule: str = "plateau"
+    stop_train_error: float | None = None  # end the run after the first epoch with at most this training error
     lr_patience: int = 2                   # plateau: epochs without a better validation error before dividing
     lr_step_epochs: int = 30               # step: divide the learning rate by 10 every this many epochs
     lr_drops: int = 3                      # divide at most this many times (the paper: three times)
@@ -407,6 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr-drop-at", type=_epoch_list, metavar="EPOCHS",
                    help="epochs: divide the learning rate by 10 after each of these epochs, e.g. 120,130 (layers-"
                         "18pct's published schedule: 120 epochs at the file's rates, 10 at 1/10, 10 at 1/100)")
+    g.add_argument("--stop-at-train-error", dest="stop_train_error", type=float_in(0.0, 1.0), metavar="E",
+                   help="end the run after the first epoch whose running training error (the mean over the epoch's "
+                        "mini-batches, as cuda-convnet printed it) is at most E (Figure 1's 25%%: 0.25); a resumed "
+                        "run that already reached it trains no further; not with data-parallel ranks")
     g.add_argument("--lr-patience", type=int_at_least(1), default=2, metavar="N",
                    help="plateau: evaluations without improvement before dividing (default 2)")
     g.add_argument("--lr-step-epochs", type=int_at_least(1), default=30, metavar="N", help="step: default 30")
@@ -464,6 +470,9 @@ def _add_augmentation_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
                    help="random horizontal reflections (4.1; default on, but never for data whose classes are not "
                         "mirror-invariant, such as the built-in synthetic set; --no-flip turns them off)")
+    g.add_argument("--crops", choices=("random", "centre"), default="random",
+                   help="training crops: random ones (4.1, the default) or every image's centre patch, the same at "
+                        "every epoch (Figure 1's fixed patches; validation always takes the centre)")
     g.add_argument("--brightness", type=float_in(0.0, 1.0), default=0.0, metavar="S",
                    help="multiply each image by a factor uniform in [1-S, 1+S]")
     g.add_argument("--contrast", type=float_in(0.0, 1.0), default=0.0, metavar="S",

@@ -133,6 +133,8 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
         c = resolve(config)
         if world.size > 1:  # distributed: rank 0's run directory (a default one is named by the time), a global batch
             c = dataclasses.replace(c, out=world.broadcast(c.out))
+            if c.stop_train_error is not None:  # each rank's running error is its own shard's: no agreed epoch
+                raise ConfigError("--stop-at-train-error is for one process: the ranks' running errors differ")
             if c.batch_size % world.size:
                 raise ConfigError(f"--batch-size {c.batch_size} is the global batch: it must be a multiple of the "
                                   f"{world.size} ranks")
@@ -193,7 +195,7 @@ def _prepare_run(c: TrainConfig, out: Path, train_set, val_set, devices: list[st
     jitter = data.PixelJitter(brightness=c.brightness, contrast=c.contrast, saturation=c.saturation, noise=c.noise)
     augmenter = data.Augmenter(s, crop, eigvals=eigvals, eigvecs=eigvecs, pca_std=c.pca_std,
                                flip=c.flip and getattr(train_set, "mirror_invariant", True),
-                               seed=c.seed + 1, jitter=jitter)
+                               random_crops=c.crops == "random", seed=c.seed + 1, jitter=jitter)
     train_loader, val_loader = make_loaders(c, train_set, val_set, shard=(world.rank, world.size))
     batches_per_epoch = len(train_loader)
     if c.train_batches is not None:
