@@ -409,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr-drop-at", type=_epoch_list, metavar="EPOCHS",
                    help="epochs: divide the learning rate by 10 after each of these epochs, e.g. 120,130 (layers-"
                         "18pct's published schedule: 120 epochs at the file's rates, 10 at 1/10, 10 at 1/100)")
-    g.add_argument("--stop-at-train-error", dest="stop_train_error", type=float_in(0.0, 1.0), metavar="E",
+    g.add_argument("--stop-at-train-error", dest="stop_train_error", type=float_in(0.0, 1.0, hi_closed=True), metavar="E",
                    help="end the run after the first epoch whose running training error (the mean over the epoch's "
                         "mini-batches, as cuda-convnet printed it) is at most E (Figure 1's 25%%: 0.25); a resumed "
                         "run that already reached it trains no further; not with data-parallel ranks")
