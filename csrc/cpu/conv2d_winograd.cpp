@@ -341,7 +341,17 @@ bool winograd_forward_applies(const ConvShape& s) {
   return variant_of(s) != Variant::None || fold_stride(s, &folded);
 }
 
-bool winograd_backward_input_applies(const ConvShape& s) { return variant_of(s) != Variant::None; }
+// F(2x2, 5x5)'s input gradient on small maps stays on im2col, whose product there is one tall matrix (M = c_in*25)
+// while Winograd's are 36 products of c_in rows over a few tiles. Measured at 1 thread (CPU time), layers-18pct
+// batch 128, Winograd / im2col: conv3's input gradient (64 -> 32 channels, 8x8 maps) 14.8 / 12.0 ms; conv2's
+// (32 -> 32, 16x16) 16.5 / 29.4 ms, which keeps Winograd.
+constexpr int64_t kMinF2x5InputGradPositions = 16 * 16;
+
+bool winograd_backward_input_applies(const ConvShape& s) {
+  const Variant v = variant_of(s);
+  if (v == Variant::F2x5 && static_cast<int64_t>(s.h_in) * s.w_in < kMinF2x5InputGradPositions) return false;
+  return v != Variant::None;
+}
 
 void winograd_forward(const ConvShape& s, const float* x, const float* w, const float* bias, Activation act,
                       float* y) {
