@@ -263,6 +263,7 @@ void conv2d_backward_input(const ConvShape& s, const float* dy, const float* w, 
 }
 
 void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw) {
+  if (s.n > 0 && winograd_backward_weight_applies(s)) return winograd_backward_weight(s, x, dy, dw);
   const Lowering l = lowering_of(s);
   const int64_t dw_size = s.c_out * l.k;  // (c_out, c_in/groups, kh, kw) = groups x (cout_g, K)
   const int threads = max_threads();
