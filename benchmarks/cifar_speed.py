@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         "git_commit": common.git_commit(), "date_utc": common.utc_now(), "command": common.command_line(__file__, argv),
         "threads": threads, "batch": args.batch, "reps": args.reps, "warmup": args.warmup, "results": results,
     }
-    json_path, md_path = common.write_results(args.out, "cifar_speed_" + common.slugify(payload["cpu"]["model_name"]),
+    json_path, md_path = common.write_results(args.out, "cifar_speed_" + common.slugify(payload["device"]["name"]),
                                               payload, _markdown(payload))
     print(f"wrote {json_path} and {md_path}")
     return payload

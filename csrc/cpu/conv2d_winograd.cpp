@@ -299,10 +299,11 @@ void transform_grad_plane(const Pass& p, const float* dyp, float* dm, int64_t e_
 // dw[g*c_out + o, c] = G^T dU G for every filter of group g; du[e][o][c] summed over `count` partials du_size apart,
 // in partial order.
 template <class W>
-void filters_from_du(const Pass& p, const float* du, int count, int64_t du_size, int64_t g, float* dw) {
+void filters_from_du(const Pass& p, const float* du, int count, int64_t du_size, int64_t g, float* dw, bool parallel) {
   constexpr int A = W::A, R = W::R, E = A * A;
   const int64_t matrix = p.c_out * p.c_in;
   const float* du_g = du + g * E * matrix;
+#pragma omp parallel for schedule(static) if (parallel)
   for (int64_t oc = 0; oc < matrix; ++oc) {
     float d[E], gd[R * A];  // dU of this filter, then (G^T dU)[a][k]
     for (int e = 0; e < E; ++e) {
@@ -357,7 +358,7 @@ void backward_weight_with(const ConvShape& s, const float* x, const float* dy, f
   if (!share_items(items, threads)) {
     std::vector<float> du(static_cast<size_t>(du_size), 0.0f);
     for (int64_t item = 0; item < items; ++item) accumulate_item(item, du.data(), true);
-    for (int64_t g = 0; g < p.groups; ++g) filters_from_du<W>(p, du.data(), 1, du_size, g, dw);
+    for (int64_t g = 0; g < p.groups; ++g) filters_from_du<W>(p, du.data(), 1, du_size, g, dw, threads > 1);
     return;
   }
   std::vector<float> partials(static_cast<size_t>(threads) * du_size, 0.0f);
@@ -370,7 +371,7 @@ void backward_weight_with(const ConvShape& s, const float* x, const float* dy, f
     const int64_t begin = t * items / team, end = (t + 1) * items / team;
     for (int64_t item = begin; item < end; ++item) accumulate_item(item, partials.data() + t * du_size, false);
   }
-  for (int64_t g = 0; g < p.groups; ++g) filters_from_du<W>(p, partials.data(), used, du_size, g, dw);
+  for (int64_t g = 0; g < p.groups; ++g) filters_from_du<W>(p, partials.data(), used, du_size, g, dw, true);
 }
 
 // Forward: the layer as it is. Input gradient: the pass over dy described at the top.
