@@ -100,7 +100,7 @@ def torch_net(torch: Any, weights: dict[str, np.ndarray]) -> tuple[Any, Any]:
 # ---- ours: the engine, or the same step from our ops ----------------------------------------------------------------
 class OpsStep:
     """layers-18pct's train step as the sequence of our ops the engine runs, on CPU Tensors made once. ``step(times)``
-    adds each op's seconds to ``times[name]`` when given (the breakdown)."""
+    adds each op's seconds to ``times[name]`` when given (the breakdown); ``logits`` are the last step's."""
 
     def __init__(self, weights: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray):
         from alexnet_cuda import Tensor
@@ -139,7 +139,7 @@ class OpsStep:
                  lambda: ops.conv2d_forward(r2, w["conv3.weight"], w["conv3.bias"], activation="relu", **conv))
         p3 = run("pool3 (avg) forward", lambda: ops.avgpool_forward(c3, 3, 2, outputs=4))
         flat = p3.view([n, 1024])
-        logits = run("fc10 forward", lambda: ops.linear_forward(flat, w["fc10.weight"], w["fc10.bias"]))
+        logits = self.logits = run("fc10 forward", lambda: ops.linear_forward(flat, w["fc10.weight"], w["fc10.bias"]))
         _, probs = run("softmax loss", lambda: ops.softmax_xent_forward(logits, labels))
         # backward
         g = run("softmax loss", lambda: ops.softmax_xent_backward(probs, labels))
