@@ -95,74 +95,80 @@ inline int stride_of(const PoolShape& s) {
   return S > 0 ? S : s.stride;
 }
 
-// Scratch of one thread for the backward's search, for the windows of one output row:
-//   phases      = one input row under the windows, as if none were clipped: column start + c of the plane is
-//                 phases[(c % stride) * per_phase + c / stride], NaN outside the plane (a NaN equals nothing, so a
-//                 clipped tap never matches). Split by column phase so that tap kx of windows ox = 0, 1, ... is a
-//                 contiguous run, phases[(kx % stride) * per_phase + kx / stride + ox], and loads whole vectors;
-//   target[ox]  = y[oy, ox], NaN past w_out (lanes that round the row up to whole vectors: they match nothing);
-//   first[ox]   = the result (first_maxima).
-struct SearchRows {
+// Scratch of one thread for the backward's search, for one plane:
+//   phases     = every input row as if no window were clipped, split by column phase: column start + c of row iy
+//                is phases[(iy * stride + c % stride) * per_phase + c / stride], NaN outside the plane (a NaN
+//                equals nothing, so a clipped tap never matches). Tap kx of windows ox = 0, 1, ... of a row is then
+//                the contiguous run at (kx % stride) * per_phase + kx / stride, which loads whole vectors. Split
+//                once per plane (split_plane), not once per output row (overlapping windows share rows);
+//   target[ox] = y[oy, ox], NaN past w_out (lanes that round the row up to whole vectors: they match nothing);
+//   first[ox]  = the result (first_maxima).
+struct SearchScratch {
   static constexpr int kLanes = 16;  // one AVX-512 vector of floats: the search loops run whole vectors only
   int width;                         // w_out rounded up to kLanes
   int64_t span;                      // padded row length: (width - 1) * stride + kernel
   int64_t per_phase;                 // ceil(span / stride)
-  std::vector<float> row, phases, target;  // row: the padded row in column order, before the split
+  std::vector<float> row, phases, target;  // row: one padded row in column order, before the split
   std::vector<int> first;
-  explicit SearchRows(const PoolShape& s)
+  explicit SearchScratch(const PoolShape& s)
       : width((s.w_out + kLanes - 1) / kLanes * kLanes),
         span(static_cast<int64_t>(width - 1) * s.stride + s.kernel),
         per_phase((span + s.stride - 1) / s.stride),
         row(static_cast<size_t>(per_phase * s.stride)),
-        phases(static_cast<size_t>(per_phase * s.stride)),
+        phases(static_cast<size_t>(per_phase * s.stride * s.h_in)),
         target(static_cast<size_t>(width)),
         first(static_cast<size_t>(width)) {}
 };
 
-// The first maximum of every window of output row oy, as first[ox] = (iy - rows.begin) * w_in + (ix - window
-// origin), the origin being column start + ox * stride before clipping, or -1 if y is not the window's maximum (y
-// is not this forward's output). The taps are scanned backwards keeping the last match: the first match in scan
-// order (row by row, left to right). One tap at a time across the whole output row, on the NaN-padded copy of the
-// input row, so every window looks whole and the compares vectorize with no clipped or leftover windows to treat
-// apart (a scalar search per window was 4-5x the forward's time: layers-18pct's pool1 at batch 128, 10.2 ms
-// against 2.3 ms at 1 thread).
-template <int K, int S>
-void first_maxima(const PoolShape& s, const float* __restrict__ xp, const float* __restrict__ yrow, int oy,
-                  SearchRows& scratch) {
-  const int k = window<K>(s), stride = stride_of<S>(s), width = scratch.width;
-  const int64_t per_phase = scratch.per_phase;
-  const pool::Span rows = pool::row_window(s, oy);
-  float* __restrict__ phases = scratch.phases.data();
+template <int S>
+void split_plane(const PoolShape& s, const float* __restrict__ xp, SearchScratch& scratch) {
+  const int stride = stride_of<S>(s);
+  const int64_t per_phase = scratch.per_phase, padded = per_phase * stride;
   float* __restrict__ row = scratch.row.data();
-  float* __restrict__ target = scratch.target.data();
-  int* __restrict__ first = scratch.first.data();
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  std::copy(yrow, yrow + s.w_out, target);
-  std::fill(target + s.w_out, target + width, nan);
-  std::fill(first, first + width, -1);
   // The padded row's columns [lo, hi) lie inside the plane: c with 0 <= start + c < w_in.
   const int64_t lo = std::min<int64_t>(scratch.span, std::max<int64_t>(0, -static_cast<int64_t>(s.start)));
   const int64_t hi = std::max<int64_t>(lo, std::min<int64_t>(scratch.span, static_cast<int64_t>(s.w_in) - s.start));
   std::fill(row, row + lo, nan);
-  std::fill(row + hi, row + per_phase * stride, nan);
-  for (int ky = rows.count() - 1; ky >= 0; --ky) {
-    const float* src = xp + static_cast<int64_t>(rows.begin + ky) * s.w_in + s.start;
-    std::copy(src + lo, src + hi, row + lo);  // row's NaN edges were filled once, below
+  std::fill(row + hi, row + padded, nan);
+  for (int iy = 0; iy < s.h_in; ++iy) {
+    const float* src = xp + static_cast<int64_t>(iy) * s.w_in + s.start;
+    for (int64_t c = lo; c < hi; ++c) row[c] = src[c];  // row's NaN edges stay
+    float* __restrict__ phases = scratch.phases.data() + iy * padded;
     for (int p = 0; p < stride; ++p)
       for (int64_t j = 0; j < per_phase; ++j) phases[p * per_phase + j] = row[j * stride + p];
+  }
+}
+
+// The first maximum of every window of output row oy, as first[ox] = (iy - rows.begin) * w_in + (ix - window
+// origin), the origin being column start + ox * stride before clipping, or -1 if y is not the window's maximum (y
+// is not this forward's output). The taps are scanned backwards keeping the last match: the first match in scan
+// order (row by row, left to right). One tap at a time across the whole output row, on the NaN-padded split rows,
+// so every window looks whole and the compares vectorize with no clipped or leftover windows to treat apart (a
+// scalar search per window was 4-5x the forward's time: layers-18pct's pool1 at batch 128, 9.7 ms against 2.2 ms
+// at 1 thread).
+template <int K, int S>
+void first_maxima(const PoolShape& s, const float* __restrict__ yrow, int oy, SearchScratch& scratch) {
+  const int k = window<K>(s), stride = stride_of<S>(s), width = scratch.width;
+  const int64_t per_phase = scratch.per_phase;
+  const pool::Span rows = pool::row_window(s, oy);
+  float* __restrict__ target = scratch.target.data();
+  int* __restrict__ first = scratch.first.data();
+  std::copy(yrow, yrow + s.w_out, target);
+  std::fill(target + s.w_out, target + width, std::numeric_limits<float>::quiet_NaN());
+  std::fill(first, first + width, -1);
+  for (int ky = rows.count() - 1; ky >= 0; --ky) {
+    const float* phases = scratch.phases.data() + static_cast<int64_t>(rows.begin + ky) * per_phase * stride;
     for (int kx = k - 1; kx >= 0; --kx) {
       const int offset = ky * s.w_in + kx;
       const float* tap = phases + (kx % stride) * per_phase + kx / stride;  // tap[ox]: this tap of window ox
       // Fixed-length blocks of lanes: whole vectors and no scalar remainder (left to the compiler, most of a
-      // 16-window row ran one branchy lane at a time). The select is written as a bit blend so that it compiles
-      // to a plain store: a masked store (what `first = equal ? offset : first` becomes) is slow on AMD's Zen 4
-      // and the next tap's load of `first` cannot be forwarded from it.
-      for (int base = 0; base < width; base += SearchRows::kLanes) {
+      // 16-window row ran one branchy lane at a time).
+      for (int base = 0; base < width; base += SearchScratch::kLanes) {
 #pragma omp simd
-        for (int lane = 0; lane < SearchRows::kLanes; ++lane) {
+        for (int lane = 0; lane < SearchScratch::kLanes; ++lane) {
           const int ox = base + lane;
-          const int equal = -static_cast<int>(tap[ox] == target[ox]);  // all ones or zero
-          first[ox] = (offset & equal) | (first[ox] & ~equal);
+          first[ox] = tap[ox] == target[ox] ? offset : first[ox];
         }
       }
     }
@@ -177,7 +183,7 @@ void backward_impl(const PoolShape& s, const float* x, const float* y, const flo
   const int64_t in_plane = static_cast<int64_t>(s.h_in) * s.w_in, out_plane = static_cast<int64_t>(s.h_out) * s.w_out;
 #pragma omp parallel if (planes > 1 && planes * in_plane >= kParallelThreshold)
   {
-    SearchRows scratch(s);
+    SearchScratch scratch(s);
 #pragma omp for schedule(static)
     for (int64_t plane = 0; plane < planes; ++plane) {
       const float* xp = x + plane * in_plane;
@@ -187,9 +193,10 @@ void backward_impl(const PoolShape& s, const float* x, const float* y, const flo
       // Inputs outside every window (the remainder rows/columns when the windows do not tile the input, the gaps
       // when stride > kernel, the rows before a positive start) get zero.
       std::fill(dxp, dxp + in_plane, 0.0f);
+      split_plane<S>(s, xp, scratch);
       for (int oy = 0; oy < s.h_out; ++oy) {
         const int64_t o = static_cast<int64_t>(oy) * s.w_out;
-        first_maxima<K, S>(s, xp, yp + o, oy, scratch);
+        first_maxima<K, S>(s, yp + o, oy, scratch);
         // dx of window ox's origin row and (unclipped) origin column: a match is always inside the plane.
         float* origin = dxp + static_cast<int64_t>(pool::row_window(s, oy).begin) * s.w_in + s.start;
         const int* first = scratch.first.data();
