@@ -291,8 +291,8 @@ def test_a_killed_runs_forked_workers_do_not_keep_its_lock(tmp_path):
 
     code = (f"import os, sys, time\nfrom alexnet_cuda.train.lock import RunLock\n"
             f"RunLock({str(tmp_path / 'run')!r}).acquire()\n"
-            f"if os.fork() == 0:\n    print('worker', flush=True)\n    time.sleep(60)\n    os._exit(0)\n"
-            f"print('run', flush=True)\ntime.sleep(60)\n")
+            f"if os.fork() == 0:\n    os.write(1, b'worker\\n')\n    time.sleep(60)\n    os._exit(0)\n"
+            f"os.write(1, b'run\\n')\ntime.sleep(60)\n")  # one write each: the two lines never interleave
     proc = subprocess.Popen([sys.executable, "-c", code], env=module_env(), stdout=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
