@@ -116,7 +116,7 @@ struct Network::Impl {
   Network& net;
   std::vector<Tower> towers;
   std::vector<Tensor> mean;  // per tower, on its device (shared between towers on one device)
-  float scale = 1.0f;
+  ChannelScale scale{{1.0f, 1.0f, 1.0f}};  // per channel (set_normalization)
   Tensor labels;        // on tower 0's device
   Tensor probs, dlogits;  // on tower 0's device
   bool gpu = false;
