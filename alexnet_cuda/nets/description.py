@@ -65,6 +65,8 @@ class Layer:
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
     input: str | None = None  # None: the layer before it (the images for the first layer)
     sees: str | None = None   # "own" | "all"; None: "all" for linear layers, "own" for the others
+    # the prefix of its parameters' names ('<module>.tower<t>.weight'), e.g. torchvision's 'features.0'; None: the name
+    module: str | None = None
 
 
 @dataclasses.dataclass
