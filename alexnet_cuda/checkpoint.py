@@ -37,6 +37,8 @@ import numpy as np
 from . import files
 from .arguments import float32_array
 from .cli import ConfigError
+from .nets.torchvision import NAME as TORCHVISION_ALEXNET
+from .nets.torchvision import torchvision_alexnet
 from .runtime import resolve_devices
 
 FORMAT = "alexnet_cuda.checkpoint"
@@ -213,6 +215,31 @@ def _check_weights(ckpt: Checkpoint) -> None:
                     raise CheckpointError(str(exc)) from None
 
 
+def normalization_scale(meta: dict[str, Any]) -> float | list[float]:
+    """The input scale a checkpoint records: one number (the paper's nets), or one per channel (R, G, B) for
+    torchvision's preprocessing (``1 / (255 * std)``)."""
+    scale = meta.get("normalization_scale", 1.0)
+    return [float(x) for x in scale] if isinstance(scale, list) else float(scale)
+
+
+def construct(config: dict[str, Any], devices: Any = None, model_class: Any = None):
+    """The network of a checkpoint's model configuration, with fresh weights: ``AlexNet(**config)``, or for a
+    built-in description (``torchvision-alexnet``) ``AlexNet.from_description`` of it."""
+    if model_class is None:
+        from .model import AlexNet as model_class  # noqa: N813
+    if config.get("arch") != TORCHVISION_ALEXNET:
+        return model_class(devices=devices, **config)
+    if not hasattr(model_class, "from_description"):
+        raise ValueError(f"{TORCHVISION_ALEXNET} needs AlexNet.from_description (the network engine that builds any "
+                         f"description), which this build of alexnet_cuda does not have yet")
+    unknown = sorted(set(config) - {"arch", "num_classes", "input_size", "towers", "seed"})
+    if unknown or int(config.get("towers", 1)) != 1:
+        raise ValueError(f"a {TORCHVISION_ALEXNET} network takes num_classes only (one tower, 224x224), got "
+                         f"{unknown or 'towers=' + str(config.get('towers'))}")
+    desc = torchvision_alexnet(int(config["num_classes"]), int(config.get("input_size", 224)))
+    return model_class.from_description(desc, devices, seed=int(config.get("seed", 0)))
+
+
 def build_model(ckpt: Checkpoint, devices: Any = None, model_class: Any = None):
     """Rebuilds the network saved in ``ckpt``: same architecture and options, trained weights, the normalization
     (training-set mean) it was trained with, and its class names. Returns the model.
@@ -220,17 +247,15 @@ def build_model(ckpt: Checkpoint, devices: Any = None, model_class: Any = None):
     ``devices`` is passed to the constructor (None: GPUs when present, else the CPU). ``model_class`` defaults to
     :class:`alexnet_cuda.AlexNet` (tests pass a stand-in).
     """
-    if model_class is None:
-        from .model import AlexNet as model_class  # noqa: N813
     config = ckpt.model_config
     if not config:
         raise CheckpointError(f"checkpoint {ckpt.path or ''}: has no model configuration (was it written by "
                               f"alexnet_cuda.train?)")
     try:
-        model = model_class(devices=devices, **config)
+        model = construct(config, devices, model_class)
         model.load_state_dict(ckpt.params)
         if "mean" in ckpt.arrays:
-            model.set_normalization(ckpt.arrays["mean"], float(ckpt.meta.get("normalization_scale", 1.0)))
+            model.set_normalization(ckpt.arrays["mean"], normalization_scale(ckpt.meta))
     except (TypeError, ValueError) as exc:
         # A file that loads but whose configuration, parameters or mean do not fit together: the model's message
         # says which; the user needs to know it is the checkpoint's fault.

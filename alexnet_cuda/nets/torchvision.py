@@ -122,23 +122,25 @@ def parameter_shapes(desc: NetDescription) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def to_torchvision(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """This project's names of a one-tower network (``features.0.tower0.weight``) -> torchvision's
+def torchvision_name(name: str) -> str:
+    """This project's name of a one-tower parameter (``features.0.tower0.weight``) -> torchvision's
     (``features.0.weight``)."""
-    out = {}
-    for name, a in params.items():
-        if _TOWER not in name:
-            raise ValueError(f"'{name}' is not a one-tower parameter name ('<module>.tower0.weight')")
-        out[name.replace(_TOWER, ".", 1)] = a
-    return out
+    if _TOWER not in name:
+        raise ValueError(f"'{name}' is not a one-tower parameter name ('<module>.tower0.weight')")
+    return name.replace(_TOWER, ".", 1)
+
+
+def our_name(name: str) -> str:
+    """torchvision's name (``features.0.weight``) -> this project's (``features.0.tower0.weight``)."""
+    module, dot, field = name.rpartition(".")
+    if not dot:
+        raise ValueError(f"'{name}' is not a parameter name ('<module>.weight')")
+    return f"{module}{_TOWER}{field}"
+
+
+def to_torchvision(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {torchvision_name(name): a for name, a in params.items()}
 
 
 def from_torchvision(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """torchvision's names (``features.0.weight``) -> this project's (``features.0.tower0.weight``)."""
-    out = {}
-    for name, a in state.items():
-        module, dot, field = name.rpartition(".")
-        if not dot:
-            raise ValueError(f"'{name}' is not a parameter name ('<module>.weight')")
-        out[f"{module}{_TOWER}{field}"] = a
-    return out
+    return {our_name(name): a for name, a in state.items()}
