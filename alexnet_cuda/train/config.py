@@ -19,12 +19,14 @@ from ..cli import ConfigError, add_debug_flag, float_in, gpu_list, int_at_least
 from ..console import log
 from ..data.datasets import LAYOUTS, _detect, is_unsplit_folder, open_dataset, typical_image_side
 from ..data.synthetic import SYNTHETIC_TRAIN_IMAGES
+from ..nets.torchvision import INPUT_SIZE as TORCHVISION_INPUT, NAME as TORCHVISION_ALEXNET
+from ..nets.torchvision import RESIZE as TORCHVISION_RESIZE
 from ..network_options import ADAM_DEFAULT_LR, DEFAULT_ADAM_BETAS, DEFAULT_ADAM_EPS, add_variant_flags
 from .examples import EXAMPLES
 
 PROG = "python -m alexnet_cuda.train"
 DATASETS = ("synthetic", "folder", "imagenet", "cifar10", "tinyimagenet")
-ARCHS = ("alexnet", "alexnet-small")
+ARCHS = ("alexnet", "alexnet-small", TORCHVISION_ALEXNET)
 SCHEDULES = ("plateau", "step", "none")
 
 # Defaults that depend on the data. Synthetic / CIFAR-10: the small network on random 32x32 crops of 36x36 images
@@ -47,6 +49,9 @@ DEFAULT_EPOCHS = {"synthetic": 5, "cifar10": 40, "tinyimagenet": 40, "folder": 9
 RECIPES = {
     "alexnet": {"batch_size": 128, "lr": 0.01, "weight_std": 0.01, "bias_init": 1.0, "input_scale": 1.0},
     "alexnet-small": {"batch_size": 32, "lr": 0.01, "weight_std": 0.03, "bias_init": 0.1, "input_scale": "auto"},
+    # torchvision's AlexNet (nets/torchvision.py): its own initialization and torchvision's preprocessing (ImageNet
+    # mean and std per channel, train/run.py), so weight_std, bias_init and input_scale are not used.
+    TORCHVISION_ALEXNET: {"batch_size": 128, "lr": 0.01, "weight_std": 0.01, "bias_init": 0.0, "input_scale": 1.0},
 }
 # A folder of class folders without train/ and val/ is split per class: this fraction of each class validates and
 # this one is held out for testing (evaluate --split test), the rest trains.
@@ -88,6 +93,7 @@ class TrainConfig:
     # model
     arch: str | None = None                # alexnet|alexnet-small; None: by dataset
     input_size: int | None = None          # network input (crop) side; None: 227 (alexnet), 32 or 64 (small)
+    init_from: str | None = None           # fine-tune from this checkpoint or weights file (train/init_from.py)
     lrn: bool = True
     overlapping_pool: bool = True
     activation: str = "relu"
@@ -163,6 +169,10 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"unknown dataset {c.dataset!r} (choose from {', '.join(DATASETS)})")
     small_data = c.dataset in ("synthetic", "cifar10", "tinyimagenet")
     side = _small_images(c) if c.dataset in ("folder", "imagenet") else None
+    if c.init_from is not None:
+        from .init_from import apply_defaults
+
+        apply_defaults(c)  # the architecture of the file's network
     if c.arch is None:
         c.arch = "alexnet-small" if small_data or side else "alexnet"
         if side:
@@ -175,10 +185,14 @@ def resolve(config: TrainConfig) -> TrainConfig:
             f"{c.image_size or 256} and takes 227x227 crops (--arch alexnet-small is made for 32x32 and 64x64 images)")
     if c.arch not in ARCHS:
         raise ConfigError(f"unknown arch {c.arch!r} (choose from {', '.join(ARCHS)})")
+    if c.arch == TORCHVISION_ALEXNET:
+        c.towers = 1  # one tower: torchvision's network
     if c.input_size is None:
-        c.input_size = 227 if c.arch == "alexnet" else (64 if c.dataset == "tinyimagenet" else 32)
+        c.input_size = {"alexnet": 227, TORCHVISION_ALEXNET: TORCHVISION_INPUT}.get(
+            c.arch, 64 if c.dataset == "tinyimagenet" else 32)
     if c.image_size is None:
-        c.image_size = 256 if c.arch == "alexnet" else SMALL_DATA_IMAGE_SIZE.get(c.input_size, c.input_size + 8)
+        c.image_size = (256 if c.arch == "alexnet" else TORCHVISION_RESIZE if c.arch == TORCHVISION_ALEXNET
+                        else SMALL_DATA_IMAGE_SIZE.get(c.input_size, c.input_size + 8))
     if c.image_size < c.input_size:
         raise ConfigError(f"--image-size {c.image_size} is smaller than the network input {c.input_size}")
     if c.epochs is None:
@@ -308,8 +322,15 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("network (paper Section 3; the switches are the paper's ablations)")
     g.add_argument("--arch", choices=ARCHS,
                    help="alexnet: the paper's network, 227x227 inputs; alexnet-small: the same design for 32x32 or "
-                        "64x64 inputs (default: alexnet-small for synthetic, cifar10, tinyimagenet and a folder whose "
-                        "images are at most 96x96, which the log says; alexnet otherwise)")
+                        "64x64 inputs; torchvision-alexnet: torchvision.models.alexnet, 224x224 crops of 256x256 "
+                        "images with ImageNet's mean and std (default: --init-from's network, else alexnet-small for "
+                        "synthetic, cifar10, tinyimagenet and a folder whose images are at most 96x96, which the log "
+                        "says; alexnet otherwise)")
+    g.add_argument("--init-from", metavar="FILE",
+                   help="fine-tune: start from the weights of FILE, a checkpoint or a weights file that 'python -m "
+                        "alexnet_cuda.weights import' takes (torchvision's AlexNet .pth, a .safetensors); its "
+                        "architecture and input normalization are kept; when its class count differs from the data's, "
+                        "the last layer is replaced by a fresh one (the log says so)")
     g.add_argument("--input-size", type=int_at_least(1), metavar="N",
                    help="network input side (default 227 for alexnet; 32, or 64 for tinyimagenet, for alexnet-small)")
     g.add_argument("--no-lrn", dest="lrn", action="store_false", help="no local response normalization (3.3)")

@@ -36,15 +36,19 @@ from typing import Any
 
 import numpy as np
 
+from .. import checkpoint as ckpt_io
 from .. import cli, data
 from ..cli import ConfigError
 from ..console import log, set_quiet
 from ..data.sources import open_datasets
 from ..model import AlexNet
+from ..nets import torchvision as tv
+from ..nets.torchvision import NAME as TORCHVISION_ALEXNET
 from ..network_options import variant_model_config, variant_summary
 from ..runtime import build_info, resolve_devices
 from . import distributed
 from .config import PROG, TrainConfig, build_parser, config_from_args, resolve
+from .init_from import initialize
 from .inputs import input_statistics, make_loaders
 from .log import read_history
 from .lock import RunLock
@@ -55,6 +59,9 @@ from .state import Run, restore, resume_config, resumed_statistics
 
 def _model_config(c: TrainConfig, num_classes: int) -> dict[str, Any]:
     """The constructor arguments of the network (stored in checkpoints; evaluate/predict rebuild it from them)."""
+    if c.arch == TORCHVISION_ALEXNET:  # a description with its own layers and initialization (checkpoint.construct)
+        return {"arch": c.arch, "num_classes": int(num_classes), "input_size": c.input_size, "towers": 1,
+                "seed": c.seed}
     return {"num_classes": int(num_classes), "arch": c.arch, "input_size": c.input_size, "lrn": c.lrn,
             "overlapping_pool": c.overlapping_pool, "activation": c.activation, "dropout": c.dropout,
             "towers": c.towers, "bias_init": c.bias_init, "weight_std": c.weight_std, "seed": c.seed,
@@ -78,7 +85,7 @@ def build_network(c: TrainConfig, num_classes: int, devices: list[str], model_cl
     model_class = model_class or AlexNet
     model_cfg = _model_config(c, num_classes)
     try:
-        model = model_class(devices=devices, **model_cfg)
+        model = ckpt_io.construct(model_cfg, devices, model_class)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"cannot build the network: {exc}") from None
     model_cfg["input_size"] = int(model.input_size)
@@ -162,6 +169,19 @@ def _train(c: TrainConfig, resumed, world: distributed.SingleProcess, model_clas
             "config": dataclasses.asdict(c)}
 
 
+def _initialize_from(model, model_cfg: dict[str, Any], path: str, mean: np.ndarray, scale, side: int):
+    """--init-from: the file's weights (the last layer replaced when the classes differ) and its normalization,
+    unless its mean image is of another size than this data's images (then this data's mean, the file's scale)."""
+    source_mean, source_scale = initialize(model, model_cfg, path)
+    if source_mean is None:
+        return mean, source_scale
+    if source_mean.ndim == 3 and source_mean.shape[1:] != (side, side):
+        log(f"--init-from {path}: its mean image is {source_mean.shape[1]}x{source_mean.shape[2]}, these images "
+            f"{side}x{side}: subtracting this data's mean image instead")
+        return mean, source_scale
+    return np.ascontiguousarray(source_mean, np.float32), source_scale
+
+
 def _prepare_run(c: TrainConfig, out: Path, train_set, val_set, devices: list[str], resumed, model_class,
                  world: distributed.SingleProcess) -> Run:
     """The network with its input normalization, the augmentation stream, the loaders and the schedule, put back
@@ -176,11 +196,15 @@ def _prepare_run(c: TrainConfig, out: Path, train_set, val_set, devices: list[st
     model, model_cfg = build_network(c, len(train_set.classes), devices, model_class)
     crop = int(model.input_size)
     if resumed is not None:
-        input_scale = float(resumed.meta.get("normalization_scale", 1.0))
+        input_scale = ckpt_io.normalization_scale(resumed.meta)
+    elif c.arch == TORCHVISION_ALEXNET:  # torchvision's preprocessing: ImageNet's mean and std per channel
+        mean, input_scale = tv.normalization()
     elif c.input_scale is not None:
         input_scale = float(c.input_scale)
     else:
         input_scale = auto_input_scale(model, c, eigvals)
+    if c.init_from is not None and resumed is None:
+        mean, input_scale = _initialize_from(model, model_cfg, c.init_from, mean, input_scale, s)
     model.set_normalization(mean, input_scale)
     jitter = data.PixelJitter(brightness=c.brightness, contrast=c.contrast, saturation=c.saturation, noise=c.noise)
     augmenter = data.Augmenter(s, crop, eigvals=eigvals, eigvecs=eigvecs, pca_std=c.pca_std,
