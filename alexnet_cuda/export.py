@@ -78,9 +78,10 @@ def _check_exportable(config: dict) -> None:
         raise ExportError(f"export: no ONNX operator for the activation {config['activation']!r}")
 
 
-def _preprocess(g: _Graph, x: str, image_size: int, input_size: int, mean: np.ndarray | None, scale: float) -> str:
-    """uint8 (N, S, S, 3) -> float32 (N, 3, s, s): centre crop, NCHW, minus the mean, times the scale (the input op
-    of :mod:`alexnet_cuda.reference.prepare_batch` with the default crop and no flip)."""
+def _preprocess(g: _Graph, x: str, image_size: int, input_size: int, mean: np.ndarray | None, scale) -> str:
+    """uint8 (N, S, S, 3) -> float32 (N, 3, s, s): centre crop, NCHW, minus the mean, times the scale, one number or
+    one per channel (the input op of :mod:`alexnet_cuda.reference.prepare_batch` with the default crop and no
+    flip)."""
     top = (image_size - input_size) // 2
     if top > 0:
         starts = g.const("crop_starts", np.array([top, top], np.int64))
@@ -96,9 +97,16 @@ def _preprocess(g: _Graph, x: str, image_size: int, input_size: int, mean: np.nd
         else:
             mean = mean.reshape(1, 3, 1, 1)
         x = g.node("Sub", [x, g.const("mean", mean)], "centred")
-    if scale != 1.0:
-        x = g.node("Mul", [x, g.const("scale", np.array(scale, np.float32))], "scaled")
+    scale = np.asarray(scale, np.float32)
+    if (scale != 1.0).any():
+        x = g.node("Mul", [x, g.const("scale", scale.reshape(1, 3, 1, 1) if scale.ndim else scale)], "scaled")
     return x
+
+
+def _numbers(scale) -> str:
+    """'0.0171' or '(0.0171, 0.0175, 0.0174)': a scale for the model's description."""
+    values = np.atleast_1d(np.asarray(scale, np.float64))
+    return f"{values[0]:g}" if values.size == 1 else "(" + ", ".join(f"{v:g}" for v in values) + ")"
 
 
 def _activation(g: _Graph, x: str, kind: str, name: str) -> str:
@@ -160,7 +168,7 @@ def _network(g: _Graph, x: str, config: dict, w: dict) -> str:
     return x
 
 
-def to_onnx(model: Any, *, image_size: int | None = None, mean: np.ndarray | None = None, scale: float = 1.0,
+def to_onnx(model: Any, *, image_size: int | None = None, mean: np.ndarray | None = None, scale: Any = 1.0,
             name: str = "alexnet_cuda"):
     """The ONNX model (``onnx.ModelProto``, checked) of ``model`` (an :class:`alexnet_cuda.AlexNet`) with the
     preprocessing of :meth:`AlexNet.predict` for uint8 images of ``image_size`` (default: the mean image's size,
@@ -183,7 +191,7 @@ def to_onnx(model: Any, *, image_size: int | None = None, mean: np.ndarray | Non
                           f"{image_size}x{image_size}")
     dense = {k: v.astype(np.float32) for k, v in merge_towers(model.state_dict(), config["towers"]).items()}
     g = _Graph(helper, numpy_helper)
-    x = _preprocess(g, INPUT_NAME, image_size, s, mean, float(scale))
+    x = _preprocess(g, INPUT_NAME, image_size, s, mean, scale)
     logits = _network(g, x, config, dense)
     g.node("Softmax", [logits], OUTPUT_NAME, axis=1)
     graph = helper.make_graph(
@@ -193,7 +201,7 @@ def to_onnx(model: Any, *, image_size: int | None = None, mean: np.ndarray | Non
         g.initializers)
     proto = helper.make_model(graph, producer_name="alexnet_cuda", opset_imports=[helper.make_opsetid("", OPSET)])
     proto.doc_string = (f"uint8 (N, {image_size}, {image_size}, 3) RGB images -> centre {s}x{s} crop, minus the "
-                        f"training mean, times {float(scale):g} -> softmax probabilities (N, "
+                        f"training mean, times {_numbers(scale)} -> softmax probabilities (N, "
                         f"{config['num_classes']})")
     onnx.checker.check_model(proto)
     return proto
@@ -206,7 +214,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> dict:
     model = ckpt_io.build_model(ckpt, devices="cpu")
     mean = ckpt.arrays.get("mean")
     # As build_model: the normalization (mean and scale) is set only when the checkpoint has a mean.
-    scale = float(ckpt.meta.get("normalization_scale", 1.0)) if mean is not None else 1.0
+    scale = ckpt_io.normalization_scale(ckpt.meta) if mean is not None else 1.0
     image_size = int(ckpt.meta.get("image_size") or 0) or None
     proto = to_onnx(model, image_size=image_size, mean=mean, scale=scale)
     for i, cls in enumerate(ckpt.classes):

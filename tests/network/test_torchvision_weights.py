@@ -7,6 +7,7 @@ builds descriptions) our forward equals PyTorch's."""
 from __future__ import annotations
 
 import collections
+import json
 
 import numpy as np
 import pytest
@@ -169,3 +170,68 @@ def test_our_forward_equals_pytorchs(tmp_path, state):
     with torch.no_grad():
         want = module(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(ours, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+class _StandIn:
+    """Records what checkpoint.build_model asks of the network (the engine is not needed to see it)."""
+
+    built = None
+
+    @classmethod
+    def from_description(cls, desc, devices=None, *, seed=0):
+        model = cls()
+        model.desc, model.devices, model.calls = desc, devices, []
+        _StandIn.built = model
+        return model
+
+    def load_state_dict(self, state):
+        self.calls.append(("load_state_dict", sorted(state)))
+
+    def set_normalization(self, mean, scale):
+        self.calls.append(("set_normalization", np.asarray(mean), scale))
+
+
+def test_build_model_builds_the_description_with_torchvisions_preprocessing(tmp_path, state):
+    ckpt = weights_mod.import_weights(write_state_pth(tmp_path / "alexnet.pth", state))
+    model = ckpt_io.build_model(ckpt, devices="cpu", model_class=_StandIn)
+    assert model.desc.name == "torchvision-alexnet" and model.desc.classes == CLASSES
+    assert model.calls[0] == ("load_state_dict", sorted(tv.our_name(k) for k in TORCHVISION_KEYS))
+    _, mean, scale = model.calls[1]
+    want_mean, want_scale = tv.normalization()
+    np.testing.assert_array_equal(mean, want_mean)
+    assert scale == [float(x) for x in want_scale]
+
+
+def test_without_the_engine_the_checkpoint_says_what_is_missing(tmp_path, state):
+    class Old:  # an AlexNet without from_description
+        pass
+
+    ckpt = weights_mod.import_weights(write_state_pth(tmp_path / "alexnet.pth", state))
+    with pytest.raises(ckpt_io.CheckpointError, match=r"torchvision-alexnet needs AlexNet.from_description"):
+        ckpt_io.build_model(ckpt, devices="cpu", model_class=Old)
+
+
+@pytest.mark.skipif(not ENGINE, reason="needs AlexNet.from_description (the engine that builds any description)")
+def test_predict_applies_torchvisions_preprocessing(tmp_path, state):
+    """predict on an image file equals PyTorch's softmax of torchvision's preprocessing of the same pixels
+    (shorter side 256, centre 224 crop, ImageNet mean and std)."""
+    torch = pytest.importorskip("torch")
+    from PIL import Image
+
+    from alexnet_cuda.data import load_image_file
+
+    ckpt_io.save(tmp_path / "a.npz", weights_mod.import_weights(write_state_pth(tmp_path / "alexnet.pth", state)))
+    rng = np.random.default_rng(5)
+    Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(tmp_path / "x.png")
+    r = run_module("alexnet_cuda.predict", "x.png", "--checkpoint", "a.npz", "--top", "1", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    pixels = load_image_file(tmp_path / "x.png", 256)[16:240, 16:240]
+    x = (pixels.transpose(2, 0, 1)[None] / 255.0 - np.array(tv.IMAGENET_MEAN)[:, None, None]) \
+        / np.array(tv.IMAGENET_STD)[:, None, None]
+    module = torch_alexnet(CLASSES).double().eval()
+    module.load_state_dict({k: torch.from_numpy(v.astype(np.float64)) for k, v in state.items()})
+    with torch.no_grad():
+        probs = torch.softmax(module(torch.from_numpy(x)), 1).numpy()[0]
+    first = json.loads(r.stdout)["predictions"]["x.png"][0]
+    assert first["index"] == int(np.argmax(probs))
+    assert first["probability"] == pytest.approx(float(probs.max()), abs=1e-4)
