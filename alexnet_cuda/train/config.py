@@ -169,7 +169,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"unknown dataset {c.dataset!r} (choose from {', '.join(DATASETS)})")
     small_data = c.dataset in ("synthetic", "cifar10", "tinyimagenet")
     side = _small_images(c) if c.dataset in ("folder", "imagenet") else None
-    if c.init_from is not None:
+    if c.init_from is not None and not c.resume:  # (a resumed run's settings are complete: the file is not read)
         from .init_from import apply_defaults
 
         apply_defaults(c)  # the architecture of the file's network

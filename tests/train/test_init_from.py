@@ -108,3 +108,17 @@ def test_fine_tuning_torchvision_weights_on_a_two_class_folder(tmp_path, capsys)
     mean, scale = tv.normalization()
     np.testing.assert_array_equal(final.arrays["mean"], mean)
     assert final.meta["normalization_scale"] == [float(x) for x in scale]
+
+
+def test_a_fine_tuning_run_resumes_without_the_file(tmp_path, source):
+    """--resume continues from the run's own checkpoint: the --init-from file is neither read nor needed."""
+    import shutil
+
+    from alexnet_cuda.train.config import TrainConfig
+
+    copy = tmp_path / "src.npz"
+    shutil.copy(source.path, copy)
+    train(real(tmp_path, "ft", synthetic_classes=3, init_from=str(copy), epochs=1))
+    copy.unlink()
+    summary = train(TrainConfig(out=str(tmp_path / "ft"), resume=True, epochs=2, progress=False, device="cpu"))
+    assert summary["epochs_done"] == 2
