@@ -30,8 +30,8 @@ def random_state_dict(num_classes: int = 1000, seed: int = 0) -> dict[str, np.nd
     shapes = tv.to_torchvision(tv.parameter_shapes(tv.torchvision_alexnet(num_classes)))
     out = {}
     for key, shape in shapes.items():
-        fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else shape[0]
-        bound = 1.0 / np.sqrt(fan_in if len(shape) > 1 else int(np.prod(shapes[key[:-4] + "weight"][1:])))
+        weight = shapes[key.rsplit(".", 1)[0] + ".weight"]  # a bias takes its layer's fan-in
+        bound = 1.0 / np.sqrt(np.prod(weight[1:]))
         out[key] = rng.uniform(-bound, bound, shape).astype(np.float32)
     return out
 
