@@ -78,10 +78,10 @@ def test_normalization_is_torchvisions():
                                    (pixels / 255 - tv.IMAGENET_MEAN[c]) / tv.IMAGENET_STD[c], rtol=1e-6)
 
 
-def test_per_channel_scale_reaches_the_network(rng):
+def test_per_channel_scale_reaches_the_network(rng, device):
     """set_normalization with a (3,) scale: predict on uint8 images equals predict on the float input prepared by
     the reference op with the same per-channel mean and scale."""
-    model = AlexNet(3, arch="alexnet-small", devices="cpu", towers=1,
+    model = AlexNet(3, arch="alexnet-small", devices=device, towers=1,
                     widths={"conv": [4, 4, 4, 4, 4], "fc": [8, 8]})
     mean, scale = tv.normalization()
     model.set_normalization(mean, scale)
