@@ -1,8 +1,8 @@
 """Layer summary: ``python -m alexnet_cuda.summary`` (``--help``) and :meth:`alexnet_cuda.AlexNet.summary`.
 
 Prints each layer of each tower with its output shape, parameters and multiply-adds, and the totals. The table is
-the C++ layer table (``csrc/network_layers.h``, ``describe_layers``) from which the network creates its parameters,
-so what is printed is what is built: the paper's net has 60,965,224 parameters and 724,406,816 multiply-adds per
+the layer table of the network's description (``nets.description.layer_table``), the description from which the C++
+network creates its layers and parameters, so what is printed is what is built: the paper's net has 60,965,224 parameters and 724,406,816 multiply-adds per
 227x227 image forward.
 
 What "multiply-adds" counts: the products of the weight layers only, per image, forward pass:
@@ -20,12 +20,13 @@ import sys
 from typing import Any
 
 from .cli import ConfigError
+from .nets.alexnet import alexnet
 from .nets.builtin import BUILTIN, TORCHVISION_ALEXNET, builtin
 from .nets.from_convnet import read_convnet
 from .nets.description import DescriptionError, layer_table
 from .nets.table import format_table, totals
 from .nets.file_format import read_net
-from .network_options import BN_POSITIONS, NORMS, check_choice, head_str, native_options, parse_head, resolve_norm
+from .network_options import BN_POSITIONS, NORMS, check_choice, head_str, parse_head, resolve_norm
 
 PROG = "python -m alexnet_cuda.summary"
 
@@ -36,18 +37,19 @@ def describe(num_classes: int = 1000, arch: str = "alexnet", input_size: int | N
              head: Any = None) -> list[dict[str, Any]]:
     """The layer table of the network that ``AlexNet(num_classes, arch=arch, ...)`` would build, without building
     it (no weights are allocated). Raises ValueError for options the network rejects."""
-    from . import _C
-
+    if arch not in ("alexnet", "alexnet-small"):
+        raise ValueError(f"{PROG}: arch must be 'alexnet' or 'alexnet-small' here, got {arch!r}")
     if input_size is None:
         input_size = 227 if arch == "alexnet" else 32
+    if (arch == "alexnet" and input_size != 227) or (arch == "alexnet-small" and input_size not in (32, 64)):
+        raise ValueError(f"{PROG}: arch={arch!r} does not take input_size={input_size} (alexnet: 227; "
+                         f"alexnet-small: 32 or 64)")
     widths = widths or {}
     head = parse_head(widths["fc"] if widths.get("fc") is not None else head, PROG)
     check_choice(PROG, "bn_position", bn_position, BN_POSITIONS)
-    options = native_options(arch=arch, input_size=input_size, num_classes=num_classes, towers=towers,
-                             norm=resolve_norm(norm, lrn, PROG), bn_position=bn_position,
-                             overlapping_pool=overlapping_pool, activation=activation, dropout=dropout,
-                             conv_channels=widths.get("conv"), head=head)
-    return list(_C.describe_layers(options))
+    return layer_table(alexnet(arch, input_size, num_classes, towers=towers, norm=resolve_norm(norm, lrn, PROG),
+                               bn_position=bn_position, overlapping_pool=overlapping_pool, activation=activation,
+                               dropout=dropout, conv_channels=widths.get("conv"), head=head))
 
 
 def build_parser() -> argparse.ArgumentParser:
