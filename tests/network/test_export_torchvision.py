@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA
 from subprocesses import run_module
-from test_torchvision import random_state_dict, reference_params
 from test_torchvision_weights import write_state_pth
+from torchvision_alexnet import random_state_dict, reference_params
 
 from alexnet_cuda import checkpoint as ckpt_io
 from alexnet_cuda import export as export_mod

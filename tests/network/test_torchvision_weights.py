@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from subprocesses import run_module
 from test_pth import Storage, tensor, write_pth
-from test_torchvision import TORCHVISION_KEYS, random_state_dict, torch_alexnet
+from torchvision_alexnet import TORCHVISION_KEYS, random_state_dict, torch_alexnet
 
 from alexnet_cuda import AlexNet
 from alexnet_cuda import checkpoint as ckpt_io

@@ -89,19 +89,19 @@ def test_a_missing_or_bad_file_is_a_config_error(tmp_path):
 def test_fine_tuning_torchvision_weights_on_a_two_class_folder(tmp_path, capsys):
     """torchvision-format weights (random, 1000 classes) fine-tuned on a folder of two classes: the last layer is
     replaced, the run uses torchvision's preprocessing, and evaluate takes the result."""
-    from test_torchvision_weights import write_state_pth
-    from test_torchvision import random_state_dict
+    from torchvision_alexnet import random_state_dict
 
+    from alexnet_cuda import safetensors as st
     from alexnet_cuda.nets import torchvision as tv
 
-    write_state_pth(tmp_path / "alexnet.pth", random_state_dict(1000, seed=0))
+    st.save(tmp_path / "alexnet.safetensors", random_state_dict(1000, seed=0))  # torchvision's names
     rng = np.random.default_rng(0)
     for label in ("cat", "dog"):
         (tmp_path / "pets" / label).mkdir(parents=True)
         for i in range(10):
             Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(tmp_path / "pets" / label / f"{i}.png")
     summary = train(real(tmp_path, "ft", data=str(tmp_path / "pets"), widths=None, batch_size=4, epochs=1,
-                         lr=0.001, train_batches=2, init_from=str(tmp_path / "alexnet.pth")))
+                         lr=0.001, train_batches=2, init_from=str(tmp_path / "alexnet.safetensors")))
     assert "its 1000 classes are not this run's 2" in capsys.readouterr().out
     final = ckpt_io.load(summary["last_checkpoint"])
     assert final.model_config["arch"] == "torchvision-alexnet" and final.meta["image_size"] == 256
