@@ -30,6 +30,17 @@ def state():
     return random_state_dict(CLASSES, seed=3)
 
 
+@pytest.fixture(scope="module")
+def pth(state, tmp_path_factory):
+    """The state dict as torch.save writes it (written once: 57 million weights)."""
+    return write_state_pth(tmp_path_factory.mktemp("pth") / "alexnet.pth", state)
+
+
+@pytest.fixture(scope="module")
+def imported(pth):
+    return weights_mod.import_weights(pth)
+
+
 def write_state_pth(path, state):
     """``torch.save(state_dict)``'s zip layout, written without PyTorch (tests/network/test_pth.py)."""
     storages = [Storage(str(i), a.reshape(-1)) for i, a in enumerate(state.values())]
@@ -51,8 +62,7 @@ def _check_imported(ckpt, state):
     assert ckpt.classes == [str(i) for i in range(CLASSES)]
 
 
-def test_pth_and_safetensors_import(tmp_path, state):
-    pth = write_state_pth(tmp_path / "alexnet.pth", state)
+def test_pth_and_safetensors_import(tmp_path, state, pth):
     r = run_module("alexnet_cuda.weights", "import", str(pth), "--out", str(tmp_path / "a.npz"), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "torchvision-alexnet (5 classes)" in r.stdout
@@ -61,8 +71,8 @@ def test_pth_and_safetensors_import(tmp_path, state):
     _check_imported(weights_mod.import_weights(tmp_path / "alexnet.safetensors"), state)
 
 
-def test_export_writes_torchvisions_names_and_imports_back_bit_for_bit(tmp_path, state):
-    ckpt = weights_mod.import_weights(write_state_pth(tmp_path / "alexnet.pth", state))
+def test_export_writes_torchvisions_names_and_imports_back_bit_for_bit(tmp_path, state, imported):
+    ckpt = imported
     ckpt_io.save(tmp_path / "a.npz", ckpt)
     r = run_module("alexnet_cuda.weights", "export", str(tmp_path / "a.npz"), "--safetensors",
                    str(tmp_path / "out.safetensors"), cwd=tmp_path)
@@ -77,8 +87,8 @@ def test_export_writes_torchvisions_names_and_imports_back_bit_for_bit(tmp_path,
         {k: ckpt.meta[k] for k in ckpt.meta if k != "imported_from"}
 
 
-def test_class_names_come_along_through_like(tmp_path, state):
-    ckpt = weights_mod.import_weights(write_state_pth(tmp_path / "alexnet.pth", state))
+def test_class_names_come_along_through_like(tmp_path, state, pth):
+    ckpt = weights_mod.import_weights(pth)
     ckpt.meta["classes"] = ckpt.meta["class_ids"] = ["cat", "dog", "eel", "fox", "gnu"]
     ckpt_io.save(tmp_path / "named.npz", ckpt)
     st.save(tmp_path / "plain.safetensors", state)  # torchvision's names, no metadata
@@ -118,10 +128,11 @@ def _bad(state, case):
     ("overflow", r"features.0.bias holds 1e\+39 at index \(1,\), beyond float32's range"),
     ("no-last", r"no 2-d 'classifier.6.weight'"),
 ])
-def test_bad_torchvision_files_are_refused_naming_the_tensor(tmp_path, state, case, message):
-    st.save(tmp_path / "bad.safetensors", _bad(state, case))
+def test_bad_torchvision_state_dicts_are_refused_naming_the_tensor(tmp_path, state, case, message):
+    """The checks on the tensors read (a file's reading is tested in test_pth.py and test_safetensors.py; one bad
+    file goes through the command below)."""
     with pytest.raises(ValueError, match=message):
-        weights_mod.import_weights(tmp_path / "bad.safetensors")
+        weights_mod._import_torchvision(tmp_path / "bad.safetensors", _bad(state, case), {}, None)
 
 
 def test_the_command_says_what_is_wrong_in_one_line(tmp_path, state):
@@ -151,11 +162,11 @@ def test_pytorchs_own_files_import_exactly(tmp_path):
 
 
 @pytest.mark.skipif(not ENGINE, reason="needs AlexNet.from_description (the engine that builds any description)")
-def test_our_forward_equals_pytorchs(tmp_path, state):
+def test_our_forward_equals_pytorchs(tmp_path, state, imported):
     """The imported network (our engine, float32) against torchvision's module in PyTorch (float64) on the same
     weights and the same torchvision-preprocessed images: within 1e-5 of the largest logit."""
     torch = pytest.importorskip("torch")
-    ckpt = weights_mod.import_weights(write_state_pth(tmp_path / "alexnet.pth", state))
+    ckpt = imported
     model = ckpt_io.build_model(ckpt, devices="cpu")
     rng = np.random.default_rng(4)
     images = rng.integers(0, 256, (3, 256, 256, 3), dtype=np.uint8)
@@ -191,8 +202,8 @@ class _StandIn:
         self.calls.append(("set_normalization", np.asarray(mean), scale))
 
 
-def test_build_model_builds_the_description_with_torchvisions_preprocessing(tmp_path, state):
-    ckpt = weights_mod.import_weights(write_state_pth(tmp_path / "alexnet.pth", state))
+def test_build_model_builds_the_description_with_torchvisions_preprocessing(tmp_path, state, imported):
+    ckpt = imported
     model = ckpt_io.build_model(ckpt, devices="cpu", model_class=_StandIn)
     assert model.desc.name == "torchvision-alexnet" and model.desc.classes == CLASSES
     assert model.calls[0] == ("load_state_dict", sorted(tv.our_name(k) for k in TORCHVISION_KEYS))
@@ -202,17 +213,17 @@ def test_build_model_builds_the_description_with_torchvisions_preprocessing(tmp_
     assert scale == [float(x) for x in want_scale]
 
 
-def test_without_the_engine_the_checkpoint_says_what_is_missing(tmp_path, state):
+def test_without_the_engine_the_checkpoint_says_what_is_missing(tmp_path, state, imported):
     class Old:  # an AlexNet without from_description
         pass
 
-    ckpt = weights_mod.import_weights(write_state_pth(tmp_path / "alexnet.pth", state))
+    ckpt = imported
     with pytest.raises(ckpt_io.CheckpointError, match=r"torchvision-alexnet needs AlexNet.from_description"):
         ckpt_io.build_model(ckpt, devices="cpu", model_class=Old)
 
 
 @pytest.mark.skipif(not ENGINE, reason="needs AlexNet.from_description (the engine that builds any description)")
-def test_predict_applies_torchvisions_preprocessing(tmp_path, state):
+def test_predict_applies_torchvisions_preprocessing(tmp_path, state, imported):
     """predict on an image file equals PyTorch's softmax of torchvision's preprocessing of the same pixels
     (shorter side 256, centre 224 crop, ImageNet mean and std)."""
     torch = pytest.importorskip("torch")
@@ -220,7 +231,7 @@ def test_predict_applies_torchvisions_preprocessing(tmp_path, state):
 
     from alexnet_cuda.data import load_image_file
 
-    ckpt_io.save(tmp_path / "a.npz", weights_mod.import_weights(write_state_pth(tmp_path / "alexnet.pth", state)))
+    ckpt_io.save(tmp_path / "a.npz", imported)
     rng = np.random.default_rng(5)
     Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(tmp_path / "x.png")
     r = run_module("alexnet_cuda.predict", "x.png", "--checkpoint", "a.npz", "--top", "1", "--json", cwd=tmp_path)
