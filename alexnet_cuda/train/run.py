@@ -100,8 +100,9 @@ def _start_message(run: Run, devices: list[str], resuming: bool, train_images: i
         where += " (emulated CUDA devices, running on the CPU)"
     if run.world.size > 1:
         where += f", data-parallel over {run.world.size} MPI ranks (global batch {c.batch_size})"
+    variant = "torchvision's layers and preprocessing" if c.arch == TORCHVISION_ALEXNET else variant_summary(c)
     return (f"{'resuming' if resuming else 'training'} {c.arch} ({crop}x{crop} crops of {s}x{s} images"
-            f"{f', {n_params:,} parameters' if n_params else ''}; {variant_summary(c)}) on {where}: "
+            f"{f', {n_params:,} parameters' if n_params else ''}; {variant}) on {where}: "
             f"{c.dataset} data, {train_images} training / {val_images} validation images"
             f"{' (the same ones: --val-on-train)' if c.val_on_train else ''}, {len(run.classes)} "
             f"classes; epoch {run.progress.epoch + 1} of {c.epochs}; run directory {run.out}")
@@ -198,7 +199,8 @@ def _prepare_run(c: TrainConfig, out: Path, train_set, val_set, devices: list[st
     if resumed is not None:
         input_scale = ckpt_io.normalization_scale(resumed.meta)
     elif c.arch == TORCHVISION_ALEXNET:  # torchvision's preprocessing: ImageNet's mean and std per channel
-        mean, input_scale = tv.normalization()
+        mean, scale = tv.normalization()
+        input_scale = [float(x) for x in scale]  # as checkpoints store it (JSON)
     elif c.input_scale is not None:
         input_scale = float(c.input_scale)
     else:

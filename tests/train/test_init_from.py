@@ -84,8 +84,34 @@ def test_a_missing_or_bad_file_is_a_config_error(tmp_path):
         train(real(tmp_path, "ft2", init_from=str(tmp_path / "junk.npz"), **FROZEN))
 
 
-@pytest.mark.skipif(not hasattr(AlexNet, "from_description"),
-                    reason="needs AlexNet.from_description (the engine that builds any description)")
+needs_engine = pytest.mark.skipif(not hasattr(AlexNet, "from_description"),
+                                  reason="needs AlexNet.from_description (the engine that builds any description)")
+
+
+def _two_class_folder(root, rng):
+    for label in ("cat", "dog"):
+        (root / label).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(root / label / f"{i}.png")
+    return root
+
+
+@needs_engine
+def test_training_torchvision_alexnet_from_scratch_uses_its_preprocessing(tmp_path):
+    from alexnet_cuda.nets import torchvision as tv
+
+    folder = _two_class_folder(tmp_path / "pets", np.random.default_rng(1))
+    summary = train(real(tmp_path, "scratch", data=str(folder), arch="torchvision-alexnet", widths=None,
+                         batch_size=4, epochs=1, train_batches=1, val_batches=1))
+    final = ckpt_io.load(summary["last_checkpoint"])
+    assert final.model_config == {"arch": "torchvision-alexnet", "num_classes": 2, "input_size": 224, "towers": 1,
+                                  "seed": 0}
+    mean, scale = tv.normalization()
+    np.testing.assert_array_equal(final.arrays["mean"], mean)
+    assert final.meta["normalization_scale"] == [float(x) for x in scale] and final.meta["image_size"] == 256
+
+
+@needs_engine
 def test_fine_tuning_torchvision_weights_on_a_two_class_folder(tmp_path, capsys):
     """torchvision-format weights (random, 1000 classes) fine-tuned on a folder of two classes: the last layer is
     replaced, the run uses torchvision's preprocessing, and evaluate takes the result."""
@@ -95,11 +121,7 @@ def test_fine_tuning_torchvision_weights_on_a_two_class_folder(tmp_path, capsys)
     from alexnet_cuda.nets import torchvision as tv
 
     st.save(tmp_path / "alexnet.safetensors", random_state_dict(1000, seed=0))  # torchvision's names
-    rng = np.random.default_rng(0)
-    for label in ("cat", "dog"):
-        (tmp_path / "pets" / label).mkdir(parents=True)
-        for i in range(10):
-            Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(tmp_path / "pets" / label / f"{i}.png")
+    _two_class_folder(tmp_path / "pets", np.random.default_rng(0))
     summary = train(real(tmp_path, "ft", data=str(tmp_path / "pets"), widths=None, batch_size=4, epochs=1,
                          lr=0.001, train_batches=2, init_from=str(tmp_path / "alexnet.safetensors")))
     assert "its 1000 classes are not this run's 2" in capsys.readouterr().out
