@@ -86,3 +86,16 @@ def test_layers_without_an_export_are_named():
     desc.layers.insert(1, Layer("norm1", "lrn", {}))
     with pytest.raises(export_mod.ExportError, match=r"layer 'norm1' \(lrn\) of 'torchvision-alexnet' has no ONNX"):
         export_mod.description_to_onnx(desc, {})
+
+
+@pytest.mark.skipif(not hasattr(__import__("alexnet_cuda").AlexNet, "from_description"),
+                    reason="needs AlexNet.from_description (the engine that builds any description)")
+def test_onnx_runtime_equals_predict(exported, tmp_path):
+    """The issue's check: ONNX Runtime's probabilities equal AlexNet.predict's (the C++ network built from the same
+    checkpoint, centre crop) within 1e-4."""
+    from alexnet_cuda.predict import predict_arrays
+
+    path, _ = exported
+    model = ckpt_io.build_model(ckpt_io.load(path.parent / "a.npz"), devices="cpu")
+    images = np.random.default_rng(3).integers(0, 256, (3, 256, 256, 3), dtype=np.uint8)
+    np.testing.assert_allclose(_run(path, images), predict_arrays(model, images), rtol=0, atol=TOLERANCE)
