@@ -37,8 +37,6 @@ import numpy as np
 from . import files
 from .arguments import float32_array
 from .cli import ConfigError
-from .nets.torchvision import NAME as TORCHVISION_ALEXNET
-from .nets.torchvision import torchvision_alexnet
 from .runtime import resolve_devices
 
 FORMAT = "alexnet_cuda.checkpoint"
@@ -222,26 +220,54 @@ def normalization_scale(meta: dict[str, Any]) -> float | list[float]:
     return [float(x) for x in scale] if isinstance(scale, list) else float(scale)
 
 
-def construct(config: dict[str, Any], devices: Any = None, model_class: Any = None):
-    """The network of a checkpoint's model configuration, with fresh weights: ``AlexNet(**config)``, or for a
-    built-in description (``torchvision-alexnet``) ``AlexNet.from_description`` of it."""
+# A described network's model configuration (``meta["model"]``) holds its description, the text of its network file
+# (nets/file_format.format_net), and the other arguments of AlexNet.from_description; the alexnet family's (and every
+# checkpoint written before descriptions) holds AlexNet's constructor arguments.
+DESCRIPTION = "description"
+FROM_DESCRIPTION_ARGS = ("seed", "optimizer", "adam_betas", "adam_eps")
+
+
+def model_from_config(config: dict[str, Any], devices: Any = None, model_class: Any = None):
+    """The network a checkpoint's model configuration names (untrained: the caller loads the weights)."""
     if model_class is None:
         from .model import AlexNet as model_class  # noqa: N813
-    if config.get("arch") != TORCHVISION_ALEXNET:
+    if DESCRIPTION not in config:
         return model_class(devices=devices, **config)
-    if not hasattr(model_class, "from_description"):
-        raise ValueError(f"{TORCHVISION_ALEXNET} needs AlexNet.from_description (the network engine that builds any "
-                         f"description), which this build of alexnet_cuda does not have yet")
-    unknown = sorted(set(config) - {"arch", "num_classes", "input_size", "towers", "seed"})
-    if unknown or int(config.get("towers", 1)) != 1:
-        raise ValueError(f"a {TORCHVISION_ALEXNET} network takes num_classes only (one tower, 224x224), got "
-                         f"{unknown or 'towers=' + str(config.get('towers'))}")
-    desc = torchvision_alexnet(int(config["num_classes"]), int(config.get("input_size", 224)))
-    return model_class.from_description(desc, devices, seed=int(config.get("seed", 0)))
+    from .nets.description import layer_table
+    from .nets.file_format import parse_net
+
+    desc = parse_net(str(config[DESCRIPTION]), "the recorded network description")
+    layer_table(desc)  # a broken description is one DescriptionError naming the layer and the field
+    kwargs = {k: config[k] for k in FROM_DESCRIPTION_ARGS if k in config}
+    if "adam_betas" in kwargs:
+        kwargs["adam_betas"] = tuple(kwargs["adam_betas"])
+    return model_class.from_description(desc, devices, **kwargs)
+
+
+def network_description(config: dict[str, Any]):
+    """The :class:`~alexnet_cuda.nets.description.NetDescription` of a model configuration: the recorded one, or
+    for the alexnet family the description its constructor arguments name (nets/alexnet.py)."""
+    from .nets.alexnet import alexnet
+    from .nets.file_format import parse_net
+    from .network_options import parse_head, resolve_norm
+
+    if DESCRIPTION in config:
+        return parse_net(str(config[DESCRIPTION]), "the recorded network description")
+    widths = config.get("widths") or {}
+    head = parse_head(widths["fc"] if widths.get("fc") is not None else config.get("head"))
+    return alexnet(config.get("arch", "alexnet"), config.get("input_size"), int(config.get("num_classes", 1000)),
+                   towers=int(config.get("towers", 2)), norm=resolve_norm(config.get("norm", "lrn"),
+                                                                           config.get("lrn", True)),
+                   bn_position=config.get("bn_position", "before_pool"),
+                   overlapping_pool=bool(config.get("overlapping_pool", True)),
+                   activation=config.get("activation", "relu"), dropout=float(config.get("dropout", 0.5)),
+                   conv_channels=widths.get("conv"), head=head, weight_std=float(config.get("weight_std", 0.01)),
+                   bias_init=float(config.get("bias_init", 1.0)))
 
 
 def build_model(ckpt: Checkpoint, devices: Any = None, model_class: Any = None):
-    """Rebuilds the network saved in ``ckpt``: same architecture and options, trained weights, the normalization
+    """Rebuilds the network saved in ``ckpt`` (from its recorded description; the alexnet family's, and older
+    checkpoints', from AlexNet's constructor arguments): same layers and options, trained weights, the normalization
     (training-set mean) it was trained with, and its class names. Returns the model.
 
     ``devices`` is passed to the constructor (None: GPUs when present, else the CPU). ``model_class`` defaults to
@@ -252,7 +278,7 @@ def build_model(ckpt: Checkpoint, devices: Any = None, model_class: Any = None):
         raise CheckpointError(f"checkpoint {ckpt.path or ''}: has no model configuration (was it written by "
                               f"alexnet_cuda.train?)")
     try:
-        model = construct(config, devices, model_class)
+        model = model_from_config(config, devices, model_class)
         model.load_state_dict(ckpt.params)
         if "mean" in ckpt.arrays:
             model.set_normalization(ckpt.arrays["mean"], normalization_scale(ckpt.meta))

@@ -32,8 +32,6 @@ import numpy as np
 
 from . import checkpoint as ckpt_io
 from . import cli
-from .nets.torchvision import NAME as TORCHVISION_ALEXNET
-from .nets.torchvision import torchvision_alexnet
 from .reference.network import CONV_LAYERS, GROUPED, LRN_AFTER, POOL_AFTER, merge_towers
 
 PROG = "python -m alexnet_cuda.export"
@@ -278,10 +276,11 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> dict:
     scale = ckpt_io.normalization_scale(ckpt.meta) if mean is not None else 1.0
     image_size = int(ckpt.meta.get("image_size") or 0) or None
     config = ckpt.model_config
-    if config.get("arch") == TORCHVISION_ALEXNET:  # from its description and weights; no network is built
-        proto = description_to_onnx(torchvision_alexnet(int(config["num_classes"])), ckpt.params,
-                                    image_size=image_size, mean=mean, scale=scale)
-        num_classes = int(config["num_classes"])
+    if ckpt_io.DESCRIPTION in config:  # a described network (torchvision-alexnet, ...): from its description and
+        # weights, no network built; a layer description_to_onnx does not cover is an ExportError naming it
+        desc = ckpt_io.network_description(config)
+        proto = description_to_onnx(desc, ckpt.params, image_size=image_size, mean=mean, scale=scale)
+        num_classes = int(desc.classes)
     else:
         model = ckpt_io.build_model(ckpt, devices="cpu")
         proto = to_onnx(model, image_size=image_size, mean=mean, scale=scale)

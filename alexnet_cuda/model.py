@@ -1,4 +1,10 @@
-"""The paper's network (Krizhevsky, Sutskever, Hinton 2012, Section 3.5, Figure 2) as a Python class.
+"""The paper's network (Krizhevsky, Sutskever, Hinton 2012, Section 3.5, Figure 2) as a Python class, and any other
+network described as data.
+
+``AlexNet(...)`` builds the paper's network or one of its variants; ``AlexNet.from_description(desc)`` builds any
+description (``alexnet_cuda.nets``: a network file, cuda-convnet's layer files, the built-in CIFAR-10 networks). Both
+are the same C++ engine (``csrc/network.h``) built from a description: ``AlexNet(...)`` describes its options with
+``alexnet_cuda.nets.alexnet.alexnet`` first, and ``self.description`` is the description either way.
 
 :class:`AlexNet` wraps the C++ network (``csrc/network.h``), which composes the ops of ``csrc/ops.h`` into two towers
 like cuda-convnet: each tower holds half of every layer's kernels/neurons and lives on its own device, and the towers

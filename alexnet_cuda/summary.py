@@ -19,11 +19,11 @@ import json
 import sys
 from typing import Any
 
-from .cli import ConfigError
+from .checkpoint import load, network_description
 from .nets.alexnet import alexnet
 from .nets.builtin import BUILTIN, TORCHVISION_ALEXNET, builtin
 from .nets.from_convnet import read_convnet
-from .nets.description import DescriptionError, layer_table
+from .nets.description import layer_table
 from .nets.table import format_table, totals
 from .nets.file_format import read_net
 from .network_options import BN_POSITIONS, NORMS, check_choice, head_str, parse_head, resolve_norm
@@ -77,13 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "the variant flags, or cuda-convnet's layers-*.cfg with --net-params")
     p.add_argument("--net-params", metavar="FILE", help="cuda-convnet's layer-params-*.cfg for a layers-*.cfg --net "
                                                         "(its inputs are --input-size, default 32)")
+    p.add_argument("--checkpoint", metavar="PATH",
+                   help="the network of a checkpoint written by alexnet_cuda.train (its recorded description, or "
+                        "the alexnet family's options), instead of --arch and --net")
     p.add_argument("--json", action="store_true", help="print the layers and totals as JSON")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.net or args.arch in BUILTIN:
+    if args.net or args.checkpoint or args.arch in BUILTIN:
         return _summarize_description(args)
     try:
         layers = describe(args.num_classes, args.arch, args.input_size, towers=args.towers, lrn=args.lrn,
@@ -102,20 +105,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def _summarize_description(args) -> int:
     try:
-        if args.net_params and args.net:
+        if args.checkpoint:
+            desc = network_description(load(args.checkpoint).model_config)
+        elif args.net_params and args.net:
             desc = read_convnet(args.net, args.net_params, input_size=args.input_size or 32)
         elif args.net:
             desc = read_net(args.net)
         else:
             desc = builtin(args.arch, args.num_classes if args.arch == TORCHVISION_ALEXNET else None)
         layers = layer_table(desc)
-    except (DescriptionError, ConfigError) as exc:
+    except (ValueError, OSError) as exc:  # DescriptionError, ConfigError, CheckpointError: one line each
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps({"layers": layers, "totals": totals(layers)}, indent=2))
     else:
-        source = args.net or "built in"
+        source = args.checkpoint or args.net or "built in"
         print(format_table(layers, f"{desc.name} ({source}), {desc.classes} classes, {desc.towers} tower(s)"))
     return 0
 

@@ -44,6 +44,7 @@ from .cli import ConfigError
 from .arguments import float32_array
 from .model import AlexNet
 from .nets import torchvision as tv
+from .nets.file_format import format_net
 from .summary import describe, totals
 
 PROG = "python -m alexnet_cuda.weights"
@@ -147,7 +148,9 @@ def torchvision_meta(num_classes: int) -> tuple[dict[str, Any], np.ndarray]:
     classes are numbered (torchvision's state dict holds no class names)."""
     mean, scale = tv.normalization()
     names = [str(i) for i in range(num_classes)]
-    return {"model": {"arch": tv.NAME, "num_classes": num_classes, "input_size": tv.INPUT_SIZE, "towers": 1},
+    model = {ckpt_io.DESCRIPTION: format_net(tv.torchvision_alexnet(num_classes)), "arch": tv.NAME,
+             "num_classes": num_classes, "input_size": tv.INPUT_SIZE, "towers": 1}  # checkpoint.model_from_config
+    return {"model": model,
             "classes": names, "class_ids": names, "image_size": tv.RESIZE,
             "normalization_scale": [float(x) for x in scale], "preprocessing": "torchvision"}, mean
 

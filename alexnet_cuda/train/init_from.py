@@ -16,6 +16,7 @@ torchvision's and the alexnet descriptions' names); any other parameter whose sh
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import numpy as np
 from .. import checkpoint as ckpt_io
 from ..cli import ConfigError
 from ..console import log
+from ..nets.file_format import format_net
 
 # The model options that fix the parameters' names and shapes (besides num_classes); the others (seed, initial
 # weights, dropout rate, optimizer) may differ between FILE and the run.
@@ -57,22 +59,38 @@ def load_source(path: str) -> ckpt_io.Checkpoint:
 
 
 def apply_defaults(c: Any) -> None:
-    """--arch and --input-size default to FILE's network; an --arch given that differs is refused."""
+    """--arch and --input-size default to FILE's network (a described network's description is FILE's); an --arch
+    or --net given that differs is refused."""
     source = load_source(c.init_from).model_config
+    if c.net is not None or c.net_params is not None:
+        raise ConfigError(f"--init-from {c.init_from} names the network (its own); drop --net")
     if c.arch is None:
         c.arch = source.get("arch")
     elif c.arch != source.get("arch"):
         raise ConfigError(f"--init-from {c.init_from}: holds a {source.get('arch')} network, but --arch is {c.arch} "
                           f"(fine-tuning keeps the network's architecture; drop --arch)")
+    if ckpt_io.DESCRIPTION in source:
+        c.description = source[ckpt_io.DESCRIPTION]  # train/described.py takes the rest from it
+        return
     if c.input_size is None and source.get("input_size"):
         c.input_size = int(source["input_size"])
     if c.widths is None and source.get("widths") is not None:
         c.widths = source["widths"]
 
 
+def _layers(config: dict[str, Any]) -> str | None:
+    """A described network's layers as text, whatever its classes (None for the alexnet family's constructor)."""
+    if ckpt_io.DESCRIPTION not in config:
+        return None
+    return format_net(dataclasses.replace(ckpt_io.network_description(config), classes=0))
+
+
 def _differences(run_config: dict[str, Any], source: dict[str, Any]) -> list[str]:
-    return [f"{k} {source.get(k)!r} (file) vs {run_config.get(k)!r} (run)" for k in ARCHITECTURE
-            if run_config.get(k) != source.get(k)]
+    differs = [f"{k} {source.get(k)!r} (file) vs {run_config.get(k)!r} (run)" for k in ARCHITECTURE
+               if run_config.get(k) != source.get(k)]
+    if _layers(run_config) != _layers(source):
+        differs.append("the layers of its description")
+    return differs
 
 
 def last_layer(names: list[str]) -> str:
