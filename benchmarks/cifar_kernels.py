@@ -3,7 +3,8 @@ at their shapes on whole 32x32 images (example-layers/ in cuda-convnet): ``layer
 conv1, rnorm size 3 after pool1 and pool2, average pools 3/2 after conv2 and conv3) and
 ``layers-conv-local-11pct.cfg`` (max pools 3/2 after conv1 and conv2, cmrnorm size 9 = the lrn op with k = 1).
 Pools use cuda-convnet's output rule (``ops.convnet_pool_outputs``: 32 -> 16 -> 8 -> 4, the last windows clipped).
-Layers are named ``18pct.<layer>`` and ``conv-local.<layer>``. kernels.py times them with the rest."""
+Layers are named ``18pct.<layer>`` and ``conv-local.<layer>``; layers-18pct's three 5x5 convolutions are here too
+(paper_kernels.conv_cases at their shapes). kernels.py times them with the rest."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.kernel_cases import F4, Case, f32, tensors, torch_tensors
+from benchmarks.kernel_cases import F4, Case, Conv, Net, f32, tensors, torch_tensors
 
 SIDE = 32  # CIFAR-10 images, whole (layers-18pct trains on them uncropped)
 RNORM = dict(size=3, alpha=5e-5, beta=0.75, k=1.0)      # layer-params-18pct.cfg: rnorm1/rnorm2 scale, pow
@@ -125,10 +126,19 @@ def _norm_cases(layer: str, kind: str, shape: tuple[int, ...], rng: np.random.Ge
     ]
 
 
+# layers-18pct's convolutions (5x5, stride 1, padding 2, on the whole image and the two pooled maps): conv2 and
+# conv3 run F(2x2, 5x5) Winograd on the CPU, conv1 (3 input channels) im2col. fc10 (1024 -> 10) is too small to time.
+CONVS_18PCT = [Conv("18pct.conv1", 3, 32, 5, 1, 2, SIDE), Conv("18pct.conv2", 32, 32, 5, 1, 2, SIDE // 2),
+               Conv("18pct.conv3", 32, 64, 5, 1, 2, SIDE // 4)]
+
+
 def cifar_cases(net: Any, n: int, rng: np.random.Generator) -> list[Case]:
-    """Every pooling and normalization layer of layers-18pct and conv-local at batch n (net is not used: these
-    networks have their own shapes)."""
-    cases: list[Case] = []
+    """Every convolution (forward with a fused ReLU, both gradients), pooling and normalization layer of
+    layers-18pct and the pooling and normalization layers of conv-local at batch n (net is not used: these networks
+    have their own shapes)."""
+    from benchmarks.paper_kernels import conv_cases  # (paper_kernels imports this module)
+
+    cases: list[Case] = conv_cases(Net(tuple(CONVS_18PCT), fc=0, classes=10, image=SIDE, crop=SIDE), n, rng)
     for layer, kind, channels, side in LAYERS:
         shape = (n, channels, side, side)
         make = _pool_cases if kind in ("maxpool", "avgpool") else _norm_cases

@@ -48,6 +48,32 @@ AX_HOST_DEVICE PlaneIndex unflatten(int64_t i, int h, int w) {
   return {rows / h, static_cast<int>(rows % h), static_cast<int>(i % w)};
 }
 
+// What the one-thread-per-output CUDA kernels (forward) start from: output o of the flat (n, c, h_out, w_out)
+// index, its plane and its clipped window.
+struct OutputWindow {
+  int64_t plane;
+  Span rows, cols;
+};
+AX_HOST_DEVICE int64_t output_count(const PoolShape& s) { return static_cast<int64_t>(s.n) * s.c * s.h_out * s.w_out; }
+AX_HOST_DEVICE OutputWindow output_window(const PoolShape& s, int64_t o) {
+  const PlaneIndex at = unflatten(o, s.h_out, s.w_out);
+  return {at.plane, row_window(s, at.y), col_window(s, at.x)};
+}
+
+// What the one-thread-per-input-element CUDA kernels (backward, gathers) start from: element e of the flat
+// (n, c, h_in, w_in) index, its plane and position, and the windows [oys) x [oxs) that hold it.
+struct InputCover {
+  int64_t plane;
+  int iy, ix;
+  Span oys, oxs;
+};
+AX_HOST_DEVICE int64_t input_count(const PoolShape& s) { return static_cast<int64_t>(s.n) * s.c * s.h_in * s.w_in; }
+AX_HOST_DEVICE InputCover input_cover(const PoolShape& s, int64_t e) {
+  const PlaneIndex at = unflatten(e, s.h_in, s.w_in);
+  return {at.plane, at.y, at.x, covering(at.y, s.start, s.stride, s.kernel, s.h_out),
+          covering(at.x, s.start, s.stride, s.kernel, s.w_out)};
+}
+
 // The input columns that some window of a row covers, [begin, end): the column scratch of the separable CPU kernels.
 AX_HOST_DEVICE Span covered_columns(const PoolShape& s) {
   const Span first = col_window(s, 0), last = col_window(s, s.w_out - 1);

@@ -27,8 +27,23 @@ namespace {
 // Below this many input elements the OpenMP fork/join costs more than the pooling.
 constexpr int64_t kParallelThreshold = 1 << 14;
 
+// Columns of windows whose window is whole (kernel wide, not clipped at either edge), [begin, end) of ox.
+pool::Span whole_columns(const PoolShape& s) {
+  const int64_t before = -static_cast<int64_t>(s.start);  // a whole window starts at column 0 or later
+  const int64_t begin = before <= 0 ? 0 : (before + s.stride - 1) / s.stride;
+  const int64_t room = static_cast<int64_t>(s.w_in) - s.kernel - s.start;  // the last whole window's first column
+  const int64_t end = std::min<int64_t>(room < 0 ? 0 : room / s.stride + 1, s.w_out);
+  return {static_cast<int>(std::min(begin, end)), static_cast<int>(end)};
+}
+
+// The window size K and stride S: compile-time when > 0 (layers-18pct's 3/2), else the shape's. The whole windows
+// of a row are then summed with a fixed, unrolled column count, so the loop over them vectorizes (the divisions
+// too); the clipped ones at the edges are summed one by one. Same additions in the same order either way. Measured
+// at 1 thread (CPU time), layers-18pct pool2 (128x32x16x16 -> 8x8): 1.8 -> 1.1 ms.
+template <int K, int S>
 void forward_plane(const PoolShape& s, const float* __restrict__ xp, float* __restrict__ yp, float* colsum) {
-  const pool::Span cols = pool::covered_columns(s);
+  const int k = K > 0 ? K : s.kernel, stride = S > 0 ? S : s.stride;
+  const pool::Span cols = pool::covered_columns(s), whole = whole_columns(s);
   for (int oy = 0; oy < s.h_out; ++oy) {
     const pool::Span rows = pool::row_window(s, oy);
     const float* top = xp + static_cast<int64_t>(rows.begin) * s.w_in;
@@ -39,12 +54,22 @@ void forward_plane(const PoolShape& s, const float* __restrict__ xp, float* __re
       for (int ix = cols.begin; ix < cols.end; ++ix) colsum[ix] += row[ix];
     }
     float* out = yp + static_cast<int64_t>(oy) * s.w_out;
-    for (int ox = 0; ox < s.w_out; ++ox) {
+    auto clipped = [&](int ox) {
       const pool::Span w = pool::col_window(s, ox);
       float sum = colsum[w.begin];
       for (int ix = w.begin + 1; ix < w.end; ++ix) sum += colsum[ix];
       out[ox] = sum / static_cast<float>(rows.count() * w.count());
+    };
+    for (int ox = 0; ox < whole.begin; ++ox) clipped(ox);
+    const float size = static_cast<float>(rows.count() * k);
+#pragma omp simd
+    for (int ox = whole.begin; ox < whole.end; ++ox) {
+      const float* c = colsum + (s.start + static_cast<int64_t>(ox) * stride);  // window ox's first column
+      float sum = c[0];
+      for (int kx = 1; kx < k; ++kx) sum += c[kx];
+      out[ox] = sum / size;
     }
+    for (int ox = whole.end; ox < s.w_out; ++ox) clipped(ox);
   }
 }
 
@@ -88,9 +113,13 @@ void for_each_plane(const PoolShape& s, Body body) {
 void avgpool_forward(const PoolShape& s, const float* x, float* y) {
   if (s.h_out <= 0 || s.w_out <= 0) return;
   const int64_t in_plane = static_cast<int64_t>(s.h_in) * s.w_in, out_plane = static_cast<int64_t>(s.h_out) * s.w_out;
-  for_each_plane(s, [&](int64_t plane, float* colsum) {
-    forward_plane(s, x + plane * in_plane, y + plane * out_plane, colsum);
-  });
+  auto run = [&](auto plane_kernel) {
+    for_each_plane(s, [&](int64_t plane, float* colsum) {
+      plane_kernel(s, x + plane * in_plane, y + plane * out_plane, colsum);
+    });
+  };
+  if (s.kernel == 3 && s.stride == 2) return run(forward_plane<3, 2>);
+  run(forward_plane<0, 0>);
 }
 
 void avgpool_backward(const PoolShape& s, const float* dy, float* dx) {

@@ -11,15 +11,19 @@
 // The input gradient of a stride-1 R x R convolution with padding p is itself one: of dy, padded by R - 1 - p,
 // with each filter rotated by 180 degrees and the in/out channels swapped. Both directions run one pass
 // (run_pass). A strided layer's forward (conv1) is first folded into a stride-1 one (space-to-depth, at the end
-// of this file). The weight gradient stays on im2col (conv2d.cpp).
+// of this file). The weight gradient of a 5x5 layer is the adjoint of the forward (backward_weight_with); others
+// stay on im2col (conv2d.cpp).
 //
 // Work is shared as in conv2d.cpp: (chunk of images, group) items, each on one thread with its own scratch, or,
 // with fewer items than threads, in order with threaded GEMMs and transforms. Every output element is computed by
 // one thread in a fixed order, so results do not depend on the thread count.
 #include "cpu/conv2d_winograd.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "activation.h"
 #include "cpu/conv2d_items.h"
@@ -241,6 +245,135 @@ void run_pass(const Pass& p, const float* in, const float* w, bool rotated, cons
   });
 }
 
+// ---- the weight gradient ------------------------------------------------------------------------------------------
+// Y = A^T (U .* V) A summed over input channels, with U = G g G^T, so for one filter g (output o, input c)
+//   dL/dU_e = sum over tiles of dM_e V_e,  dM = A dY A^T  (the adjoint of the output transform; dY is the tile's
+//   M x M block of dy, zero where the block hangs over the map's edge), and dL/dg = G^T (dL/dU) G.
+// Summed over the chunk's tiles that is one product per tile element e: dU_e[c_out, c_in] += dM_e[c_out, tiles]
+// V_e[c_in, tiles]^T, A*A products with A*A/(M*M*R*R) of im2col's multiply-adds (F(2x2, 5x5): 36 for 100).
+
+// dM = A dY A^T for every tile of one dy plane, element e of tile T to dm[e * e_stride + T].
+template <class W>
+void transform_grad_plane(const Pass& p, const float* dyp, float* dm, int64_t e_stride) {
+  constexpr int M = W::M, A = W::A;
+  const int64_t tiles = p.tiles();
+  float* blocks = tls_plane.get(static_cast<size_t>((M * M + M * A) * tiles));  // dY[a][b], then (dY A^T)[a][k]
+  float* ya = blocks + M * M * tiles;
+  for (int ty = 0; ty < p.tiles_y; ++ty)
+    for (int a = 0; a < M; ++a)
+      for (int b = 0; b < M; ++b) {
+        float* dst = blocks + (a * M + b) * tiles + static_cast<int64_t>(ty) * p.tiles_x;
+        const int y = M * ty + a;
+        for (int tx = 0; tx < p.tiles_x; ++tx) {
+          const int x = M * tx + b;
+          dst[tx] = y < p.h_out && x < p.w_out ? dyp[static_cast<int64_t>(y) * p.w_out + x] : 0.0f;
+        }
+      }
+  for (int a = 0; a < M; ++a)  // (dY A^T)[a][k] = sum_b dY[a][b] A^T[b][k]
+    static_for<A>([&](auto k) {
+      float* dst = ya + (a * A + k) * tiles;
+      for (int64_t t = 0; t < tiles; ++t) {
+        float acc = 0.0f;
+        static_for<M>([&](auto b) {
+          constexpr float c = static_cast<float>(W::AT::v[b][k]);
+          if constexpr (c != 0.0f) acc += c * blocks[(a * M + b) * tiles + t];
+        });
+        dst[t] = acc;
+      }
+    });
+  static_for<A>([&](auto i) {  // dM[i][k] = sum_a A^T[a][i] (dY A^T)[a][k]
+    for (int k = 0; k < A; ++k) {
+      float* dst = dm + (i * A + k) * e_stride;
+      for (int64_t t = 0; t < tiles; ++t) {
+        float acc = 0.0f;
+        static_for<M>([&](auto a) {
+          constexpr float c = static_cast<float>(W::AT::v[a][i]);
+          if constexpr (c != 0.0f) acc += c * ya[(a * A + k) * tiles + t];
+        });
+        dst[t] = acc;
+      }
+    }
+  });
+}
+
+// dw[g*c_out + o, c] = G^T dU G for every filter of group g; du[e][o][c] summed over `count` partials du_size apart,
+// in partial order.
+template <class W>
+void filters_from_du(const Pass& p, const float* du, int count, int64_t du_size, int64_t g, float* dw, bool parallel) {
+  constexpr int A = W::A, R = W::R, E = A * A;
+  const int64_t matrix = p.c_out * p.c_in;
+  const float* du_g = du + g * E * matrix;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t oc = 0; oc < matrix; ++oc) {
+    float d[E], gd[R * A];  // dU of this filter, then (G^T dU)[a][k]
+    for (int e = 0; e < E; ++e) {
+      float sum = du_g[e * matrix + oc];
+      for (int u = 1; u < count; ++u) sum += du_g[u * du_size + e * matrix + oc];
+      d[e] = sum;
+    }
+    for (int a = 0; a < R; ++a)
+      for (int k = 0; k < A; ++k) {
+        float acc = 0.0f;
+        for (int i = 0; i < A; ++i) acc += static_cast<float>(W::G::v[i][a]) * d[i * A + k];
+        gd[a * A + k] = acc;
+      }
+    float* out = dw + (g * matrix + oc) * R * R;
+    for (int a = 0; a < R; ++a)
+      for (int b = 0; b < R; ++b) {
+        float acc = 0.0f;
+        for (int k = 0; k < A; ++k) acc += gd[a * A + k] * static_cast<float>(W::G::v[k][b]);
+        out[a * R + b] = acc;
+      }
+  }
+}
+
+// As conv2d_backward_weight (conv2d.cpp): (chunk, group) items shared among threads, each summing its contiguous
+// items into its own partial dU, the partials added in thread order (or, with fewer items than threads, the items
+// in order with threaded transforms and products). Same thread count, same bits.
+template <class W>
+void backward_weight_with(const ConvShape& s, const float* x, const float* dy, float* dw) {
+  constexpr int E = W::A * W::A;
+  const Pass p = make_pass<W>(s.n, s.groups, s.c_in / s.groups, s.c_out / s.groups, s.h_in, s.w_in, s.pad);
+  const int threads = max_threads();
+  const int64_t tiles = p.tiles(), matrix = p.c_out * p.c_in, du_size = E * matrix * p.groups;
+  const int64_t chunks = chunk_count(p.n, ceil_div(kChunkFloatsPerChannel / E, tiles), threads);
+  const int64_t items = chunks * p.groups;
+  auto accumulate_item = [&](int64_t item, float* du, bool parallel) {
+    const ImageRange r = chunk_images(p.n, chunks, item / p.groups);
+    const int64_t g = item % p.groups, cols = r.count * tiles;
+    float* v = tls_v.get(static_cast<size_t>(E * p.c_in * cols));
+    float* dm = tls_m.get(static_cast<size_t>(E * p.c_out * cols));
+    transform_inputs<W>(p, x, r, g, v, parallel);
+    const int64_t planes = r.count * p.c_out;
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t plane = 0; plane < planes; ++plane) {
+      const int64_t j = plane / p.c_out, o = plane % p.c_out;
+      const float* src = dy + ((r.begin + j) * p.groups * p.c_out + g * p.c_out + o) * p.out_plane();
+      transform_grad_plane<W>(p, src, dm + o * cols + j * tiles, p.c_out * cols);
+    }
+    for (int e = 0; e < E; ++e)
+      gemm(Trans::No, Trans::Yes, p.c_out, p.c_in, cols, dm + e * p.c_out * cols, cols, v + e * p.c_in * cols, cols,
+           du + (g * E + e) * matrix, p.c_in, true, {}, parallel);
+  };
+  if (!share_items(items, threads)) {
+    std::vector<float> du(static_cast<size_t>(du_size), 0.0f);
+    for (int64_t item = 0; item < items; ++item) accumulate_item(item, du.data(), true);
+    for (int64_t g = 0; g < p.groups; ++g) filters_from_du<W>(p, du.data(), 1, du_size, g, dw, threads > 1);
+    return;
+  }
+  std::vector<float> partials(static_cast<size_t>(threads) * du_size, 0.0f);
+  int used = threads;
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), team = omp_get_num_threads();
+#pragma omp single
+    used = team;
+    const int64_t begin = t * items / team, end = (t + 1) * items / team;
+    for (int64_t item = begin; item < end; ++item) accumulate_item(item, partials.data() + t * du_size, false);
+  }
+  for (int64_t g = 0; g < p.groups; ++g) filters_from_du<W>(p, partials.data(), used, du_size, g, dw, true);
+}
+
 // Forward: the layer as it is. Input gradient: the pass over dy described at the top.
 template <class W>
 void forward_with(const ConvShape& s, const float* x, const float* w, const float* bias, Activation act, float* y) {
@@ -341,7 +474,17 @@ bool winograd_forward_applies(const ConvShape& s) {
   return variant_of(s) != Variant::None || fold_stride(s, &folded);
 }
 
-bool winograd_backward_input_applies(const ConvShape& s) { return variant_of(s) != Variant::None; }
+// F(2x2, 5x5)'s input gradient on small maps stays on im2col, whose product there is one tall matrix (M = c_in*25)
+// while Winograd's are 36 products of c_in rows over a few tiles. Measured at 1 thread (CPU time), layers-18pct
+// batch 128, Winograd / im2col: conv3's input gradient (64 -> 32 channels, 8x8 maps) 14.8 / 12.0 ms; conv2's
+// (32 -> 32, 16x16) 16.5 / 29.4 ms, which keeps Winograd.
+constexpr int64_t kMinF2x5InputGradPositions = 16 * 16;
+
+bool winograd_backward_input_applies(const ConvShape& s) {
+  const Variant v = variant_of(s);
+  if (v == Variant::F2x5 && static_cast<int64_t>(s.h_in) * s.w_in < kMinF2x5InputGradPositions) return false;
+  return v != Variant::None;
+}
 
 void winograd_forward(const ConvShape& s, const float* x, const float* w, const float* bias, Activation act,
                       float* y) {
@@ -359,6 +502,15 @@ void winograd_forward(const ConvShape& s, const float* x, const float* w, const 
     case Variant::F2x5: return forward_with<winograd::F2x5>(s, x, w, bias, act, y);
     case Variant::None: break;
   }
+}
+
+// F(2x2, 5x5)'s weight gradient (layers-18pct's conv2 and conv3); 3x3 layers keep im2col, not measured here.
+// Measured at 1 thread (CPU time), layers-18pct batch 128, Winograd / im2col: conv2 20.3 / 28.2 ms, conv3 11.8 /
+// 13.0 ms.
+bool winograd_backward_weight_applies(const ConvShape& s) { return variant_of(s) == Variant::F2x5; }
+
+void winograd_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw) {
+  if (variant_of(s) == Variant::F2x5) backward_weight_with<winograd::F2x5>(s, x, dy, dw);
 }
 
 void winograd_backward_input(const ConvShape& s, const float* dy, const float* w, float* dx) {

@@ -14,5 +14,7 @@ bool winograd_backward_input_applies(const ConvShape& s);
 void winograd_forward(const ConvShape& s, const float* x, const float* w, const float* bias, Activation act,
                       float* y);
 void winograd_backward_input(const ConvShape& s, const float* dy, const float* w, float* dx);
+bool winograd_backward_weight_applies(const ConvShape& s);
+void winograd_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw);
 
 }  // namespace alexnet::cpu

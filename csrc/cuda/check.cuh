@@ -41,4 +41,8 @@ inline unsigned grid_for(int64_t count, int threads, int64_t max_blocks = 65535L
   if (blocks > max_blocks) blocks = max_blocks;
   return static_cast<unsigned>(blocks);
 }
+// The grid-stride loop over a grid_for launch, for (int64_t i = grid_first(); i < count; i += grid_step()): the
+// calling thread's first item and the whole grid's width.
+__device__ inline int64_t grid_first() { return blockIdx.x * (int64_t)blockDim.x + threadIdx.x; }
+__device__ inline int64_t grid_step() { return (int64_t)gridDim.x * blockDim.x; }
 }  // namespace alexnet::cuda

@@ -25,16 +25,12 @@ namespace {
 constexpr int kThreads = 256;
 
 __global__ void maxpool_forward_kernel(PoolShape s, const float* __restrict__ x, float* __restrict__ y) {
-  const int64_t total = static_cast<int64_t>(s.n) * s.c * s.h_out * s.w_out;
-  for (int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; o < total; o += (int64_t)gridDim.x * blockDim.x) {
-    const pool::PlaneIndex out = pool::unflatten(o, s.h_out, s.w_out);
-    const int64_t plane = out.plane;
-    const int oy = out.y, ox = out.x;
-    const pool::Span rows = pool::row_window(s, oy), cols = pool::col_window(s, ox);
-    const float* w = x + (plane * s.h_in + rows.begin) * s.w_in + cols.begin;
+  for (int64_t o = grid_first(); o < pool::output_count(s); o += grid_step()) {
+    const pool::OutputWindow win = pool::output_window(s, o);
+    const float* w = x + (win.plane * s.h_in + win.rows.begin) * s.w_in + win.cols.begin;
     float m = __ldg(w);
-    for (int ky = 0; ky < rows.count(); ++ky)
-      for (int kx = 0; kx < cols.count(); ++kx) {
+    for (int ky = 0; ky < win.rows.count(); ++ky)
+      for (int kx = 0; kx < win.cols.count(); ++kx) {
         const float v = __ldg(w + static_cast<int64_t>(ky) * s.w_in + kx);
         m = v > m ? v : m;
       }
@@ -44,20 +40,15 @@ __global__ void maxpool_forward_kernel(PoolShape s, const float* __restrict__ x,
 
 __global__ void maxpool_backward_kernel(PoolShape s, const float* __restrict__ x, const float* __restrict__ y,
                                         const float* __restrict__ dy, float* __restrict__ dx) {
-  const int64_t total = static_cast<int64_t>(s.n) * s.c * s.h_in * s.w_in;
-  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
-    const pool::PlaneIndex in = pool::unflatten(e, s.h_in, s.w_in);
-    const int64_t plane = in.plane;
-    const int iy = in.y, ix = in.x;
-    const float* xp = x + plane * s.h_in * s.w_in;
-    const int64_t out_base = plane * s.h_out * s.w_out;
-    const pool::Span oys = pool::covering(iy, s.start, s.stride, s.kernel, s.h_out);
-    const pool::Span oxs = pool::covering(ix, s.start, s.stride, s.kernel, s.w_out);
+  for (int64_t e = grid_first(); e < pool::input_count(s); e += grid_step()) {
+    const pool::InputCover in = pool::input_cover(s, e);
+    const float* xp = x + in.plane * s.h_in * s.w_in;
+    const int64_t out_base = in.plane * s.h_out * s.w_out;
     const float value = __ldg(x + e);
     float grad = 0.0f;
-    for (int oy = oys.begin; oy < oys.end; ++oy) {
+    for (int oy = in.oys.begin; oy < in.oys.end; ++oy) {
       const pool::Span rows = pool::row_window(s, oy);
-      for (int ox = oxs.begin; ox < oxs.end; ++ox) {
+      for (int ox = in.oxs.begin; ox < in.oxs.end; ++ox) {
         const int64_t o = out_base + static_cast<int64_t>(oy) * s.w_out + ox;
         const float target = __ldg(y + o);
         if (value != target) continue;
@@ -65,8 +56,8 @@ __global__ void maxpool_backward_kernel(PoolShape s, const float* __restrict__ x
         // the window's scan order is also a maximum: the rows above it in full, then its row up to its column.
         const pool::Span cols = pool::col_window(s, ox);
         bool earlier = false;
-        for (int ry = rows.begin; ry <= iy && !earlier; ++ry) {
-          const int end = ry < iy ? cols.end : ix;
+        for (int ry = rows.begin; ry <= in.iy && !earlier; ++ry) {
+          const int end = ry < in.iy ? cols.end : in.ix;
           const float* row = xp + static_cast<int64_t>(ry) * s.w_in;
           for (int rx = cols.begin; rx < end; ++rx)
             if (__ldg(row + rx) == target) {
@@ -84,7 +75,7 @@ __global__ void maxpool_backward_kernel(PoolShape s, const float* __restrict__ x
 }  // namespace
 
 void maxpool_forward(const PoolShape& s, const float* x, float* y, cudaStream_t stream) {
-  const int64_t total = static_cast<int64_t>(s.n) * s.c * s.h_out * s.w_out;
+  const int64_t total = pool::output_count(s);
   if (total == 0) return;
   maxpool_forward_kernel<<<grid_for(total, kThreads), kThreads, 0, stream>>>(s, x, y);
   AX_CUDA_CHECK_LAUNCH("maxpool_forward");
@@ -92,7 +83,7 @@ void maxpool_forward(const PoolShape& s, const float* x, float* y, cudaStream_t 
 
 void maxpool_backward(const PoolShape& s, const float* x, const float* y, const float* dy, float* dx,
                       cudaStream_t stream) {
-  const int64_t total = static_cast<int64_t>(s.n) * s.c * s.h_in * s.w_in;
+  const int64_t total = pool::input_count(s);
   if (total == 0) return;
   maxpool_backward_kernel<<<grid_for(total, kThreads), kThreads, 0, stream>>>(s, x, y, dy, dx);
   AX_CUDA_CHECK_LAUNCH("maxpool_backward");

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -110,3 +111,39 @@ def test_vs_torch_network_has_our_layers():
     theirs = vs_torch.torch_alexnet(torch, "alexnet-small", 10)
     assert sum(p.numel() for p in theirs.parameters()) == ours.num_parameters()
     assert theirs(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_cifar_speed_torch_side_computes_our_step():
+    """benchmarks/cifar_speed.py: PyTorch's layers-18pct (ceil-mode pools, rnorm written with avg_pool2d on squares)
+    gives our logits from the same weights, and one SGD step from zero momentum leaves the same weights (our update
+    and torch's agree on a first step)."""
+    torch = pytest.importorskip("torch")
+    from benchmarks import cifar_speed
+
+    rng = np.random.default_rng(0)
+    images = (rng.standard_normal((4, 3, 32, 32)) * 50).astype(np.float32)
+    labels = rng.integers(0, 10, 4).astype(np.int32)
+    weights = cifar_speed.initial_weights()
+    weights["conv1.weight"] *= 100  # initW 1e-4 leaves conv1's output too small for rnorm to matter
+    ours = cifar_speed.OpsStep(weights, images, labels)
+    ours.step()
+    net, opt = cifar_speed.torch_net(torch, weights)
+    logits = net(torch.from_numpy(images))
+    np.testing.assert_allclose(ours.logits.numpy(), logits.detach().numpy(), rtol=1e-4, atol=1e-5)
+    torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels.astype(np.int64))).backward()
+    opt.step()
+    for name, layer in (("conv1", net[0]), ("conv3", net[8]), ("fc10", net[12])):
+        np.testing.assert_allclose(ours.w[f"{name}.weight"].numpy(), layer.weight.detach().numpy(), rtol=1e-4,
+                                   atol=1e-6)
+
+
+def test_cifar_speed_main_writes_results(tmp_path):
+    from benchmarks import cifar_speed
+
+    payload = cifar_speed.main(["--batch", "4", "--threads", "1", "--reps", "1", "--warmup", "0", "--out",
+                                str(tmp_path)])
+    (md,) = tmp_path.glob("cifar_speed_*.md")
+    assert md.with_suffix(".json").exists()
+    (result,) = payload["results"]
+    assert result["ours_images_per_s"] > 0 and "conv2 weight grad" in result["breakdown_seconds"]
+    assert payload["cpu"]["model_name"] and isinstance(payload["cpu"]["avx512f"], bool)

@@ -46,6 +46,10 @@ CASES = [
     pytest.param((2, 48, 15, 15, 64, 5, 5, 1, 2, 1), id="winograd-5x5-conv2-of-alexnet-small"),
     pytest.param((2, 64, 9, 7, 64, 5, 5, 1, 1, 2), id="winograd-5x5-pad1-groups2"),
     pytest.param((1, 32, 3, 4, 32, 5, 5, 1, 4, 1), id="winograd-5x5-pad4-map-smaller-than-kernel"),
+    # layers-18pct's conv3 (8x8 maps: the input gradient stays on im2col) and conv2 (16x16) with enough images for
+    # several chunks: 5x5 weight gradients also run Winograd
+    pytest.param((5, 32, 8, 8, 64, 5, 5, 1, 2, 1), id="winograd-5x5-layers-18pct-conv3"),
+    pytest.param((9, 16, 16, 16, 16, 5, 5, 1, 2, 1), id="winograd-5x5-layers-18pct-conv2-image-chunks"),
     # strided forward folded to stride 1 (space-to-depth: c_in * stride^2 channels, ceil(k / stride) taps)
     pytest.param((2, 3, 35, 35, 16, 11, 11, 4, 0, 1), id="winograd-folded-conv1-geometry"),
     pytest.param((1, 3, 37, 34, 16, 11, 11, 4, 0, 1), id="winograd-folded-stride4-not-dividing-input"),

@@ -26,6 +26,7 @@ CASES = [
     ((2, 2, 11, 10), 2, 3),
     ((1, 1, 9, 12), 3, 1),
     ((3, 1, 10, 6), 4, 3),
+    ((1, 2, 9, 71), 3, 2),  # 35 windows a row: the CPU backward's search runs several 16-lane blocks
 ]
 CASE_IDS = [f"{'x'.join(map(str, s))}-k{k}s{st}" for s, k, st in CASES]
 
