@@ -50,6 +50,17 @@ def float_arg(op: str, name: str, v: Any) -> float:
     return f
 
 
+def channel_scale_arg(op: str, name: str, v: Any) -> list[float]:
+    """The input scale as three float32 numbers (R, G, B): one number (the paper's single scale) is repeated; a
+    sequence or array of three is one per channel (torchvision's ``1 / (255 * std)``)."""
+    if is_real(v):
+        return [float_arg(op, name, v)] * 3
+    values = np.asarray(v) if isinstance(v, (list, tuple, np.ndarray)) else None
+    if values is None or values.shape != (3,) or values.dtype.kind not in "iuf":
+        raise TypeError(f"{op}: {name} must be a number or three numbers (one per channel R, G, B), got {v!r}")
+    return [float_arg(op, f"{name}[{i}]", values[i].item()) for i in range(3)]
+
+
 def bool_arg(op: str, name: str, v: Any) -> bool:
     if not isinstance(v, (bool, np.bool_)):
         raise TypeError(f"{op}: {name} must be True or False, got {v!r}")

@@ -213,6 +213,13 @@ def _check_weights(ckpt: Checkpoint) -> None:
                     raise CheckpointError(str(exc)) from None
 
 
+def normalization_scale(meta: dict[str, Any]) -> float | list[float]:
+    """The input scale a checkpoint records: one number (the paper's nets), or one per channel (R, G, B) for
+    torchvision's preprocessing (``1 / (255 * std)``)."""
+    scale = meta.get("normalization_scale", 1.0)
+    return [float(x) for x in scale] if isinstance(scale, list) else float(scale)
+
+
 # A described network's model configuration (``meta["model"]``) holds its description, the text of its network file
 # (nets/file_format.format_net), and the other arguments of AlexNet.from_description; the alexnet family's (and every
 # checkpoint written before descriptions) holds AlexNet's constructor arguments.
@@ -274,7 +281,7 @@ def build_model(ckpt: Checkpoint, devices: Any = None, model_class: Any = None):
         model = model_from_config(config, devices, model_class)
         model.load_state_dict(ckpt.params)
         if "mean" in ckpt.arrays:
-            model.set_normalization(ckpt.arrays["mean"], float(ckpt.meta.get("normalization_scale", 1.0)))
+            model.set_normalization(ckpt.arrays["mean"], normalization_scale(ckpt.meta))
     except (TypeError, ValueError) as exc:
         # A file that loads but whose configuration, parameters or mean do not fit together: the model's message
         # says which; the user needs to know it is the checkpoint's fault.

@@ -78,9 +78,10 @@ def _check_exportable(config: dict) -> None:
         raise ExportError(f"export: no ONNX operator for the activation {config['activation']!r}")
 
 
-def _preprocess(g: _Graph, x: str, image_size: int, input_size: int, mean: np.ndarray | None, scale: float) -> str:
-    """uint8 (N, S, S, 3) -> float32 (N, 3, s, s): centre crop, NCHW, minus the mean, times the scale (the input op
-    of :mod:`alexnet_cuda.reference.prepare_batch` with the default crop and no flip)."""
+def _preprocess(g: _Graph, x: str, image_size: int, input_size: int, mean: np.ndarray | None, scale) -> str:
+    """uint8 (N, S, S, 3) -> float32 (N, 3, s, s): centre crop, NCHW, minus the mean, times the scale, one number or
+    one per channel (the input op of :mod:`alexnet_cuda.reference.prepare_batch` with the default crop and no
+    flip)."""
     top = (image_size - input_size) // 2
     if top > 0:
         starts = g.const("crop_starts", np.array([top, top], np.int64))
@@ -96,9 +97,16 @@ def _preprocess(g: _Graph, x: str, image_size: int, input_size: int, mean: np.nd
         else:
             mean = mean.reshape(1, 3, 1, 1)
         x = g.node("Sub", [x, g.const("mean", mean)], "centred")
-    if scale != 1.0:
-        x = g.node("Mul", [x, g.const("scale", np.array(scale, np.float32))], "scaled")
+    scale = np.asarray(scale, np.float32)
+    if (scale != 1.0).any():
+        x = g.node("Mul", [x, g.const("scale", scale.reshape(1, 3, 1, 1) if scale.ndim else scale)], "scaled")
     return x
+
+
+def _numbers(scale) -> str:
+    """'0.0171' or '(0.0171, 0.0175, 0.0174)': a scale for the model's description."""
+    values = np.atleast_1d(np.asarray(scale, np.float64))
+    return f"{values[0]:g}" if values.size == 1 else "(" + ", ".join(f"{v:g}" for v in values) + ")"
 
 
 def _activation(g: _Graph, x: str, kind: str, name: str) -> str:
@@ -160,15 +168,24 @@ def _network(g: _Graph, x: str, config: dict, w: dict) -> str:
     return x
 
 
-def to_onnx(model: Any, *, image_size: int | None = None, mean: np.ndarray | None = None, scale: float = 1.0,
+def to_onnx(model: Any, *, image_size: int | None = None, mean: np.ndarray | None = None, scale: Any = 1.0,
             name: str = "alexnet_cuda"):
     """The ONNX model (``onnx.ModelProto``, checked) of ``model`` (an :class:`alexnet_cuda.AlexNet`) with the
     preprocessing of :meth:`AlexNet.predict` for uint8 images of ``image_size`` (default: the mean image's size,
     else the input size): ``mean`` and ``scale`` are what was given to ``set_normalization`` (None: no mean)."""
-    onnx, helper, numpy_helper = _import_onnx()
+    _, helper, numpy_helper = _import_onnx()
     config = model.config
     _check_exportable(config)
     s = int(config["input_size"])
+    mean, image_size = _input(mean, image_size, s)
+    dense = {k: v.astype(np.float32) for k, v in merge_towers(model.state_dict(), config["towers"]).items()}
+    g = _Graph(helper, numpy_helper)
+    x = _preprocess(g, INPUT_NAME, image_size, s, mean, scale)
+    return _finish(g, _network(g, x, config, dense), image_size, s, int(config["num_classes"]), scale, name)
+
+
+def _input(mean: np.ndarray | None, image_size: int | None, s: int) -> tuple[np.ndarray | None, int]:
+    """The mean (float32) and image size checked against each other and the net's input size ``s``."""
     if mean is not None:
         mean = np.asarray(mean, np.float32)
         if not (mean.shape == (3,) or (mean.ndim == 3 and mean.shape[0] == 3 and mean.shape[1] == mean.shape[2])):
@@ -181,42 +198,98 @@ def to_onnx(model: Any, *, image_size: int | None = None, mean: np.ndarray | Non
     if mean is not None and mean.ndim == 3 and mean.shape[1] != image_size:
         raise ExportError(f"export: the mean image is {mean.shape[1]}x{mean.shape[2]} but the images are "
                           f"{image_size}x{image_size}")
-    dense = {k: v.astype(np.float32) for k, v in merge_towers(model.state_dict(), config["towers"]).items()}
-    g = _Graph(helper, numpy_helper)
-    x = _preprocess(g, INPUT_NAME, image_size, s, mean, float(scale))
-    logits = _network(g, x, config, dense)
+    return mean, image_size
+
+
+def _finish(g: _Graph, logits: str, image_size: int, s: int, num_classes: int, scale: Any, name: str):
+    """The checked model: the softmax of ``logits``, the uint8 input and the float output declared."""
+    onnx, helper, _ = _import_onnx()
     g.node("Softmax", [logits], OUTPUT_NAME, axis=1)
     graph = helper.make_graph(
         g.nodes, name,
         [helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.UINT8, ["N", image_size, image_size, 3])],
-        [helper.make_tensor_value_info(OUTPUT_NAME, onnx.TensorProto.FLOAT, ["N", int(config["num_classes"])])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, onnx.TensorProto.FLOAT, ["N", num_classes])],
         g.initializers)
     proto = helper.make_model(graph, producer_name="alexnet_cuda", opset_imports=[helper.make_opsetid("", OPSET)])
     proto.doc_string = (f"uint8 (N, {image_size}, {image_size}, 3) RGB images -> centre {s}x{s} crop, minus the "
-                        f"training mean, times {float(scale):g} -> softmax probabilities (N, "
-                        f"{config['num_classes']})")
+                        f"training mean, times {_numbers(scale)} -> softmax probabilities (N, {num_classes})")
     onnx.checker.check_model(proto)
     return proto
+
+
+# The layers a described network (one tower, a chain) exports as: ONNX has each of them exactly.
+_DESCRIBED = ("conv", "maxpool", "linear", "dropout", "global_avgpool")
+
+
+def description_to_onnx(desc: Any, params: dict[str, np.ndarray], *, image_size: int | None = None,
+                        mean: np.ndarray | None = None, scale: Any = 1.0, name: str = "alexnet_cuda"):
+    """The ONNX model of a one-tower network description (``torchvision-alexnet``) with the parameters ``params``
+    under this project's names (``<module>.tower0.weight``), with the same preprocessing as :func:`to_onnx`; no
+    network is built. Conv (with its activation), max pooling of whole windows, dropout (the identity), global
+    average pooling and linear layers; any other layer is an ExportError naming it."""
+    from .nets.description import layer_table, resolved_settings
+
+    _, helper, numpy_helper = _import_onnx()
+    layer_table(desc)  # a valid description
+    if desc.towers != 1:
+        raise ExportError(f"export: '{desc.name}' has {desc.towers} towers; described networks export with one")
+    settings = [resolved_settings(layer) for layer in desc.layers]
+    for layer, s in zip(desc.layers, settings):
+        if layer.kind not in _DESCRIBED or layer.input is not None or s.get("activation", "none") not in (
+                "relu", "tanh", "none") or (layer.kind == "maxpool" and (s["outputs"] != "whole" or s["start"])):
+            raise ExportError(f"export: layer '{layer.name}' ({layer.kind}) of '{desc.name}' has no ONNX export here "
+                              f"(exported: {', '.join(_DESCRIBED)}, a chain, whole pooling windows)")
+    mean, image_size = _input(mean, image_size, desc.input_size)
+    g = _Graph(helper, numpy_helper)
+    x = _preprocess(g, INPUT_NAME, image_size, desc.input_size, mean, scale)
+    flat = False
+    for layer, s in zip(desc.layers, settings):
+        prefix = f"{layer.module or layer.name}.tower0"
+        if layer.kind == "dropout":
+            continue  # the identity at inference
+        if layer.kind == "maxpool":
+            x = g.node("MaxPool", [x], layer.name, kernel_shape=[s["size"]] * 2, strides=[s["stride"]] * 2)
+        elif layer.kind == "global_avgpool":
+            x, flat = g.node("Flatten", [g.node("GlobalAveragePool", [x], layer.name)], f"{layer.name}.flat"), True
+        else:
+            if layer.kind == "linear" and not flat:  # (channel, y, x) order, as the weights read the maps
+                x, flat = g.node("Flatten", [x], f"{layer.name}.flat", axis=1), True
+            inputs = [x, g.const(f"{prefix}.weight", np.asarray(params[f"{prefix}.weight"], np.float32))]
+            if s["bias"]:
+                inputs.append(g.const(f"{prefix}.bias", np.asarray(params[f"{prefix}.bias"], np.float32)))
+            if layer.kind == "conv":
+                x = g.node("Conv", inputs, layer.name, kernel_shape=[s["size"]] * 2, strides=[s["stride"]] * 2,
+                           pads=[s["padding"]] * 4)
+            else:
+                x = g.node("Gemm", inputs, layer.name, transB=1)
+        if s.get("activation", "none") != "none":
+            x = _activation(g, x, s["activation"], f"{layer.name}.{s['activation']}")
+    return _finish(g, x, image_size, desc.input_size, desc.classes, scale, name)
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path) -> dict:
     """Writes the ONNX model of a training checkpoint to ``out``; returns what it takes and gives."""
     onnx, _, _ = _import_onnx()
     ckpt = ckpt_io.load(checkpoint)
-    if ckpt_io.DESCRIPTION in ckpt.model_config:  # the graph below is AlexNet's conv blocks and head
-        raise ExportError(f"export: {checkpoint} holds a described network ({ckpt.model_config.get('arch')}); the "
-                          f"ONNX export builds the alexnet family only (alexnet, alexnet-small and their variants)")
-    model = ckpt_io.build_model(ckpt, devices="cpu")
     mean = ckpt.arrays.get("mean")
     # As build_model: the normalization (mean and scale) is set only when the checkpoint has a mean.
-    scale = float(ckpt.meta.get("normalization_scale", 1.0)) if mean is not None else 1.0
+    scale = ckpt_io.normalization_scale(ckpt.meta) if mean is not None else 1.0
     image_size = int(ckpt.meta.get("image_size") or 0) or None
-    proto = to_onnx(model, image_size=image_size, mean=mean, scale=scale)
+    config = ckpt.model_config
+    if ckpt_io.DESCRIPTION in config:  # a described network (torchvision-alexnet, ...): from its description and
+        # weights, no network built; a layer description_to_onnx does not cover is an ExportError naming it
+        desc = ckpt_io.network_description(config)
+        proto = description_to_onnx(desc, ckpt.params, image_size=image_size, mean=mean, scale=scale)
+        num_classes = int(desc.classes)
+    else:
+        model = ckpt_io.build_model(ckpt, devices="cpu")
+        proto = to_onnx(model, image_size=image_size, mean=mean, scale=scale)
+        num_classes = int(model.num_classes)
     for i, cls in enumerate(ckpt.classes):
         proto.metadata_props.add(key=f"class.{i}", value=str(cls))
     onnx.save(proto, str(out))
     shape = proto.graph.input[0].type.tensor_type.shape.dim
-    return {"input": [d.dim_param or d.dim_value for d in shape], "classes": int(model.num_classes)}
+    return {"input": [d.dim_param or d.dim_value for d in shape], "classes": num_classes}
 
 
 def build_parser() -> argparse.ArgumentParser:

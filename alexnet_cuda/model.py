@@ -88,7 +88,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _C
-from .arguments import INT32_MAX, UINT64_MAX, float32_array, float_arg, int_arg
+from .arguments import INT32_MAX, UINT64_MAX, channel_scale_arg, float32_array, float_arg, int_arg
 from .arguments import is_int as _is_int
 from .arguments import is_real as _is_real
 from .net_spec import alexnet_config, learning_settings, native_spec
@@ -307,7 +307,8 @@ class AlexNet:
 
     # ---- input -----------------------------------------------------------------------------------------------------
     def set_normalization(self, mean, scale=1.0) -> None:
-        """Mean (3, H, W) per pixel or (3,) per channel, subtracted from uint8 inputs, then times ``scale``."""
+        """Mean (3, H, W) per pixel or (3,) per channel, subtracted from uint8 inputs, then times ``scale``: one
+        number, or one per channel (3,) as torchvision's preprocessing (``1 / (255 * std)``)."""
         mean = np.asarray(mean)
         if mean.dtype.kind != "f":
             raise TypeError(f"AlexNet.set_normalization: expected a float mean, got dtype {mean.dtype}")
@@ -317,10 +318,10 @@ class AlexNet:
         if mean.ndim == 3 and (mean.shape[1] < self.input_size or mean.shape[2] < self.input_size):
             raise ValueError(f"AlexNet.set_normalization: a per-pixel mean must be at least {self.input_size}x"
                              f"{self.input_size} (the image size), got {mean.shape}")
-        float_arg("AlexNet.set_normalization", "scale", scale)
+        scale = channel_scale_arg("AlexNet.set_normalization", "scale", scale)
         if not np.isfinite(mean).all():
             raise ValueError("AlexNet.set_normalization: the mean contains NaN or inf")
-        self._net.set_normalization(np.ascontiguousarray(mean, np.float32), float(scale))
+        self._net.set_normalization(np.ascontiguousarray(mean, np.float32), scale)
         self._mean_shape = mean.shape
 
     def _batch(self, op: str, images, labels, crops, flips, rgb_shift, need_labels: bool):

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _C
-from .arguments import UINT64_MAX, bool_arg, float_arg, int_arg, pair_arg
+from .arguments import UINT64_MAX, bool_arg, channel_scale_arg, float_arg, int_arg, pair_arg
 
 Tensor = _C.Tensor
 _ACTIVATIONS = {"none": 0, None: 0, "relu": 1, "tanh": 2}
@@ -435,8 +435,8 @@ def adam_update(weight, m, v, grad, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, w
 def prepare_batch(images, mean, crop_y, crop_x, flip, rgb_shift, crop, scale=1.0, *, device=None):
     """uint8 NHWC images -> float32 NCHW crops: (pixel - mean + rgb_shift) * scale, cropped at (crop_y, crop_x)
     and mirrored where flip is non-zero. mean is (3, h, w) or (3,); rgb_shift (n, 3) is the paper's PCA colour
-    noise (Section 4.1)."""
+    noise (Section 4.1); scale is one number or one per channel (3,)."""
     c = _Call("prepare_batch", device, images)
     return c.run(_C.ops.prepare_batch, c.t(images, "images", "uint8"), c.t(mean, "mean"),
                  c.t(crop_y, "crop_y", "int32"), c.t(crop_x, "crop_x", "int32"), c.t(flip, "flip", "int32"),
-                 c.t(rgb_shift, "rgb_shift"), *c.ints(crop=crop), *c.floats(scale=scale))
+                 c.t(rgb_shift, "rgb_shift"), *c.ints(crop=crop), channel_scale_arg(c.op, "scale", scale))

@@ -21,7 +21,7 @@ from typing import Any
 
 from .checkpoint import load, network_description
 from .nets.alexnet import alexnet
-from .nets.builtin import BUILTIN, builtin
+from .nets.builtin import BUILTIN, TORCHVISION_ALEXNET, builtin
 from .nets.from_convnet import read_convnet
 from .nets.description import layer_table
 from .nets.table import format_table, totals
@@ -59,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "image, and the totals, read from the same C++ layer table the network is built from. "
                     "Multiply-adds count the conv and fully connected weights only (forward, one image).")
     p.add_argument("--arch", choices=("alexnet", "alexnet-small", *BUILTIN), default="alexnet",
-                   help="default alexnet; the others are the authors' CIFAR-10 networks from cuda-convnet's layer files "
-                        "(docs/cuda_convnet.md)")
+                   help="default alexnet; torchvision-alexnet is torchvision.models.alexnet (224x224 inputs; "
+                        "--num-classes applies); the others are the authors' CIFAR-10 networks from cuda-convnet's "
+                        "layer files (docs/cuda_convnet.md)")
     p.add_argument("--input-size", type=int, metavar="N", help="default 227 for alexnet, 32 for alexnet-small")
     p.add_argument("--num-classes", type=int, default=1000, metavar="K", help="default 1000")
     p.add_argument("--towers", type=int, choices=(1, 2), default=2, help="default 2")
@@ -111,7 +112,7 @@ def _summarize_description(args) -> int:
         elif args.net:
             desc = read_net(args.net)
         else:
-            desc = builtin(args.arch)
+            desc = builtin(args.arch, args.num_classes if args.arch == TORCHVISION_ALEXNET else None)
         layers = layer_table(desc)
     except (ValueError, OSError) as exc:  # DescriptionError, ConfigError, CheckpointError: one line each
         print(f"{PROG}: error: {exc}", file=sys.stderr)

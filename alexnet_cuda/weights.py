@@ -15,8 +15,13 @@
 Exporting and importing gives back every array bit for bit. Every value is checked on the way in (finite, within
 float32's range, the shapes of the network it describes), and the error names the tensor.
 
-torchvision's AlexNet names (``features.0.weight``, one tower, no LRN) need the ``torchvision-alexnet`` network,
-which this project does not build yet (issue 21): such files are refused with a message saying so.
+torchvision's AlexNet: a file with torchvision's names (``features.0.weight`` ... ``classifier.6.bias``, a
+``torchvision.models.alexnet`` state dict, as ``.pth`` or ``.safetensors``) imports as a ``torchvision-alexnet``
+network (alexnet_cuda/nets/torchvision.py) whose classes are as many as ``classifier.6.weight``'s rows, with
+torchvision's preprocessing recorded in the checkpoint (images resized to 256, the centre 224x224 crop, ImageNet's
+per-channel mean and standard deviation), which ``evaluate`` and ``predict`` apply. Exporting a ``torchvision-alexnet``
+checkpoint writes torchvision's names, so ``torchvision.models.alexnet().load_state_dict`` takes the file (beside
+``normalization.mean``, which it does not know: pass ``strict=False`` or drop it).
 """
 
 from __future__ import annotations
@@ -36,7 +41,10 @@ from . import checkpoint as ckpt_io
 from . import cli, pth
 from . import safetensors as st
 from .cli import ConfigError
+from .arguments import float32_array
 from .model import AlexNet
+from .nets import torchvision as tv
+from .nets.file_format import format_net
 from .summary import describe, totals
 
 PROG = "python -m alexnet_cuda.weights"
@@ -44,9 +52,10 @@ FORMAT = "alexnet_cuda.weights"
 VERSION = 1
 MEAN = "normalization.mean"
 # The checkpoint metadata a weights file carries (each as a JSON text in the safetensors metadata).
-_META_KEYS = ("model", "classes", "class_ids", "image_size", "normalization_scale", "epoch")
+_META_KEYS = ("model", "classes", "class_ids", "image_size", "normalization_scale", "preprocessing", "epoch")
 _SIZE_SLACK = 1 << 20
 _TORCHVISION_NAME = re.compile(r"(features|classifier)\.\d+\.(weight|bias)")
+_LAST = "classifier.6.weight"  # its rows are torchvision-alexnet's classes
 
 
 def export_safetensors(ckpt: ckpt_io.Checkpoint, path: str | Path) -> Path:
@@ -55,6 +64,8 @@ def export_safetensors(ckpt: ckpt_io.Checkpoint, path: str | Path) -> Path:
         raise ckpt_io.CheckpointError(f"checkpoint {ckpt.path}: has no model configuration (was it written by "
                                       f"alexnet_cuda.train?)")
     tensors = {name: np.ascontiguousarray(a, np.float32) for name, a in ckpt.params.items()}
+    if ckpt.model_config.get("arch") == tv.NAME:
+        tensors = tv.to_torchvision(tensors)  # torchvision's own names: its AlexNet loads them
     if "mean" in ckpt.arrays:
         tensors[MEAN] = np.ascontiguousarray(ckpt.arrays["mean"], np.float32)
     metadata = {"format": FORMAT, "version": str(VERSION)}
@@ -112,12 +123,8 @@ def import_weights(path: str | Path, like: str | None = None) -> ckpt_io.Checkpo
     """A checkpoint (not yet saved) holding the weights of ``path``, checked by rebuilding its network on the CPU."""
     path = Path(path)
     tensors, metadata = read_tensors(path)
-    torchvision = sorted(k for k in tensors if _TORCHVISION_NAME.fullmatch(k))
-    if torchvision:
-        raise ConfigError(f"{path}: holds torchvision's AlexNet names ({', '.join(torchvision[:2])}, ...); importing "
-                          f"them needs the torchvision-alexnet network, which alexnet_cuda does not build yet. "
-                          f"Only weights under this project's names ('features.0.tower0.weight', ...) import "
-                          f"for now")
+    if any(_TORCHVISION_NAME.fullmatch(k) for k in tensors):
+        return _import_torchvision(path, tensors, metadata, like)
     meta, mean = _description(path, metadata, like)
     if MEAN in tensors:
         mean = tensors.pop(MEAN)
@@ -127,7 +134,7 @@ def import_weights(path: str | Path, like: str | None = None) -> ckpt_io.Checkpo
         model = AlexNet(devices="cpu", **meta["model"])
         model.load_state_dict(tensors)  # float64 is rounded to float32; values beyond its range are refused
         if mean is not None:
-            model.set_normalization(mean, float(meta.get("normalization_scale", 1.0)))
+            model.set_normalization(mean, ckpt_io.normalization_scale(meta))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: does not fit the network it describes ({str(exc).splitlines()[0]})") from None
     params = {k: np.ascontiguousarray(a, np.float32) for k, a in tensors.items()}  # checked just above: exact
@@ -135,11 +142,69 @@ def import_weights(path: str | Path, like: str | None = None) -> ckpt_io.Checkpo
     return ckpt_io.Checkpoint(params=params, arrays=arrays, meta=dict(meta, imported_from=str(path)))
 
 
+def torchvision_meta(num_classes: int) -> tuple[dict[str, Any], np.ndarray]:
+    """The checkpoint metadata and mean of a torchvision-alexnet network with torchvision's preprocessing (the
+    ImageNet weights' transforms: shorter side 256, centre crop 224, ImageNet mean and standard deviation). Its
+    classes are numbered (torchvision's state dict holds no class names)."""
+    mean, scale = tv.normalization()
+    names = [str(i) for i in range(num_classes)]
+    model = {ckpt_io.DESCRIPTION: format_net(tv.torchvision_alexnet(num_classes)), "arch": tv.NAME,
+             "num_classes": num_classes, "input_size": tv.INPUT_SIZE, "towers": 1}  # checkpoint.model_from_config
+    return {"model": model,
+            "classes": names, "class_ids": names, "image_size": tv.RESIZE,
+            "normalization_scale": [float(x) for x in scale], "preprocessing": "torchvision"}, mean
+
+
+def _import_torchvision(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str],
+                        like: str | None) -> ckpt_io.Checkpoint:
+    """A torchvision AlexNet state dict (torchvision's names) as a torchvision-alexnet checkpoint: its classes come
+    from classifier.6's rows; the classes, image size and normalization from the file's alexnet_cuda metadata or
+    ``--like`` when there are any, else torchvision's preprocessing and numbered classes."""
+    mean = tensors.pop(MEAN, None)
+    if _LAST not in tensors or tensors[_LAST].ndim != 2:
+        raise ValueError(f"{path}: holds torchvision's AlexNet names but no 2-d {_LAST!r} (the last layer, whose rows "
+                         f"are the classes)")
+    num_classes = int(tensors[_LAST].shape[0])
+    if metadata.get("format") == FORMAT or like is not None:
+        meta, like_mean = _description(path, metadata, like)
+        mean = like_mean if mean is None else mean
+        if meta["model"].get("arch") != tv.NAME or int(meta["model"].get("num_classes", -1)) != num_classes:
+            raise ValueError(f"{path}: holds torchvision-alexnet weights of {num_classes} classes, but "
+                             f"{'--like ' + like if like else 'its metadata'} describes {meta['model'].get('arch')} "
+                             f"of {meta['model'].get('num_classes')} classes")
+    else:
+        meta, mean = torchvision_meta(num_classes)
+    shapes = tv.parameter_shapes(tv.torchvision_alexnet(num_classes))
+    try:
+        params = tv.from_torchvision(tensors)
+    except ValueError as exc:
+        raise ValueError(f"{path}: is not torchvision's AlexNet ({exc})") from None
+    missing = [tv.torchvision_name(n) for n in shapes if n not in params]
+    unexpected = [tv.torchvision_name(n) for n in params if n not in shapes]
+    if missing or unexpected:
+        raise ValueError(f"{path}: is not torchvision's AlexNet: missing {missing[:4]}, unexpected {unexpected[:4]}"
+                         f"{' (a BatchNorm or other variant?)' if unexpected else ''}")
+    checked = {}
+    for name, shape in shapes.items():
+        a, key = params[name], tv.torchvision_name(name)
+        if a.dtype.kind != "f" or a.shape != shape:
+            raise ValueError(f"{path}: {key} is {a.dtype} {a.shape}, expected float {shape} (torchvision's AlexNet "
+                             f"of {num_classes} classes)")
+        checked[name] = float32_array(str(path), key, a)
+    if mean is not None:
+        if mean.dtype.kind != "f" or mean.shape != (3,) and not (mean.ndim == 3 and mean.shape[0] == 3):
+            raise ValueError(f"{path}: {MEAN} must be a float (3,) or (3, H, W) array, got {mean.dtype} {mean.shape}")
+        mean = float32_array(str(path), MEAN, mean)
+    arrays = {} if mean is None else {"mean": mean}
+    return ckpt_io.Checkpoint(params=checked, arrays=arrays, meta=dict(meta, imported_from=str(path)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Weights in and out of alexnet_cuda checkpoints. 'export' writes a checkpoint's network as a "
-                    "safetensors file (this project's names; the network's description in the metadata); 'import' "
+                    "safetensors file (this project's names, torchvision's for torchvision-alexnet; the network's "
+                    "description in the metadata); 'import' "
                     "makes a checkpoint from a safetensors file or a PyTorch .pth state dict (read without running "
                     "anything in it). Export then import gives back every weight bit for bit.")
     commands = p.add_subparsers(dest="command", required=True, metavar="{export,import}")
@@ -151,11 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--safetensors", metavar="FILE", required=True, help="the safetensors file to write")
     cli.add_debug_flag(e)
     i = commands.add_parser("import", help="a safetensors or .pth file -> a checkpoint",
-                            description="Make a checkpoint for evaluate and predict from FILE: a safetensors file "
-                                        "written by 'export', or one with this project's tensor names and --like, "
-                                        "or a PyTorch .pth state dict with this project's names and --like. "
-                                        "torchvision's AlexNet names are not importable yet (they need the "
-                                        "torchvision-alexnet network).")
+                            description="Make a checkpoint for evaluate, predict and train --init-from from FILE: a "
+                                        "safetensors file written by 'export', or one with this project's tensor "
+                                        "names and --like, or a PyTorch .pth state dict with this project's names "
+                                        "and --like, or torchvision's AlexNet state dict (.pth or .safetensors, "
+                                        "torchvision's names: features.0.weight, ...), which becomes a "
+                                        "torchvision-alexnet network with torchvision's preprocessing (resize 256, "
+                                        "centre crop 224, ImageNet mean and std), its classes numbered 0..K-1.")
     i.add_argument("file", metavar="FILE", help="a .safetensors file or a torch.save .pth state dict")
     i.add_argument("--out", metavar="PATH", required=True, help="the checkpoint (.npz) to write")
     i.add_argument("--like", metavar="CHECKPOINT",

@@ -159,7 +159,7 @@ Network::Network(const NetSpec& spec) : spec_(spec) {
 
   // Default normalization: none (mean 0, scale 1).
   const float zero_mean[3] = {0.0f, 0.0f, 0.0f};
-  set_normalization(zero_mean, {3}, 1.0f);
+  set_normalization(zero_mean, {3}, ChannelScale{{1.0f, 1.0f, 1.0f}});
 
 #ifdef ALEXNET_WITH_CUDA
   if (impl_->gpu) {
@@ -229,12 +229,12 @@ Parameter& Network::parameter(const std::string& name) {
   throw ValueError(str_cat("AlexNet: no parameter named '", name, "' (names look like 'features.0.tower0.weight'; see AlexNet.parameter_names())"));
 }
 
-void Network::set_normalization(const float* mean, const Shape& mean_shape, float scale) {
+void Network::set_normalization(const float* mean, const Shape& mean_shape, const ChannelScale& scale) {
   const bool per_pixel = mean_shape.size() == 3;
   AX_CHECK((mean_shape.size() == 1 && mean_shape[0] == 3) || (per_pixel && mean_shape[0] == 3 && mean_shape[1] >= 1 &&
                                                               mean_shape[2] >= 1),
            "AlexNet.set_normalization: expected a mean of shape (3,) or (3, H, W), got ", shape_str(mean_shape));
-  AX_CHECK(std::isfinite(scale), "AlexNet.set_normalization: scale must be finite, got ", scale);
+  for (float v : scale.c) AX_CHECK(std::isfinite(v), "AlexNet.set_normalization: scale must be finite, got ", v);
   impl_->mean.assign(impl_->towers.size(), Tensor());
   for (Impl::Tower& t : impl_->towers) {
     const int owner = impl_->first_tower_on(t.device);

@@ -147,8 +147,9 @@ class Network {
   std::vector<std::string> buffer_names() const;     // BatchNorm running statistics
   Parameter& parameter(const std::string& name);  // a parameter or a buffer; ValueError for an unknown name
 
-  // mean (3, h, w) per pixel or (3,) per channel, for uint8 batches: x = (pixel - mean + rgb_shift) * scale.
-  void set_normalization(const float* mean, const Shape& mean_shape, float scale);
+  // mean (3, h, w) per pixel or (3,) per channel, for uint8 batches: x = (pixel - mean + rgb_shift) * scale[c],
+  // one scale per channel (torchvision's preprocessing) or the same for all three (the paper's nets).
+  void set_normalization(const float* mean, const Shape& mean_shape, const ChannelScale& scale);
 
   // Forward, softmax cross-entropy, backward and the configured optimizer's update on every tower; then step += 1.
   // BatchNorm uses the batch's statistics and updates its running statistics.

@@ -93,7 +93,7 @@ struct Network::Impl {
   int dropouts = 0;  // dropout layers in the net (their mask streams)
   std::vector<Tower> towers;
   std::vector<Tensor> mean;  // per tower, on its device (shared between towers on one device)
-  float scale = 1.0f;
+  ChannelScale scale{{1.0f, 1.0f, 1.0f}};  // per channel (set_normalization)
   Tensor labels;          // on tower 0's device
   Tensor probs, dlogits;  // on tower 0's device
   bool gpu = false;

@@ -558,6 +558,11 @@ std::pair<int64_t, int64_t> topk_correct(const Tensor& scores, const Tensor& lab
 // ---- prepare_batch -------------------------------------------------------------------------------------------
 Tensor prepare_batch(const Tensor& images, const Tensor& mean, const Tensor& crop_y, const Tensor& crop_x,
                      const Tensor& flip, const Tensor& rgb_shift, int crop, float scale) {
+  return prepare_batch(images, mean, crop_y, crop_x, flip, rgb_shift, crop, ChannelScale{{scale, scale, scale}});
+}
+
+Tensor prepare_batch(const Tensor& images, const Tensor& mean, const Tensor& crop_y, const Tensor& crop_x,
+                     const Tensor& flip, const Tensor& rgb_shift, int crop, const ChannelScale& scale) {
   const char* op = "prepare_batch";
   check_tensor(op, "images", images, 4, DType::U8);
   AX_CHECK(images.size(3) == 3, op, ": expected images of shape (n, h, w, 3) (NHWC, RGB), got ",
@@ -569,7 +574,7 @@ Tensor prepare_batch(const Tensor& images, const Tensor& mean, const Tensor& cro
   s.crop = crop;
   AX_CHECK(crop >= 1 && crop <= s.h_in && crop <= s.w_in, op, ": crop ", crop, " must be in [1, min(h, w)] for images ",
            shape_str(images.shape()));
-  check_finite(op, "scale", scale);
+  for (float v : scale.c) check_finite(op, "scale", v);
   check_tensor(op, "mean", mean, -1);
   check_device(op, "mean", mean, images);
   s.per_pixel_mean = mean.ndim() == 3;

@@ -114,7 +114,10 @@ void adam_update(Tensor& w, Tensor& m, Tensor& v, const Tensor& dw, float lr, fl
 
 // prepare_batch (prepare_batch.cpp / prepare_batch.cu): uint8 (n, h, w, 3) -> float (n, 3, crop, crop) with mean
 // subtraction, crop, flip and a per-image RGB shift (the paper's PCA colour noise, Section 4.1). mean f32 (3, h, w)
-// or (3,); crop_y, crop_x, flip i32 (n); rgb_shift f32 (n, 3). All on one device.
+// or (3,); crop_y, crop_x, flip i32 (n); rgb_shift f32 (n, 3). All on one device. scale: one per channel (R, G, B),
+// or one for all three.
+Tensor prepare_batch(const Tensor& images, const Tensor& mean, const Tensor& crop_y, const Tensor& crop_x,
+                     const Tensor& flip, const Tensor& rgb_shift, int crop, const ChannelScale& scale);
 Tensor prepare_batch(const Tensor& images, const Tensor& mean, const Tensor& crop_y, const Tensor& crop_x,
                      const Tensor& flip, const Tensor& rgb_shift, int crop, float scale);
 

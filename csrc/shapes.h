@@ -58,4 +58,11 @@ struct BatchShape {
   bool per_pixel_mean;  // mean is (3, h_in, w_in) when true, (3,) when false
 };
 
+// prepare_batch's scale per channel (R, G, B): one value three times for the paper's single scale, or 1 / (255 *
+// std) per channel for torchvision's preprocessing (ImageNet std (0.229, 0.224, 0.225), torchvision's
+// transforms.Normalize). Passed by value, so a CUDA kernel takes it as an argument.
+struct ChannelScale {
+  float c[3];
+};
+
 }  // namespace alexnet

@@ -2,6 +2,7 @@
 // The Python package wraps these (alexnet_cuda/ops.py) so ops also take and return NumPy arrays.
 #include <pybind11/stl.h>
 
+#include <array>
 #include <cstring>
 #include <thread>
 
@@ -260,8 +261,15 @@ static void bind_ops(py::module_& m) {
         arg("weight_decay"), nogil);
   m.def("adam_update", &adam_update, arg("weight"), arg("m"), arg("v"), arg("grad"), arg("lr"), arg("beta1"),
         arg("beta2"), arg("eps"), arg("weight_decay"), arg("decoupled"), arg("step"), nogil);
-  m.def("prepare_batch", &prepare_batch, arg("images"), arg("mean"), arg("crop_y"), arg("crop_x"), arg("flip"),
-        arg("rgb_shift"), arg("crop"), arg("scale"), nogil);
+  m.def(
+      "prepare_batch",
+      [](const Tensor& images, const Tensor& mean, const Tensor& crop_y, const Tensor& crop_x, const Tensor& flip,
+         const Tensor& rgb_shift, int crop, const std::array<float, 3>& scale) {
+        return prepare_batch(images, mean, crop_y, crop_x, flip, rgb_shift, crop,
+                             ChannelScale{{scale[0], scale[1], scale[2]}});
+      },
+      arg("images"), arg("mean"), arg("crop_y"), arg("crop_x"), arg("flip"), arg("rgb_shift"), arg("crop"),
+      arg("scale"), nogil);
   m.def("add_", &add_, arg("dst"), arg("src"), nogil);
   m.def("copy_channels", &copy_channels, arg("src"), arg("src_c0"), arg("dst"), arg("dst_c0"), arg("count"), nogil);
 }

@@ -3,6 +3,7 @@
 // never trusts its caller) and release the GIL while a step runs.
 #include <pybind11/stl.h>
 
+#include <array>
 #include <optional>
 
 #include "bindings.h"
@@ -269,9 +270,10 @@ void bind_network(py::module_& m) {
            })
       .def(
           "set_normalization",
-          [](Network& net, const py::array& mean, float scale) {
+          [](Network& net, const py::array& mean, const std::array<float, 3>& scale) {
             check_array(mean, 'f', 4, "float32", "AlexNet.set_normalization: mean");
-            net.set_normalization(static_cast<const float*>(mean.data()), shape_of(mean), scale);
+            net.set_normalization(static_cast<const float*>(mean.data()), shape_of(mean),
+                                  ChannelScale{{scale[0], scale[1], scale[2]}});
           },
           arg("mean"), arg("scale"))
       .def(

@@ -1,6 +1,6 @@
 """The built-in networks by name: the authors' CIFAR-10 networks, read from cuda-convnet's published layer files that
 the package ships (``alexnet_cuda/nets/cuda_convnet/``, unchanged, with their source and licence), so that no file
-is needed (``--arch layers-18pct``)."""
+is needed (``--arch layers-18pct``), and torchvision's AlexNet (``--arch torchvision-alexnet``, nets/torchvision.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 
 from .description import NetDescription
 from .from_convnet import read_convnet
+from .torchvision import NAME as TORCHVISION_ALEXNET
+from .torchvision import torchvision_alexnet
 
 CONVNET_FILES = Path(__file__).resolve().parent / "cuda_convnet"
 # name -> (the files' stem, the input side the authors trained it at: the whole 32x32 image, or 24x24 crops)
@@ -18,14 +20,17 @@ BUILTIN_FILES = {
     "conv-local-11pct": ("conv-local-11pct", 24),  # Section 3.3's four-layer net with normalization (11%)
     "conv-local-13pct": ("conv-local-13pct", 24),  # ... and without (13%)
 }
-BUILTIN = tuple(BUILTIN_FILES)
+BUILTIN = (*BUILTIN_FILES, TORCHVISION_ALEXNET)
 
 
 def convnet_files(stem: str) -> tuple[Path, Path]:
     return CONVNET_FILES / f"layers-{stem}.cfg", CONVNET_FILES / f"layer-params-{stem}.cfg"
 
 
-def builtin(name: str) -> NetDescription:
+def builtin(name: str, num_classes: int | None = None) -> NetDescription:
+    """The built-in network ``name``; ``num_classes`` (torchvision-alexnet only; default 1000) sets its classes."""
+    if name == TORCHVISION_ALEXNET:
+        return torchvision_alexnet(1000 if num_classes is None else num_classes)
     if name not in BUILTIN_FILES:
         raise ValueError(f"no built-in network '{name}' (built in: {', '.join(BUILTIN)})")
     stem, side = BUILTIN_FILES[name]

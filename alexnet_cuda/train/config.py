@@ -19,6 +19,8 @@ from ..cli import ConfigError, add_debug_flag, float_in, gpu_list, int_at_least
 from ..console import log
 from ..data.datasets import LAYOUTS, _detect, is_unsplit_folder, open_dataset, typical_image_side
 from ..data.synthetic import SYNTHETIC_TRAIN_IMAGES
+from ..nets.torchvision import NAME as TORCHVISION_ALEXNET
+from ..nets.torchvision import RESIZE as TORCHVISION_RESIZE
 from ..network_options import ADAM_DEFAULT_LR, DEFAULT_ADAM_BETAS, DEFAULT_ADAM_EPS, add_variant_flags
 from .described import BUILTIN_ARCHS, is_described, resolve_described
 from .examples import EXAMPLES
@@ -96,6 +98,7 @@ class TrainConfig:
     net_params: str | None = None          # cuda-convnet's layer-params-*.cfg for a layers-*.cfg --net
     description: str | None = None         # the described network's file text (resolve fills it; resume reads it)
     input_size: int | None = None          # network input (crop) side; None: 227 (alexnet), 32 or 64 (small)
+    init_from: str | None = None           # fine-tune from this checkpoint or weights file (train/init_from.py)
     lrn: bool = True
     overlapping_pool: bool = True
     activation: str | None = None          # None: relu (alexnet), the description's own (a described network)
@@ -172,6 +175,12 @@ def resolve(config: TrainConfig) -> TrainConfig:
             c.dataset = detect_dataset(path)
     if c.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {c.dataset!r} (choose from {', '.join(DATASETS)})")
+    if c.init_from is not None and not c.resume:  # (a resumed run's settings are complete: the file is not read)
+        from .init_from import apply_defaults
+
+        apply_defaults(c)  # the architecture of the file's network
+    if c.arch == TORCHVISION_ALEXNET and c.image_size is None:
+        c.image_size = TORCHVISION_RESIZE  # torchvision's preprocessing: the shorter side to 256, the centre 224
     if is_described(c):
         resolve_described(c, _small_images(c) if c.dataset in ("folder", "imagenet") else None)
     else:
@@ -355,7 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "64x64 inputs (default: alexnet-small for synthetic, cifar10, tinyimagenet and a folder whose "
                         "images are at most 96x96, which the log says; alexnet otherwise). The others are the "
                         "authors' CIFAR-10 networks, cuda-convnet's layer files built in (docs/cuda_convnet.md): "
-                        "layers-18pct/19pct/80sec take the whole 32x32 image, conv-local-11pct/13pct 24x24 crops")
+                        "layers-18pct/19pct/80sec take the whole 32x32 image, conv-local-11pct/13pct 24x24 crops; "
+                        "torchvision-alexnet is torchvision.models.alexnet, 224x224 crops of 256x256 images with "
+                        "ImageNet's mean and std (docs/weights.md). With --init-from: the file's network")
     g.add_argument("--net", metavar="FILE",
                    help="train the network a file describes instead of --arch: the project's format "
                         "(docs/network_format.md), or cuda-convnet's layers-*.cfg with --net-params. The switches "
@@ -364,6 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--net-params", metavar="FILE",
                    help="cuda-convnet's layer-params-*.cfg for a layers-*.cfg --net: its per-layer epsW, epsB, momW, "
                         "momB, wc are the run's learning settings (see --lr); its inputs are --input-size (default 32)")
+    g.add_argument("--init-from", metavar="FILE",
+                   help="fine-tune: start from the weights of FILE, a checkpoint or a weights file that 'python -m "
+                        "alexnet_cuda.weights import' takes (torchvision's AlexNet .pth, a .safetensors); its "
+                        "architecture and input normalization are kept; when its class count differs from the data's, "
+                        "the last layer is replaced by a fresh one (the log says so)")
     g.add_argument("--input-size", type=int_at_least(1), metavar="N",
                    help="network input side (default 227 for alexnet; 32, or 64 for tinyimagenet, for alexnet-small; "
                         "a description's own, which cuda-convnet's files and the built-ins let this change)")

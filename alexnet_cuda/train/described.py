@@ -35,12 +35,14 @@ from typing import Any
 
 from ..cli import ConfigError
 from ..nets.builtin import BUILTIN_FILES, convnet_files
+from ..nets.torchvision import NAME as TORCHVISION_ALEXNET
+from ..nets.torchvision import torchvision_alexnet
 from ..nets.description import WEIGHTED_KINDS, DescriptionError, NetDescription, layer_table, resolved_settings
 from ..nets.file_format import format_net, parse_net, read_net
 from ..nets.from_convnet import read_convnet
 from ..network_options import ADAM_DEFAULT_LR
 
-BUILTIN_ARCHS = tuple(BUILTIN_FILES)
+BUILTIN_ARCHS = (*BUILTIN_FILES, TORCHVISION_ALEXNET)
 DESCRIBED_BATCH_SIZE = 128
 DEFAULT_LR = 0.01           # a description without its own rates: the paper's learning rate (Section 5)
 DEFAULT_MOMENTUM = 0.9      # for the layers without their own momentum (the paper's)
@@ -61,7 +63,7 @@ def is_described(c: Any) -> bool:
 
 def is_convnet(c: Any) -> bool:
     """Whether the network comes from cuda-convnet's files (a built-in, or --net-params): its input conventions."""
-    return c.net_params is not None or c.arch in BUILTIN_ARCHS
+    return c.net_params is not None or c.arch in BUILTIN_FILES
 
 
 def _refuse_variant_flags(c: Any, what: str) -> None:
@@ -87,6 +89,8 @@ def read_description(c: Any) -> NetDescription:
             desc = read_convnet(c.net, c.net_params, input_size=c.input_size or 32)
         elif c.net is not None:
             desc = _read_project_file(c)
+        elif c.arch == TORCHVISION_ALEXNET:  # 224x224 only: another --input-size is refused, naming the reason
+            desc = torchvision_alexnet(1000, c.input_size or 224)
         else:
             stem, side = BUILTIN_FILES[c.arch]
             desc = read_convnet(*convnet_files(stem), input_size=c.input_size or side, name=c.arch)

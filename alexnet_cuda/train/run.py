@@ -46,10 +46,13 @@ from ..cli import ConfigError
 from ..console import log, set_quiet
 from ..data.sources import open_datasets
 from ..model import AlexNet
+from ..nets import torchvision as tv
+from ..nets.torchvision import NAME as TORCHVISION_ALEXNET
 from ..network_options import variant_model_config, variant_summary
 from ..runtime import build_info, resolve_devices
 from . import described, distributed
 from .config import PROG, TrainConfig, build_parser, config_from_args, resolve
+from .init_from import initialize
 from .inputs import input_statistics, make_loaders
 from .log import read_history
 from .lock import RunLock
@@ -172,6 +175,19 @@ def _train(c: TrainConfig, resumed, world: distributed.SingleProcess, model_clas
             "config": dataclasses.asdict(c)}
 
 
+def _initialize_from(model, model_cfg: dict[str, Any], path: str, mean: np.ndarray, scale, side: int):
+    """--init-from: the file's weights (the last layer replaced when the classes differ) and its normalization,
+    unless its mean image is of another size than this data's images (then this data's mean, the file's scale)."""
+    source_mean, source_scale = initialize(model, model_cfg, path)
+    if source_mean is None:
+        return mean, source_scale
+    if source_mean.ndim == 3 and source_mean.shape[1:] != (side, side):
+        log(f"--init-from {path}: its mean image is {source_mean.shape[1]}x{source_mean.shape[2]}, these images "
+            f"{side}x{side}: subtracting this data's mean image instead")
+        return mean, source_scale
+    return np.ascontiguousarray(source_mean, np.float32), source_scale
+
+
 def _prepare_run(c: TrainConfig, out: Path, train_set, val_set, devices: list[str], resumed, model_class,
                  world: distributed.SingleProcess) -> Run:
     """The network with its input normalization, the augmentation stream, the loaders and the schedule, put back
@@ -186,11 +202,16 @@ def _prepare_run(c: TrainConfig, out: Path, train_set, val_set, devices: list[st
     model, model_cfg = build_network(c, len(train_set.classes), devices, model_class)
     crop = int(model.input_size)
     if resumed is not None:
-        input_scale = float(resumed.meta.get("normalization_scale", 1.0))
+        input_scale = ckpt_io.normalization_scale(resumed.meta)
+    elif c.arch == TORCHVISION_ALEXNET:  # torchvision's preprocessing: ImageNet's mean and std per channel
+        mean, scale = tv.normalization()
+        input_scale = [float(x) for x in scale]  # as checkpoints store it (JSON)
     elif c.input_scale is not None:
         input_scale = float(c.input_scale)
     else:
         input_scale = auto_input_scale(model, c, eigvals)
+    if c.init_from is not None and resumed is None:
+        mean, input_scale = _initialize_from(model, model_cfg, c.init_from, mean, input_scale, s)
     model.set_normalization(mean, input_scale)
     jitter = data.PixelJitter(brightness=c.brightness, contrast=c.contrast, saturation=c.saturation, noise=c.noise)
     augmenter = data.Augmenter(s, crop, eigvals=eigvals, eigvecs=eigvecs, pca_std=c.pca_std,

@@ -95,10 +95,10 @@ void sgd_update(int64_t count, float lr, float momentum, float weight_decay, flo
 // adam.cpp: Adam / AdamW (adam.h), in place on w, m, v with the step's per-tensor coefficients.
 void adam_update(int64_t count, const adam::StepCoefficients& k, float* w, float* m, float* v, const float* dw);
 
-// prepare_batch.cpp: out[i, c, y, x] = (img[i, sy, sx, c] - mean[c(, sy, sx)] + rgb_shift[i, c]) * scale with
+// prepare_batch.cpp: out[i, c, y, x] = (img[i, sy, sx, c] - mean[c(, sy, sx)] + rgb_shift[i, c]) * scale[c] with
 // sy = crop_y[i] + y, sx = crop_x[i] + (flip[i] ? crop - 1 - x : x).
 void prepare_batch(const BatchShape& s, const uint8_t* images, const float* mean, const int32_t* crop_y,
-                   const int32_t* crop_x, const int32_t* flip, const float* rgb_shift, float scale, float* out);
+                   const int32_t* crop_x, const int32_t* flip, const float* rgb_shift, const ChannelScale& scale, float* out);
 
 // elementwise.cpp
 void add_inplace(int64_t count, float* dst, const float* src);  // dst += src

@@ -98,7 +98,7 @@ void adam_update(int64_t count, const adam::StepCoefficients& k, float* w, float
 
 // prepare_batch.cu
 void prepare_batch(const BatchShape& s, const uint8_t* images, const float* mean, const int32_t* crop_y,
-                   const int32_t* crop_x, const int32_t* flip, const float* rgb_shift, float scale, float* out,
+                   const int32_t* crop_x, const int32_t* flip, const float* rgb_shift, ChannelScale scale, float* out,
                    cudaStream_t stream);
 
 // elementwise.cu

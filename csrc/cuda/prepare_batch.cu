@@ -1,5 +1,5 @@
 // prepare_batch on the GPU: uint8 NHWC images -> float NCHW crops with mean subtraction, crop, mirror and the
-// per-image PCA colour shift; the maths and the paper's sections are in cpu/prepare_batch.cpp.
+// per-image PCA colour shift and a per-channel scale; the maths and the paper's sections are in cpu/prepare_batch.cpp.
 //
 // One thread per output pixel (image i, row y, column x) computes its three channels. Consecutive threads take
 // consecutive x, so each of the three channel-plane writes is coalesced (the output is 12 of every 15 bytes moved);
@@ -16,7 +16,7 @@ template <bool kPerPixelMean>
 __global__ void prepare_batch_kernel(BatchShape s, const uint8_t* __restrict__ images, const float* __restrict__ mean,
                                      const int32_t* __restrict__ crop_y, const int32_t* __restrict__ crop_x,
                                      const int32_t* __restrict__ flip, const float* __restrict__ rgb_shift,
-                                     float scale, float* __restrict__ out) {
+                                     ChannelScale scale, float* __restrict__ out) {
   const int crop = s.crop;
   const int64_t plane = static_cast<int64_t>(crop) * crop;
   const int64_t mean_plane = static_cast<int64_t>(s.h_in) * s.w_in;
@@ -35,7 +35,7 @@ __global__ void prepare_batch_kernel(BatchShape s, const uint8_t* __restrict__ i
 #pragma unroll
     for (int c = 0; c < 3; ++c) {
       const float m = kPerPixelMean ? mean[c * mean_plane + src_pixel] : mean[c];
-      dst[c * plane] = (static_cast<float>(src[c]) - m + rgb_shift[i * 3 + c]) * scale;
+      dst[c * plane] = (static_cast<float>(src[c]) - m + rgb_shift[i * 3 + c]) * scale.c[c];
     }
   }
 }
@@ -43,7 +43,7 @@ __global__ void prepare_batch_kernel(BatchShape s, const uint8_t* __restrict__ i
 }  // namespace
 
 void prepare_batch(const BatchShape& s, const uint8_t* images, const float* mean, const int32_t* crop_y,
-                   const int32_t* crop_x, const int32_t* flip, const float* rgb_shift, float scale, float* out,
+                   const int32_t* crop_x, const int32_t* flip, const float* rgb_shift, ChannelScale scale, float* out,
                    cudaStream_t stream) {
   const int64_t total = static_cast<int64_t>(s.n) * s.crop * s.crop;
   if (total <= 0) return;

@@ -26,7 +26,7 @@ def _check(device, args, crop, scale):
     expected = ref.prepare_batch(*args, crop, scale)
     assert out.shape == expected.shape and out.dtype == np.float32
     # float32 (pixel - mean + shift) * scale with |values| <~ 300: a few float32 ulps
-    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-4 * scale)
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-4 * np.max(scale))
     return out
 
 
@@ -101,3 +101,26 @@ def test_bad_arguments(device, rng):
         ops.prepare_batch(images[..., :2].copy(), mean, cy, cx, flip, rgb_shift, 5, device=device)
     with pytest.raises(TypeError, match="prepare_batch: expected crop_y of dtype int32"):
         ops.prepare_batch(images, mean, cy.astype(np.int64), cx, flip, rgb_shift, 5, device=device)
+
+
+@pytest.mark.parametrize("per_pixel_mean", [True, False])
+def test_per_channel_scale(device, rng, per_pixel_mean):
+    """One scale per channel (torchvision's 1 / (255 std)): each output channel is scaled by its own number, and the
+    same number three times is the scalar form exactly."""
+    args = _batch(rng, 3, 9, 11, 7, per_pixel_mean)
+    scale = np.array([1 / (255 * 0.229), 1 / (255 * 0.224), 1 / (255 * 0.225)], np.float32)
+    out = _check(device, args, 7, scale)
+    np.testing.assert_allclose(out, ref.prepare_batch(*args, 7, scale.astype(np.float64)), rtol=1e-6, atol=1e-6)
+    for c in range(3):
+        single = ops.prepare_batch(*args, 7, float(scale[c]), device=device)
+        np.testing.assert_array_equal(out[:, c], single[:, c])
+    np.testing.assert_array_equal(ops.prepare_batch(*args, 7, [0.5, 0.5, 0.5], device=device),
+                                  ops.prepare_batch(*args, 7, 0.5, device=device))
+
+
+def test_bad_channel_scale(device, rng):
+    args = _batch(rng, 2, 8, 8, 5, False)
+    with pytest.raises(TypeError, match=r"prepare_batch: scale must be a number or three numbers"):
+        ops.prepare_batch(*args, 5, [1.0, 2.0], device=device)
+    with pytest.raises(ValueError, match=r"prepare_batch: scale\[1\] must be a finite float32"):
+        ops.prepare_batch(*args, 5, [1.0, float("nan"), 1.0], device=device)
