@@ -8,6 +8,9 @@ import sys
 USAGE = """\
 commands:
   python -m alexnet_cuda.train                 train (no arguments: the built-in synthetic dataset; --help)
+  python -m alexnet_cuda.train --arch NAME | --net FILE [--net-params FILE]
+                                               a network described as data (layers-18pct, conv-local-13pct, ...)
+  python -m alexnet_cuda.train --init-from FILE  fine-tune a checkpoint or imported weights (e.g. torchvision's)
   python -m alexnet_cuda.evaluate [--checkpoint PATH] [--data DIR]
                                                top-1 / top-5 error, centre crop and 10-crop average
   python -m alexnet_cuda.predict IMAGE... [--checkpoint PATH]
@@ -15,10 +18,15 @@ commands:
   python -m alexnet_cuda.weights export CHECKPOINT --safetensors FILE
   python -m alexnet_cuda.weights import FILE --out model.npz [--like CHECKPOINT]
                                                weights out to / in from safetensors, in from a .pth state dict
-  python -m alexnet_cuda.summary [--arch A]    each layer's output shape, parameters and multiply-adds
+                                               (torchvision's AlexNet: as torchvision-alexnet)
+  python -m alexnet_cuda.export CHECKPOINT --onnx model.onnx
+                                               the network as ONNX, preprocessing inside
+  python -m alexnet_cuda.summary [--arch A | --net FILE | --checkpoint PATH]
+                                               each layer's output shape, parameters and multiply-adds
   python -m alexnet_cuda.report RUN_DIR        curves, conv1 kernels (Figure 3) and confusion matrix of a run
   python -m alexnet_cuda.study [--variants A,B]  the paper's ablations trained side by side: table and plot
-  python -m alexnet_cuda.figure1 [--data DIR]  ReLU vs tanh: epochs to 25% training error (the paper's Figure 1)"""
+  python -m alexnet_cuda.figure1 [--data DIR]  ReLU vs tanh: epochs to 25% training error (the paper's Figure 1;
+                                               with CIFAR-10: its four-layer net and a learning-rate sweep)"""
 
 
 def main() -> int:
