@@ -46,6 +46,7 @@ from ..train.lock import RunLock
 from ..train.state import TrainingDiverged
 from .run_logs import read_run
 from .study import STUDY_FLAGS, StudyError, run_command, split_argv, train_variant
+from .study_results import RESULT
 
 PROG = "python -m alexnet_cuda.figure1"
 ACTIVATIONS = ("relu", "tanh")
@@ -96,27 +97,34 @@ def run_name(activation: str, lr: float) -> str:
 
 
 def sweep(out: Path, activation: str, lrs: list[float], common: list[str], net_flags: list[str], target: float,
-          max_epochs: int, log=print) -> list[dict[str, Any]]:
+          max_epochs: int, log=print, train: bool = True) -> list[dict[str, Any]]:
     """Every rate of ``lrs`` for one activation, in order; each run gets the epochs of the best run so far (it must
-    reach the target sooner to beat it) and stops at the target. Returns a row per run."""
+    reach the target sooner to beat it) and stops at the target. Returns a row per run. ``train=False``: the rows of
+    the runs trained so far, as they stand (a partial sweep's report)."""
     rows, best = [], None
     for lr in lrs:
         run_dir = out / run_name(activation, lr)
         budget = max_epochs if best is None else min(max_epochs, best)
-        log(f"== {activation} at lr x{lr:g}: up to {budget} epochs, until {100 * target:g}% training error")
+        if not train and not (run_dir / "metrics.jsonl").exists():
+            continue
+        if train:
+            log(f"== {activation} at lr x{lr:g}: up to {budget} epochs, until {100 * target:g}% training error")
         diverged = (run_dir / DIVERGED).exists()
-        if not diverged:
+        if train and not diverged:
             try:
                 train_variant(run_dir, [*common, *net_flags, "--lr", f"{lr:g}", "--epochs", str(budget),
                                         "--stop-at-train-error", f"{target:g}"], log)
             except TrainingDiverged as exc:  # too high a rate: it never reaches the target
                 diverged = True
-                files.atomic_write(run_dir / DIVERGED, lambda f: f.write(json.dumps({"error": str(exc)}).encode()))
+                note = json.dumps({"error": str(exc)}).encode()
+                files.atomic_write(run_dir / DIVERGED, lambda f: f.write(note))
         epochs = read_run(run_dir).epochs if (run_dir / "metrics.jsonl").exists() else []
         reached = epochs_to_reach(epochs, target)
         if reached is not None and (best is None or reached < best):
             best = reached
+        finished = diverged or (run_dir / RESULT).exists()
         stopped = ("diverged" if diverged else "reached the target" if reached is not None else
+                   "not finished (partial)" if not finished else
                    f"{max_epochs}-epoch limit" if budget == max_epochs else f"could not beat {budget} epochs")
         rows.append({"activation": activation, "lr": lr, "reached": reached, "epochs": len(epochs),
                      "stopped": stopped, "errors": [1.0 - r["train_top1"] for r in epochs]})
@@ -186,23 +194,28 @@ def _check_plan(out: Path, plan: dict[str, Any]) -> None:
 
 
 def run_figure(out: Path, data: str | None, lrs: list[float], target: float, max_epochs: int, seed: int,
-               subset: int | None, train_flags: list[str], log=print) -> dict[str, Any]:
+               subset: int | None, train_flags: list[str], log=print, train: bool = True) -> dict[str, Any]:
+    """Trains the sweep (or, ``train=False``, reports the runs trained so far) and writes the figure."""
     common = [*train_flags, *_subset_flags(data, subset, train_flags), "--seed", str(seed),
               *(["--data", data] if data else [])]
     with RunLock(out, what="figure1", log=log):
         _check_plan(out, {"data": data, "lrs": lrs, "target": target, "max_epochs": max_epochs, "common": common})
         rows = []
         for activation in ACTIVATIONS:
-            if data:
+            if data and train:
                 net = out / "nets" / f"{activation}.ini"
                 net.parent.mkdir(parents=True, exist_ok=True)
                 text = format_net(paper_net(activation))
                 files.atomic_write(net, lambda f: f.write(text.encode()))
                 net_flags = [*PAPER_FLAGS, "--net", str(net)]
+            elif data:
+                net_flags = []  # reporting only
             else:
                 net_flags = [*SYNTHETIC_FLAGS, "--activation", activation]
-            rows += sweep(out, activation, lrs, common, net_flags, target, max_epochs, log)
-        setting = (f"{PAPER_NET} without weight decay, fixed 24x24 centre patches of {data}, no augmentation, "
+            rows += sweep(out, activation, lrs, common, net_flags, target, max_epochs, log, train)
+        partial = "" if train else "**A partial sweep** (the runs trained so far; continue with the same command " \
+                                   "without --report). "
+        setting = partial + (f"{PAPER_NET} without weight decay, fixed 24x24 centre patches of {data}, no augmentation, "
                    f"constant rates; seed {seed}" if data else
                    f"alexnet-small on {subset or DEFAULT_SUBSET} synthetic images (a stand-in, not the paper's "
                    f"setting); seed {seed}")
@@ -236,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", type=float, default=0.25, metavar="E", help="training error to reach (default 0.25)")
     p.add_argument("--seed", type=int, default=0, help="default 0")
     p.add_argument("--out", metavar="DIR", help="default runs/figure1-<time>")
+    p.add_argument("--report", action="store_true",
+                   help="train nothing: write the page from the runs trained so far (a stopped sweep's partial "
+                        "result; give the same options as the sweep)")
     return p
 
 
@@ -255,7 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     lrs = args.lrs or list(PAPER_LRS if data else SYNTHETIC_LRS)
 
     def work() -> str:
-        result = run_figure(out, data, lrs, args.target, args.max_epochs, args.seed, args.subset, train_flags)
+        if args.report and not (out / PLAN).exists():
+            raise StudyError(f"{out} holds no Figure 1 sweep to report")
+        result = run_figure(out, data, lrs, args.target, args.max_epochs, args.seed, args.subset, train_flags,
+                            train=not args.report)
         return f"{result['page'].read_text()}\nwrote {result['page']} and {result['plot']}"
 
     return run_command(PROG, out, work)

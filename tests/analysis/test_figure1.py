@@ -95,3 +95,21 @@ def test_command_line(tmp_path):
     assert r.returncode == 2 and "the preset sets it" in r.stderr
     r = run_module("alexnet_cuda.figure1", "--lrs", "0,1", cwd=tmp_path)
     assert r.returncode == 2 and "must be positive" in r.stderr
+
+
+def test_report_of_a_partial_sweep(tmp_path):
+    """--report writes the page from the runs trained so far (the first rate of each activation here)."""
+    out = tmp_path / "fig1"
+    args = ["--subset", "16", "--lrs", "0.01,0.02", "--max-epochs", "1", "--target", "0.0", "--out", str(out), "--",
+            *FAST]
+    assert figure1.main(["--report", *args]) == 2  # nothing to report yet
+    assert figure1.main(args) == 0
+    import shutil
+
+    shutil.rmtree(out / "relu-lr0.02")
+    (out / "tanh-lr0.02" / "result.json").unlink()  # as if stopped in its first epoch's checkpoint
+    assert figure1.main(["--report", *args]) == 0
+    rows = json.loads((out / "figure1.json").read_text())["runs"]
+    assert [(r["activation"], r["lr"]) for r in rows] == [("relu", 0.01), ("tanh", 0.01), ("tanh", 0.02)]
+    assert rows[-1]["stopped"] == "not finished (partial)" or rows[-1]["reached"] is not None
+    assert "A partial sweep" in (out / "figure1.md").read_text()
