@@ -16,6 +16,8 @@
 // Planes (image, channel) are independent, so OpenMP splits the n*c planes; nothing is shared between threads.
 // The forward's window size is a template parameter for the paper's 3x3 and the 2x2 ablation (unrolled windows;
 // the vertical maxima vectorize across a row), and a run-time value for any other size and for clipped windows.
+// The backward's search runs one tap at a time across a whole output row of windows (first_maxima), with the 3/2
+// and 2/2 windows and strides as template parameters.
 #include <algorithm>
 #include <limits>
 #include <vector>
