@@ -213,21 +213,65 @@ def _check_weights(ckpt: Checkpoint) -> None:
                     raise CheckpointError(str(exc)) from None
 
 
+# A described network's model configuration (``meta["model"]``) holds its description, the text of its network file
+# (nets/file_format.format_net), and the other arguments of AlexNet.from_description; the alexnet family's (and every
+# checkpoint written before descriptions) holds AlexNet's constructor arguments.
+DESCRIPTION = "description"
+FROM_DESCRIPTION_ARGS = ("seed", "optimizer", "adam_betas", "adam_eps")
+
+
+def model_from_config(config: dict[str, Any], devices: Any = None, model_class: Any = None):
+    """The network a checkpoint's model configuration names (untrained: the caller loads the weights)."""
+    if model_class is None:
+        from .model import AlexNet as model_class  # noqa: N813
+    if DESCRIPTION not in config:
+        return model_class(devices=devices, **config)
+    from .nets.description import layer_table
+    from .nets.file_format import parse_net
+
+    desc = parse_net(str(config[DESCRIPTION]), "the recorded network description")
+    layer_table(desc)  # a broken description is one DescriptionError naming the layer and the field
+    kwargs = {k: config[k] for k in FROM_DESCRIPTION_ARGS if k in config}
+    if "adam_betas" in kwargs:
+        kwargs["adam_betas"] = tuple(kwargs["adam_betas"])
+    return model_class.from_description(desc, devices, **kwargs)
+
+
+def network_description(config: dict[str, Any]):
+    """The :class:`~alexnet_cuda.nets.description.NetDescription` of a model configuration: the recorded one, or
+    for the alexnet family the description its constructor arguments name (nets/alexnet.py)."""
+    from .nets.alexnet import alexnet
+    from .nets.file_format import parse_net
+    from .network_options import parse_head, resolve_norm
+
+    if DESCRIPTION in config:
+        return parse_net(str(config[DESCRIPTION]), "the recorded network description")
+    widths = config.get("widths") or {}
+    head = parse_head(widths["fc"] if widths.get("fc") is not None else config.get("head"))
+    return alexnet(config.get("arch", "alexnet"), config.get("input_size"), int(config.get("num_classes", 1000)),
+                   towers=int(config.get("towers", 2)), norm=resolve_norm(config.get("norm", "lrn"),
+                                                                           config.get("lrn", True)),
+                   bn_position=config.get("bn_position", "before_pool"),
+                   overlapping_pool=bool(config.get("overlapping_pool", True)),
+                   activation=config.get("activation", "relu"), dropout=float(config.get("dropout", 0.5)),
+                   conv_channels=widths.get("conv"), head=head, weight_std=float(config.get("weight_std", 0.01)),
+                   bias_init=float(config.get("bias_init", 1.0)))
+
+
 def build_model(ckpt: Checkpoint, devices: Any = None, model_class: Any = None):
-    """Rebuilds the network saved in ``ckpt``: same architecture and options, trained weights, the normalization
+    """Rebuilds the network saved in ``ckpt`` (from its recorded description; the alexnet family's, and older
+    checkpoints', from AlexNet's constructor arguments): same layers and options, trained weights, the normalization
     (training-set mean) it was trained with, and its class names. Returns the model.
 
     ``devices`` is passed to the constructor (None: GPUs when present, else the CPU). ``model_class`` defaults to
     :class:`alexnet_cuda.AlexNet` (tests pass a stand-in).
     """
-    if model_class is None:
-        from .model import AlexNet as model_class  # noqa: N813
     config = ckpt.model_config
     if not config:
         raise CheckpointError(f"checkpoint {ckpt.path or ''}: has no model configuration (was it written by "
                               f"alexnet_cuda.train?)")
     try:
-        model = model_class(devices=devices, **config)
+        model = model_from_config(config, devices, model_class)
         model.load_state_dict(ckpt.params)
         if "mean" in ckpt.arrays:
             model.set_normalization(ckpt.arrays["mean"], float(ckpt.meta.get("normalization_scale", 1.0)))

@@ -36,7 +36,8 @@ def int_at_least(lo: int) -> Callable[[str], int]:
     return parse
 
 
-def float_in(lo: float, hi: float | None = None, lo_open: bool = False) -> Callable[[str], float]:
+def float_in(lo: float, hi: float | None = None, lo_open: bool = False,
+             hi_closed: bool = False) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
             v = float(text)
@@ -45,8 +46,8 @@ def float_in(lo: float, hi: float | None = None, lo_open: bool = False) -> Calla
         # The network computes in float32: a value beyond its range would become inf on the way in.
         if abs(v) > FLOAT32_MAX or not math.isfinite(v):
             raise argparse.ArgumentTypeError(f"must be a finite float32 (|value| <= {FLOAT32_MAX:.4g}), got {text}")
-        if (v <= lo if lo_open else v < lo) or (hi is not None and v >= hi):
-            rng = f"{'(' if lo_open else '['}{lo:g}, {'inf' if hi is None else f'{hi:g}'})"
+        if (v <= lo if lo_open else v < lo) or (hi is not None and (v > hi if hi_closed else v >= hi)):
+            rng = f"{'(' if lo_open else '['}{lo:g}, {'inf' if hi is None else f'{hi:g}'}{']' if hi_closed else ')'}"
             raise argparse.ArgumentTypeError(f"must be in {rng}, got {text}")
         return v
     return parse

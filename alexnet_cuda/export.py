@@ -203,6 +203,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> dict:
     """Writes the ONNX model of a training checkpoint to ``out``; returns what it takes and gives."""
     onnx, _, _ = _import_onnx()
     ckpt = ckpt_io.load(checkpoint)
+    if ckpt_io.DESCRIPTION in ckpt.model_config:  # the graph below is AlexNet's conv blocks and head
+        raise ExportError(f"export: {checkpoint} holds a described network ({ckpt.model_config.get('arch')}); the "
+                          f"ONNX export builds the alexnet family only (alexnet, alexnet-small and their variants)")
     model = ckpt_io.build_model(ckpt, devices="cpu")
     mean = ckpt.arrays.get("mean")
     # As build_model: the normalization (mean and scale) is set only when the checkpoint has a mean.

@@ -1,4 +1,10 @@
-"""The paper's network (Krizhevsky, Sutskever, Hinton 2012, Section 3.5, Figure 2) as a Python class.
+"""The paper's network (Krizhevsky, Sutskever, Hinton 2012, Section 3.5, Figure 2) as a Python class, and any other
+network described as data.
+
+``AlexNet(...)`` builds the paper's network or one of its variants; ``AlexNet.from_description(desc)`` builds any
+description (``alexnet_cuda.nets``: a network file, cuda-convnet's layer files, the built-in CIFAR-10 networks). Both
+are the same C++ engine (``csrc/network.h``) built from a description: ``AlexNet(...)`` describes its options with
+``alexnet_cuda.nets.alexnet.alexnet`` first, and ``self.description`` is the description either way.
 
 :class:`AlexNet` wraps the C++ network (``csrc/network.h``), which composes the ops of ``csrc/ops.h`` into two towers
 like cuda-convnet: each tower holds half of every layer's kernels/neurons and lives on its own device, and the towers
@@ -85,8 +91,11 @@ from . import _C
 from .arguments import INT32_MAX, UINT64_MAX, float32_array, float_arg, int_arg
 from .arguments import is_int as _is_int
 from .arguments import is_real as _is_real
+from .net_spec import alexnet_config, learning_settings, native_spec
+from .nets.alexnet import alexnet
+from .nets.description import NetDescription, layer_table
 from .network_options import (BN_POSITIONS, DEFAULT_ADAM_BETAS, DEFAULT_ADAM_EPS, OPTIMIZERS, check_adam,
-                              check_choice, native_options, parse_head, resolve_norm)
+                              check_choice, parse_head, resolve_norm)
 
 _ARCHS = ("alexnet", "alexnet-small")
 _ACTIVATIONS = ("relu", "tanh")
@@ -205,18 +214,44 @@ class AlexNet:
         norm = resolve_norm(norm, lrn)
         check_choice("AlexNet", "bn_position", bn_position, BN_POSITIONS)
         check_choice("AlexNet", "optimizer", optimizer, OPTIMIZERS)
+        desc = alexnet(arch, int(input_size), int(num_classes), towers=int(towers), norm=norm,
+                       bn_position=bn_position, overlapping_pool=bool(overlapping_pool), activation=activation,
+                       dropout=float(dropout), conv_channels=conv_channels, head=head, weight_std=float(weight_std),
+                       bias_init=float(bias_init))
+        self._build(desc, devices, seed, optimizer, adam_betas, adam_eps)
+        self._config = alexnet_config(desc, {"norm": norm, "bn_position": bn_position, "activation": activation,
+                                             "dropout": float(dropout), "head": head})
+
+    @classmethod
+    def from_description(cls, desc: NetDescription, devices=None, *, seed=0, optimizer="sgd",
+                         adam_betas=DEFAULT_ADAM_BETAS, adam_eps=DEFAULT_ADAM_EPS) -> "AlexNet":
+        """The network of any description (alexnet_cuda.nets: a network file, a cuda-convnet layer file, a built-in
+        name), with each layer's own learning settings (lr_weight, lr_bias, momentum_*, weight_decay: cuda-convnet's
+        epsW, epsB, momW, momB, wc) applied with :meth:`set_learning`, so a step's ``lr`` multiplies them. Raises
+        DescriptionError (a ValueError naming the layer and the field) for a description that cannot be built."""
+        if not isinstance(desc, NetDescription):
+            raise TypeError(f"AlexNet.from_description: expected a NetDescription, got {type(desc).__name__}")
+        net = cls.__new__(cls)
+        net._build(desc, devices, seed, optimizer, adam_betas, adam_eps)
+        net._config = None
+        for name, settings in learning_settings(desc).items():
+            net.set_learning(name, **settings)
+        return net
+
+    def _build(self, desc: NetDescription, devices, seed, optimizer, adam_betas, adam_eps) -> None:
+        int_arg("AlexNet", "seed", seed, 0, UINT64_MAX)
+        check_choice("AlexNet", "optimizer", optimizer, OPTIMIZERS)
         self.adam_betas, self.adam_eps = check_adam(adam_betas, adam_eps)
         self.devices: list[str] = resolve_devices(devices)
-        self.num_classes = int(num_classes)
-        self.input_size = int(input_size)
-        self.arch = arch
-        self.towers = int(towers)
+        spec = native_spec(desc, seed=int(seed), optimizer=optimizer)
+        self.description = desc
+        self.num_classes = int(desc.classes)
+        self.input_size = int(desc.input_size)
+        self.arch = desc.name
+        self.towers = int(desc.towers)
         self.optimizer = optimizer
-        options = native_options(arch=arch, input_size=self.input_size, num_classes=self.num_classes,
-                                 towers=self.towers, norm=norm, bn_position=bn_position,
-                                 overlapping_pool=overlapping_pool, activation=activation, dropout=dropout,
-                                 conv_channels=conv_channels, head=head, optimizer=optimizer)
-        self._net = _C.Network(options, self.devices, float(bias_init), float(weight_std), int(seed))
+        self.seed = int(seed)
+        self._net = _C.Network(spec, self.devices)
         self._names = list(self._net.parameter_names())
         self._buffers = list(self._net.buffer_names())
         self._shapes = {n: tuple(self._net.get_tensor(n).shape) for n in self._names + self._buffers}
@@ -249,17 +284,25 @@ class AlexNet:
 
     @property
     def config(self) -> dict:
-        """The layer widths, kernels, spatial sizes (conv_out, block_out, fc6_inputs) and options of this net
-        (``head``: 'gap' or the hidden widths; ``fc_width``: the hidden widths)."""
-        c = dict(self._net.config())
-        c["head"] = "gap" if c["gap_head"] else list(c["fc_width"])
+        """The layer widths, kernels, spatial sizes (conv_out, block_out, fc6_inputs) and options of an AlexNet built
+        by the constructor (``head``: 'gap' or the hidden widths; ``fc_width``: the hidden widths); for a net built
+        from a description, its name, input, classes, towers, optimizer, seed and devices."""
+        c = {"arch": self.arch, "input_size": self.input_size, "num_classes": self.num_classes,
+             "towers": self.towers, "optimizer": self.optimizer, "seed": self.seed,
+             "devices": self.devices[:self.towers]}
+        if self._config is not None:
+            c.update(self._config)
+            c["head"] = "gap" if c["gap_head"] else list(c["fc_width"])
         return c
 
     def __repr__(self) -> str:
-        c = self._net.config()
-        head = "gap" if c["gap_head"] else list(c["fc_width"])
+        if self._config is None:
+            return (f"AlexNet(net={self.arch!r}, input_size={self.input_size}, num_classes={self.num_classes}, "
+                    f"towers={self.towers}, optimizer={self.optimizer!r}, devices={self.devices[:self.towers]}, "
+                    f"parameters={self.num_parameters():,})")
+        c = self.config
         return (f"AlexNet(arch={c['arch']!r}, input_size={c['input_size']}, num_classes={c['num_classes']}, "
-                f"towers={c['towers']}, norm={c['norm']!r}, head={head!r}, optimizer={c['optimizer']!r}, "
+                f"towers={c['towers']}, norm={c['norm']!r}, head={c['head']!r}, optimizer={c['optimizer']!r}, "
                 f"devices={c['devices']}, parameters={self.num_parameters():,})")
 
     # ---- input -----------------------------------------------------------------------------------------------------
@@ -461,7 +504,7 @@ class AlexNet:
     def layers(self) -> list[dict]:
         """This net's layer table (the one its parameters were created from): per layer and tower the name, kind,
         input/output shapes per image, weight shape, parameters and multiply-adds (see alexnet_cuda.summary)."""
-        return list(self._net.layers())
+        return layer_table(self.description)
 
     def summary(self) -> str:
         """The layer table as text, with the totals (``print(net.summary())``; alexnet_cuda.summary says what the

@@ -78,22 +78,6 @@ def check_adam(betas: Any, eps: Any, where: str = "AlexNet") -> tuple[tuple[floa
     return (b[0], b[1]), e
 
 
-def native_options(*, arch: str, input_size: int, num_classes: int, towers: int, norm: str, bn_position: str,
-                   overlapping_pool: bool, activation: str, dropout: float, conv_channels: list[int] | None,
-                   head: str | list[int] | None, optimizer: str = "sgd"):
-    """The C++ network's options (``_C.NetworkOptions``) for already-checked values."""
-    from . import _C
-
-    o = _C.NetworkOptions()
-    o.arch, o.input_size, o.num_classes, o.towers = arch, int(input_size), int(num_classes), int(towers)
-    o.norm, o.bn_position, o.optimizer = norm, bn_position, optimizer
-    o.overlapping_pool, o.activation, o.dropout = bool(overlapping_pool), activation, float(dropout)
-    o.conv_channels = conv_channels
-    o.gap_head = head == "gap"
-    o.fc_width = None if head is None or head == "gap" else list(head)
-    return o
-
-
 # ---- command-line flags (train; evaluate and predict read the variant from the checkpoint) --------------------------
 def _flag_type(parse, hint: str = ""):
     """An argparse type from a parser raising ValueError (argparse then prints a one-line usage error)."""

@@ -1,8 +1,8 @@
 """Layer summary: ``python -m alexnet_cuda.summary`` (``--help``) and :meth:`alexnet_cuda.AlexNet.summary`.
 
 Prints each layer of each tower with its output shape, parameters and multiply-adds, and the totals. The table is
-the C++ layer table (``csrc/network_layers.h``, ``describe_layers``) from which the network creates its parameters,
-so what is printed is what is built: the paper's net has 60,965,224 parameters and 724,406,816 multiply-adds per
+the layer table of the network's description (``nets.description.layer_table``), the description from which the C++
+network creates its layers and parameters, so what is printed is what is built: the paper's net has 60,965,224 parameters and 724,406,816 multiply-adds per
 227x227 image forward.
 
 What "multiply-adds" counts: the products of the weight layers only, per image, forward pass:
@@ -19,13 +19,14 @@ import json
 import sys
 from typing import Any
 
-from .cli import ConfigError
+from .checkpoint import load, network_description
+from .nets.alexnet import alexnet
 from .nets.builtin import BUILTIN, builtin
 from .nets.from_convnet import read_convnet
-from .nets.description import DescriptionError, layer_table
+from .nets.description import layer_table
 from .nets.table import format_table, totals
 from .nets.file_format import read_net
-from .network_options import BN_POSITIONS, NORMS, check_choice, head_str, native_options, parse_head, resolve_norm
+from .network_options import BN_POSITIONS, NORMS, check_choice, head_str, parse_head, resolve_norm
 
 PROG = "python -m alexnet_cuda.summary"
 
@@ -36,18 +37,19 @@ def describe(num_classes: int = 1000, arch: str = "alexnet", input_size: int | N
              head: Any = None) -> list[dict[str, Any]]:
     """The layer table of the network that ``AlexNet(num_classes, arch=arch, ...)`` would build, without building
     it (no weights are allocated). Raises ValueError for options the network rejects."""
-    from . import _C
-
+    if arch not in ("alexnet", "alexnet-small"):
+        raise ValueError(f"{PROG}: arch must be 'alexnet' or 'alexnet-small' here, got {arch!r}")
     if input_size is None:
         input_size = 227 if arch == "alexnet" else 32
+    if (arch == "alexnet" and input_size != 227) or (arch == "alexnet-small" and input_size not in (32, 64)):
+        raise ValueError(f"{PROG}: arch={arch!r} does not take input_size={input_size} (alexnet: 227; "
+                         f"alexnet-small: 32 or 64)")
     widths = widths or {}
     head = parse_head(widths["fc"] if widths.get("fc") is not None else head, PROG)
     check_choice(PROG, "bn_position", bn_position, BN_POSITIONS)
-    options = native_options(arch=arch, input_size=input_size, num_classes=num_classes, towers=towers,
-                             norm=resolve_norm(norm, lrn, PROG), bn_position=bn_position,
-                             overlapping_pool=overlapping_pool, activation=activation, dropout=dropout,
-                             conv_channels=widths.get("conv"), head=head)
-    return list(_C.describe_layers(options))
+    return layer_table(alexnet(arch, input_size, num_classes, towers=towers, norm=resolve_norm(norm, lrn, PROG),
+                               bn_position=bn_position, overlapping_pool=overlapping_pool, activation=activation,
+                               dropout=dropout, conv_channels=widths.get("conv"), head=head))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,13 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "the variant flags, or cuda-convnet's layers-*.cfg with --net-params")
     p.add_argument("--net-params", metavar="FILE", help="cuda-convnet's layer-params-*.cfg for a layers-*.cfg --net "
                                                         "(its inputs are --input-size, default 32)")
+    p.add_argument("--checkpoint", metavar="PATH",
+                   help="the network of a checkpoint written by alexnet_cuda.train (its recorded description, or "
+                        "the alexnet family's options), instead of --arch and --net")
     p.add_argument("--json", action="store_true", help="print the layers and totals as JSON")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.net or args.arch in BUILTIN:
+    if args.net or args.checkpoint or args.arch in BUILTIN:
         return _summarize_description(args)
     try:
         layers = describe(args.num_classes, args.arch, args.input_size, towers=args.towers, lrn=args.lrn,
@@ -99,20 +104,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def _summarize_description(args) -> int:
     try:
-        if args.net_params and args.net:
+        if args.checkpoint:
+            desc = network_description(load(args.checkpoint).model_config)
+        elif args.net_params and args.net:
             desc = read_convnet(args.net, args.net_params, input_size=args.input_size or 32)
         elif args.net:
             desc = read_net(args.net)
         else:
             desc = builtin(args.arch)
         layers = layer_table(desc)
-    except (DescriptionError, ConfigError) as exc:
+    except (ValueError, OSError) as exc:  # DescriptionError, ConfigError, CheckpointError: one line each
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps({"layers": layers, "totals": totals(layers)}, indent=2))
     else:
-        source = args.net or "built in"
+        source = args.checkpoint or args.net or "built in"
         print(format_table(layers, f"{desc.name} ({source}), {desc.classes} classes, {desc.towers} tower(s)"))
     return 0
 

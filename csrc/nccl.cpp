@@ -60,8 +60,8 @@ void bind(void* lib, const std::string& path, const char* symbol, F& fn) {
 class Reducer : public GradientReducer {
  public:
   Reducer(const Network& net, const std::vector<std::string>& ids, int rank, int size) {
-    const NetworkConfig& cfg = net.config();
-    const int towers = cfg.towers;
+    const NetSpec& spec = net.spec();
+    const int towers = spec.towers;
     AX_CHECK(static_cast<int>(ids.size()) == towers, "NCCL: one unique id per tower expected, got ", ids.size(),
              " for ", towers, " towers");
     AX_CHECK(size >= 1 && rank >= 0 && rank < size, "NCCL: rank ", rank, " outside 0..", size - 1);
@@ -76,7 +76,7 @@ class Reducer : public GradientReducer {
       std::memcpy(id.internal, ids[t].data(), sizeof(id.internal));
 #ifdef ALEXNET_WITH_CUDA
       std::optional<cuda::DeviceGuard> on_device;
-      if (cfg.devices[t].is_cuda()) on_device.emplace(cfg.devices[t].index);
+      if (spec.devices[t].is_cuda()) on_device.emplace(spec.devices[t].index);
 #endif
       check(a.comm_init_rank(&comms_[t], size, id, rank), "ncclCommInitRank");
     }

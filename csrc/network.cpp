@@ -1,6 +1,7 @@
-// The two-tower AlexNet (network.h has the layer table and the placement rules). This file: construction and
-// initialization, parameters, inputs and the public calls; network_engine.h: the towers, exchanges and layers;
-// network_step.cpp: the step schedule; network_layers.cpp: the configurations and the layer table.
+// A network built from its description (network.h has the placement rules). This file: construction and
+// initialization, parameters, inputs and the public calls; network_layers.cpp: each layer's shapes on each tower
+// and the checks; network_engine.h: the towers and exchanges; network_passes.cpp: each layer's forward and backward;
+// network_step.cpp: the step schedule.
 #include <cmath>
 #include <set>
 
@@ -37,84 +38,122 @@ void fill_normal(float* out, int64_t count, float std, uint64_t key, uint64_t st
 }  // namespace
 
 
-// ---- parameters and buffers, created from the layer table ----------------------------------------------------
-int Network::Impl::add_tensor(const LayerSpec& layer, const char* suffix, const Shape& shape, bool trainable,
+// ---- parameters and buffers, created from the layer plans ----------------------------------------------------
+int Network::Impl::add_tensor(int layer, int tower, const char* suffix, const Shape& shape, bool trainable,
                               bool decay, const std::vector<float>& host) {
-  const NetworkConfig& c = cfg();
-  const Device device = c.devices[layer.tower];
+  const LayerDef& d = def(layer);
+  const Device device = spec().devices[tower];
   Parameter p;
-  p.name = str_cat(layer.module, ".tower", layer.tower, suffix);
-  p.tower = layer.tower;
+  p.name = str_cat(d.module.empty() ? d.name : d.module, ".tower", tower, suffix);
+  p.tower = tower;
   p.trainable = trainable;
   p.decay = decay;
   p.value = Tensor::from_host(host.data(), shape, device);
   if (trainable) {
     p.momentum = Tensor::zeros(shape, device);
-    if (c.optimizer != OptimizerKind::Sgd) p.variance = Tensor::zeros(shape, device);
+    if (spec().optimizer != OptimizerKind::Sgd) p.variance = Tensor::zeros(shape, device);
+  }
+  for (const Parameter& q : net.params_) {
+    AX_CHECK(q.name != p.name, "network '", spec().name, "': layer '", d.name, "': a second parameter named ", p.name,
+             " (two layers share the module '", d.module, "')");
   }
   net.params_.push_back(std::move(p));
   return static_cast<int>(net.params_.size()) - 1;
 }
 
 // Initialized on the host (identical numbers for every placement) and copied to the tower's device: weights
-// N(0, weight_std^2), biases bias_init or 0 (Section 5).
-void Network::Impl::add_weight_and_bias(const LayerSpec& layer, ConvParams& out) {
-  const NetworkConfig& c = cfg();
+// N(0, init_std^2), biases init_bias (Section 5: 1 in AlexNet's conv2, conv4, conv5 and hidden fc layers, else 0).
+// The weights' stream is the layer's order among the weighted layers and the tower.
+void Network::Impl::add_weight_and_bias(int layer, int tower) {
+  const LayerDef& d = def(layer);
+  const LayerPlan& plan = plans[layer];
+  LayerParams& out = towers[tower].params[layer];
+  const Shape& shape = plan.weight[tower];
   int64_t count = 1;
-  for (int64_t d : layer.weight) count *= d;
+  for (int64_t dim : shape) count *= dim;
   std::vector<float> host(static_cast<size_t>(count));
-  fill_normal(host.data(), count, c.weight_std, c.seed + kInitKeyMix,
-              static_cast<uint64_t>(layer.weight_index) * 16 + layer.tower);
-  out.weight = add_tensor(layer, ".weight", layer.weight, true, true, host);
-  if (layer.bias > 0) {
-    host.assign(static_cast<size_t>(layer.bias), layer.bias_one ? c.bias_init : 0.0f);
-    out.bias = add_tensor(layer, ".bias", {layer.bias}, true, false, host);
+  fill_normal(host.data(), count, d.init_std, spec().seed + kInitKeyMix,
+              static_cast<uint64_t>(plan.weight_index) * 16 + tower);
+  out.weight = add_tensor(layer, tower, ".weight", shape, true, true, host);
+  if (plan.bias[tower] > 0) {
+    // a local layer's biases are one per output position (cuda-convnet's), shaped like its output maps
+    const Shape bias_shape = d.kind == LayerKind::Local ? plan.output[tower] : Shape{plan.bias[tower]};
+    host.assign(static_cast<size_t>(plan.bias[tower]), d.init_bias);
+    out.bias = add_tensor(layer, tower, ".bias", bias_shape, true, false, host);
   }
 }
 
 // BatchNorm starts as the identity on normalized inputs: scale 1, shift 0, running mean 0 and variance 1 (the
 // initialization of Ioffe & Szegedy's implementations and PyTorch's). PyTorch's names: weight, bias, running_*.
-void Network::Impl::add_batchnorm(const LayerSpec& layer, BnParams& out) {
-  const Shape shape{layer.buffers};
-  const std::vector<float> zeros(static_cast<size_t>(layer.buffers), 0.0f), ones(zeros.size(), 1.0f);
-  out.gamma = add_tensor(layer, ".weight", shape, true, false, ones);
-  out.beta = add_tensor(layer, ".bias", shape, true, false, zeros);
-  out.running_mean = add_tensor(layer, ".running_mean", shape, false, false, zeros);
-  out.running_var = add_tensor(layer, ".running_var", shape, false, false, ones);
+void Network::Impl::add_batchnorm(int layer, int tower) {
+  const int64_t c = plans[layer].bias[tower];
+  LayerParams& out = towers[tower].params[layer];
+  const Shape shape{c};
+  const std::vector<float> zeros(static_cast<size_t>(c), 0.0f), ones(zeros.size(), 1.0f);
+  out.weight = add_tensor(layer, tower, ".weight", shape, true, false, ones);
+  out.bias = add_tensor(layer, tower, ".bias", shape, true, false, zeros);
+  out.running_mean = add_tensor(layer, tower, ".running_mean", shape, false, false, zeros);
+  out.running_var = add_tensor(layer, tower, ".running_var", shape, false, false, ones);
+}
+
+void Network::Impl::prepare_input(Tower& t, const HostBatch& b) {
+  const int owner = first_tower_on(t.device);
+  if (owner != t.index) {  // another tower on this device already has it
+    wait(t, kInput, towers[owner]);
+    t.images = towers[owner].images;
+    return;
+  }
+  const int64_t n = b.images_shape[0];
+  Tensor x;
+  if (b.images_f32) {
+    x = Tensor::from_host(b.images_f32, b.images_shape, t.device);
+  } else {
+    const int64_t h = b.images_shape[1], w = b.images_shape[2];
+    const int S = spec().input_size;
+    std::vector<int32_t> cy(n), cx(n), fl(n, 0);
+    std::vector<float> shift(static_cast<size_t>(n) * 3, 0.0f);
+    for (int64_t i = 0; i < n; ++i) {
+      cy[i] = b.crop_y ? b.crop_y[i] : static_cast<int32_t>((h - S) / 2);
+      cx[i] = b.crop_x ? b.crop_x[i] : static_cast<int32_t>((w - S) / 2);
+      if (b.flip) fl[i] = b.flip[i];
+    }
+    if (b.rgb_shift) std::copy(b.rgb_shift, b.rgb_shift + 3 * n, shift.begin());
+    Tensor images = Tensor::from_host(b.images_u8, b.images_shape, t.device, DType::U8);
+    Tensor ty = Tensor::from_host(cy.data(), {n}, t.device, DType::I32);
+    Tensor tx = Tensor::from_host(cx.data(), {n}, t.device, DType::I32);
+    Tensor tf = Tensor::from_host(fl.data(), {n}, t.device, DType::I32);
+    Tensor ts = Tensor::from_host(shift.data(), {n, 3}, t.device);
+    x = ops::prepare_batch(images, mean[t.index], ty, tx, tf, ts, S, scale);
+  }
+  t.images = x;
+  record(t, kInput);
 }
 
 
 // ---- Network ---------------------------------------------------------------------------------------------------
-Network::Network(const NetworkConfig& cfg) : cfg_(cfg) {
-  validate_config(cfg_);
-  geo_ = network_geometry(cfg_);
+Network::Network(const NetSpec& spec) : spec_(spec) {
   impl_ = std::make_unique<Impl>(*this);
-  const int T = cfg_.towers;
-  impl_->gpu = cfg_.devices[0].is_cuda();
-
-  // Tower shares (the output layer's classes split ceil/floor: tower 0 takes ceil(C/2)) and parameters, both from
-  // the layer table, so AlexNet.summary() describes exactly what is built.
+  impl_->plans = plan_layers(spec_);
+  impl_->dropouts = dropout_layers(spec_);
+  const int T = spec_.towers;
+  impl_->gpu = spec_.devices[0].is_cuda();
   impl_->towers.resize(T);
   for (int t = 0; t < T; ++t) {
     Impl::Tower& tw = impl_->towers[t];
     tw.index = t;
-    tw.device = cfg_.devices[t];
-    tw.class_offset = fc8_class_offset(cfg_, t);
-    tw.resize_head(cfg_.fc_layers());
+    tw.device = spec_.devices[t];
+    tw.params.assign(spec_.layers.size(), Impl::LayerParams{});
+    tw.state.assign(spec_.layers.size(), Impl::LayerState{});
   }
-  for (const LayerSpec& layer : describe_layers(cfg_)) {
-    Impl::Tower& tw = impl_->towers[layer.tower];
-    if (layer.kind == "batchnorm") {
-      impl_->add_batchnorm(layer, tw.bn[layer.weight_index]);
-    } else if (layer.kind == "conv") {
-      const int l = layer.weight_index;
-      tw.conv_c[l] = static_cast<int>(layer.weight[0]);
-      impl_->add_weight_and_bias(layer, tw.conv[l]);
-    } else if (layer.kind == "linear") {
-      const int k = layer.weight_index - kConvLayers, out = static_cast<int>(layer.weight[0]);
-      tw.fc_n[k] = out;
-      tw.fc_in_offset[k] = layer.tower * out;  // where this tower's outputs sit in the next fc layer's input
-      impl_->add_weight_and_bias(layer, tw.fc[k]);
+  // Layer by layer, tower 0 then tower 1 within a layer: the order of parameter_names() and of a checkpoint.
+  for (int i = 0; i < impl_->layers(); ++i) {
+    for (int t = 0; t < T; ++t) {
+      const LayerKind kind = spec_.layers[i].kind;
+      if (kind == LayerKind::BatchNorm) {
+        impl_->add_batchnorm(i, t);
+      } else if (kind == LayerKind::Conv || kind == LayerKind::Local || kind == LayerKind::Linear) {
+        impl_->add_weight_and_bias(i, t);
+      }
     }
   }
 
@@ -128,7 +167,7 @@ Network::Network(const NetworkConfig& cfg) : cfg_(cfg) {
     for (Impl::Tower& tw : impl_->towers) {
       devices.insert(tw.device.index);
       tw.stream = cuda::create_stream(tw.device.index);
-      tw.events.assign(num_points(cfg_), nullptr);
+      tw.events.assign(num_points(spec_), nullptr);
       for (auto& e : tw.events) e = cuda::create_event(tw.device.index);
       for (auto& e : tw.timing) e = cuda::create_timing_event(tw.device.index);
     }
@@ -208,10 +247,10 @@ void Network::check_batch(const HostBatch& b) const {
   const Shape& s = b.images_shape;
   AX_CHECK((b.images_f32 != nullptr) != (b.images_u8 != nullptr), "AlexNet: expected either float32 or uint8 images");
   AX_CHECK(s.size() == 4 && s[0] >= 1, "AlexNet: expected a non-empty 4-d image batch, got shape ", shape_str(s));
-  const int64_t n = s[0], S = cfg_.input_size;
+  const int64_t n = s[0], S = spec_.input_size;
   if (b.images_f32) {
-    AX_CHECK(s[1] == cfg_.in_channels && s[2] == S && s[3] == S, "AlexNet: expected float32 images of shape (n, ",
-             cfg_.in_channels, ", ", S, ", ", S, "), got ", shape_str(s));
+    AX_CHECK(s[1] == spec_.in_channels && s[2] == S && s[3] == S, "AlexNet: expected float32 images of shape (n, ",
+             spec_.in_channels, ", ", S, ", ", S, "), got ", shape_str(s));
     AX_CHECK(!b.crop_y && !b.crop_x && !b.flip && !b.rgb_shift,
              "AlexNet: crops/flips/rgb_shift apply to uint8 images only (float32 images are used as given)");
   } else {
@@ -228,8 +267,8 @@ void Network::check_batch(const HostBatch& b) const {
   }
   if (b.labels) {
     for (int64_t i = 0; i < n; ++i) {
-      AX_CHECK(b.labels[i] >= 0 && b.labels[i] < cfg_.num_classes, "AlexNet: label ", b.labels[i], " at index ", i,
-               " is out of range [0, ", cfg_.num_classes, ")");
+      AX_CHECK(b.labels[i] >= 0 && b.labels[i] < spec_.classes, "AlexNet: label ", b.labels[i], " at index ", i,
+               " is out of range [0, ", spec_.classes, ")");
     }
   }
 }

@@ -1,272 +1,241 @@
-// The configurations, spatial sizes and layer table of the network (network_layers.h says why they are one file).
+// Each layer of a NetSpec on each tower (network_layers.h): shapes, channel shares, parameters, and the checks.
 #include "network_layers.h"
 
 #include <cmath>
+
+#include "ops.h"
 
 namespace alexnet {
 
 namespace {
 
-// Section 5: "We initialized the neuron biases in the second, fourth, and fifth convolutional layers, as well as in
-// the fully-connected hidden layers, with the constant 1 ... the remaining layers with the constant 0."
-// (With other heads: every hidden fc layer 1, the output layer 0.)
-constexpr bool kConvBiasOne[kConvLayers] = {false, true, false, true, true};
+constexpr std::pair<LayerKind, const char*> kKindNames[] = {
+    {LayerKind::Conv, "conv"},           {LayerKind::Local, "local"},     {LayerKind::Linear, "linear"},
+    {LayerKind::MaxPool, "maxpool"},     {LayerKind::AvgPool, "avgpool"}, {LayerKind::Lrn, "lrn"},
+    {LayerKind::SpatialLrn, "spatial_lrn"}, {LayerKind::BatchNorm, "batchnorm"}, {LayerKind::Dropout, "dropout"},
+    {LayerKind::GlobalAvgPool, "global_avgpool"}};
 
-int pooled(int side, int kernel, int stride) { return side >= kernel ? (side - kernel) / stride + 1 : 0; }
-
-}  // namespace
-
-// ---- configurations --------------------------------------------------------------------------------------------
-NetworkConfig NetworkConfig::make(const std::string& arch, int input_size, int num_classes, int towers) {
-  NetworkConfig c;
-  c.arch = arch;
-  c.num_classes = num_classes;
-  c.towers = towers;
-  if (arch == "alexnet") {
-    if (input_size <= 0) input_size = 227;
-    AX_CHECK(input_size == 227, "AlexNet: arch='alexnet' takes 227x227 inputs (the size that gives the paper's 55x55 "
-             "conv1 maps: (227 - 11) / 4 + 1 = 55), got input_size=", input_size);
-  } else if (arch == "alexnet-small") {
-    // Same layer types and the same 5 conv + 3 fc structure for 32x32 (CIFAR-10) and 64x64 (Tiny ImageNet):
-    // conv1 5x5 pad 2 (stride 1 at 32, stride 2 at 64, so both reach 32x32 maps), conv2 5x5 pad 2, conv3-5 3x3 pad 1,
-    // the paper's channel counts, 3/2 pooling after conv1, conv2, conv5: 32 -> 15 -> 7 -> 3, so fc6 sees 256x3x3.
-    // The fully connected layers are narrower (1024) for these small datasets.
-    if (input_size <= 0) input_size = 32;
-    AX_CHECK(input_size == 32 || input_size == 64, "AlexNet: arch='alexnet-small' takes 32x32 or 64x64 inputs, got "
-             "input_size=", input_size);
-    c.conv_kernel = {5, 5, 3, 3, 3};
-    c.conv_stride = {input_size == 64 ? 2 : 1, 1, 1, 1, 1};
-    c.conv_pad = {2, 2, 1, 1, 1};
-    c.fc_width = {1024, 1024};
-  } else {
-    throw ValueError(str_cat("AlexNet: arch must be 'alexnet' or 'alexnet-small', got '", arch, "'"));
-  }
-  c.input_size = input_size;
-  AX_CHECK(towers == 1 || towers == 2, "AlexNet: towers must be 1 or 2, got ", towers);
-  if (towers == 1) {
-    // The one-GPU net of the paper's footnote to Section 6.1 ("half as many kernels in each convolutional layer"):
-    // conv1-conv4 keep one tower's kernels (48, 128, 192, 192), but "we did not halve the size of the final
-    // convolutional layer (nor the fully-connected layers which follow)", so conv5 keeps 256 kernels and
-    // fc6/fc7 keep 4096 neurons: about the same number of parameters as the two-tower net.
-    for (int l = 0; l < kConvLayers - 1; ++l) c.conv_channels[l] /= 2;
-  }
-  return c;
+// A count split between the towers, tower 0 taking the larger half of an odd count.
+std::vector<int64_t> split(int64_t total, int towers) {
+  std::vector<int64_t> out;
+  for (int t = 0; t < towers; ++t) out.push_back(total / towers + (t < total % towers ? 1 : 0));
+  return out;
 }
 
-NetworkGeometry network_geometry(const NetworkConfig& cfg) {
-  NetworkGeometry g;
-  int side = cfg.input_size;
-  for (int l = 0; l < kConvLayers; ++l) {
-    g.conv_in[l] = side;
-    const int k = cfg.conv_kernel[l], s = cfg.conv_stride[l], p = cfg.conv_pad[l];
-    AX_CHECK(side + 2 * p >= k && side > 0, "AlexNet: ", kConvNames[l], "'s ", k, "x", k, " kernel (pad ", p,
-             ") does not fit its ", side, "x", side, " input (input_size=", cfg.input_size, ")");
-    side = (side + 2 * p - k) / s + 1;
-    g.conv_out[l] = side;
-    if (kPoolAfter[l]) {
-      AX_CHECK(side >= cfg.pool_kernel, "AlexNet: the ", cfg.pool_kernel, "x", cfg.pool_kernel, " pooling after ",
-               kConvNames[l], " does not fit its ", side, "x", side, " maps (input_size=", cfg.input_size, ")");
-      side = pooled(side, cfg.pool_kernel, cfg.pool_stride);
-    }
-    g.block_out[l] = side;
-  }
-  // Global average pooling leaves one number per conv5 map.
-  g.fc6_inputs = cfg.conv_channels[kConvLayers - 1] * (cfg.gap_head ? 1 : side * side);
-  return g;
+int64_t product(const Shape& s) {
+  int64_t p = 1;
+  for (int64_t d : s) p *= d;
+  return p;
 }
 
-void validate_config(const NetworkConfig& cfg) {
-  AX_CHECK(cfg.towers == 1 || cfg.towers == 2, "AlexNet: towers must be 1 or 2, got ", cfg.towers);
-  AX_CHECK(static_cast<int>(cfg.devices.size()) >= cfg.towers, "AlexNet: expected ", cfg.towers,
-           " devices (one per tower), got ", cfg.devices.size());
-  AX_CHECK(cfg.devices.empty() || cfg.devices[0].is_cpu() == cfg.devices.back().is_cpu(),
-           "AlexNet: the towers must be both on the CPU or both on GPUs, got ", cfg.devices[0].str(), " and ",
-           cfg.devices.back().str());
-  AX_CHECK(cfg.num_classes >= 2, "AlexNet: num_classes must be >= 2, got ", cfg.num_classes);
-  AX_CHECK(cfg.in_channels >= 1, "AlexNet: in_channels must be >= 1, got ", cfg.in_channels);
-  for (int l = 0; l < kConvLayers; ++l) {
-    AX_CHECK(cfg.conv_channels[l] >= cfg.towers && cfg.conv_channels[l] % cfg.towers == 0, "AlexNet: ",
-             kConvNames[l], " width ", cfg.conv_channels[l], " must be a positive multiple of towers=", cfg.towers);
-    AX_CHECK(cfg.conv_kernel[l] >= 1 && cfg.conv_stride[l] >= 1 && cfg.conv_pad[l] >= 0, "AlexNet: ",
-             kConvNames[l], " needs kernel >= 1, stride >= 1, pad >= 0");
-  }
-  for (size_t k = 0; k < cfg.fc_width.size(); ++k) {
-    AX_CHECK(cfg.fc_width[k] >= cfg.towers && cfg.fc_width[k] % cfg.towers == 0, "AlexNet: head: ",
-             fc_name(static_cast<int>(k)), " width ", cfg.fc_width[k], " must be a positive multiple of towers=",
-             cfg.towers);
-  }
-  AX_CHECK(!cfg.gap_head || cfg.fc_width.empty(), "AlexNet: head='gap' is global average pooling then one linear "
-           "layer; it takes no hidden widths, got ", cfg.fc_width.size());
-  AX_CHECK(cfg.norm == Norm::None || cfg.norm == Norm::Lrn || cfg.norm == Norm::BatchNorm,
-           "AlexNet: norm must be 'lrn', 'batchnorm' or 'none'");
-  AX_CHECK(cfg.bn_position == BnPosition::BeforePool || cfg.bn_position == BnPosition::AfterPool,
-           "AlexNet: bn_position must be 'before_pool' or 'after_pool'");
-  AX_CHECK(cfg.bn_momentum >= 0.0f && cfg.bn_momentum <= 1.0f, "AlexNet: bn_momentum must be in [0, 1], got ",
-           cfg.bn_momentum);
-  AX_CHECK(cfg.bn_eps > 0.0f && std::isfinite(cfg.bn_eps), "AlexNet: bn_eps must be finite and > 0, got ",
-           cfg.bn_eps);
-  AX_CHECK(cfg.optimizer == OptimizerKind::Sgd || cfg.optimizer == OptimizerKind::Adam ||
-           cfg.optimizer == OptimizerKind::AdamW, "AlexNet: optimizer must be 'sgd', 'adam' or 'adamw'");
-  AX_CHECK(cfg.pool_kernel >= 1 && cfg.pool_stride >= 1, "AlexNet: pooling needs kernel >= 1 and stride >= 1");
-  AX_CHECK(cfg.dropout >= 0.0f && cfg.dropout < 1.0f, "AlexNet: dropout must be in [0, 1), got ", cfg.dropout);
-  AX_CHECK(cfg.weight_std >= 0.0f && std::isfinite(cfg.weight_std), "AlexNet: weight_std must be finite and >= 0, got ",
-           cfg.weight_std);
-  AX_CHECK(std::isfinite(cfg.bias_init), "AlexNet: bias_init must be finite, got ", cfg.bias_init);
-  AX_CHECK(cfg.activation == Activation::ReLU || cfg.activation == Activation::Tanh,
-           "AlexNet: activation must be 'relu' or 'tanh'");
-  network_geometry(cfg);
-}
+bool weighted(LayerKind k) { return k == LayerKind::Conv || k == LayerKind::Local || k == LayerKind::Linear; }
 
-
-// ---- the layer table -------------------------------------------------------------------------------------------
-std::string fc_name(int k) { return "fc" + std::to_string(kConvLayers + 1 + k); }
-
-std::string fc_module(int k, int layers) {
-  const int hidden = layers - 1;
-  return "classifier." + std::to_string(k < hidden ? 3 * k + 1 : 3 * hidden);
-}
-
-bool bn_after_conv(const NetworkConfig& cfg, int l) {
-  return cfg.batchnorm() && !(kPoolAfter[l] && cfg.bn_position == BnPosition::AfterPool);
-}
-
-bool bn_after_pool(const NetworkConfig& cfg, int l) {
-  return cfg.batchnorm() && kPoolAfter[l] && cfg.bn_position == BnPosition::AfterPool;
-}
-
-int fc8_classes(const NetworkConfig& cfg, int tower) {
-  return cfg.num_classes / cfg.towers + (tower < cfg.num_classes % cfg.towers ? 1 : 0);
-}
-
-int fc8_class_offset(const NetworkConfig& cfg, int tower) {
-  int offset = 0;
-  for (int t = 0; t < tower; ++t) offset += fc8_classes(cfg, t);
-  return offset;
-}
-
-int64_t LayerSpec::parameters() const {
-  int64_t w = weight.empty() ? 0 : 1;
-  for (int64_t d : weight) w *= d;
-  return w + bias;
-}
-
-namespace {
-
-// Builds the table row by row: per_tower adds one row per tower, fill(t, row) completes tower t's.
-struct TableBuilder {
-  const NetworkConfig& cfg;
-  const NetworkGeometry geo;
+// Checks and shapes of one layer; `fail` prefixes the network's and the layer's names.
+struct LayerPlanner {
+  const NetSpec& spec;
+  const LayerDef& d;
+  LayerPlan& plan;
   const int T;
-  const std::string act;
-  std::vector<LayerSpec> out;
 
-  explicit TableBuilder(const NetworkConfig& c)
-      : cfg(c), geo(network_geometry(c)), T(c.towers), act(c.activation == Activation::Tanh ? "tanh" : "relu") {}
+  template <class... Args>
+  void check(bool ok, const Args&... why) const {
+    if (!ok) throw ValueError(str_cat("network '", spec.name, "': layer '", d.name, "': ", why...));
+  }
 
-  template <class Fill>
-  void per_tower(const std::string& name, const std::string& kind, Fill fill) {
+  // What the layer reads on each tower: its own tower's maps, or every tower's in tower order.
+  void inputs(const std::vector<Shape>& source) {
+    plan.input = source;
+    if (!d.sees_all || T == 1) return;
+    Shape gathered = source[0];
+    for (int t = 1; t < T; ++t) gathered[0] += source[t][0];
+    plan.input.assign(T, gathered);
+  }
+
+  void maps_only() const {
+    check(plan.input[0].size() == 3, "a ", layer_kind_name(d.kind), " layer needs maps, but its input is flat (",
+          shape_str(plan.input[0]), ")");
+  }
+
+  void outputs_from(const std::vector<int64_t>& channels, int64_t side) {
+    int64_t offset = 0;
     for (int t = 0; t < T; ++t) {
-      LayerSpec s;
-      s.name = name;
-      s.kind = kind;
-      s.tower = t;
-      fill(t, s);
-      out.push_back(std::move(s));
+      plan.output.push_back(side > 0 ? Shape{channels[t], side, side} : Shape{channels[t]});
+      plan.offset.push_back(static_cast<int>(offset));
+      offset += channels[t];
     }
   }
 
-  // Batch normalization of conv l's maps (channels c, side x side) within the tower (Ioffe & Szegedy 2015).
-  void batchnorm(int l, int c, int side, bool then_activation) {
-    per_tower("bn" + std::to_string(l + 1), "batchnorm", [&](int, LayerSpec& s) {
-      s.detail = str_cat("per channel within the tower", then_activation ? ", then " + act : std::string());
-      s.module = kBnParamNames[l];
-      s.weight_index = l;
-      s.input = s.output = {c, side, side};
-      s.weight = {c};
-      s.bias = c;
-      s.buffers = c;
-    });
+  std::vector<int64_t> even_split(int64_t total) const {
+    check(total >= T && total % T == 0, total, " filters do not split evenly between ", T, " towers");
+    return split(total, T);
   }
 
-  void conv_block(int l) {
-    const int k = cfg.conv_kernel[l], c_out = cfg.conv_channels[l] / T, side = geo.conv_out[l];
-    const int c_in = l == 0 ? cfg.in_channels : cfg.conv_channels[l - 1] / (kConvSeesAllTowers[l] ? 1 : T);
-    const int in_side = geo.conv_in[l];
-    const bool bn_first = bn_after_conv(cfg, l);
-    per_tower(kConvNames[l], "conv", [&](int, LayerSpec& s) {
-      s.detail = str_cat(k, "x", k, " stride ", cfg.conv_stride[l], " pad ", cfg.conv_pad[l],
-                         bn_first ? ", no bias" : ", " + act, kConvSeesAllTowers[l] ? ", sees both towers" : "");
-      s.module = kConvParamNames[l];
-      s.weight_index = l;
-      s.input = {c_in, in_side, in_side};
-      s.output = {c_out, side, side};
-      s.weight = {c_out, c_in, k, k};
-      s.bias = bn_first ? 0 : c_out;
-      s.bias_one = kConvBiasOne[l];
-      s.mult_adds = static_cast<int64_t>(c_out) * side * side * c_in * k * k;
-    });
-    const std::string n = std::to_string(l + 1);
-    if (bn_first) batchnorm(l, c_out, side, true);
-    if (kLrnAfter[l] && cfg.norm == Norm::Lrn) {
-      per_tower("lrn" + n, "lrn", [&](int, LayerSpec& s) {
-        s.detail = str_cat("size ", cfg.lrn_params.size, " (within the tower)");
-        s.input = s.output = {c_out, side, side};
-      });
+  void conv_or_local() {
+    maps_only();
+    const int64_t side = plan.input[0][1];
+    check(d.size >= 1 && d.stride >= 1 && d.pad >= 0, "needs size >= 1, stride >= 1, padding >= 0");
+    check(side + 2 * d.pad >= d.size, "a ", d.size, "x", d.size, " kernel (padding ", d.pad, ") does not fit its ",
+          side, "x", side, " maps");
+    const bool local = d.kind == LayerKind::Local;
+    // a local layer follows cuda-convnet's output rule (ops.h: local_output_size)
+    const int64_t out = local ? ops::local_output_size(side, d.size, d.stride, d.pad)
+                              : (side + 2 * d.pad - d.size) / d.stride + 1;
+    const std::vector<int64_t> channels = even_split(d.outputs);
+    outputs_from(channels, out);
+    for (int t = 0; t < T; ++t) {
+      const int64_t c_in = plan.input[t][0];
+      plan.weight.push_back(local ? Shape{out, out, c_in, d.size, d.size, channels[t]}
+                                  : Shape{channels[t], c_in, d.size, d.size});
+      plan.bias.push_back(!d.bias ? 0 : local ? channels[t] * out * out : channels[t]);
     }
-    if (kPoolAfter[l]) {
-      per_tower("pool" + n, "maxpool", [&](int, LayerSpec& s) {
-        s.detail = str_cat(cfg.pool_kernel, "x", cfg.pool_kernel, " stride ", cfg.pool_stride);
-        s.input = {c_out, side, side};
-        s.output = {c_out, geo.block_out[l], geo.block_out[l]};
-      });
+  }
+
+  void linear() {
+    plan.flat_input = plan.input[0].size() != 1;
+    for (Shape& s : plan.input) s = Shape{product(s)};
+    check(d.outputs >= T, d.outputs, " outputs cannot be split between ", T, " towers");
+    const std::vector<int64_t> n = split(d.outputs, T);
+    outputs_from(n, 0);
+    for (int t = 0; t < T; ++t) {
+      plan.weight.push_back({n[t], plan.input[t][0]});
+      plan.bias.push_back(d.bias ? n[t] : 0);
     }
-    if (bn_after_pool(cfg, l)) batchnorm(l, c_out, geo.block_out[l], false);
   }
 
-  void gap() {
-    const int c = cfg.conv_channels[kConvLayers - 1] / T, side = geo.block_out[kConvLayers - 1];
-    per_tower("gap", "global_avgpool", [&](int, LayerSpec& s) {
-      s.detail = "global average pooling (within the tower)";
-      s.input = {c, side, side};
-      s.output = {c};
-    });
+  void pooling() {
+    maps_only();
+    const int64_t side = plan.input[0][1];
+    check(d.size >= 1 && d.stride >= 1 && d.outputs >= 1, "needs size >= 1, stride >= 1 and outputs >= 1");
+    // every window holds at least one input element (pool_geometry.h clips the rest)
+    check(d.start + d.size > 0 && d.start + int64_t{d.outputs - 1} * d.stride < side, d.outputs, " windows of ",
+          d.size, " every ", d.stride, " from ", d.start, " do not fit its ", side, "x", side, " maps");
+    std::vector<int64_t> channels;
+    for (const Shape& s : plan.input) channels.push_back(s[0]);
+    outputs_from(channels, d.outputs);
   }
 
-  // Every fc layer reads the previous layer of every tower (an exchange point).
-  void fc_layer(int k) {
-    const int layers = cfg.fc_layers();
-    const bool hidden = k < layers - 1;
-    const int in = k == 0 ? geo.fc6_inputs : cfg.fc_width[k - 1];
-    per_tower(fc_name(k), "linear", [&](int t, LayerSpec& s) {
-      const int n_out = hidden ? cfg.fc_width[k] / T : fc8_classes(cfg, t);
-      s.detail = hidden ? act + ", sees both towers" : std::string(T > 1 ? "sees both towers" : "");
-      s.module = fc_module(k, layers);
-      s.weight_index = kConvLayers + k;
-      s.input = {in};
-      s.output = {n_out};
-      s.weight = {n_out, in};
-      s.bias = n_out;
-      s.bias_one = hidden;
-      s.mult_adds = static_cast<int64_t>(n_out) * in;
-    });
-    if (hidden && cfg.dropout > 0.0f) {
-      per_tower("dropout" + std::to_string(kConvLayers + k + 1), "dropout", [&](int, LayerSpec& s) {
-        s.detail = str_cat("p=", cfg.dropout);
-        s.input = s.output = {cfg.fc_width[k] / T};
-      });
+  void same_shape() {
+    plan.output = plan.input;
+    int64_t offset = 0;
+    for (int t = 0; t < T; ++t) {
+      plan.offset.push_back(static_cast<int>(offset));
+      offset += plan.input[t][0];
+    }
+  }
+
+  void plan_kind() {
+    switch (d.kind) {
+      case LayerKind::Conv:
+      case LayerKind::Local:
+        return conv_or_local();
+      case LayerKind::Linear:
+        return linear();
+      case LayerKind::MaxPool:
+      case LayerKind::AvgPool:
+        return pooling();
+      case LayerKind::Lrn:
+      case LayerKind::SpatialLrn:
+        maps_only();
+        check(d.lrn.size >= 1, "size must be at least 1");
+        return same_shape();
+      case LayerKind::BatchNorm:
+        check(d.bn_momentum >= 0.0f && d.bn_momentum <= 1.0f, "momentum must be in [0, 1], got ", d.bn_momentum);
+        check(d.bn_eps > 0.0f && std::isfinite(d.bn_eps), "eps must be finite and > 0, got ", d.bn_eps);
+        same_shape();
+        for (int t = 0; t < T; ++t) {
+          plan.weight.push_back({plan.input[t][0]});
+          plan.bias.push_back(plan.input[t][0]);
+        }
+        return;
+      case LayerKind::Dropout:
+        check(d.dropout >= 0.0f && d.dropout < 1.0f, "p must be in [0, 1), got ", d.dropout);
+        return same_shape();
+      case LayerKind::GlobalAvgPool: {
+        maps_only();
+        std::vector<int64_t> channels;
+        for (const Shape& s : plan.input) channels.push_back(s[0]);
+        return outputs_from(channels, 0);
+      }
+    }
+  }
+
+  void check_settings() const {
+    check(d.sees_all ? weighted(d.kind) : true, "only conv, local and linear layers can read every tower's maps");
+    const bool own_activation = weighted(d.kind) || d.kind == LayerKind::MaxPool || d.kind == LayerKind::AvgPool ||
+                                d.kind == LayerKind::BatchNorm;
+    check(own_activation || d.activation == Activation::None, "a ", layer_kind_name(d.kind),
+          " layer takes no activation");
+    if (weighted(d.kind)) {
+      check(d.init_std >= 0.0f && std::isfinite(d.init_std), "init_std must be finite and >= 0, got ", d.init_std);
+      check(std::isfinite(d.init_bias), "init_bias must be finite, got ", d.init_bias);
     }
   }
 };
 
 }  // namespace
 
-std::vector<LayerSpec> describe_layers(const NetworkConfig& cfg) {
-  validate_config(cfg);
-  TableBuilder table(cfg);
-  for (int l = 0; l < kConvLayers; ++l) table.conv_block(l);
-  if (cfg.gap_head) table.gap();
-  for (int k = 0; k < cfg.fc_layers(); ++k) table.fc_layer(k);
-  return std::move(table.out);
+LayerKind parse_layer_kind(const std::string& name) {
+  std::string known;
+  for (const auto& [kind, text] : kKindNames) {
+    if (name == text) return kind;
+    known += str_cat(known.empty() ? "" : ", ", text);
+  }
+  throw ValueError(str_cat("network: unknown layer kind '", name, "' (known: ", known, ")"));
+}
+
+const char* layer_kind_name(LayerKind kind) {
+  for (const auto& [k, text] : kKindNames)
+    if (k == kind) return text;
+  return "?";
+}
+
+int dropout_layers(const NetSpec& spec) {
+  int n = 0;
+  for (const LayerDef& d : spec.layers) n += d.kind == LayerKind::Dropout ? 1 : 0;
+  return n;
+}
+
+std::vector<LayerPlan> plan_layers(const NetSpec& spec) {
+  const int T = spec.towers;
+  const std::string net = str_cat("network '", spec.name, "': ");
+  AX_CHECK(T == 1 || T == 2, net, "towers must be 1 or 2, got ", T);
+  AX_CHECK(static_cast<int>(spec.devices.size()) >= T, net, "expected ", T, " devices (one per tower), got ",
+           spec.devices.size());
+  AX_CHECK(spec.devices[0].is_cpu() == spec.devices[T - 1].is_cpu(), net,
+           "the towers must be both on the CPU or both on GPUs, got ", spec.devices[0].str(), " and ",
+           spec.devices[T - 1].str());
+  AX_CHECK(spec.classes >= 2, net, "classes must be >= 2, got ", spec.classes);
+  AX_CHECK(spec.in_channels >= 1 && spec.input_size >= 1, net, "the input must be at least 1x1x1");
+  AX_CHECK(!spec.layers.empty(), net, "no layers");
+  AX_CHECK(spec.optimizer == OptimizerKind::Sgd || spec.optimizer == OptimizerKind::Adam ||
+           spec.optimizer == OptimizerKind::AdamW, net, "optimizer must be 'sgd', 'adam' or 'adamw'");
+  std::vector<LayerPlan> plans(spec.layers.size());
+  int weighted_count = 0, dropout_count = 0;
+  const Shape image{spec.in_channels, spec.input_size, spec.input_size};
+  for (size_t i = 0; i < spec.layers.size(); ++i) {
+    const LayerDef& d = spec.layers[i];
+    LayerPlanner p{spec, d, plans[i], T};
+    p.check(d.input >= -1 && d.input < static_cast<int>(i), "its input must be an earlier layer or the images");
+    p.check(!(d.sees_all && d.input < 0 && T > 1), "every tower has the whole image; it cannot read every tower's");
+    p.check_settings();
+    p.inputs(d.input < 0 ? std::vector<Shape>(T, image) : plans[d.input].output);
+    p.plan_kind();
+    LayerPlan& plan = plans[i];
+    plan.input_gradient = d.input >= 0;
+    if (d.input >= 0) plans[d.input].consumers.push_back(static_cast<int>(i));
+    if (weighted(d.kind)) plan.weight_index = weighted_count++;
+    if (d.kind == LayerKind::Dropout) plan.dropout_index = dropout_count++;
+  }
+  const LayerPlan& last = plans.back();
+  int64_t classes = 0;
+  for (const Shape& s : last.output) classes += s.size() == 1 ? s[0] : -1;
+  AX_CHECK(last.output[0].size() == 1 && classes == spec.classes, net, "the last layer ('", spec.layers.back().name,
+           "') must output the ", spec.classes, " classes, got ", shape_str(last.output[0]), " per tower");
+  for (size_t i = 0; i + 1 < plans.size(); ++i) {
+    AX_CHECK(!plans[i].consumers.empty(), net, "layer '", spec.layers[i].name,
+             "': no layer reads it (only the last layer's outputs are the network's)");
+  }
+  return plans;
 }
 
 }  // namespace alexnet

@@ -1,4 +1,4 @@
-// Bindings of the AlexNet network (csrc/network.h) as alexnet_cuda._C.Network. The Python class
+// Bindings of the network (csrc/network.h) as alexnet_cuda._C.Network, built from a _C.NetSpec. The Python class
 // alexnet_cuda.model.AlexNet wraps it and checks every argument first; these bindings check again (the C++ core
 // never trusts its caller) and release the GIL while a step runs.
 #include <pybind11/stl.h>
@@ -8,7 +8,6 @@
 #include "bindings.h"
 #include "nccl.h"
 #include "network.h"
-#include "network_layers.h"
 #include "ops.h"
 
 namespace alexnet::py_bindings {
@@ -97,58 +96,11 @@ py::dict memory_dict(const MemoryStats& s) {
   return d;
 }
 
-// The network's shape-defining options (AlexNet's constructor arguments, checked there first) as a config: shared by
-// Network's constructor and describe_layers, so the summary of a set of options is the summary of the net they build.
-struct Options {
-  std::string arch;
-  int input_size = 0, num_classes = 0, towers = 2;
-  std::string norm = "lrn", bn_position = "before_pool";
-  bool overlapping_pool = true;
-  std::string activation = "relu";
-  float dropout = 0.5f;
-  std::optional<std::vector<int>> conv_channels;
-  std::optional<std::vector<int>> fc_width;  // the hidden fc widths; none: the arch's
-  bool gap_head = false;
-  std::string optimizer = "sgd";
-};
-
-template <class T>
-T parse_choice(const std::string& option, const std::string& value,
-               std::initializer_list<std::pair<const char*, T>> choices) {
-  std::string names;
-  for (const auto& [name, v] : choices) {
-    if (value == name) return v;
-    names += str_cat(names.empty() ? "'" : ", '", name, "'");
-  }
-  throw ValueError(str_cat("AlexNet: ", option, " must be one of ", names, ", got '", value, "'"));
-}
-
-NetworkConfig options_config(const Options& o) {
-  NetworkConfig c = NetworkConfig::make(o.arch, o.input_size, o.num_classes, o.towers);
-  c.norm = parse_choice<Norm>("norm", o.norm, {{"lrn", Norm::Lrn}, {"batchnorm", Norm::BatchNorm}, {"none", Norm::None}});
-  c.bn_position = parse_choice<BnPosition>("bn_position", o.bn_position,
-                                           {{"before_pool", BnPosition::BeforePool}, {"after_pool", BnPosition::AfterPool}});
-  c.optimizer = parse_choice<OptimizerKind>(
-      "optimizer", o.optimizer, {{"sgd", OptimizerKind::Sgd}, {"adam", OptimizerKind::Adam}, {"adamw", OptimizerKind::AdamW}});
-  if (!o.overlapping_pool) c.pool_kernel = c.pool_stride = 2;  // the paper's s = z = 2 baseline
-  AX_CHECK(o.activation == "relu" || o.activation == "tanh", "AlexNet: activation must be 'relu' or 'tanh', got '",
-           o.activation, "'");
-  c.activation = ops::parse_activation(o.activation);
-  c.dropout = o.dropout;
-  if (o.conv_channels) {
-    AX_CHECK(o.conv_channels->size() == kConvLayers, "AlexNet: expected 5 conv widths, got ", o.conv_channels->size());
-    for (int l = 0; l < kConvLayers; ++l) c.conv_channels[l] = (*o.conv_channels)[l];
-    c.arch = "custom";
-  }
-  if (o.fc_width) c.fc_width = *o.fc_width;
-  c.gap_head = o.gap_head;
-  if (o.gap_head) c.fc_width.clear();
-  return c;
-}
-
-const char* norm_name(Norm n) { return n == Norm::Lrn ? "lrn" : n == Norm::BatchNorm ? "batchnorm" : "none"; }
-const char* optimizer_name(OptimizerKind k) {
-  return k == OptimizerKind::Sgd ? "sgd" : k == OptimizerKind::Adam ? "adam" : "adamw";
+OptimizerKind parse_optimizer(const std::string& name) {
+  if (name == "sgd") return OptimizerKind::Sgd;
+  if (name == "adam") return OptimizerKind::Adam;
+  if (name == "adamw") return OptimizerKind::AdamW;
+  throw ValueError(str_cat("network: optimizer must be 'sgd', 'adam' or 'adamw', got '", name, "'"));
 }
 
 // A parameter's tensor by slot: "value", "momentum" (SGD's velocity or Adam's m) or "variance" (Adam's v).
@@ -160,48 +112,61 @@ Tensor& slot_tensor(Network& net, const std::string& name, const std::string& sl
   return t;
 }
 
-py::list layers_list(const std::vector<LayerSpec>& layers) {
-  py::list out;
-  for (const LayerSpec& s : layers) {
-    py::dict d;
-    d["name"] = s.name;
-    d["kind"] = s.kind;
-    d["detail"] = s.detail;
-    d["module"] = s.module;
-    d["tower"] = s.tower;
-    d["input"] = py::tuple(py::cast(s.input));
-    d["output"] = py::tuple(py::cast(s.output));
-    d["weight"] = py::tuple(py::cast(s.weight));
-    d["bias"] = s.bias;
-    d["buffers"] = s.buffers;
-    d["parameters"] = s.parameters();
-    d["mult_adds"] = s.mult_adds;
-    out.append(d);
-  }
-  return out;
-}
-
 }  // namespace
 
 void bind_network(py::module_& m) {
   using py::arg;
   using OptArray = std::optional<py::array>;
 
-  py::class_<Options>(m, "NetworkOptions", "AlexNet's shape-defining options (alexnet_cuda.model fills them in).")
+  py::class_<LayerDef>(m, "LayerDef", "One layer of a network, its settings resolved (csrc/network.h).")
       .def(py::init<>())
-      .def_readwrite("arch", &Options::arch)
-      .def_readwrite("input_size", &Options::input_size)
-      .def_readwrite("num_classes", &Options::num_classes)
-      .def_readwrite("towers", &Options::towers)
-      .def_readwrite("norm", &Options::norm)
-      .def_readwrite("bn_position", &Options::bn_position)
-      .def_readwrite("overlapping_pool", &Options::overlapping_pool)
-      .def_readwrite("activation", &Options::activation)
-      .def_readwrite("dropout", &Options::dropout)
-      .def_readwrite("conv_channels", &Options::conv_channels)
-      .def_readwrite("fc_width", &Options::fc_width)
-      .def_readwrite("gap_head", &Options::gap_head)
-      .def_readwrite("optimizer", &Options::optimizer);
+      .def_readwrite("name", &LayerDef::name)
+      .def_property(
+          "kind", [](const LayerDef& d) { return std::string(layer_kind_name(d.kind)); },
+          [](LayerDef& d, const std::string& k) { d.kind = parse_layer_kind(k); })
+      .def_readwrite("module", &LayerDef::module)
+      .def_readwrite("input", &LayerDef::input)
+      .def_readwrite("sees_all", &LayerDef::sees_all)
+      .def_readwrite("outputs", &LayerDef::outputs)
+      .def_readwrite("size", &LayerDef::size)
+      .def_readwrite("stride", &LayerDef::stride)
+      .def_readwrite("pad", &LayerDef::pad)
+      .def_readwrite("start", &LayerDef::start)
+      .def_property(
+          "activation",
+          [](const LayerDef& d) {
+            return std::string(d.activation == Activation::ReLU ? "relu" : d.activation == Activation::Tanh ? "tanh"
+                                                                                                             : "none");
+          },
+          [](LayerDef& d, const std::string& a) { d.activation = ops::parse_activation(a); })
+      .def_readwrite("bias", &LayerDef::bias)
+      .def_readwrite("init_std", &LayerDef::init_std)
+      .def_readwrite("init_bias", &LayerDef::init_bias)
+      .def_property(
+          "lrn", [](const LayerDef& d) { return py::make_tuple(d.lrn.size, d.lrn.alpha, d.lrn.beta, d.lrn.k); },
+          [](LayerDef& d, const std::tuple<int, float, float, float>& v) {
+            d.lrn = LrnParams{std::get<0>(v), std::get<1>(v), std::get<2>(v), std::get<3>(v)};
+          })
+      .def_readwrite("bn_momentum", &LayerDef::bn_momentum)
+      .def_readwrite("bn_eps", &LayerDef::bn_eps)
+      .def_readwrite("dropout", &LayerDef::dropout);
+
+  py::class_<NetSpec>(m, "NetSpec", "A network as layers (csrc/network.h); alexnet_cuda.model fills it in.")
+      .def(py::init<>())
+      .def_readwrite("name", &NetSpec::name)
+      .def_readwrite("input_size", &NetSpec::input_size)
+      .def_readwrite("in_channels", &NetSpec::in_channels)
+      .def_readwrite("classes", &NetSpec::classes)
+      .def_readwrite("towers", &NetSpec::towers)
+      .def_readwrite("layers", &NetSpec::layers)
+      .def_readwrite("seed", &NetSpec::seed)
+      .def_property(
+          "optimizer",
+          [](const NetSpec& s) {
+            return std::string(s.optimizer == OptimizerKind::Sgd ? "sgd" : s.optimizer == OptimizerKind::Adam ? "adam"
+                                                                                                              : "adamw");
+          },
+          [](NetSpec& s, const std::string& o) { s.optimizer = parse_optimizer(o); });
 
   py::class_<OptimizerSettings>(m, "OptimizerSettings", "One update's settings (csrc/network.h).")
       .def(py::init<>())
@@ -212,58 +177,14 @@ void bind_network(py::module_& m) {
       .def_readwrite("beta2", &OptimizerSettings::beta2)
       .def_readwrite("eps", &OptimizerSettings::eps);
 
-  py::class_<Network>(m, "Network", "The two-tower AlexNet (csrc/network.h). Use alexnet_cuda.AlexNet.")
-      .def(py::init([](const Options& o, const std::vector<std::string>& devices, float bias_init, float weight_std,
-                       uint64_t seed) {
-             NetworkConfig c = options_config(o);
-             c.devices.clear();
-             for (const std::string& d : devices) c.devices.push_back(Device::parse(d));
-             c.bias_init = bias_init;
-             c.weight_std = weight_std;
-             c.seed = seed;
+  py::class_<Network>(m, "Network", "A network built from a NetSpec (csrc/network.h). Use alexnet_cuda.AlexNet.")
+      .def(py::init([](NetSpec spec, const std::vector<std::string>& devices) {
+             spec.devices.clear();
+             for (const std::string& d : devices) spec.devices.push_back(Device::parse(d));
              py::gil_scoped_release release;
-             return std::make_unique<Network>(c);
+             return std::make_unique<Network>(spec);
            }),
-           arg("options"), arg("devices"), arg("bias_init"), arg("weight_std"), arg("seed"))
-      .def("config",
-           [](const Network& net) {
-             const NetworkConfig& c = net.config();
-             const NetworkGeometry& g = net.geometry();
-             py::dict d;
-             d["arch"] = c.arch;
-             d["input_size"] = c.input_size;
-             d["num_classes"] = c.num_classes;
-             d["towers"] = c.towers;
-             d["conv_channels"] = std::vector<int>(c.conv_channels.begin(), c.conv_channels.end());
-             d["conv_kernel"] = std::vector<int>(c.conv_kernel.begin(), c.conv_kernel.end());
-             d["conv_stride"] = std::vector<int>(c.conv_stride.begin(), c.conv_stride.end());
-             d["conv_pad"] = std::vector<int>(c.conv_pad.begin(), c.conv_pad.end());
-             d["fc_width"] = c.fc_width;
-             d["gap_head"] = c.gap_head;
-             d["norm"] = norm_name(c.norm);
-             d["lrn"] = c.norm == Norm::Lrn;
-             d["bn_position"] = c.bn_position == BnPosition::AfterPool ? "after_pool" : "before_pool";
-             d["bn_momentum"] = c.bn_momentum;
-             d["bn_eps"] = c.bn_eps;
-             d["optimizer"] = optimizer_name(c.optimizer);
-             d["lrn_size"] = c.lrn_params.size;
-             d["lrn_alpha"] = c.lrn_params.alpha;
-             d["lrn_beta"] = c.lrn_params.beta;
-             d["lrn_k"] = c.lrn_params.k;
-             d["pool_kernel"] = c.pool_kernel;
-             d["pool_stride"] = c.pool_stride;
-             d["activation"] = c.activation == Activation::Tanh ? "tanh" : "relu";
-             d["dropout"] = c.dropout;
-             d["seed"] = c.seed;
-             std::vector<std::string> devices;
-             for (int t = 0; t < c.towers; ++t) devices.push_back(c.devices[t].str());
-             d["devices"] = devices;
-             d["conv_out"] = std::vector<int>(g.conv_out.begin(), g.conv_out.end());
-             d["block_out"] = std::vector<int>(g.block_out.begin(), g.block_out.end());
-             d["fc6_inputs"] = g.fc6_inputs;
-             return d;
-           })
-      .def("layers", [](const Network& net) { return layers_list(describe_layers(net.config())); })
+           arg("spec"), arg("devices"))
       .def("num_parameters", &Network::num_parameters)
       .def("parameter_names", &Network::parameter_names)
       .def("buffer_names", &Network::buffer_names)
@@ -394,7 +315,7 @@ void bind_network(py::module_& m) {
             HostBatch b = make_batch(images, std::nullopt, crops, flips, std::nullopt);
             CropColumns cc;
             cc.attach(b, crops);
-            py::array_t<float> probs({b.images_shape[0], static_cast<int64_t>(net.config().num_classes)});
+            py::array_t<float> probs({b.images_shape[0], static_cast<int64_t>(net.spec().classes)});
             float* out = probs.mutable_data();
             {
               py::gil_scoped_release release;
@@ -437,11 +358,6 @@ void bind_network(py::module_& m) {
   m.def("nccl_loaded", &nccl::library_loaded);
   m.def("nccl_version", &nccl::library_version);
   m.def("nccl_unique_id", [] { return py::bytes(nccl::unique_id()); });
-
-  m.def(
-      "describe_layers", [](const Options& o) { return layers_list(describe_layers(options_config(o))); },
-      "The layer table (csrc/network_layers.h) of the network these AlexNet options build, without building it.",
-      arg("options"));
 
   py::class_<StepStats>(m, "StepStats")
       .def_readonly("loss", &StepStats::loss)

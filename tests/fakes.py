@@ -42,6 +42,15 @@ class FakeAlexNet:
         self.step = 0
         self.train_calls = 0  # tests look at this
 
+    @classmethod
+    def from_description(cls, desc, devices=None, *, seed=0, optimizer="sgd", adam_betas=(0.9, 0.999),
+                         adam_eps=1e-8):
+        """A described network's stand-in: the same softmax regression at the description's input side and classes
+        (what the driver reads of a network: ``input_size``, ``num_classes``, ``towers``, ``arch``)."""
+        model = cls(desc.classes, devices, "alexnet-small", desc.input_size, towers=desc.towers, seed=seed)
+        model.arch, model.description = desc.name, desc
+        return model
+
     # ---- API ---------------------------------------------------------------------------------------------------
     def set_normalization(self, mean, scale=1.0):
         self.mean = np.asarray(mean, np.float32)

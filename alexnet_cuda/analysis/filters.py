@@ -12,15 +12,16 @@ import numpy as np
 CONV1 = "features.0"  # conv1's parameter prefix (model.py lists the names)
 
 
-def conv1_kernels(state: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """conv1's weights of each tower, (kernels, 3, k, k), in tower order."""
+def conv1_kernels(state: dict[str, np.ndarray], prefix: str = CONV1) -> list[np.ndarray]:
+    """The first convolution's weights of each tower, (kernels, 3, k, k), in tower order; ``prefix``: its parameter
+    prefix (AlexNet's ``features.0``; a described network's first conv layer's module or name)."""
     towers = []
     t = 0
-    while f"{CONV1}.tower{t}.weight" in state:
-        towers.append(np.asarray(state[f"{CONV1}.tower{t}.weight"], np.float32))
+    while f"{prefix}.tower{t}.weight" in state:
+        towers.append(np.asarray(state[f"{prefix}.tower{t}.weight"], np.float32))
         t += 1
     if not towers:
-        raise ValueError(f"no conv1 weights ({CONV1}.tower0.weight) in this state")
+        raise ValueError(f"no conv1 weights ({prefix}.tower0.weight) in this state")
     return towers
 
 
@@ -51,9 +52,9 @@ def filter_grid(towers: list[np.ndarray], columns: int = 16, zoom: int | None = 
     return np.concatenate(out, axis=0)
 
 
-def save_filter_grid(state: dict[str, np.ndarray], path: str | Path) -> Path:
+def save_filter_grid(state: dict[str, np.ndarray], path: str | Path, prefix: str = CONV1) -> Path:
     from PIL import Image
 
     path = Path(path)
-    Image.fromarray(filter_grid(conv1_kernels(state))).save(path)
+    Image.fromarray(filter_grid(conv1_kernels(state, prefix))).save(path)
     return path

@@ -38,6 +38,29 @@ def _checkpoint_path(run_dir: Path) -> Path | None:
     return None
 
 
+def _network_section(ckpt: ckpt_io.Checkpoint) -> tuple[list[str], str | None, str | None]:
+    """The layer table of the checkpoint's network (its recorded description; the alexnet family's from its
+    constructor arguments), the parameter prefix of its first convolution on the images (for the kernel picture),
+    and a note when the layers cannot be listed."""
+    from ..nets.description import layer_table
+    from ..nets.table import format_table
+    from .filters import CONV1
+
+    try:
+        desc = ckpt_io.network_description(ckpt.model_config)
+        rows = layer_table(desc)
+    except (ValueError, TypeError) as exc:
+        return [], CONV1, f"the network's layers could not be listed ({str(exc).splitlines()[0]})"
+    title = f"{desc.name}, {desc.classes} classes, {desc.towers} tower(s)"
+    lines = ["## The network", "", "```text", format_table(rows, title), "```", ""]
+    candidates = [CONV1] + [getattr(x, "module", None) or x.name for x in desc.layers if x.kind == "conv"]
+    for prefix in candidates:
+        w = ckpt.params.get(f"{prefix}.tower0.weight")
+        if w is not None and w.ndim == 4 and w.shape[1] == 3:
+            return lines, prefix, None
+    return lines, None, None
+
+
 def _confusion_section(ckpt_path: Path, ckpt: ckpt_io.Checkpoint, out_dir: Path, *, device: str,
                        max_images: int | None, max_classes: int, batch_size: int) -> list[str]:
     from .confusion import confusion_matrix, most_confused
@@ -113,12 +136,18 @@ def make_report(run_dir: str | Path, *, confusion: bool = True, device: str = "c
             notes.append(f"the run has done {last['epoch']} of {config['epochs']} epochs (still running, or stopped)")
 
     if ckpt is not None:
-        images.append(save_filter_grid(ckpt.params, out_dir / "conv1_filters.png"))
+        section, conv1, note = _network_section(ckpt)
+        lines += section
+        notes += [note] if note else []
         towers = int(ckpt.model_config.get("towers", 2))
-        lines += ["## conv1 kernels", "",
-                  f"`{ckpt_path.name}` (epoch {ckpt.meta.get('epoch')}), each kernel scaled to its own range"
-                  + (": tower 0 above, tower 1 below, as in the paper's Figure 3." if towers == 2 else "."), "",
-                  f"![conv1 kernels]({REPORT_DIR}/conv1_filters.png)", ""]
+        if conv1 is not None:
+            images.append(save_filter_grid(ckpt.params, out_dir / "conv1_filters.png", conv1))
+            lines += ["## conv1 kernels", "",
+                      f"`{ckpt_path.name}` (epoch {ckpt.meta.get('epoch')}), `{conv1}`, each kernel scaled to its "
+                      f"own range" + (": tower 0 above, tower 1 below, as in the paper's Figure 3." if towers == 2
+                                      else "."), "", f"![conv1 kernels]({REPORT_DIR}/conv1_filters.png)", ""]
+        else:
+            notes.append("the network's first layer is not a convolution of the RGB images: no kernel picture")
         if confusion:
             section = _confusion_section(ckpt_path, ckpt, out_dir, device=device, max_images=max_images,
                                          max_classes=max_classes, batch_size=batch_size)

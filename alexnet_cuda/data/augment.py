@@ -45,7 +45,7 @@ class Augmenter:
     jitter's when ``jitter`` turns any on)."""
 
     def __init__(self, image_size: int, crop: int, eigvals=None, eigvecs=None, pca_std: float = 0.1,
-                 flip: bool = True, seed: int = 0, jitter: PixelJitter | None = None):
+                 flip: bool = True, seed: int = 0, jitter: PixelJitter | None = None, random_crops: bool = True):
         self.image_size, self.crop = _check_geometry(image_size, crop, "Augmenter")
         if (eigvals is None) != (eigvecs is None):
             raise ValueError("Augmenter: give both eigvals (3,) and eigvecs (3, 3), or neither")
@@ -54,6 +54,7 @@ class Augmenter:
         if pca_std < 0:
             raise ValueError(f"Augmenter: pca_std must be >= 0, got {pca_std}")
         self.pca_std, self.flip, self.seed = float(pca_std), bool(flip), int(seed)
+        self.random_crops = bool(random_crops)  # False: every image's centre crop (fixed patches)
         self.jitter = jitter if jitter is not None else PixelJitter()
         self.rng = np.random.Generator(np.random.PCG64(self.seed))
 
@@ -64,7 +65,9 @@ class Augmenter:
         stream is the paper recipe's alone."""
         n = int(n)
         hi = self.image_size - self.crop
-        crops = self.rng.integers(0, hi + 1, size=(n, 2)).astype(np.int32)
+        crops = self.rng.integers(0, hi + 1, size=(n, 2)).astype(np.int32)  # drawn either way: the same stream
+        if not self.random_crops:
+            crops[:] = hi // 2
         flips = (self.rng.integers(0, 2, size=n) if self.flip else np.zeros(n)).astype(np.int32)
         if self.eigvals is not None and self.pca_std > 0:
             alpha = self.rng.normal(0.0, self.pca_std, size=(n, 3))

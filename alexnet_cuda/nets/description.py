@@ -8,7 +8,8 @@ or ``all`` (every tower's: an exchange point, as conv3's input and fc6-fc8's in 
 connected layers). Layers without weights always read their own tower's maps.
 
 :func:`layer_table` checks a description and gives, per layer and tower, the output shape, parameters and
-multiply-adds, the same rows as the C++ layer table (``csrc/network_layers.h``) from which the network is built.
+multiply-adds and parameter shapes: the C++ network (``csrc/network_layers.h``) is built from the same description
+(``alexnet_cuda/net_spec.py``) and checks the same shapes.
 Anything wrong is one :class:`DescriptionError` naming the layer and the field.
 """
 
@@ -65,6 +66,9 @@ class Layer:
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
     input: str | None = None  # None: the layer before it (the images for the first layer)
     sees: str | None = None   # "own" | "all"; None: "all" for linear layers, "own" for the others
+    # the prefix of its parameters' names ("<module>.tower<t>.weight"); None: the layer's name. The AlexNet
+    # descriptions use torchvision's module names (features.0, classifier.1, ...), as the checkpoints always have.
+    module: str | None = None
 
 
 @dataclasses.dataclass
@@ -165,6 +169,7 @@ def layer_table(desc: NetDescription) -> list[dict[str, Any]]:
         raise DescriptionError(f"network description '{desc.name}': no layers")
     maps = {DATA: _Maps([desc.input_channels] * desc.towers, desc.input_size)}
     rows: list[dict[str, Any]] = []
+    read: set[str] = set()
     previous = DATA
     for layer in desc.layers:
         if layer.name in maps:
@@ -182,7 +187,16 @@ def layer_table(desc: NetDescription) -> list[dict[str, Any]]:
         out, layer_rows = _infer(desc, layer, s, sees, maps[source])
         maps[layer.name] = out
         rows += layer_rows
+        read.add(source)
         previous = layer.name
+    for layer in desc.layers[:-1]:
+        if layer.name not in read:
+            raise _fail(layer, None, "no layer reads it (only the last layer's outputs are the network's, so every "
+                                     "other layer must be some layer's input)")
+    last = rows[-1]
+    if len(last["output"]) != 1 or sum(r["output"][0] for r in rows if r["name"] == last["name"]) != desc.classes:
+        raise _fail(desc.layers[-1], None, f"the last layer must output the {desc.classes} classes (a linear layer "
+                                           f"with outputs = classes), got {last['output']} per tower")
     return rows
 
 
@@ -190,6 +204,7 @@ def _infer(desc: NetDescription, layer: Layer, s: dict, sees: str, inp: _Maps) -
     towers = desc.towers
     seen = [sum(inp.channels)] * towers if sees == "all" else list(inp.channels)
     params, mult_adds = [0] * towers, [0] * towers
+    weights, biases, buffers = [[] for _ in range(towers)], [0] * towers, [0] * towers
     kind = layer.kind
     if kind in ("conv", "local"):
         if inp.side == 0:
@@ -210,6 +225,9 @@ def _infer(desc: NetDescription, layer: Layer, s: dict, sees: str, inp: _Maps) -
         for t in range(towers):
             params[t] = positions * channels[t] * (seen[t] * k * k + (1 if s["bias"] else 0))
             mult_adds[t] = channels[t] * side * side * seen[t] * k * k
+            weights[t] = ([side, side, seen[t], k, k, channels[t]] if kind == "local"
+                          else [channels[t], seen[t], k, k])
+            biases[t] = positions * channels[t] if s["bias"] else 0
         out = _Maps(channels, side)
         detail = f"{k}x{k} stride {stride} pad {pad}, {s['activation']}"
     elif kind == "linear":
@@ -222,6 +240,8 @@ def _infer(desc: NetDescription, layer: Layer, s: dict, sees: str, inp: _Maps) -
         for t in range(towers):
             params[t] = channels[t] * seen[t] + (channels[t] if s["bias"] else 0)
             mult_adds[t] = channels[t] * seen[t]
+            weights[t] = [channels[t], seen[t]]
+            biases[t] = channels[t] if s["bias"] else 0
         out = _Maps(channels, 0)
         detail = s["activation"]
     elif kind in ("maxpool", "avgpool"):
@@ -245,6 +265,7 @@ def _infer(desc: NetDescription, layer: Layer, s: dict, sees: str, inp: _Maps) -
     elif kind == "batchnorm":
         out = _Maps(list(inp.channels), inp.side)
         params = [2 * c for c in inp.channels]
+        weights, biases, buffers = [[c] for c in inp.channels], list(inp.channels), list(inp.channels)
         detail = f"momentum {s['momentum']:g}"
     else:  # dropout
         if not 0 <= s["p"] < 1:
@@ -259,7 +280,9 @@ def _infer(desc: NetDescription, layer: Layer, s: dict, sees: str, inp: _Maps) -
     in_side = inp.side if kind != "linear" else 0
     in_channels = seen if kind != "linear" else [c * max(inp.side, 1) ** 2 for c in ([sum(inp.channels)] * towers
                                                                                    if sees == "all" else inp.channels)]
+    module = (layer.module or layer.name) if any(params) else ""
     rows = [{"name": layer.name, "kind": kind, "tower": t, "input": shape(in_channels[t], in_side),
-             "output": shape(out.channels[t], out.side),
-             "parameters": params[t], "mult_adds": mult_adds[t], "detail": detail} for t in range(towers)]
+             "output": shape(out.channels[t], out.side), "module": module, "weight": weights[t], "bias": biases[t],
+             "buffers": buffers[t], "parameters": params[t], "mult_adds": mult_adds[t], "detail": detail}
+            for t in range(towers)]
     return out, rows

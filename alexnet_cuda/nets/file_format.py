@@ -36,7 +36,7 @@ from pathlib import Path
 from .description import DescriptionError, Layer, NetDescription
 
 NET = "net"
-LAYER_KEYS = ("type", "input", "sees")  # the rest of a layer's keys are its settings
+LAYER_KEYS = ("type", "input", "sees", "module")  # the rest of a layer's keys are its settings
 
 
 def parse_net(text: str, source: str = "<text>") -> NetDescription:
@@ -65,7 +65,8 @@ def parse_net(text: str, source: str = "<text>") -> NetDescription:
         if "type" not in section:
             raise DescriptionError(f"{source}: layer '{name}', type: missing (required)")
         settings = {k: v for k, v in section.items() if k not in LAYER_KEYS}
-        layers.append(Layer(name, section["type"], settings, input=section.get("input"), sees=section.get("sees")))
+        layers.append(Layer(name, section["type"], settings, input=section.get("input"), sees=section.get("sees"),
+                            module=section.get("module")))
     try:
         return NetDescription(net.get("name", Path(source).stem), layers, input_size=int(match.group(2)),
                               input_channels=int(match.group(1)), towers=int(net.get("towers", "1")),
@@ -93,6 +94,8 @@ def format_net(desc: NetDescription) -> str:
             lines.append(f"input = {layer.input}")
         if layer.sees is not None:
             lines.append(f"sees = {layer.sees}")
+        if layer.module is not None:
+            lines.append(f"module = {layer.module}")
         lines += [f"{k} = {_text(v)}" for k, v in layer.settings.items()]
     return "\n".join(lines) + "\n"
 

@@ -1,5 +1,5 @@
-"""A layer table as text (``python -m alexnet_cuda.summary``, ``AlexNet.summary()``): the rows of the C++ network's
-``describe_layers`` or of a description's :func:`~alexnet_cuda.nets.description.layer_table`, which have the same
+"""A layer table as text (``python -m alexnet_cuda.summary``, ``AlexNet.summary()``): the rows of
+a description's :func:`~alexnet_cuda.nets.description.layer_table`, with the
 fields (name, tower, input, output, parameters, mult_adds, detail)."""
 
 from __future__ import annotations

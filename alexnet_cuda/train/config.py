@@ -20,12 +20,13 @@ from ..console import log
 from ..data.datasets import LAYOUTS, _detect, is_unsplit_folder, open_dataset, typical_image_side
 from ..data.synthetic import SYNTHETIC_TRAIN_IMAGES
 from ..network_options import ADAM_DEFAULT_LR, DEFAULT_ADAM_BETAS, DEFAULT_ADAM_EPS, add_variant_flags
+from .described import BUILTIN_ARCHS, is_described, resolve_described
 from .examples import EXAMPLES
 
 PROG = "python -m alexnet_cuda.train"
 DATASETS = ("synthetic", "folder", "imagenet", "cifar10", "tinyimagenet")
-ARCHS = ("alexnet", "alexnet-small")
-SCHEDULES = ("plateau", "step", "none")
+ARCHS = ("alexnet", "alexnet-small")  # AlexNet's constructor; the built-in descriptions are BUILTIN_ARCHS
+SCHEDULES = ("plateau", "step", "epochs", "none")
 
 # Defaults that depend on the data. Synthetic / CIFAR-10: the small network on random 32x32 crops of 36x36 images
 # (the paper's 227-of-256 crop, scaled down). Tiny ImageNet: 64x64 crops of 72x72. Image folders and ImageNet: the
@@ -57,6 +58,9 @@ DEFAULT_SPLIT = {"val_fraction": 0.1, "test_fraction": 0.1}
 # the same cost per image on the CPU. 5 epochs (DEFAULT_EPOCHS) reach 91% validation top-1 with 2 threads (87%
 # after 4), in about 25 s per epoch on two free cores.
 SYNTHETIC_BATCH_SIZE = 16
+# The paper's optimisation and colour augmentation (Sections 4.1, 5), for the alexnet family's settings left at None
+# (a described network's are in described.py).
+ALEXNET_DEFAULTS = {"activation": "relu", "momentum": 0.9, "weight_decay": 5e-4, "pca_std": 0.1}
 
 
 @dataclass
@@ -81,16 +85,20 @@ class TrainConfig:
     val_on_train: bool = False             # validate on the training images (asked for explicitly, said loudly)
     # augmentation beside the crops and PCA colour noise (paper Section 4.1): data/jitter.py, 0 = off
     flip: bool = True                      # Section 4.1's horizontal reflections
+    crops: str = "random"                  # training crops: random (Section 4.1) or the centre one (fixed patches)
     brightness: float = 0.0
     contrast: float = 0.0
     saturation: float = 0.0
     noise: float = 0.0
     # model
-    arch: str | None = None                # alexnet|alexnet-small; None: by dataset
+    arch: str | None = None                # alexnet|alexnet-small|a built-in description; None: by dataset
+    net: str | None = None                 # a network file (the project's, or cuda-convnet's layers-*.cfg)
+    net_params: str | None = None          # cuda-convnet's layer-params-*.cfg for a layers-*.cfg --net
+    description: str | None = None         # the described network's file text (resolve fills it; resume reads it)
     input_size: int | None = None          # network input (crop) side; None: 227 (alexnet), 32 or 64 (small)
     lrn: bool = True
     overlapping_pool: bool = True
-    activation: str = "relu"
+    activation: str | None = None          # None: relu (alexnet), the description's own (a described network)
     dropout: float = 0.5
     towers: int = 2
     weight_std: float | None = None        # None: the arch's recipe (RECIPES)
@@ -107,13 +115,16 @@ class TrainConfig:
     epochs: int | None = None
     batch_size: int | None = None          # None: 128 (the paper) for alexnet, see RECIPES
     lr: float | None = None
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    momentum: float | None = None          # None: 0.9 (described nets: for layers without their own)
+    weight_decay: float | None = None      # None: 0.0005 (likewise)
     lr_schedule: str = "plateau"
+    stop_train_error: float | None = None  # end the run after the first epoch with at most this training error
     lr_patience: int = 2                   # plateau: epochs without a better validation error before dividing
     lr_step_epochs: int = 30               # step: divide the learning rate by 10 every this many epochs
     lr_drops: int = 3                      # divide at most this many times (the paper: three times)
-    pca_std: float = 0.1                   # Section 4.1's colour augmentation (0 turns it off)
+    lr_drop_at: list[int] | None = None    # epochs: divide by 10 after each of these epochs
+    pca_std: float | None = None           # Section 4.1's colour augmentation (0 turns it off); None: 0.1, but 0
+                                           # for cuda-convnet's networks (described.py)
     # run
     device: str = "auto"                   # auto|cpu|cuda
     gpus: list[int] | None = None          # GPU ids, e.g. [0, 1]; the towers are spread over them
@@ -161,6 +172,31 @@ def resolve(config: TrainConfig) -> TrainConfig:
             c.dataset = detect_dataset(path)
     if c.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {c.dataset!r} (choose from {', '.join(DATASETS)})")
+    if is_described(c):
+        resolve_described(c, _small_images(c) if c.dataset in ("folder", "imagenet") else None)
+    else:
+        _resolve_alexnet(c)
+    if c.image_size < c.input_size:
+        raise ConfigError(f"--image-size {c.image_size} is smaller than the network input {c.input_size}")
+    if c.epochs is None:
+        c.epochs = DEFAULT_EPOCHS[c.dataset]
+    c.adam_betas = [float(b) for b in c.adam_betas]  # as the checkpoint's JSON gives them back
+    if c.dataset == "synthetic" and c.synthetic_images is None:
+        c.synthetic_images = SYNTHETIC_TRAIN_IMAGES
+    resolve_split(c)
+    _resolve_schedule(c)
+    if c.out is None:
+        c.out = str(Path("runs") / f"{c.dataset}-{c.arch}-{time.strftime('%Y%m%d-%H%M%S')}")
+    check_memory(c)
+    if Path(c.out).exists() and not Path(c.out).is_dir():
+        raise ConfigError(f"--out {c.out}: exists and is not a directory (the run directory holds the checkpoints "
+                          f"and logs)")
+    return c
+
+
+def _resolve_alexnet(c: TrainConfig) -> None:
+    """The settings of AlexNet's own family (alexnet, alexnet-small and the variant flags): the arch by the data,
+    then its recipe (RECIPES)."""
     small_data = c.dataset in ("synthetic", "cifar10", "tinyimagenet")
     side = _small_images(c) if c.dataset in ("folder", "imagenet") else None
     if c.arch is None:
@@ -174,35 +210,33 @@ def resolve(config: TrainConfig) -> TrainConfig:
         log(f"WARNING: the images of --data {c.data} are about {side}x{side}; --arch alexnet upscales them to "
             f"{c.image_size or 256} and takes 227x227 crops (--arch alexnet-small is made for 32x32 and 64x64 images)")
     if c.arch not in ARCHS:
-        raise ConfigError(f"unknown arch {c.arch!r} (choose from {', '.join(ARCHS)})")
+        raise ConfigError(f"unknown arch {c.arch!r} (choose from {', '.join(ARCHS + BUILTIN_ARCHS)})")
     if c.input_size is None:
         c.input_size = 227 if c.arch == "alexnet" else (64 if c.dataset == "tinyimagenet" else 32)
     if c.image_size is None:
         c.image_size = 256 if c.arch == "alexnet" else SMALL_DATA_IMAGE_SIZE.get(c.input_size, c.input_size + 8)
-    if c.image_size < c.input_size:
-        raise ConfigError(f"--image-size {c.image_size} is smaller than the network input {c.input_size}")
-    if c.epochs is None:
-        c.epochs = DEFAULT_EPOCHS[c.dataset]
     if c.lr is None and c.optimizer in ("adam", "adamw"):
         c.lr = ADAM_DEFAULT_LR
-    c.adam_betas = [float(b) for b in c.adam_betas]  # as the checkpoint's JSON gives them back
     if c.dataset == "synthetic" and c.arch == "alexnet-small" and c.batch_size is None:
         c.batch_size = SYNTHETIC_BATCH_SIZE
     for key, value in RECIPES[c.arch].items():
         if getattr(c, key) is None and value != "auto":
             setattr(c, key, value)
-    if c.dataset == "synthetic" and c.synthetic_images is None:
-        c.synthetic_images = SYNTHETIC_TRAIN_IMAGES
-    resolve_split(c)
+    for key, value in ALEXNET_DEFAULTS.items():
+        if getattr(c, key) is None:
+            setattr(c, key, value)
+
+
+def _resolve_schedule(c: TrainConfig) -> None:
     if c.lr_schedule not in SCHEDULES:
         raise ConfigError(f"unknown --lr-schedule {c.lr_schedule!r} (choose from {', '.join(SCHEDULES)})")
-    if c.out is None:
-        c.out = str(Path("runs") / f"{c.dataset}-{c.arch}-{time.strftime('%Y%m%d-%H%M%S')}")
-    check_memory(c)
-    if Path(c.out).exists() and not Path(c.out).is_dir():
-        raise ConfigError(f"--out {c.out}: exists and is not a directory (the run directory holds the checkpoints "
-                          f"and logs)")
-    return c
+    if c.lr_schedule == "epochs":
+        if not c.lr_drop_at:
+            raise ConfigError("--lr-schedule epochs needs --lr-drop-at EPOCHS (e.g. 120,130: divide the learning "
+                              "rate by 10 after epoch 120 and again after epoch 130)")
+        c.lr_drop_at = sorted(int(e) for e in c.lr_drop_at)
+    elif c.lr_drop_at:
+        raise ConfigError(f"--lr-drop-at applies to --lr-schedule epochs (the schedule is {c.lr_schedule})")
 
 
 def _small_images(c: TrainConfig) -> int | None:
@@ -275,6 +309,16 @@ def _recipe_default(key: str) -> str:
     return f"default {big:g} for alexnet (the paper), {small} for alexnet-small"
 
 
+def _epoch_list(text: str) -> list[int]:
+    try:
+        epochs = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected epochs like 120,130, got {text!r}") from None
+    if not epochs or any(e < 1 for e in epochs):
+        raise argparse.ArgumentTypeError(f"expected epochs (at least 1) like 120,130, got {text!r}")
+    return epochs
+
+
 def _layouts() -> str:
     return str(LAYOUTS)
 
@@ -306,16 +350,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_split_flags(p)
     _add_augmentation_flags(p)
     g = p.add_argument_group("network (paper Section 3; the switches are the paper's ablations)")
-    g.add_argument("--arch", choices=ARCHS,
+    g.add_argument("--arch", choices=ARCHS + BUILTIN_ARCHS,
                    help="alexnet: the paper's network, 227x227 inputs; alexnet-small: the same design for 32x32 or "
                         "64x64 inputs (default: alexnet-small for synthetic, cifar10, tinyimagenet and a folder whose "
-                        "images are at most 96x96, which the log says; alexnet otherwise)")
+                        "images are at most 96x96, which the log says; alexnet otherwise). The others are the "
+                        "authors' CIFAR-10 networks, cuda-convnet's layer files built in (docs/cuda_convnet.md): "
+                        "layers-18pct/19pct/80sec take the whole 32x32 image, conv-local-11pct/13pct 24x24 crops")
+    g.add_argument("--net", metavar="FILE",
+                   help="train the network a file describes instead of --arch: the project's format "
+                        "(docs/network_format.md), or cuda-convnet's layers-*.cfg with --net-params. The switches "
+                        "below edit the paper's AlexNet and are refused with --net or a built-in description, "
+                        "except --activation")
+    g.add_argument("--net-params", metavar="FILE",
+                   help="cuda-convnet's layer-params-*.cfg for a layers-*.cfg --net: its per-layer epsW, epsB, momW, "
+                        "momB, wc are the run's learning settings (see --lr); its inputs are --input-size (default 32)")
     g.add_argument("--input-size", type=int_at_least(1), metavar="N",
-                   help="network input side (default 227 for alexnet; 32, or 64 for tinyimagenet, for alexnet-small)")
+                   help="network input side (default 227 for alexnet; 32, or 64 for tinyimagenet, for alexnet-small; "
+                        "a description's own, which cuda-convnet's files and the built-ins let this change)")
     g.add_argument("--no-lrn", dest="lrn", action="store_false", help="no local response normalization (3.3)")
     g.add_argument("--no-overlap-pool", dest="overlapping_pool", action="store_false",
                    help="2x2 stride-2 pooling instead of the overlapping 3x3 stride-2 (3.4)")
-    g.add_argument("--activation", choices=("relu", "tanh"), default="relu", help="activation (3.1; default relu)")
+    g.add_argument("--activation", choices=("relu", "tanh"),
+                   help="activation (3.1; default relu). With --net or a built-in description: replaces every relu "
+                        "and tanh activation of the description (Figure 1: --arch conv-local-13pct --activation tanh)")
     g.add_argument("--dropout", type=float_in(0.0, 1.0), default=0.5, metavar="P",
                    help="dropout probability after every hidden fully connected layer (4.2; default 0.5)")
     g.add_argument("--towers", type=int, choices=(1, 2), default=2,
@@ -335,19 +392,35 @@ def build_parser() -> argparse.ArgumentParser:
                         f"ImageNet and folders, 40 for cifar10 / tinyimagenet)")
     g.add_argument("--batch-size", type=int_at_least(1), metavar="N",
                    help=f"{_recipe_default('batch_size')}; {SYNTHETIC_BATCH_SIZE} for alexnet-small on the synthetic data")
-    g.add_argument("--lr", type=float_in(0.0, lo_open=True), help=f"learning rate ({_recipe_default('lr')})")
-    g.add_argument("--momentum", type=float_in(0.0, 1.0), default=0.9, help="default 0.9")
-    g.add_argument("--weight-decay", type=float_in(0.0), default=5e-4, help="default 0.0005")
+    g.add_argument("--lr", type=float_in(0.0, lo_open=True),
+                   help=f"learning rate ({_recipe_default('lr')}). A described network's layers may set their own "
+                        f"rates (lr_weight / lr_bias; cuda-convnet's epsW / epsB): --lr then multiplies them, "
+                        f"default 1.0 when every weight layer sets both (the file's rates are the run's), else 0.01")
+    g.add_argument("--momentum", type=float_in(0.0, 1.0),
+                   help="default 0.9; for a described network, the momentum of the layers that do not set their own "
+                        "(refused when every weight layer sets its own)")
+    g.add_argument("--weight-decay", type=float_in(0.0),
+                   help="default 0.0005; for a described network, the weight decay of the layers that do not set "
+                        "their own (refused when every weight layer sets its own)")
     g.add_argument("--lr-schedule", choices=SCHEDULES, default="plateau",
                    help="plateau: divide the learning rate by 10 when the validation error stops improving (the "
-                        "paper's rule); step: every --lr-step-epochs; none: constant (default plateau)")
+                        "paper's rule); step: every --lr-step-epochs; epochs: after each epoch of --lr-drop-at; "
+                        "none: constant (default plateau)")
+    g.add_argument("--lr-drop-at", type=_epoch_list, metavar="EPOCHS",
+                   help="epochs: divide the learning rate by 10 after each of these epochs, e.g. 120,130 (layers-"
+                        "18pct's published schedule: 120 epochs at the file's rates, 10 at 1/10, 10 at 1/100)")
+    g.add_argument("--stop-at-train-error", dest="stop_train_error", type=float_in(0.0, 1.0, hi_closed=True), metavar="E",
+                   help="end the run after the first epoch whose running training error (the mean over the epoch's "
+                        "mini-batches, as cuda-convnet printed it) is at most E (Figure 1's 25%%: 0.25); a resumed "
+                        "run that already reached it trains no further; not with data-parallel ranks")
     g.add_argument("--lr-patience", type=int_at_least(1), default=2, metavar="N",
                    help="plateau: evaluations without improvement before dividing (default 2)")
     g.add_argument("--lr-step-epochs", type=int_at_least(1), default=30, metavar="N", help="step: default 30")
     g.add_argument("--lr-drops", type=int_at_least(0), default=3, metavar="N",
                    help="divide the learning rate at most N times (default 3, as in the paper)")
-    g.add_argument("--pca-std", type=float_in(0.0), default=0.1, metavar="STD",
-                   help="colour augmentation strength (4.1; 0 turns it off; default 0.1)")
+    g.add_argument("--pca-std", type=float_in(0.0), metavar="STD",
+                   help="colour augmentation strength (4.1; 0 turns it off; default 0.1, but 0 for cuda-convnet's "
+                        "networks, whose CIFAR-10 inputs had none)")
     g = p.add_argument_group("run")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: the GPUs when there are any, else the CPU (default auto)")
@@ -397,6 +470,9 @@ def _add_augmentation_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
                    help="random horizontal reflections (4.1; default on, but never for data whose classes are not "
                         "mirror-invariant, such as the built-in synthetic set; --no-flip turns them off)")
+    g.add_argument("--crops", choices=("random", "centre"), default="random",
+                   help="training crops: random ones (4.1, the default) or every image's centre patch, the same at "
+                        "every epoch (Figure 1's fixed patches; validation always takes the centre)")
     g.add_argument("--brightness", type=float_in(0.0, 1.0), default=0.0, metavar="S",
                    help="multiply each image by a factor uniform in [1-S, 1+S]")
     g.add_argument("--contrast", type=float_in(0.0, 1.0), default=0.0, metavar="S",

@@ -1,6 +1,6 @@
 """The recipes at the end of ``python -m alexnet_cuda.train --help``, one per situation people bring to AlexNet (issue
-10): a tiny two-class folder, an Oxford 17 Flowers-style folder with batch normalization and Adam, and the Tiny
-ImageNet variant table. docs/training.md ("Recipes") shows the same commands (tests/train/test_train_examples.py checks
+10): a tiny two-class folder, an Oxford 17 Flowers-style folder with batch normalization and Adam, the Tiny
+ImageNet variant table, and CIFAR-10 with cuda-convnet's layers-18pct and its schedule (issue 19). docs/training.md ("Recipes") shows the same commands (tests/train/test_train_examples.py checks
 that it does, and that the trainer accepts every flag)."""
 
 EXAMPLES = r"""recipes:
@@ -33,4 +33,11 @@ reflections, no colour noise, no dropout); each variant adds its part, 'combined
       --variant 'dropout=--dropout 0.5' --variant 'batchnorm=--norm batchnorm' --variant "combined=$ALL" \
       --variant "combined-head=$ALL --head 2000,200" --variant "combined-gap=$ALL --head gap" \
       -- --image-size 64 --no-flip --pca-std 0 --dropout 0
+
+CIFAR-10 (cifar10/, 32x32 images) with the authors' own network, cuda-convnet's layers-18pct built in: the learning
+rates, momenta and weight decays are its file's, per layer (--lr multiplies the rates), and the file's schedule is
+120 epochs at those rates, then 10 at 1/10 and 10 at 1/100; the whole image, no reflections, as cuda-convnet:
+
+  python -m alexnet_cuda.train --data cifar10 --arch layers-18pct --no-flip --epochs 140 \
+      --lr-schedule epochs --lr-drop-at 120,130 --out runs/cifar10-layers-18pct
 """

@@ -36,6 +36,24 @@ class RunLocked(ConfigError):
     """Another run holds the directory (a ConfigError: the command ends with one line and status 2)."""
 
 
+# The fds of the locks this process holds. A forked child (a data-loader worker) shares each fd's flock with its
+# parent; it closes its copies at once, so a SIGKILLed run's lock goes when the run does, not when its orphaned
+# workers notice (closing a copy leaves the parent's flock held; only LOCK_UN would drop it for both).
+_HELD: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    for fd in list(_HELD):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
 def _holder_text(holder: dict) -> str:
     return (f"host {holder.get('host', '?')}, pid {holder.get('pid', '?')}"
             f"{', since ' + holder['since'] if holder.get('since') else ''}")
@@ -91,6 +109,7 @@ class RunLock:
             os.close(fd)
             raise
         self._fd = fd
+        _HELD.add(fd)
         return self
 
     def _check_stale(self, holder: dict | None) -> None:
@@ -108,6 +127,7 @@ class RunLock:
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
+        _HELD.discard(fd)
         try:
             os.ftruncate(fd, 0)  # released: nobody is named any more
         except OSError:

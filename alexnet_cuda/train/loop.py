@@ -169,6 +169,11 @@ def end_epoch(run: Run, lr: float, val: dict[str, float] | None, steps_file: Tex
     console.log(train_log.epoch_message(record, c.epochs, run.schedule.lr))
 
 
+def reached_train_error(c, history: list[dict[str, Any]]) -> bool:
+    """--stop-at-train-error: the last finished epoch's running training error is at most the target."""
+    return c.stop_train_error is not None and bool(history) and 1.0 - history[-1]["train_top1"] <= c.stop_train_error
+
+
 def run_epochs(run: Run, stop: distributed.AgreedStop, history: list[dict[str, Any]]) -> tuple[str, list[float]]:
     """Trains from where ``run.progress`` stands to ``--epochs``. Returns the status ('completed' or
     'interrupted') and the losses of the steps it ran. ``stop`` is a Ctrl-C handler agreed by every rank."""
@@ -180,7 +185,7 @@ def run_epochs(run: Run, stop: distributed.AgreedStop, history: list[dict[str, A
     with writing(run, run.out / STEPS):
         steps_file = open(run.out / STEPS if run.world.is_root else os.devnull, "a", buffering=1)
     try:
-        while p.epoch < c.epochs:
+        while p.epoch < c.epochs and not reached_train_error(c, history):
             if p.batch_in_epoch == 0:
                 run.train_loader.set_epoch(p.epoch)
                 p.running = new_running()

@@ -23,6 +23,10 @@ Everything the run needs to continue is saved in ``--out``: ``last.npz`` (every 
 ``mean.npy`` and ``pca.npz`` (the cached input statistics). ``--resume`` continues exactly: on the CPU the resumed
 run's per-step losses are identical to an uninterrupted run's.
 
+``--net FILE``, ``--net layers.cfg --net-params params.cfg`` and the built-in ``--arch`` names train a described
+network instead (``described.py``; docs/training.md, "Training a described network"): its checkpoints record the
+description, from which ``--resume``, evaluate, predict and report rebuild it.
+
 The core is :func:`train` (a :class:`TrainConfig` in, a summary dict out), which the tests call in-process.
 """
 
@@ -36,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import checkpoint as ckpt_io
 from .. import cli, data
 from ..cli import ConfigError
 from ..console import log, set_quiet
@@ -43,7 +48,7 @@ from ..data.sources import open_datasets
 from ..model import AlexNet
 from ..network_options import variant_model_config, variant_summary
 from ..runtime import build_info, resolve_devices
-from . import distributed
+from . import described, distributed
 from .config import PROG, TrainConfig, build_parser, config_from_args, resolve
 from .inputs import input_statistics, make_loaders
 from .log import read_history
@@ -74,11 +79,12 @@ def auto_input_scale(model, c: TrainConfig, eigvals: np.ndarray) -> float:
 
 
 def build_network(c: TrainConfig, num_classes: int, devices: list[str], model_class: Any = None):
-    """The network of a resolved config and its constructor arguments (stored in checkpoints)."""
-    model_class = model_class or AlexNet
-    model_cfg = _model_config(c, num_classes)
+    """The network of a resolved config and its model configuration (stored in checkpoints: AlexNet's constructor
+    arguments, or a described network's description; checkpoint.model_from_config builds either)."""
+    model_cfg = (described.network_config(c, num_classes) if c.description is not None
+                 else _model_config(c, num_classes))
     try:
-        model = model_class(devices=devices, **model_cfg)
+        model = ckpt_io.model_from_config(model_cfg, devices, model_class or AlexNet)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"cannot build the network: {exc}") from None
     model_cfg["input_size"] = int(model.input_size)
@@ -93,8 +99,10 @@ def _start_message(run: Run, devices: list[str], resuming: bool, train_images: i
         where += " (emulated CUDA devices, running on the CPU)"
     if run.world.size > 1:
         where += f", data-parallel over {run.world.size} MPI ranks (global batch {c.batch_size})"
+    options = (described.learning_summary(c) + f", {c.optimizer}" if c.description is not None
+               else variant_summary(c))
     return (f"{'resuming' if resuming else 'training'} {c.arch} ({crop}x{crop} crops of {s}x{s} images"
-            f"{f', {n_params:,} parameters' if n_params else ''}; {variant_summary(c)}) on {where}: "
+            f"{f', {n_params:,} parameters' if n_params else ''}; {options}) on {where}: "
             f"{c.dataset} data, {train_images} training / {val_images} validation images"
             f"{' (the same ones: --val-on-train)' if c.val_on_train else ''}, {len(run.classes)} "
             f"classes; epoch {run.progress.epoch + 1} of {c.epochs}; run directory {run.out}")
@@ -125,6 +133,8 @@ def train(config: TrainConfig, *, model_class: Any = None) -> dict[str, Any]:
         c = resolve(config)
         if world.size > 1:  # distributed: rank 0's run directory (a default one is named by the time), a global batch
             c = dataclasses.replace(c, out=world.broadcast(c.out))
+            if c.stop_train_error is not None:  # each rank's running error is its own shard's: no agreed epoch
+                raise ConfigError("--stop-at-train-error is for one process: the ranks' running errors differ")
             if c.batch_size % world.size:
                 raise ConfigError(f"--batch-size {c.batch_size} is the global batch: it must be a multiple of the "
                                   f"{world.size} ranks")
@@ -185,7 +195,7 @@ def _prepare_run(c: TrainConfig, out: Path, train_set, val_set, devices: list[st
     jitter = data.PixelJitter(brightness=c.brightness, contrast=c.contrast, saturation=c.saturation, noise=c.noise)
     augmenter = data.Augmenter(s, crop, eigvals=eigvals, eigvecs=eigvecs, pca_std=c.pca_std,
                                flip=c.flip and getattr(train_set, "mirror_invariant", True),
-                               seed=c.seed + 1, jitter=jitter)
+                               random_crops=c.crops == "random", seed=c.seed + 1, jitter=jitter)
     train_loader, val_loader = make_loaders(c, train_set, val_set, shard=(world.rank, world.size))
     batches_per_epoch = len(train_loader)
     if c.train_batches is not None:

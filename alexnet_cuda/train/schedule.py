@@ -5,16 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
+_STATE = ("kind", "lr", "base_lr", "best_error", "bad_evals", "drops", "patience", "step_epochs", "max_drops",
+          "threshold", "drop_at")
+
 
 class LRSchedule:
     """``plateau``: divide the learning rate by 10 when the validation error has not improved for ``patience``
     evaluations (the paper's heuristic), at most ``max_drops`` times. ``step``: divide by 10 every ``step_epochs``
-    epochs. ``none``: constant."""
+    epochs. ``epochs``: divide by 10 after each epoch listed in ``drop_at`` (cuda-convnet's files say "reduce all
+    learning rates by a factor of 10 after 120 epochs, then another factor of 10 after 10 more": ``drop_at`` =
+    [120, 130]). ``none``: constant."""
 
     def __init__(self, kind: str, lr: float, patience: int = 2, step_epochs: int = 30, max_drops: int = 3,
-                 threshold: float = 1e-4):
+                 threshold: float = 1e-4, drop_at: list[int] | None = None):
         self.kind, self.lr, self.base_lr = kind, float(lr), float(lr)
         self.patience, self.step_epochs, self.max_drops, self.threshold = patience, step_epochs, max_drops, threshold
+        self.drop_at = sorted(int(e) for e in (drop_at or []))
         self.best_error: float | None = None
         self.bad_evals = 0
         self.drops = 0
@@ -25,6 +31,9 @@ class LRSchedule:
             drops = min(epochs_done // max(1, self.step_epochs), self.max_drops)
             self.drops = drops
             self.lr = self.base_lr * 0.1 ** drops
+        elif self.kind == "epochs":
+            self.drops = sum(1 for e in self.drop_at if e <= epochs_done)
+            self.lr = self.base_lr * 0.1 ** self.drops
         elif self.kind == "plateau" and val_error is not None:
             if self.best_error is None or val_error < self.best_error - self.threshold:
                 self.best_error, self.bad_evals = val_error, 0
@@ -37,11 +46,10 @@ class LRSchedule:
         return self.lr
 
     def state_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "lr": self.lr, "base_lr": self.base_lr, "best_error": self.best_error,
-                "bad_evals": self.bad_evals, "drops": self.drops, "patience": self.patience,
-                "step_epochs": self.step_epochs, "max_drops": self.max_drops, "threshold": self.threshold}
+        return {k: getattr(self, k) for k in _STATE}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
-        for k in ("kind", "lr", "base_lr", "best_error", "bad_evals", "drops", "patience", "step_epochs",
-                  "max_drops", "threshold"):
+        for k in _STATE:
+            if k == "drop_at" and k not in d:  # checkpoints from before the 'epochs' schedule
+                continue
             setattr(self, k, d[k])

@@ -31,7 +31,7 @@ def test_study_report_and_figure1_on_imagenette_mini(tmp_path):
     assert {p.name for p in result["images"]} == {"curves.png", "conv1_filters.png", "confusion.png"}
     assert "## Confusion on the validation split" in (out / "baseline" / "report.md").read_text()
 
-    code = figure1.main(["--data", str(SHARED_DATA), "--subset", "16", "--epochs", "1", "--out",
-                         str(tmp_path / "fig1"), "--", *COMMON])
+    code = figure1.main(["--data", str(SHARED_DATA), "--subset", "16", "--lrs", "1", "--max-epochs", "1", "--out",
+                         str(tmp_path / "fig1"), "--", *COMMON[4:]])  # the paper's four-layer net, not --arch
     assert code == 0
     assert_picture(tmp_path / "fig1" / "figure1.png")

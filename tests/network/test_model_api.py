@@ -89,8 +89,8 @@ def test_mixed_cpu_gpu_towers_rejected():
     (dict(seed=-1), ValueError, "AlexNet: seed"),
     (dict(input_size=48), ValueError, "AlexNet: arch='alexnet-small' takes input_size 32 or 64"),
     (dict(input_size=32.0), TypeError, "AlexNet: input_size must be an int"),
-    (dict(widths={"conv": [3, 4, 4, 4, 4]}), ValueError, "AlexNet: conv1 width 3 must be a positive multiple of "
-                                                          "towers=2"),
+    (dict(widths={"conv": [3, 4, 4, 4, 4]}), ValueError, "layer .conv1., filters: 3 filters do not split evenly "
+                                                          "between 2 towers"),
     (dict(widths={"fc": [8, 0]}), ValueError, "AlexNet: head must be 'gap' or a list of positive int hidden widths"),
     (dict(widths={"convs": [4] * 5}), ValueError, "AlexNet: widths must be a dict"),
 ])

@@ -207,7 +207,7 @@ def test_compute_gradients_then_apply_update_equals_train_step():
     (dict(bn_position="middle"), "bn_position must be one of"),
     (dict(head="gap,100"), "head must be 'gap' or comma-separated"),
     (dict(head=[0]), "head must be 'gap' or a list of positive"),
-    (dict(head=[3]), "head: fc6 width 3 must be a positive multiple of towers=2"),
+    (dict(head=[1]), "layer 'fc6', outputs: 1 outputs cannot be split between 2 towers"),
     (dict(optimizer="rmsprop"), "optimizer must be one of"),
     (dict(optimizer="adam", adam_betas=(0.9, 1.0)), "adam_betas must be in"),
     (dict(optimizer="adam", adam_eps=0.0), "adam_eps must be > 0"),

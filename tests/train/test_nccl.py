@@ -91,7 +91,8 @@ print(json.dumps({"version": _C.nccl_version(), "path": path, "equal": equal, "s
 
 def expected_order(sizes: dict[str, int]) -> list[tuple[int, int]]:
     """(communicator, count) of every reduction of one step, in the order backward produces the gradients:
-    fc8, fc7, fc6 on both towers, then conv5..conv3 of tower 0 and of tower 1, then conv2, conv1 of each."""
+    layer by layer from fc8 to conv1, tower 0 then tower 1 within a layer (each tower's communicator sees its own
+    tower's layers in backward order, the same on every rank)."""
     def layer(name: str) -> tuple[str, int]:
         kind, index = name.split(".")[:2]
         return kind, int(index)
@@ -103,8 +104,7 @@ def expected_order(sizes: dict[str, int]) -> list[tuple[int, int]]:
         return [(t + 1, sizes[f"{kind}.{index}.tower{t}.{p}"]) for p in ("weight", "bias")]
 
     order = [g for i in fcs for t in (0, 1) for g in grads("classifier", i, t)]
-    order += [g for t in (0, 1) for i in convs[:3] for g in grads("features", i, t)]
-    order += [g for t in (0, 1) for i in convs[3:] for g in grads("features", i, t)]
+    order += [g for i in convs for t in (0, 1) for g in grads("features", i, t)]
     return order
 
 

@@ -280,3 +280,36 @@ def test_a_failed_statistics_write_names_the_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match=r"No space left on device: '.*mean\.npy'"):
         train(tiny(tmp_path, epochs=1), model_class=FakeAlexNet)
     assert not (tmp_path / "run" / "last.npz").exists()
+
+
+def test_a_killed_runs_forked_workers_do_not_keep_its_lock(tmp_path):
+    """A data-loader worker forked by the run shares its flock; killing the run with SIGKILL must free the
+    directory at once, though the orphaned worker is still alive."""
+    import signal
+
+    from alexnet_cuda.train.lock import RunLock, RunLocked
+
+    code = (f"import os, sys, time\nfrom alexnet_cuda.train.lock import RunLock\n"
+            f"RunLock({str(tmp_path / 'run')!r}).acquire()\n"
+            f"if os.fork() == 0:\n    print('worker', flush=True)\n    time.sleep(60)\n    os._exit(0)\n"
+            f"print('run', flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=module_env(), stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert {proc.stdout.readline().strip(), proc.stdout.readline().strip()} == {"run", "worker"}
+        with pytest.raises(RunLocked):
+            RunLock(tmp_path / "run").acquire()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 5  # at once, not when the worker's 60 s are over
+        while True:
+            try:
+                RunLock(tmp_path / "run", log=lambda msg: None).acquire().release()
+                break
+            except RunLocked:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        assert proc.poll() is not None and os.killpg(proc.pid, 0) is None  # the worker still runs
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)

@@ -413,3 +413,28 @@ def test_imagenette_mini_with_the_stand_in_network(tmp_path):
     assert summary["history"][0]["val_top1"] is not None
     ck = ckpt_io.load(Path(summary["out"]) / "last.npz")
     assert len(ck.classes) == 10 and "tench" in ck.classes and ck.class_ids[0] == "n01440764"
+
+
+def test_stop_at_train_error_ends_the_run_and_a_resume_trains_no_further(tmp_path):
+    """Figure 1's stopping rule: the first epoch whose running training error is at most the target ends the run
+    (1.0 is reached by any epoch), and resuming it with more epochs trains nothing more."""
+    summary = train(tiny(tmp_path, epochs=4, stop_train_error=1.0), model_class=FakeAlexNet)
+    assert summary["status"] == "completed" and summary["epochs_done"] == 1
+    assert len(records(tmp_path / "run" / "metrics.jsonl")) == 1
+    again = train(tiny(tmp_path, epochs=6, stop_train_error=1.0, resume=True), model_class=FakeAlexNet)
+    assert again["epochs_done"] == 1 and len(records(tmp_path / "run" / "metrics.jsonl")) == 1
+    full = train(tiny(tmp_path, name="full", epochs=2, stop_train_error=0.0), model_class=FakeAlexNet)
+    assert full["epochs_done"] == 2  # 0% training error is never reached here
+
+
+def test_centre_crops_are_the_same_patch_every_epoch():
+    from alexnet_cuda.data import Augmenter, center_crop
+
+    fixed = Augmenter(36, 32, random_crops=False, flip=False, seed=3)
+    for _ in range(3):
+        np.testing.assert_array_equal(fixed.draw(5)["crops"], center_crop(36, 32, 5)["crops"])
+    moving = Augmenter(36, 32, seed=3)
+    assert len({tuple(moving.draw(5)["crops"].ravel()) for _ in range(3)}) == 3
+    r = train_config.build_parser().parse_args(["--crops", "centre", "--stop-at-train-error", "0.25"])
+    c = train_config.config_from_args(r)
+    assert c.crops == "centre" and c.stop_train_error == 0.25

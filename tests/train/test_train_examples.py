@@ -49,7 +49,7 @@ def test_the_docs_show_the_same_recipes():
     for line in EXAMPLES.splitlines():
         if line.startswith("  ") and line.strip():
             assert " ".join(line.split()) in readme, line
-    assert len(COMMANDS) == 5
+    assert len(COMMANDS) == 6
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c.split()[2:5]))
