@@ -179,7 +179,7 @@ def engine_model(weights: dict[str, np.ndarray]) -> Any | None:
     if not hasattr(AlexNet, "from_description"):
         return None
     desc = builtin(NET)
-    model = AlexNet.from_description(desc, ["cpu"], seed=0)
+    model = AlexNet.from_description(desc, "cpu", seed=0)
     state = model.state_dict()
     for layer in desc.layers:  # parameter names: <module or layer name>.tower0.weight / .bias
         prefix = getattr(layer, "module", None) or layer.name
