@@ -274,7 +274,8 @@ void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy,
   // dy[chunk, g]^T, and transposed into dw at the end: then M = K and N = cout_g fill the micro-tiles, where dw_g's
   // own shape packs the long col operand transposed for a product of depth 75. A long K keeps dw_g's shape.
   // Measured at 1 thread (CPU time), layers-18pct batch 128, transposed / not: conv1 (K 75) 11.7 / 14.3 ms, conv2
-  // (K 800) 31.7 / 28.2 ms, conv3 (K 800) 14.6 / 13.0 ms.
+  // (K 800) 31.7 / 28.2 ms, conv3 (K 800) 14.6 / 13.0 ms. (Those two now run Winograd's weight gradient instead:
+  // winograd_backward_weight_applies, conv2d_winograd.cpp.)
   const bool transposed = l.k < kTransposedWeightGradBelowK;
   auto accumulate_item = [&](int64_t item, float* acc, bool accumulate, bool parallel) {
     const ImageRange r = chunk_images(s, ch, item / s.groups);
