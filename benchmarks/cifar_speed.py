@@ -179,7 +179,7 @@ def engine_model(weights: dict[str, np.ndarray]) -> Any | None:
     if not hasattr(AlexNet, "from_description"):
         return None
     desc = builtin(NET)
-    model = AlexNet.from_description(desc, ["cpu"], seed=0)
+    model = AlexNet.from_description(desc, "cpu", seed=0)
     state = model.state_dict()
     for layer in desc.layers:  # parameter names: <module or layer name>.tower0.weight / .bias
         prefix = getattr(layer, "module", None) or layer.name
@@ -224,13 +224,7 @@ def measure(batch: int, threads: int, reps: int, warmup: int) -> dict[str, Any]:
 
         steps["torch"] = torch_step
     times: dict[str, list[float]] = {k: [] for k in steps}
-    order = list(steps)
-    for rep in range(warmup + reps):
-        for who in order if rep % 2 == 0 else order[::-1]:  # alternate who goes first
-            t0 = time.perf_counter()
-            steps[who]()
-            if rep >= warmup:
-                times[who].append(time.perf_counter() - t0)
+    common.alternate(steps, list(steps), reps, warmup, times)
     breakdown_step = OpsStep(weights, images, labels)
     breakdown_step.step()
     per_op: list[dict[str, float]] = []
@@ -248,19 +242,6 @@ def measure(batch: int, threads: int, reps: int, warmup: int) -> dict[str, Any]:
         out["torch_images_per_s"] = batch / common.median(times["torch"])
         out["ratio"] = out["ours_images_per_s"] / out["torch_images_per_s"]
     return out
-
-
-def run_child(args: argparse.Namespace, threads: int) -> dict[str, Any]:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    cmd = [sys.executable, __file__, "--child", "--batch", str(args.batch), "--threads", str(threads), "--reps",
-           str(args.reps), "--warmup", str(args.warmup)]
-    load = list(os.getloadavg())
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"cifar_speed.py: the {threads}-thread run failed:\n{proc.stderr[-3000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["load_average_before"] = load
-    return result
 
 
 def cpu_features() -> dict[str, Any]:
@@ -315,12 +296,7 @@ def _markdown(p: dict) -> str:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--threads", type=int, action="append", help="repeatable (default: 1 and 2)")
-    p.add_argument("--reps", type=int, default=10, help="timed steps of each side per thread count (default 10)")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--out", default=str(common.RESULTS_DIR), help="results folder (default: benchmarks/results)")
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    common.add_child_arguments(p, batch=128, reps=10, warmup=2)
     return p.parse_args(argv)
 
 
@@ -337,7 +313,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         print("cifar_speed.py: PyTorch is not installed; timing ours only", flush=True)
     results = []
     for t in threads:
-        r = run_child(args, t)
+        r = common.run_child(__file__, args, t)
         results.append(r)
         theirs = (f", PyTorch {r['torch_images_per_s']:.0f} images/s, ratio {r['ratio']:.2f}x"
                   if r.get("torch_images_per_s") else "")

@@ -11,6 +11,7 @@ Nothing here makes up a number: every figure written comes from a timing taken i
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import os
@@ -189,6 +190,46 @@ def import_torch() -> Any:
     except Exception:  # noqa: BLE001 - any import failure means "no torch comparison"
         return None
     return torch
+
+
+# ---- side by side with PyTorch on the CPU (vs_torch.py, cifar_speed.py) -------------------------------------------
+def alternate(steps: dict[str, Callable[[], Any]], order: Sequence[str], reps: int, warmup: int,
+              times: dict[str, list[float]]) -> None:
+    """Runs the steps named in `order` one after the other, warmup + reps times, the order reversed every other
+    repetition (so load from other work on a shared machine hits each alike), appending each timed step's seconds to
+    times[name]."""
+    for rep in range(warmup + reps):
+        for name in order if rep % 2 == 0 else order[::-1]:
+            t0 = time.perf_counter()
+            steps[name]()
+            if rep >= warmup:
+                times.setdefault(name, []).append(time.perf_counter() - t0)
+
+
+def add_child_arguments(p: Any, batch: int, reps: int, warmup: int) -> None:
+    """The arguments of a benchmark that runs each thread count in a child process (run_child)."""
+    p.add_argument("--batch", type=int, default=batch)
+    p.add_argument("--threads", type=int, action="append", help="repeatable (default: 1 and 2)")
+    p.add_argument("--reps", type=int, default=reps, help=f"timed steps of each side per cell (default {reps})")
+    p.add_argument("--warmup", type=int, default=warmup)
+    p.add_argument("--out", default=str(RESULTS_DIR), help="results folder (default: benchmarks/results)")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+
+
+def run_child(script: str, args: Any, threads: int, extra: Sequence[str] = (), what: str = "") -> dict[str, Any]:
+    """Runs `script --child` at `threads` OpenMP threads (OMP_NUM_THREADS must be set before OpenMP starts) with the
+    add_child_arguments values of args; returns the JSON its last output line prints, with the load average taken
+    before it started."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    cmd = [sys.executable, script, "--child", *extra, "--batch", str(args.batch), "--threads", str(threads),
+           "--reps", str(args.reps), "--warmup", str(args.warmup)]
+    load = list(os.getloadavg())
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{Path(script).name}: the {what}{threads}-thread run failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["load_average_before"] = load
+    return result
 
 
 # ---- results ------------------------------------------------------------------------------------------------------

@@ -23,9 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -96,12 +94,7 @@ def measure(arch: str, batch: int, threads: int, reps: int, warmup: int) -> dict
     }
     times: dict[str, list[float]] = {k: [] for k in steps}
     for phase in ("train", "eval"):
-        for rep in range(warmup + reps):
-            for who in ("ours", "torch") if rep % 2 == 0 else ("torch", "ours"):  # alternate who goes first
-                t0 = time.perf_counter()
-                steps[f"{who}_{phase}"]()
-                if rep >= warmup:
-                    times[f"{who}_{phase}"].append(time.perf_counter() - t0)
+        common.alternate(steps, [f"ours_{phase}", f"torch_{phase}"], reps, warmup, times)
     out: dict[str, Any] = {"arch": arch, "threads": threads, "batch": batch, "seconds": times,
                            "torch_version": torch.__version__, "load_average_after": list(os.getloadavg())}
     for phase in ("train", "eval"):
@@ -112,16 +105,7 @@ def measure(arch: str, batch: int, threads: int, reps: int, warmup: int) -> dict
 
 
 def run_child(arch: str, args: argparse.Namespace, threads: int) -> dict[str, Any]:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    cmd = [sys.executable, __file__, "--child", "--arch", arch, "--batch", str(args.batch), "--threads",
-           str(threads), "--reps", str(args.reps), "--warmup", str(args.warmup)]
-    load = list(os.getloadavg())
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"vs_torch.py: the {arch} / {threads}-thread run failed:\n{proc.stderr[-3000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["load_average_before"] = load
-    return result
+    return common.run_child(__file__, args, threads, ["--arch", arch], f"{arch} / ")
 
 
 def _markdown(p: dict) -> str:
@@ -157,12 +141,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", action="append", choices=list(ARCHS), help="repeatable (default: both)")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--threads", type=int, action="append", help="repeatable (default: 1 and 2)")
-    p.add_argument("--reps", type=int, default=5, help="timed steps of each side per cell (default 5)")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--out", default=str(common.RESULTS_DIR), help="results folder (default: benchmarks/results)")
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    common.add_child_arguments(p, batch=32, reps=5, warmup=1)
     return p.parse_args(argv)
 
 

@@ -80,4 +80,16 @@ AX_HOST_DEVICE Span covered_columns(const PoolShape& s) {
   return {first.begin, last.end};
 }
 
+// The outputs [begin, end) along the columns whose window is whole (kernel wide, not clipped at either edge):
+// start + ox * stride >= 0 and start + ox * stride + kernel <= w_in. The CPU kernels run those with a compile-time
+// window, vectorized, and the clipped ones at the edges one by one.
+AX_HOST_DEVICE Span whole_windows(const PoolShape& s) {
+  const int64_t before = -static_cast<int64_t>(s.start);  // a whole window starts at column 0 or later
+  const int64_t begin = before <= 0 ? 0 : (before + s.stride - 1) / s.stride;
+  const int64_t room = static_cast<int64_t>(s.w_in) - s.kernel - s.start;  // the last whole window's first column
+  const int64_t last = room < 0 ? 0 : room / s.stride + 1;
+  const int64_t end = last < s.w_out ? last : s.w_out;
+  return {static_cast<int>(begin < end ? begin : end), static_cast<int>(end)};
+}
+
 }  // namespace alexnet::pool

@@ -27,15 +27,6 @@ namespace {
 // Below this many input elements the OpenMP fork/join costs more than the pooling.
 constexpr int64_t kParallelThreshold = 1 << 14;
 
-// Columns of windows whose window is whole (kernel wide, not clipped at either edge), [begin, end) of ox.
-pool::Span whole_columns(const PoolShape& s) {
-  const int64_t before = -static_cast<int64_t>(s.start);  // a whole window starts at column 0 or later
-  const int64_t begin = before <= 0 ? 0 : (before + s.stride - 1) / s.stride;
-  const int64_t room = static_cast<int64_t>(s.w_in) - s.kernel - s.start;  // the last whole window's first column
-  const int64_t end = std::min<int64_t>(room < 0 ? 0 : room / s.stride + 1, s.w_out);
-  return {static_cast<int>(std::min(begin, end)), static_cast<int>(end)};
-}
-
 // The window size K and stride S: compile-time when > 0 (layers-18pct's 3/2), else the shape's. The whole windows
 // of a row are then summed with a fixed, unrolled column count, so the loop over them vectorizes (the divisions
 // too); the clipped ones at the edges are summed one by one. Same additions in the same order either way. Measured
@@ -43,7 +34,7 @@ pool::Span whole_columns(const PoolShape& s) {
 template <int K, int S>
 void forward_plane(const PoolShape& s, const float* __restrict__ xp, float* __restrict__ yp, float* colsum) {
   const int k = K > 0 ? K : s.kernel, stride = S > 0 ? S : s.stride;
-  const pool::Span cols = pool::covered_columns(s), whole = whole_columns(s);
+  const pool::Span cols = pool::covered_columns(s), whole = pool::whole_windows(s);
   for (int oy = 0; oy < s.h_out; ++oy) {
     const pool::Span rows = pool::row_window(s, oy);
     const float* top = xp + static_cast<int64_t>(rows.begin) * s.w_in;

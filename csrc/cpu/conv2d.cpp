@@ -274,7 +274,8 @@ void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy,
   // dy[chunk, g]^T, and transposed into dw at the end: then M = K and N = cout_g fill the micro-tiles, where dw_g's
   // own shape packs the long col operand transposed for a product of depth 75. A long K keeps dw_g's shape.
   // Measured at 1 thread (CPU time), layers-18pct batch 128, transposed / not: conv1 (K 75) 11.7 / 14.3 ms, conv2
-  // (K 800) 31.7 / 28.2 ms, conv3 (K 800) 14.6 / 13.0 ms.
+  // (K 800) 31.7 / 28.2 ms, conv3 (K 800) 14.6 / 13.0 ms. (Those two now run Winograd's weight gradient instead:
+  // winograd_backward_weight_applies, conv2d_winograd.cpp.)
   const bool transposed = l.k < kTransposedWeightGradBelowK;
   auto accumulate_item = [&](int64_t item, float* acc, bool accumulate, bool parallel) {
     const ImageRange r = chunk_images(s, ch, item / s.groups);
@@ -318,22 +319,13 @@ void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy,
     return;
   }
 
-  // Thread t sums the contiguous items [t*items/T, (t+1)*items/T) into its own zeroed partial; the partials are
-  // then added in thread order. Same thread count -> bit-identical result, and no two threads write one address.
-  std::vector<float> partials(static_cast<size_t>(threads) * dw_size, 0.0f);
-  int used = threads;
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num(), team = omp_get_num_threads();
-#pragma omp single
-    used = team;
-    float* mine = partials.data() + static_cast<size_t>(t) * dw_size;
-    const int64_t begin = t * items / team, end = (t + 1) * items / team;
-    for (int64_t item = begin; item < end; ++item) accumulate_item(item, mine, true, false);
-#pragma omp barrier
-#pragma omp for schedule(static)
-    for (int64_t row = 0; row < s.c_out; ++row) sum_partials(partials.data(), used, row);
-  }
+  // Per-thread partials over contiguous items, added in thread order (accumulate_per_thread).
+  std::vector<float> partials;
+  const int used = accumulate_per_thread(items, threads, dw_size, partials, [&](int64_t item, float* mine) {
+    accumulate_item(item, mine, true, false);
+  });
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < s.c_out; ++row) sum_partials(partials.data(), used, row);
 }
 
 }  // namespace alexnet::cpu

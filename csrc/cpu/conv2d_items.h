@@ -41,6 +41,25 @@ void for_each_item(int64_t items, int threads, F run_item) {
   }
 }
 
+// The weight gradients' sum over items, shared among threads without atomics: thread t runs accumulate(item,
+// partial) for the contiguous items [t*items/T, (t+1)*items/T) into its own zeroed partial of `size` floats,
+// partials[t * size ...]. Returns the team size T; the caller adds the partials in thread order, so the same thread
+// count gives bit-identical results and no two threads write one address.
+template <typename F>
+int accumulate_per_thread(int64_t items, int threads, int64_t size, std::vector<float>& partials, F accumulate) {
+  partials.assign(static_cast<size_t>(threads) * size, 0.0f);
+  int used = threads;
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), team = omp_get_num_threads();
+#pragma omp single
+    used = team;
+    const int64_t begin = t * items / team, end = (t + 1) * items / team;
+    for (int64_t item = begin; item < end; ++item) accumulate(item, partials.data() + t * size);
+  }
+  return used;
+}
+
 // Consecutive images [begin, begin + count) of chunk `chunk` when n images are cut into `chunks` chunks.
 struct ImageRange {
   int64_t begin, count;

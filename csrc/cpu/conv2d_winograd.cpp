@@ -19,8 +19,6 @@
 // one thread in a fixed order, so results do not depend on the thread count.
 #include "cpu/conv2d_winograd.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -252,6 +250,20 @@ void run_pass(const Pass& p, const float* in, const float* w, bool rotated, cons
 // Summed over the chunk's tiles that is one product per tile element e: dU_e[c_out, c_in] += dM_e[c_out, tiles]
 // V_e[c_in, tiles]^T, A*A products with A*A/(M*M*R*R) of im2col's multiply-adds (F(2x2, 5x5): 36 for 100).
 
+// dst[t] = sum over j < M of A^T[j][C] src[j * src_stride + t], for t < tiles: a column of A^T (A's row C) applied
+// across the tiles, the coefficients known at compile time.
+template <class W, int C>
+void at_column(const float* src, int64_t src_stride, float* dst, int64_t tiles) {
+  for (int64_t t = 0; t < tiles; ++t) {
+    float acc = 0.0f;
+    static_for<W::M>([&](auto j) {
+      constexpr float c = static_cast<float>(W::AT::v[j][C]);
+      if constexpr (c != 0.0f) acc += c * src[j * src_stride + t];
+    });
+    dst[t] = acc;
+  }
+}
+
 // dM = A dY A^T for every tile of one dy plane, element e of tile T to dm[e * e_stride + T].
 template <class W>
 void transform_grad_plane(const Pass& p, const float* dyp, float* dm, int64_t e_stride) {
@@ -269,30 +281,10 @@ void transform_grad_plane(const Pass& p, const float* dyp, float* dm, int64_t e_
           dst[tx] = y < p.h_out && x < p.w_out ? dyp[static_cast<int64_t>(y) * p.w_out + x] : 0.0f;
         }
       }
-  for (int a = 0; a < M; ++a)  // (dY A^T)[a][k] = sum_b dY[a][b] A^T[b][k]
-    static_for<A>([&](auto k) {
-      float* dst = ya + (a * A + k) * tiles;
-      for (int64_t t = 0; t < tiles; ++t) {
-        float acc = 0.0f;
-        static_for<M>([&](auto b) {
-          constexpr float c = static_cast<float>(W::AT::v[b][k]);
-          if constexpr (c != 0.0f) acc += c * blocks[(a * M + b) * tiles + t];
-        });
-        dst[t] = acc;
-      }
-    });
+  for (int a = 0; a < M; ++a)  // (dY A^T)[a][k] = sum_b A^T[b][k] dY[a][b]
+    static_for<A>([&](auto k) { at_column<W, k>(blocks + a * M * tiles, tiles, ya + (a * A + k) * tiles, tiles); });
   static_for<A>([&](auto i) {  // dM[i][k] = sum_a A^T[a][i] (dY A^T)[a][k]
-    for (int k = 0; k < A; ++k) {
-      float* dst = dm + (i * A + k) * e_stride;
-      for (int64_t t = 0; t < tiles; ++t) {
-        float acc = 0.0f;
-        static_for<M>([&](auto a) {
-          constexpr float c = static_cast<float>(W::AT::v[a][i]);
-          if constexpr (c != 0.0f) acc += c * ya[(a * A + k) * tiles + t];
-        });
-        dst[t] = acc;
-      }
-    }
+    for (int k = 0; k < A; ++k) at_column<W, i>(ya + k * tiles, A * tiles, dm + (i * A + k) * e_stride, tiles);
   });
 }
 
@@ -361,16 +353,10 @@ void backward_weight_with(const ConvShape& s, const float* x, const float* dy, f
     for (int64_t g = 0; g < p.groups; ++g) filters_from_du<W>(p, du.data(), 1, du_size, g, dw, threads > 1);
     return;
   }
-  std::vector<float> partials(static_cast<size_t>(threads) * du_size, 0.0f);
-  int used = threads;
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num(), team = omp_get_num_threads();
-#pragma omp single
-    used = team;
-    const int64_t begin = t * items / team, end = (t + 1) * items / team;
-    for (int64_t item = begin; item < end; ++item) accumulate_item(item, partials.data() + t * du_size, false);
-  }
+  std::vector<float> partials;
+  const int used = accumulate_per_thread(items, threads, du_size, partials, [&](int64_t item, float* mine) {
+    accumulate_item(item, mine, false);
+  });
   for (int64_t g = 0; g < p.groups; ++g) filters_from_du<W>(p, partials.data(), used, du_size, g, dw, true);
 }
 
@@ -505,8 +491,9 @@ void winograd_forward(const ConvShape& s, const float* x, const float* w, const 
 }
 
 // F(2x2, 5x5)'s weight gradient (layers-18pct's conv2 and conv3); 3x3 layers keep im2col, not measured here.
-// Measured at 1 thread (CPU time), layers-18pct batch 128, Winograd / im2col: conv2 20.3 / 28.2 ms, conv3 11.8 /
-// 13.0 ms.
+// Measured at 1 thread (CPU time), Winograd / im2col: layers-18pct batch 128 conv2 20.3 / 28.2 ms, conv3 11.8 /
+// 13.0 ms; alexnet-small's conv2 (48 -> 128 on 15x15) at batch 32 18.6 / 28.0 ms; the paper's conv2 (48 -> 128
+// on 27x27) at batch 16 29.0 / 40.0 ms.
 bool winograd_backward_weight_applies(const ConvShape& s) { return variant_of(s) == Variant::F2x5; }
 
 void winograd_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw) {

@@ -147,3 +147,26 @@ def test_cifar_speed_main_writes_results(tmp_path):
     (result,) = payload["results"]
     assert result["ours_images_per_s"] > 0 and "conv2 weight grad" in result["breakdown_seconds"]
     assert payload["cpu"]["model_name"] and isinstance(payload["cpu"]["avx512f"], bool)
+
+
+def test_cifar_speed_ops_step_is_the_engines_step():
+    """cifar_speed's OpsStep (the op-by-op breakdown) updates the weights exactly as the engine's train_step of
+    from_description(builtin("layers-18pct")) does, so the breakdown times the engine's arithmetic."""
+    from benchmarks import cifar_speed
+
+    rng = np.random.default_rng(0)
+    images = (rng.standard_normal((4, 3, 32, 32)) * 50).astype(np.float32)
+    labels = rng.integers(0, 10, 4).astype(np.int32)
+    weights = cifar_speed.initial_weights()
+    weights["conv1.weight"] *= 100
+    model = cifar_speed.engine_model(weights)
+    if model is None:
+        pytest.skip("the engine does not build descriptions")
+    model.train_step(images, labels, cifar_speed.LR)
+    ours = cifar_speed.OpsStep(weights, images, labels)
+    ours.step()
+    state = model.state_dict()
+    for name in cifar_speed.WEIGHTED:
+        np.testing.assert_allclose(state[f"{name}.tower0.weight"], ours.w[f"{name}.weight"].numpy(), rtol=1e-5,
+                                   atol=1e-7)
+        np.testing.assert_allclose(state[f"{name}.tower0.bias"], ours.w[f"{name}.bias"].numpy(), rtol=1e-5, atol=1e-7)
