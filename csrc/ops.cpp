@@ -154,6 +154,10 @@ Activation parse_activation(const std::string& name) {
   throw ValueError(str_cat("activation: expected 'none', 'relu' or 'tanh', got '", name, "'"));
 }
 
+const char* activation_name(Activation act) {
+  return act == Activation::ReLU ? "relu" : act == Activation::Tanh ? "tanh" : "none";
+}
+
 // ---- conv2d --------------------------------------------------------------------------------------------------
 Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, int pad, int groups,
                       Activation act) {

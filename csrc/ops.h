@@ -14,6 +14,7 @@
 namespace alexnet::ops {
 
 Activation parse_activation(const std::string& name);  // "none", "relu", "tanh"
+const char* activation_name(Activation act);            // its inverse
 
 // conv2d (conv2d.cpp / conv2d.cu). x (n, c_in, h, w), w (c_out, c_in/groups, kh, kw), bias (c_out) or undefined.
 Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, int pad, int groups,

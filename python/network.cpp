@@ -134,11 +134,7 @@ void bind_network(py::module_& m) {
       .def_readwrite("pad", &LayerDef::pad)
       .def_readwrite("start", &LayerDef::start)
       .def_property(
-          "activation",
-          [](const LayerDef& d) {
-            return std::string(d.activation == Activation::ReLU ? "relu" : d.activation == Activation::Tanh ? "tanh"
-                                                                                                             : "none");
-          },
+          "activation", [](const LayerDef& d) { return std::string(ops::activation_name(d.activation)); },
           [](LayerDef& d, const std::string& a) { d.activation = ops::parse_activation(a); })
       .def_readwrite("bias", &LayerDef::bias)
       .def_readwrite("init_std", &LayerDef::init_std)
