@@ -217,53 +217,127 @@ def _finish(g: _Graph, logits: str, image_size: int, s: int, num_classes: int, s
     return proto
 
 
-# The layers a described network (one tower, a chain) exports as: ONNX has each of them exactly.
-_DESCRIBED = ("conv", "maxpool", "linear", "dropout", "global_avgpool")
+# The layers a described network (one tower, a chain) exports as. Pooling of any geometry (cuda-convnet's start and
+# ceil rule included), both response normalizations and BatchNorm are composed or mapped exactly (_described_layer);
+# cuda-convnet's locally connected layer has no ONNX operator and is refused by name.
+_DESCRIBED = ("conv", "linear", "dropout", "maxpool", "avgpool", "global_avgpool", "lrn", "spatial_lrn", "batchnorm")
+
+
+def _pool(g: _Graph, x: str, layer: Any, s: dict, side: int, outputs: int) -> str:
+    """Max or average pooling with cuda-convnet's geometry (reference/maxpool.py, csrc/pool_geometry.h): window o
+    covers [start + o*stride, start + o*stride + size) clipped to the maps, an average divides by the pixels left
+    after clipping. As ONNX: the rows before the first window (start > 0) and after the last are sliced off, and
+    the windows' overhang on either side (start < 0, the last window of the ceil rule) is the pooling's own ``pads``,
+    which MaxPool ignores and AveragePool with count_include_pad=0 leaves out of the count -- so every window is
+    whole in the padded maps, ceil_mode stays 0 and the output count is exactly ``outputs``."""
+    k, stride, start = int(s["size"]), int(s["stride"]), int(s["start"])
+    extent = (outputs - 1) * stride + k  # the padded span the windows cover, from `start`
+    first, last = max(0, start), min(side, start + extent)  # the input rows any window holds
+    before, after = max(0, -start), max(0, start + extent - side)
+    if first > 0 or last < side:
+        x = g.node("Slice", [x, g.const(f"{layer.name}.starts", np.array([first, first], np.int64)),
+                             g.const(f"{layer.name}.ends", np.array([last, last], np.int64)),
+                             g.const(f"{layer.name}.axes", np.array([2, 3], np.int64))], f"{layer.name}.inside")
+    attrs = dict(kernel_shape=[k, k], strides=[stride, stride], pads=[before, before, after, after])
+    if layer.kind == "maxpool":
+        return g.node("MaxPool", [x], layer.name, **attrs)
+    return g.node("AveragePool", [x], layer.name, count_include_pad=0, **attrs)
+
+
+def _spatial_lrn(g: _Graph, x: str, name: str, s: dict) -> str:
+    """cuda-convnet's rnorm (reference/spatial_lrn.py): x * (k + alpha / size^2 * sum of x^2 over the size x size
+    window [i - size//2, i - size//2 + size) clipped to the map) ** -beta. ONNX has no such operator; composed as
+    Mul (the squares), AveragePool over the window with zero padding counted (count_include_pad=1: the clipped sum
+    divided by size^2 everywhere, the divisor cuda-convnet keeps at the edges), Mul by alpha, Add k, Pow -beta, Mul."""
+    size = int(s["size"])
+    lead = size // 2
+    squares = g.node("Mul", [x, x], f"{name}.squares")
+    mean = g.node("AveragePool", [squares], f"{name}.window_mean", kernel_shape=[size, size], strides=[1, 1],
+                  pads=[lead, lead, size - 1 - lead, size - 1 - lead], count_include_pad=1)
+    scaled = g.node("Mul", [mean, g.const(f"{name}.alpha", np.array(s["alpha"], np.float32))], f"{name}.scaled")
+    denom = g.node("Add", [scaled, g.const(f"{name}.k", np.array(s["k"], np.float32))], f"{name}.denom")
+    factor = g.node("Pow", [denom, g.const(f"{name}.minus_beta", np.array(-s["beta"], np.float32))], f"{name}.factor")
+    return g.node("Mul", [x, factor], name)
+
+
+def _refusal(desc: Any, layer: Any, s: dict) -> str | None:
+    """Why ``layer`` cannot be exported exactly, or None."""
+    where = f"layer '{layer.name}' ({layer.kind}) of '{desc.name}'"
+    if layer.kind == "local":
+        return (f"{where}: ONNX has no operator for a locally connected layer (a convolution whose weights differ at "
+                f"every output position); networks with one do not export")
+    if layer.kind not in _DESCRIBED:
+        return f"{where} has no ONNX export here (exported: {', '.join(_DESCRIBED)})"
+    if layer.input is not None:
+        return f"{where} reads '{layer.input}', not the layer before it: only a chain of layers exports"
+    if s.get("activation", "none") not in ("relu", "tanh", "none"):
+        return f"{where}: no ONNX operator for the activation {s['activation']!r}"
+    if layer.kind == "lrn" and s["size"] % 2 == 0:
+        return (f"{where}: LRN of even size {s['size']} has a window one channel off ONNX's LRN (which reaches "
+                f"further up than down); only odd sizes export")
+    return None
+
+
+def _described_layer(g: _Graph, x: str, layer: Any, s: dict, params: dict, side: int, out: tuple) -> str:
+    """``layer`` (one tower) on ``x``; ``side`` is its input maps' side, ``out`` its output shape per image."""
+    prefix = f"{layer.module or layer.name}.tower0"
+    kind = layer.kind
+
+    def const(key: str) -> str:
+        if f"{prefix}.{key}" not in params:
+            raise ExportError(f"export: layer '{layer.name}' ({kind}): the checkpoint has no parameter "
+                              f"'{prefix}.{key}'")
+        return g.const(f"{prefix}.{key}", np.asarray(params[f"{prefix}.{key}"], np.float32))
+
+    if kind == "dropout":
+        return x  # the identity at inference
+    if kind in ("maxpool", "avgpool"):
+        return _pool(g, x, layer, s, side, int(out[1]))
+    if kind == "global_avgpool":
+        return g.node("Flatten", [g.node("GlobalAveragePool", [x], layer.name)], f"{layer.name}.flat")
+    if kind == "lrn":  # ONNX's LRN: the project's alpha/size convention and, for odd sizes, its window
+        return g.node("LRN", [x], layer.name, size=int(s["size"]), alpha=float(s["alpha"]), beta=float(s["beta"]),
+                      bias=float(s["k"]))
+    if kind == "spatial_lrn":
+        return _spatial_lrn(g, x, layer.name, s)
+    if kind == "batchnorm":  # inference: the running statistics
+        return g.node("BatchNormalization", [x] + [const(k) for k in ("weight", "bias", "running_mean", "running_var")],
+                      layer.name, epsilon=float(s["eps"]))
+    if kind == "linear" and side:  # (channel, y, x) order, as the weights read the maps
+        x = g.node("Flatten", [x], f"{layer.name}.flat", axis=1)
+    inputs = [x, const("weight")] + ([const("bias")] if s["bias"] else [])
+    if kind == "conv":
+        return g.node("Conv", inputs, layer.name, kernel_shape=[s["size"]] * 2, strides=[s["stride"]] * 2,
+                      pads=[s["padding"]] * 4)
+    return g.node("Gemm", inputs, layer.name, transB=1)
 
 
 def description_to_onnx(desc: Any, params: dict[str, np.ndarray], *, image_size: int | None = None,
                         mean: np.ndarray | None = None, scale: Any = 1.0, name: str = "alexnet_cuda"):
-    """The ONNX model of a one-tower network description (``torchvision-alexnet``) with the parameters ``params``
-    under this project's names (``<module>.tower0.weight``), with the same preprocessing as :func:`to_onnx`; no
-    network is built. Conv (with its activation), max pooling of whole windows, dropout (the identity), global
-    average pooling and linear layers; any other layer is an ExportError naming it."""
+    """The ONNX model of a one-tower network description (``torchvision-alexnet``, ``layers-18pct``, ...) with the
+    parameters ``params`` under this project's names (``<module>.tower0.weight``), with the same preprocessing as
+    :func:`to_onnx`; no network is built. Every layer kind of _DESCRIBED, in a chain, with its activation (a pooling
+    layer's too); any other layer (``local``) is an ExportError naming it."""
     from .nets.description import layer_table, resolved_settings
 
     _, helper, numpy_helper = _import_onnx()
-    layer_table(desc)  # a valid description
+    rows = layer_table(desc)  # a valid description; one row per layer with one tower
     if desc.towers != 1:
         raise ExportError(f"export: '{desc.name}' has {desc.towers} towers; described networks export with one")
     settings = [resolved_settings(layer) for layer in desc.layers]
     for layer, s in zip(desc.layers, settings):
-        if layer.kind not in _DESCRIBED or layer.input is not None or s.get("activation", "none") not in (
-                "relu", "tanh", "none") or (layer.kind == "maxpool" and (s["outputs"] != "whole" or s["start"])):
-            raise ExportError(f"export: layer '{layer.name}' ({layer.kind}) of '{desc.name}' has no ONNX export here "
-                              f"(exported: {', '.join(_DESCRIBED)}, a chain, whole pooling windows)")
+        why = _refusal(desc, layer, s)
+        if why:
+            raise ExportError(f"export: {why}")
     mean, image_size = _input(mean, image_size, desc.input_size)
     g = _Graph(helper, numpy_helper)
     x = _preprocess(g, INPUT_NAME, image_size, desc.input_size, mean, scale)
-    flat = False
-    for layer, s in zip(desc.layers, settings):
-        prefix = f"{layer.module or layer.name}.tower0"
-        if layer.kind == "dropout":
-            continue  # the identity at inference
-        if layer.kind == "maxpool":
-            x = g.node("MaxPool", [x], layer.name, kernel_shape=[s["size"]] * 2, strides=[s["stride"]] * 2)
-        elif layer.kind == "global_avgpool":
-            x, flat = g.node("Flatten", [g.node("GlobalAveragePool", [x], layer.name)], f"{layer.name}.flat"), True
-        else:
-            if layer.kind == "linear" and not flat:  # (channel, y, x) order, as the weights read the maps
-                x, flat = g.node("Flatten", [x], f"{layer.name}.flat", axis=1), True
-            inputs = [x, g.const(f"{prefix}.weight", np.asarray(params[f"{prefix}.weight"], np.float32))]
-            if s["bias"]:
-                inputs.append(g.const(f"{prefix}.bias", np.asarray(params[f"{prefix}.bias"], np.float32)))
-            if layer.kind == "conv":
-                x = g.node("Conv", inputs, layer.name, kernel_shape=[s["size"]] * 2, strides=[s["stride"]] * 2,
-                           pads=[s["padding"]] * 4)
-            else:
-                x = g.node("Gemm", inputs, layer.name, transB=1)
+    side = desc.input_size
+    for layer, s, row in zip(desc.layers, settings, rows):
+        x = _described_layer(g, x, layer, s, params, side, tuple(row["output"]))
         if s.get("activation", "none") != "none":
             x = _activation(g, x, s["activation"], f"{layer.name}.{s['activation']}")
+        side = int(row["output"][1]) if len(row["output"]) == 3 else 0
     return _finish(g, x, image_size, desc.input_size, desc.classes, scale, name)
 
 
