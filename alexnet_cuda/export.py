@@ -18,6 +18,11 @@ so it is exported as a Split over the channels, one ONNX LRN per tower, and a Co
 ``[c - floor((size - 1) / 2), c + ceil((size - 1) / 2)]``: the project's formula (alpha/size, PyTorch's convention)
 and, for an odd size, the project's window. An even size puts the window one channel off, so it is an export error.
 
+A described network of one tower (torchvision-alexnet, cuda-convnet's layers-18pct/19pct/80sec) is written from
+its description and weights (:func:`description_to_onnx`): pooling of cuda-convnet's geometry as a Slice and the
+pooling operator's own pads, cuda-convnet's rnorm composed from Mul, AveragePool, Add and Pow; a locally connected
+layer has no ONNX operator and is an ExportError naming it (docs/weights.md, "ONNX export").
+
 The ``onnx`` package is imported here only (the optional extra ``.[onnx]``); the core never needs it.
 """
 
