@@ -154,8 +154,9 @@ def _single(build, x: np.ndarray) -> np.ndarray:
     _, helper, numpy_helper = export_mod._import_onnx()
     g = export_mod._Graph(helper, numpy_helper)
     y = build(g, "x")
-    graph = helper.make_graph(g.nodes, "t", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, x.shape)],
-                              [helper.make_tensor_value_info(y, onnx.TensorProto.FLOAT, ["n", "c", "h", "w"])], g.initializers)
+    float_value = onnx.TensorProto.FLOAT
+    graph = helper.make_graph(g.nodes, "t", [helper.make_tensor_value_info("x", float_value, x.shape)],
+                              [helper.make_tensor_value_info(y, float_value, ["n", "c", "h", "w"])], g.initializers)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", export_mod.OPSET)])
     onnx.checker.check_model(proto)
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
