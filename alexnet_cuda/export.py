@@ -20,8 +20,9 @@ and, for an odd size, the project's window. An even size puts the window one cha
 
 A described network of one tower (torchvision-alexnet, cuda-convnet's layers-18pct/19pct/80sec) is written from
 its description and weights (:func:`description_to_onnx`): pooling of cuda-convnet's geometry as a Slice and the
-pooling operator's own pads, cuda-convnet's rnorm composed from Mul, AveragePool, Add and Pow; a locally connected
-layer has no ONNX operator and is an ExportError naming it (docs/weights.md, "ONNX export").
+pooling operator's own pads, cuda-convnet's rnorm composed from Mul, AveragePool, Add and Pow, its locally
+connected layer (conv-local-11pct/13pct) from a one-hot Conv (im2col) and a MatMul batched over the output positions
+(docs/weights.md, "ONNX export").
 
 The ``onnx`` package is imported here only (the optional extra ``.[onnx]``); the core never needs it.
 """
@@ -224,8 +225,9 @@ def _finish(g: _Graph, logits: str, image_size: int, s: int, num_classes: int, s
 
 # The layers a described network (one tower, a chain) exports as. Pooling of any geometry (cuda-convnet's start and
 # ceil rule included), both response normalizations and BatchNorm are composed or mapped exactly (_described_layer);
-# cuda-convnet's locally connected layer has no ONNX operator and is refused by name.
-_DESCRIBED = ("conv", "linear", "dropout", "maxpool", "avgpool", "global_avgpool", "lrn", "spatial_lrn", "batchnorm")
+# cuda-convnet's locally connected layer (no ONNX operator) is composed; anything else is refused by name.
+_DESCRIBED = ("conv", "local", "linear", "dropout", "maxpool", "avgpool", "global_avgpool", "lrn", "spatial_lrn",
+              "batchnorm")
 
 
 def _pool(g: _Graph, x: str, layer: Any, s: dict, side: int, outputs: int) -> str:
@@ -265,12 +267,36 @@ def _spatial_lrn(g: _Graph, x: str, name: str, s: dict) -> str:
     return g.node("Mul", [x, factor], name)
 
 
+def _local(g: _Graph, x: str, name: str, s: dict, side: int, weight: np.ndarray, bias: str | None) -> str:
+    """cuda-convnet's locally connected layer (reference/local.py): y[n, f, oy, ox] = sum over (c, r, q) of
+    w[oy, ox, c, r, q, f] * x[n, c, oy*stride - pad + r, ox*stride - pad + q] (+ bias[f, oy, ox]), zeros outside
+    the maps, the ceil rule's last window running past the padding. ONNX has no such operator; composed as a Conv
+    with one-hot kernels that copies each window's C*k*k values into channels (im2col: exact, each output is one
+    input times 1), Reshape to (N, C*k*k, positions), Transpose to (positions, N, C*k*k), a batched MatMul with
+    each position's own (C*k*k, filters) weights, Transpose and Reshape back to (N, filters, side, side), Add the
+    per-position bias."""
+    out_side, _, channels, k, _, filters = weight.shape
+    stride, pad = int(s["stride"]), int(s["padding"])
+    after = max(pad, (out_side - 1) * stride + k - side - pad)  # the ceil rule's overhang past the padding
+    one_hot = np.zeros((channels * k * k, channels, k, k), np.float32)
+    for c in range(channels):
+        one_hot[c * k * k:(c + 1) * k * k, c] = np.eye(k * k, dtype=np.float32).reshape(k * k, k, k)
+    patches = g.node("Conv", [x, g.const(f"{name}.one_hot", one_hot)], f"{name}.patches", kernel_shape=[k, k],
+                     strides=[stride, stride], pads=[pad, pad, after, after])
+    flat = g.node("Reshape", [patches, g.const(f"{name}.patch_shape", np.array([0, channels * k * k, -1], np.int64))],
+                  f"{name}.columns")
+    by_position = g.node("Transpose", [flat], f"{name}.by_position", perm=[2, 0, 1])
+    w = np.ascontiguousarray(weight.reshape(out_side * out_side, channels * k * k, filters), np.float32)
+    y = g.node("MatMul", [by_position, g.const(f"{name}.weight", w)], f"{name}.products")
+    y = g.node("Transpose", [y], f"{name}.by_image", perm=[1, 2, 0])
+    y = g.node("Reshape", [y, g.const(f"{name}.out_shape", np.array([0, filters, out_side, out_side], np.int64))],
+               f"{name}.maps")
+    return g.node("Add", [y, bias], name) if bias else y
+
+
 def _refusal(desc: Any, layer: Any, s: dict) -> str | None:
     """Why ``layer`` cannot be exported exactly, or None."""
     where = f"layer '{layer.name}' ({layer.kind}) of '{desc.name}'"
-    if layer.kind == "local":
-        return (f"{where}: ONNX has no operator for a locally connected layer (a convolution whose weights differ at "
-                f"every output position); networks with one do not export")
     if layer.kind not in _DESCRIBED:
         return f"{where} has no ONNX export here (exported: {', '.join(_DESCRIBED)})"
     if layer.input is not None:
@@ -288,11 +314,14 @@ def _described_layer(g: _Graph, x: str, layer: Any, s: dict, params: dict, side:
     prefix = f"{layer.module or layer.name}.tower0"
     kind = layer.kind
 
-    def const(key: str) -> str:
+    def array(key: str) -> np.ndarray:
         if f"{prefix}.{key}" not in params:
             raise ExportError(f"export: layer '{layer.name}' ({kind}): the checkpoint has no parameter "
                               f"'{prefix}.{key}'")
-        return g.const(f"{prefix}.{key}", np.asarray(params[f"{prefix}.{key}"], np.float32))
+        return np.asarray(params[f"{prefix}.{key}"], np.float32)
+
+    def const(key: str) -> str:
+        return g.const(f"{prefix}.{key}", array(key))
 
     if kind == "dropout":
         return x  # the identity at inference
@@ -310,6 +339,8 @@ def _described_layer(g: _Graph, x: str, layer: Any, s: dict, params: dict, side:
                       layer.name, epsilon=float(s["eps"]))
     if kind == "linear" and side:  # (channel, y, x) order, as the weights read the maps
         x = g.node("Flatten", [x], f"{layer.name}.flat", axis=1)
+    if kind == "local":
+        return _local(g, x, layer.name, s, side, array("weight"), const("bias") if s["bias"] else None)
     inputs = [x, const("weight")] + ([const("bias")] if s["bias"] else [])
     if kind == "conv":
         return g.node("Conv", inputs, layer.name, kernel_shape=[s["size"]] * 2, strides=[s["stride"]] * 2,
@@ -322,7 +353,8 @@ def description_to_onnx(desc: Any, params: dict[str, np.ndarray], *, image_size:
     """The ONNX model of a one-tower network description (``torchvision-alexnet``, ``layers-18pct``, ...) with the
     parameters ``params`` under this project's names (``<module>.tower0.weight``), with the same preprocessing as
     :func:`to_onnx`; no network is built. Every layer kind of _DESCRIBED, in a chain, with its activation (a pooling
-    layer's too); any other layer (``local``) is an ExportError naming it."""
+    layer's too); anything else (two towers, a layer reading another than the one before, an even cross-map LRN) is
+    an ExportError naming it."""
     from .nets.description import layer_table, resolved_settings
 
     _, helper, numpy_helper = _import_onnx()

@@ -2,7 +2,8 @@
 ``layers-80sec`` (max and average pooling with cuda-convnet's ceil geometry, a pooling layer's own activation,
 rnorm composed from ONNX operators), checkpoints saved as the trainer saves them, exported with ``python -m
 alexnet_cuda.export``; ONNX Runtime's probabilities equal ``AlexNet.predict``'s within 1e-4 on random uint8 images.
-The conv-local nets' locally connected layers have no ONNX operator: a clear ExportError naming the layer."""
+The conv-local nets' locally connected layers have no ONNX operator: composed (a one-hot Conv and a MatMul per
+output position) and checked the same way."""
 
 from __future__ import annotations
 
@@ -107,32 +108,14 @@ def test_cifar_net_agrees_with_predict(tmp_path, capsys, name):
         assert {"Pow", "Mul", "Add"} <= ops
 
 
-def _conv_local_without_local(name: str):
-    """A conv-local net with its locally connected layers made convolutions: the cross-map LRN (size 9) and the
-    centre 24x24 crop of the 32x32 images, exported."""
-    desc = builtin(name)
-    layers = [dataclasses.replace(x, kind="conv") if x.kind == "local" else x for x in desc.layers]
-    return dataclasses.replace(desc, name=f"{name}-conv", layers=layers)
-
-
-def test_cross_map_lrn_and_the_centre_crop(tmp_path, capsys):
-    proto = _export_and_compare(tmp_path, _conv_local_without_local("conv-local-11pct"), capsys)
-    assert "LRN" in {n.op_type for n in proto.graph.node}
-    assert "centre 24x24 crop" in proto.doc_string
-
-
-def test_batchnorm_with_its_activation(tmp_path, capsys):
-    desc = builtin("layers-19pct")
-    desc.layers.insert(3, Layer("bn2", "batchnorm", {"activation": "tanh"}))
-    proto = _export_and_compare(tmp_path, desc, capsys)
-    assert {"BatchNormalization", "Tanh"} <= {n.op_type for n in proto.graph.node}
-
-
 @pytest.mark.parametrize("name", ["conv-local-11pct", "conv-local-13pct"])
-def test_locally_connected_layers_are_refused_by_name(tmp_path, name):
-    desc = builtin(name)
-    with pytest.raises(export_mod.ExportError, match=rf"layer 'local3' \(local\) of '{name}': ONNX has no operator"):
-        export_mod.description_to_onnx(desc, {})
+def test_conv_local_nets_with_the_composed_local_layer(tmp_path, capsys, name):
+    """The locally connected layers (no ONNX operator) composed; 11pct's cross-map LRN; the 24x24 centre crop of
+    the 32x32 images."""
+    proto = _export_and_compare(tmp_path, builtin(name), capsys)
+    ops = {n.op_type for n in proto.graph.node}
+    assert "MatMul" in ops and ("LRN" in ops) == (name == "conv-local-11pct")  # 13pct has no rnorm
+    assert "centre 24x24 crop" in proto.doc_string
 
 
 def test_two_towers_are_refused():
@@ -188,6 +171,25 @@ def test_spatial_lrn_matches_the_reference(size):
     got = _single(lambda g, v: export_mod._spatial_lrn(g, v, "rnorm", s), x)
     want, _ = spatial_lrn_forward(x, size, 0.05, 0.75, 1.5)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+# (side, size, stride, padding): the nets' own, a stride that leaves the ceil rule's last window past the padding
+LOCAL_GEOMETRIES = [(6, 3, 1, 1), (7, 3, 2, 0), (8, 3, 3, 1), (5, 2, 2, 0), (6, 1, 1, 0)]
+
+
+@pytest.mark.parametrize("geometry", LOCAL_GEOMETRIES)
+def test_local_layer_matches_the_reference(geometry):
+    from alexnet_cuda.reference.local import local_forward, output_size
+
+    side, size, stride, pad = geometry
+    rng = np.random.default_rng(side * size + stride)
+    out, channels, filters = output_size(side, size, stride, pad), 3, 4
+    x = rng.standard_normal((2, channels, side, side)).astype(np.float32)
+    w = rng.standard_normal((out, out, channels, size, size, filters)).astype(np.float32)
+    bias = rng.standard_normal((filters, out, out)).astype(np.float32)
+    s = {"stride": stride, "padding": pad}
+    got = _single(lambda g, v: export_mod._local(g, v, "local", s, side, w, g.const("local.bias", bias)), x)
+    np.testing.assert_allclose(got, local_forward(x, w, bias, stride, pad), rtol=1e-5, atol=1e-5)
 
 
 def test_a_missing_parameter_is_named():

@@ -83,8 +83,8 @@ def test_real_images(exported):
 
 def test_layers_without_an_export_are_named():
     desc = tv.torchvision_alexnet(3)
-    desc.layers.insert(1, Layer("local1", "local", {"filters": "64", "size": "3", "padding": "1"}))
-    with pytest.raises(export_mod.ExportError, match=r"layer 'local1' \(local\) of 'torchvision-alexnet': ONNX has no"):
+    desc.layers.insert(1, Layer("norm1", "lrn", {"size": "4"}))
+    with pytest.raises(export_mod.ExportError, match=r"layer 'norm1' \(lrn\) of 'torchvision-alexnet': LRN of even"):
         export_mod.description_to_onnx(desc, {})
 
 
