@@ -146,9 +146,11 @@ def verdict(rows: list[dict[str, Any]], max_epochs: int) -> tuple[float | None, 
     if relu is None:
         return None, "ReLU did not reach the target at any rate: train longer (--max-epochs) or try other rates"
     if tanh is None:
-        longest = max((r["epochs"] for r in rows if r["activation"] == "tanh"), default=0)
+        tried = [r for r in rows if r["activation"] == "tanh"]
+        longest = max((r["epochs"] for r in tried), default=0)
+        rates = ", ".join(f"x{r['lr']:g}" for r in tried) or "none"
         return None, (f"ReLU reached it in {relu['reached']} epochs (lr x{relu['lr']:g}); tanh not within {longest} "
-                      f"epochs at any rate, so the ratio is more than {longest / relu['reached']:.2g}")
+                      f"epochs at the rates tried ({rates}), so the ratio is more than {longest / relu['reached']:.2g}")
     ratio = tanh["reached"] / relu["reached"]
     text = (f"tanh needed {ratio:.2g}x the epochs of ReLU ({tanh['reached']} at lr x{tanh['lr']:g} against "
             f"{relu['reached']} at lr x{relu['lr']:g})" if ratio >= 1 else
