@@ -38,9 +38,30 @@ def _blocks(a: np.ndarray, towers: int) -> list[slice]:
     return [slice(t * width, (t + 1) * width) for t in range(towers)]
 
 
-def _pool_outputs(settings: dict, rows: dict) -> int | None:
-    """The explicit output count of a pooling layer (None: whole windows, the ops' default)."""
-    return None if settings["outputs"] == "whole" else rows["output"][1]
+def pool_outputs(settings: dict, row: dict) -> int | None:
+    """The explicit output count of a pooling layer from its ``layer_table`` row (None: whole windows, the ops'
+    default)."""
+    return None if settings["outputs"] == "whole" else row["output"][1]
+
+
+def tower_groups(desc: NetDescription, layer) -> int:
+    """Towers as groups: a layer reading its own tower's maps is grouped, except on the images, which every tower
+    reads whole."""
+    own = (layer.sees or ("all" if layer.kind == "linear" else "own")) == "own"
+    return desc.towers if own and layer is not desc.layers[0] else 1
+
+
+def dense_params(state: dict, desc: NetDescription) -> dict:
+    """An engine's ``state_dict()`` ('<module>.tower<t>.<kind>') as this module's dense '<layer>.<kind>' float64
+    tensors: the towers' blocks concatenated along the output channels (a local weight's last axis)."""
+    modules = {(layer.module or layer.name): layer.name for layer in desc.layers}
+    blocks: dict[str, list] = {}
+    for key, value in state.items():
+        module, rest = key.split(".tower", 1)
+        tower, kind = rest.split(".", 1)
+        blocks.setdefault(f"{modules[module]}.{kind}", [None] * desc.towers)[int(tower)] = np.asarray(value,
+                                                                                                     np.float64)
+    return {k: np.concatenate(v, axis=5 if v[0].ndim == 6 else 0) for k, v in blocks.items()}
 
 
 class _Pass:
@@ -54,10 +75,7 @@ class _Pass:
         self.running: dict[str, np.ndarray] = {}
 
     def groups(self, layer) -> int:
-        """Towers as groups: a layer reading its own tower's maps is grouped, except on the images, which every
-        tower reads whole."""
-        own = (layer.sees or ("all" if layer.kind == "linear" else "own")) == "own"
-        return self.towers if own and layer is not self.desc.layers[0] else 1
+        return tower_groups(self.desc, layer)
 
     def forward(self, layer, s: dict, x: np.ndarray) -> np.ndarray:
         c = self.cache[layer.name] = {"x": x}
@@ -74,7 +92,7 @@ class _Pass:
             y = self._linear(layer, x, w[f"{name}.weight"], w.get(f"{name}.bias"))
             y = activation_forward(y, s["activation"])
         elif kind in ("maxpool", "avgpool"):
-            args = (s["size"], s["stride"], s["start"], _pool_outputs(s, self.rows[name]))
+            args = (s["size"], s["stride"], s["start"], pool_outputs(s, self.rows[name]))
             y = activation_forward((maxpool_forward if kind == "maxpool" else avgpool_forward)(x, *args),
                                    s["activation"])
         elif kind == "lrn":
@@ -118,7 +136,7 @@ class _Pass:
             return self._linear_backward(layer, g, grads).reshape(c["in_shape"])
         if kind in ("maxpool", "avgpool"):
             g = activation_backward(c["y"], g, s["activation"])
-            args = (s["size"], s["stride"], s["start"], _pool_outputs(s, self.rows[name]))
+            args = (s["size"], s["stride"], s["start"], pool_outputs(s, self.rows[name]))
             if kind == "maxpool":
                 return maxpool_backward(x, g, *args)
             return avgpool_backward(g, x.shape[2], x.shape[3], *args)

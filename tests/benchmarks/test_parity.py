@@ -1,6 +1,6 @@
-"""The PyTorch parity run (benchmarks/parity.py) in miniature: alexnet-small and its PyTorch twin, from the same
-weights, take 3 steps on the same synthetic batches with the same augmentation draws and dropout masks, and their
-losses agree within 1e-4 relative. Skips when PyTorch is absent (it is never a dependency of the package)."""
+"""The PyTorch parity run (benchmarks/parity.py) in miniature: alexnet-small and the four-layer CIFAR-10 net, each
+beside its PyTorch twin from the same weights, take 3 steps on the same synthetic batches with the same augmentation
+draws and dropout masks, and their losses agree within 1e-4 relative. Skips when PyTorch is absent (it is never a dependency of the package)."""
 
 from __future__ import annotations
 
@@ -15,18 +15,18 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.append(str(REPO_ROOT))
 
 
-def test_first_steps_agree_with_pytorch():
+@pytest.mark.parametrize("arch", ["alexnet-small", "conv-local-13pct"])
+def test_first_steps_agree_with_pytorch(arch):
     torch = pytest.importorskip("torch", reason="PyTorch is not installed")
     from alexnet_cuda import data
     from benchmarks import parity
 
     torch.set_num_threads(1)
-    recipe = parity.RECIPES[parity.ARCH]
-    train_set = data.synthetic_dataset("train", num_images=96, image_size=36)
-    mean, scale, augmenter = parity.prepare_inputs(train_set, 32, recipe["weight_std"], seed=0, stats_images=96)
-    model, twin = parity.build_pair(torch, recipe, 0, 0.9, 5e-4, mean, scale)
-    loader = data.Loader(train_set, recipe["batch_size"], shuffle=True, drop_last=True, seed=0, workers=0)
-    result = parity.train_pair(torch, model, twin, loader, augmenter, mean, scale, 3, recipe["lr"], 0.9, 5e-4, 0)
+    side = parity.image_side(arch)
+    train_set = data.synthetic_dataset("train", num_images=384, image_size=side)
+    pair = parity.make_pair(torch, arch, train_set, seed=0, stats_images=96)
+    loader = data.Loader(train_set, pair.batch, shuffle=True, drop_last=True, seed=0, workers=0)
+    result = parity.train_pair(pair, loader, 3)
     assert len(result["loss_ours"]) == 3
     assert np.isfinite(result["loss_ours"]).all()
     gaps = parity.relative_gaps(result["loss_ours"], result["loss_torch"])

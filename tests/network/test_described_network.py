@@ -82,25 +82,6 @@ outputs = classes
 """
 
 
-def dense(state: dict, desc: NetDescription) -> dict:
-    """The engine's '<module>.tower<t>.<kind>' tensors as the reference's '<layer>.<kind>' (towers concatenated)."""
-    modules = {(layer.module or layer.name): layer.name for layer in desc.layers}
-    out = {}
-    for key, value in merge_towers_by_module(state, desc.towers).items():
-        module, kind = key.rsplit(".", 1)
-        out[f"{modules[module]}.{kind}"] = value
-    return out
-
-
-def merge_towers_by_module(state: dict, towers: int) -> dict:
-    groups: dict[str, list] = {}
-    for key, value in state.items():
-        module, rest = key.split(".tower", 1)
-        tower, kind = rest.split(".", 1)
-        groups.setdefault(f"{module}.{kind}", [None] * towers)[int(tower)] = np.asarray(value, np.float64)
-    return {k: np.concatenate(v, axis=0) if v[0].ndim != 6 else np.concatenate(v, axis=5) for k, v in groups.items()}
-
-
 def check_against_reference(desc: NetDescription, devices="cpu", batch: int = 4, seed: int = 3):
     net = AlexNet.from_description(desc, devices, seed=seed)
     rng = np.random.default_rng(seed)
@@ -109,11 +90,11 @@ def check_against_reference(desc: NetDescription, devices="cpu", batch: int = 4,
     labels = rng.integers(0, desc.classes, batch).astype(np.int32)
     net.step = 2
     got = net.compute_gradients(images, labels, training=True)
-    params = dense(net.state_dict(), desc)
+    params = described.dense_params(net.state_dict(), desc)
     loss, logits, grads = described.forward_backward(desc, params, images, labels, seed=seed, step=2)
     assert got.loss == pytest.approx(loss, rel=1e-4)
     np.testing.assert_allclose(net.logits(), logits, rtol=1e-3, atol=1e-4 * np.abs(logits).max())
-    ours = dense(net.gradients(), desc)
+    ours = described.dense_params(net.gradients(), desc)
     assert set(ours) == set(grads)
     for k, want in grads.items():
         np.testing.assert_allclose(ours[k], want, rtol=2e-3, atol=2e-3 * np.abs(want).max() + 1e-7, err_msg=k)
