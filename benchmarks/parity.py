@@ -73,6 +73,7 @@ from alexnet_cuda.reference.network import CONV_LAYERS, GROUPED, LRN_AFTER, POOL
 from alexnet_cuda.reference.network import merge_towers  # noqa: E402
 from alexnet_cuda.train.config import RECIPES, SMALL_DATA_IMAGE_SIZE  # noqa: E402
 from alexnet_cuda.train.described import DEFAULT_MOMENTUM, DESCRIBED_BATCH_SIZE  # noqa: E402
+from benchmarks import torch_described as twin_ops  # noqa: E402
 from benchmarks.torch_described import DescribedTwin  # noqa: E402
 
 ARCHS = ("alexnet-small", "conv-local-13pct")
@@ -100,8 +101,10 @@ class TorchTwin:
                                     {"params": biases, "weight_decay": 0.0}], lr=lr, momentum=momentum)
         self.act = torch.relu if self.c["activation"] == "relu" else torch.tanh
 
-    def forward(self, x, masks: list | None):
+    def forward(self, x, step: int | None):
+        """Logits; ``step`` is the training step whose dropout masks to apply (None: evaluation, no dropout)."""
         F, c, p, towers = self.F, self.c, self.p, self.c["towers"]
+        masks = None if step is None else dropout_scales(self.torch, c, self.seed, step, x.shape[0], self.dtype)
         for i, layer in enumerate(CONV_LAYERS):
             x = F.conv2d(x, p[f"{layer}.weight"], p[f"{layer}.bias"], c["conv_stride"][i], c["conv_pad"][i],
                          groups=towers if layer in GROUPED else 1)
@@ -123,19 +126,10 @@ class TorchTwin:
         return x
 
     def train_step(self, x: np.ndarray, labels: np.ndarray, step: int) -> float:
-        """One SGD step with our dropout masks of training step ``step``."""
-        torch = self.torch
-        masks = dropout_scales(torch, self.c, self.seed, step, len(labels), self.dtype)
-        self.opt.zero_grad()
-        logits = self.forward(torch.from_numpy(x).to(self.dtype), masks)
-        loss = self.F.cross_entropy(logits, torch.from_numpy(labels.astype(np.int64)))
-        loss.backward()
-        self.opt.step()
-        return float(loss.detach())
+        return twin_ops.train_step(self, x, labels, step)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        with self.torch.no_grad():
-            return self.forward(self.torch.from_numpy(x).to(self.dtype), None).numpy()
+        return twin_ops.predict(self, x)
 
 
 def dropout_scales(torch: Any, config: dict, seed: int, step: int, n: int, dtype: Any = None) -> list | None:

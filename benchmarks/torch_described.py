@@ -146,22 +146,41 @@ class DescribedTwin:
         return x
 
     def loss_and_grads(self, x: np.ndarray, labels: np.ndarray, step: int | None) -> tuple[float, dict]:
-        """Loss and the dense gradients, without an update (to compare with the reference)."""
-        for t in self.p.values():
-            t.grad = None
-        loss = self.F.cross_entropy(self.forward(self.torch.from_numpy(x).to(self.dtype), step),
-                                    self.torch.from_numpy(labels.astype(np.int64)))
-        loss.backward()
-        return float(loss.detach()), {k: t.grad.numpy() for k, t in self.p.items()}
+        return loss_and_grads(self, x, labels, step)
 
     def train_step(self, x: np.ndarray, labels: np.ndarray, step: int) -> float:
-        self.opt.zero_grad()
-        loss = self.F.cross_entropy(self.forward(self.torch.from_numpy(x).to(self.dtype), step),
-                                    self.torch.from_numpy(labels.astype(np.int64)))
-        loss.backward()
-        self.opt.step()
-        return float(loss.detach())
+        return train_step(self, x, labels, step)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        with self.torch.no_grad():
-            return self.forward(self.torch.from_numpy(x).to(self.dtype), None).numpy()
+        return predict(self, x)
+
+
+# What every twin does with its ``forward(x, step)``, its dense tensors ``p`` and its optimizer ``opt``.
+def _loss(twin: Any, x: np.ndarray, labels: np.ndarray, step: int | None):
+    torch = twin.torch
+    logits = twin.forward(torch.from_numpy(np.asarray(x)).to(twin.dtype), step)
+    return twin.F.cross_entropy(logits, torch.from_numpy(np.asarray(labels).astype(np.int64)))
+
+
+def loss_and_grads(twin: Any, x: np.ndarray, labels: np.ndarray, step: int | None) -> tuple[float, dict]:
+    """Loss and the dense gradients, without an update (to compare with the reference)."""
+    for t in twin.p.values():
+        t.grad = None
+    loss = _loss(twin, x, labels, step)
+    loss.backward()
+    return float(loss.detach()), {k: t.grad.numpy() for k, t in twin.p.items()}
+
+
+def train_step(twin: Any, x: np.ndarray, labels: np.ndarray, step: int) -> float:
+    """One SGD step on the batch with our dropout masks of training step ``step``; the loss before it."""
+    twin.opt.zero_grad()
+    loss = _loss(twin, x, labels, step)
+    loss.backward()
+    twin.opt.step()
+    return float(loss.detach())
+
+
+def predict(twin: Any, x: np.ndarray) -> np.ndarray:
+    """Logits with dropout off."""
+    with twin.torch.no_grad():
+        return twin.forward(twin.torch.from_numpy(np.asarray(x)).to(twin.dtype), None).numpy()

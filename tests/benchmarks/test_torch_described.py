@@ -23,66 +23,68 @@ if str(REPO_ROOT) not in sys.path:
 EVERY_KIND = """
 [net]
 name = every-kind
-input = 3x13x13
+input = 3x15x15
 towers = 2
-classes = 5
+classes = 4
 
-[c1]
+[conv1]
 type = conv
 filters = 6
-size = 3
-padding = 1
+size = 5
+stride = 2
+padding = 2
 activation = tanh
 
-[n1]
+[norm1]
 type = lrn
 size = 3
 alpha = 0.5
 k = 1
 
-[p1]
+[pool1]
 type = avgpool
 size = 3
 stride = 2
 outputs = ceil
 activation = relu
 
-[s1]
+[rnorm1]
 type = spatial_lrn
 size = 4
 alpha = 0.3
 
-[c2]
+[conv2]
 type = conv
 filters = 8
 size = 3
+padding = 1
 sees = all
 
-[p2]
+[pool2]
 type = maxpool
 size = 2
 stride = 2
 start = -1
 outputs = ceil
 
-[l3]
+[local3]
 type = local
 filters = 4
 size = 2
 stride = 2
 padding = 1
 
-[f4]
+[fc4]
 type = linear
 outputs = 8
 activation = relu
 sees = own
 
-[d4]
+[drop4]
 type = dropout
 p = 0.25
 
-[f5]
+[fc5]
 type = linear
 outputs = classes
 """
