@@ -1,12 +1,14 @@
 """The learning-rate schedule of a training run (paper Section 5: divide by 10 when the validation error stops
-improving). Its state is part of every checkpoint, so a resumed run drops the rate at the same epoch."""
+improving). Its progress is part of every checkpoint, so a resumed run drops the rate at the same epoch; its
+settings (kind, base rate, patience, drop epochs...) are the run's configuration, which the checkpoint also holds."""
 
 from __future__ import annotations
 
 from typing import Any
 
-_STATE = ("kind", "lr", "base_lr", "best_error", "bad_evals", "drops", "patience", "step_epochs", "max_drops",
-          "threshold", "drop_at")
+# What a checkpoint records: the settings (for the record) and the progress, which is all a resume restores.
+_SETTINGS = ("kind", "base_lr", "patience", "step_epochs", "max_drops", "threshold", "drop_at")
+_PROGRESS = ("lr", "best_error", "bad_evals", "drops")
 
 
 class LRSchedule:
@@ -46,10 +48,10 @@ class LRSchedule:
         return self.lr
 
     def state_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _STATE}
+        return {k: getattr(self, k) for k in (*_SETTINGS, *_PROGRESS)}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
-        for k in _STATE:
-            if k == "drop_at" and k not in d:  # checkpoints from before the 'epochs' schedule
-                continue
+        """The saved progress; the settings stay this schedule's (built from the resumed run's configuration, so a
+        checkpoint whose recorded settings were incomplete still resumes with the run's whole schedule)."""
+        for k in _PROGRESS:
             setattr(self, k, d[k])

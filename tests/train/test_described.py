@@ -134,9 +134,9 @@ def test_lr_drop_at_is_layers_18pcts_schedule():
     s = LRSchedule("epochs", 1.0, drop_at=[120, 130])
     lrs = [s.epoch_end(e, None) for e in range(1, 141)]
     assert lrs[118] == 1.0 and lrs[119] == pytest.approx(0.1) and lrs[129] == pytest.approx(0.01)
-    restored = LRSchedule("plateau", 5.0)
+    restored = LRSchedule("epochs", 1.0, drop_at=[120, 130])
     restored.load_state_dict(s.state_dict())
-    assert restored.epoch_end(140, None) == pytest.approx(0.01)
+    assert restored.lr == pytest.approx(0.01) and restored.epoch_end(140, None) == pytest.approx(0.01)
     old = s.state_dict()
     del old["drop_at"]  # a checkpoint written before the epochs schedule
     LRSchedule("step", 1.0).load_state_dict(old)

@@ -146,13 +146,30 @@ def test_plateau_schedule_divides_by_ten_when_validation_stops_improving():
     s = LRSchedule("plateau", 0.01, patience=2, max_drops=2)
     lrs = [s.epoch_end(i + 1, e) for i, e in enumerate([0.9, 0.8, 0.8, 0.81, 0.7, 0.7, 0.7, 0.6, 0.6, 0.6, 0.6])]
     assert lrs == pytest.approx([0.01, 0.01, 0.01, 0.001, 0.001, 0.001, 1e-4, 1e-4, 1e-4, 1e-4, 1e-4])
-    restored = LRSchedule("plateau", 0.5)
+    restored = LRSchedule("plateau", 0.01, patience=2, max_drops=2)
     restored.load_state_dict(s.state_dict())
     assert restored.state_dict() == s.state_dict()
     step = LRSchedule("step", 0.01, step_epochs=2)
     assert [step.epoch_end(e, None) for e in range(1, 6)] == pytest.approx([0.01, 0.001, 0.001, 1e-4, 1e-4])
     const = LRSchedule("none", 0.01)
     assert [const.epoch_end(e, 0.5) for e in range(1, 4)] == [0.01] * 3
+
+
+def test_a_run_drops_its_rate_after_the_epochs_of_lr_drop_at(tmp_path):
+    """--lr-schedule epochs --lr-drop-at reaches the run (it once built its schedule without the epochs, so the
+    rate never dropped), and a resume keeps dropping at them, even from a checkpoint that recorded no epochs."""
+    cfg = dict(epochs=3, lr=0.05, lr_schedule="epochs", lr_drop_at=[1, 2])
+    train(tiny(tmp_path, "whole", **cfg), model_class=FakeAlexNet)
+    lrs = [r["lr"] for r in records(tmp_path / "whole" / "metrics.jsonl")]
+    assert lrs == pytest.approx([0.05, 0.005, 0.0005])
+    train(tiny(tmp_path, "parts", **{**cfg, "epochs": 1}), model_class=FakeAlexNet)
+    last = tmp_path / "parts" / "last.npz"
+    saved = ckpt_io.load(last)
+    saved.meta["scheduler"]["drop_at"] = []  # as that bug recorded it
+    ckpt_io.save(last, saved)
+    train(TrainConfig(out=str(tmp_path / "parts"), resume=True, epochs=3, workers=0, progress=False),
+          model_class=FakeAlexNet)
+    assert [r["lr"] for r in records(tmp_path / "parts" / "metrics.jsonl")] == pytest.approx(lrs)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
