@@ -28,7 +28,7 @@ from .examples import EXAMPLES
 PROG = "python -m alexnet_cuda.train"
 DATASETS = ("synthetic", "folder", "imagenet", "cifar10", "tinyimagenet")
 ARCHS = ("alexnet", "alexnet-small")  # AlexNet's constructor; the built-in descriptions are BUILTIN_ARCHS
-SCHEDULES = ("plateau", "step", "epochs", "none")
+SCHEDULES = ("plateau", "step", "epochs", "cosine", "none")
 
 # Defaults that depend on the data. Synthetic / CIFAR-10: the small network on random 32x32 crops of 36x36 images
 # (the paper's 227-of-256 crop, scaled down). Tiny ImageNet: 64x64 crops of 72x72. Image folders and ImageNet: the
@@ -421,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr-schedule", choices=SCHEDULES, default="plateau",
                    help="plateau: divide the learning rate by 10 when the validation error stops improving (the "
                         "paper's rule); step: every --lr-step-epochs; epochs: after each epoch of --lr-drop-at; "
-                        "none: constant (default plateau)")
+                        "cosine: from --lr down to 0 over --epochs along half a cosine, by epochs (faster for short "
+                        "runs); none: constant (default plateau)")
     g.add_argument("--lr-drop-at", type=_epoch_list, metavar="EPOCHS",
                    help="epochs: divide the learning rate by 10 after each of these epochs, e.g. 120,130 (layers-"
                         "18pct's published schedule: 120 epochs at the file's rates, 10 at 1/10, 10 at 1/100)")

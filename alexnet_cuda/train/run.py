@@ -226,7 +226,7 @@ def _prepare_run(c: TrainConfig, out: Path, train_set, val_set, devices: list[st
               eigvals=eigvals, eigvecs=eigvecs, augmenter=augmenter, train_loader=train_loader,
               val_loader=val_loader, batches_per_epoch=batches_per_epoch,
               schedule=LRSchedule(c.lr_schedule, c.lr, c.lr_patience, c.lr_step_epochs, c.lr_drops,
-                                  drop_at=c.lr_drop_at),
+                                  drop_at=c.lr_drop_at, total_epochs=c.epochs),
               have_checkpoint=(out / "last.npz").exists(), world=world)
     if resumed is not None:
         restore(run, resumed)

@@ -58,7 +58,7 @@ def test_help(module, flags, tmp_path):
     (["--bias-init=-1e39"], "--bias-init: must be a finite float32"),
     (["--arch", "vgg"], "--arch: invalid choice"),
     (["--dataset", "mnist"], "--dataset: invalid choice"),
-    (["--lr-schedule", "cosine"], "--lr-schedule: invalid choice"),
+    (["--lr-schedule", "linear"], "--lr-schedule: invalid choice"),
     (["--dropout", "1.5"], "--dropout: must be in"),
     (["--towers", "3"], "--towers: invalid choice"),
     (["--gpus", "a,b"], "--gpus: expected GPU ids"),

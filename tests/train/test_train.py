@@ -151,6 +151,10 @@ def test_plateau_schedule_divides_by_ten_when_validation_stops_improving():
     assert restored.state_dict() == s.state_dict()
     step = LRSchedule("step", 0.01, step_epochs=2)
     assert [step.epoch_end(e, None) for e in range(1, 6)] == pytest.approx([0.01, 0.001, 0.001, 1e-4, 1e-4])
+    cosine = LRSchedule("cosine", 0.1, total_epochs=4)
+    assert [cosine.epoch_end(e, 0.5) for e in range(1, 5)] == pytest.approx([0.1 * (1 + math.cos(math.pi * e / 4)) / 2
+                                                                             for e in range(1, 5)])
+    assert cosine.lr == 0.0
     const = LRSchedule("none", 0.01)
     assert [const.epoch_end(e, 0.5) for e in range(1, 4)] == [0.01] * 3
 
@@ -170,6 +174,12 @@ def test_a_run_drops_its_rate_after_the_epochs_of_lr_drop_at(tmp_path):
     train(TrainConfig(out=str(tmp_path / "parts"), resume=True, epochs=3, workers=0, progress=False),
           model_class=FakeAlexNet)
     assert [r["lr"] for r in records(tmp_path / "parts" / "metrics.jsonl")] == pytest.approx(lrs)
+
+
+def test_a_cosine_run_anneals_its_rate_over_its_epochs(tmp_path):
+    train(tiny(tmp_path, epochs=3, lr=0.05, lr_schedule="cosine"), model_class=FakeAlexNet)
+    lrs = [r["lr"] for r in records(tmp_path / "run" / "metrics.jsonl")]
+    assert lrs == pytest.approx([0.05, 0.0375, 0.0125])  # each epoch's rate: base x (1 + cos(pi e / 3)) / 2
 
 
 # ---------------------------------------------------------------------------------------------------------------------
