@@ -80,7 +80,8 @@ class DescribedTwin:
         cols = self.F.unfold(xp, k, stride=stride)  # (n, c*k*k, positions)
         rows, columns = (xp.shape[2] - k) // stride + 1, (xp.shape[3] - k) // stride + 1
         cols = cols.view(n, x.shape[1], k, k, rows, columns)[..., :h_out, :w_out]
-        groups, mg = tower_groups(self.desc, layer), c_out // tower_groups(self.desc, layer)
+        groups = tower_groups(self.desc, layer)
+        mg = c_out // groups
         y = self.torch.cat([self.torch.einsum("ncrqhw,hwcrqo->nohw", cols[:, g * cg:(g + 1) * cg],
                                               w[..., g * mg:(g + 1) * mg]) for g in range(groups)], dim=1)
         bias = self.p.get(f"{layer.name}.bias")
